@@ -1,0 +1,89 @@
+"""`loopline` command line: one parser, one module per command under console/commands.
+
+Each command module exposes ``register(sub: argparse._SubParsersAction) -> None`` and
+sets ``func`` on its parser: ``func(args) -> int``. User errors (bad config, wrong
+PIN, locked database) become a short message on stderr and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from core.config import ConfigError
+
+# Order is the order of `loopline --help`. Add a module here to add a command.
+COMMAND_MODULES = [
+    "console.commands.tui",
+    "console.commands.config_cmd",
+    "console.commands.status",
+    "console.commands.audit_cmd",
+    "console.commands.user",
+]
+
+
+class UserError(Exception):
+    """An error caused by input the user can fix; str() is the whole message."""
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                   help="config file (default: ./config.toml or $LOOPLINE_CONFIG)")
+    p.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                   help="store location, overrides [store] in the config (file path or URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopline",
+        description="Closed-loop manufacturing execution console. "
+        "Without a command, opens the console on the configured plant.",
+    )
+    add_common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        mod = importlib.import_module(name)
+        mod.register(sub)
+    for p in sub.choices.values():
+        add_common(p)
+        _add_common_to_children(p)
+    return parser
+
+
+def _add_common_to_children(p: argparse.ArgumentParser) -> None:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_common(child)
+                _add_common_to_children(child)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for opt in ("config", "db"):
+        if not hasattr(args, opt):
+            setattr(args, opt, None)
+    func = getattr(args, "func", None)
+    if func is None:
+        from console.commands.tui import run_tui
+
+        func = run_tui
+    try:
+        rc = func(args)
+    except ConfigError as e:
+        print(f"loopline: config error\n{e}", file=sys.stderr)
+        return 2
+    except UserError as e:
+        print(f"loopline: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `loopline` command; each exposes register(subparsers)."""

@@ -1,0 +1,267 @@
+"""Read config.toml into a validated ``Config`` or a short message a person can act on.
+
+Errors name the file, the key path, the line where it can be found, what was expected
+and what was found. They never carry a traceback: ``ConfigError`` is caught by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.config.schema import Config, Equipment, Line, Tag
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``str()`` is the message for the user."""
+
+
+@dataclass(frozen=True)
+class ResolvedTag:
+    """A tag with its place in the plant and its address expanded."""
+
+    id: str  # "<equipment>.<name>" or "plant.<name>"
+    name: str
+    equipment_id: str | None
+    line_id: str | None
+    driver_id: str
+    spec: Tag
+
+
+@dataclass
+class LoadedConfig:
+    """The validated config plus what the loader derived from it."""
+
+    path: Path
+    config: Config
+    base_dir: Path
+    db_url: str
+    db_path: Path | None
+    tags: list[ResolvedTag] = field(default_factory=list)
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (self.base_dir / q).resolve()
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.resolve(self.config.store.archive_dir)
+
+    @property
+    def spill_dir(self) -> Path:
+        return self.resolve(self.config.store.spill_dir)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.resolve(self.config.ml.models_dir)
+
+    @property
+    def master_data_path(self) -> Path:
+        return self.resolve(self.config.master_data)
+
+    def equipment(self) -> list[tuple[Line, Equipment]]:
+        return [(ln, eq) for ln in self.config.lines for eq in ln.equipment]
+
+    def tags_for(self, equipment_id: str) -> list[ResolvedTag]:
+        return [t for t in self.tags if t.equipment_id == equipment_id]
+
+    def tag(self, tag_id: str) -> ResolvedTag:
+        for t in self.tags:
+            if t.id == tag_id:
+                return t
+        raise KeyError(tag_id)
+
+
+_BASE_RE = re.compile(r"\{base\+(\d+)\}")
+
+
+def _expand_address(address: str, line: Line, eq: Equipment) -> str:
+    out = _BASE_RE.sub(lambda m: str(eq.register_base + int(m.group(1))), address)
+    return out.replace("{base}", str(eq.register_base)).format_map(
+        {"line": line.id, "equipment": eq.id}
+    )
+
+
+def _template_tags(cfg: Config, name: str) -> list[Tag]:
+    tpl = cfg.templates.get(name)
+    if tpl is None:
+        return []
+    return [*(_template_tags(cfg, tpl.extends) if tpl.extends else []), *tpl.tags]
+
+
+def expand_tags(cfg: Config) -> list[ResolvedTag]:
+    """Template tags plus per-equipment tags, addresses filled in; later names win."""
+    out: list[ResolvedTag] = []
+    for line in cfg.lines:
+        for eq in line.equipment:
+            by_name: dict[str, Tag] = {}
+            for t in [*_template_tags(cfg, eq.template or eq.type), *eq.tags]:
+                by_name[t.name] = t
+            driver = eq.driver or line.driver
+            for t in by_name.values():
+                spec = t.model_copy(update={"address": _expand_address(t.address, line, eq)})
+                out.append(ResolvedTag(f"{eq.id}.{t.name}", t.name, eq.id, line.id, driver, spec))
+    for pt in cfg.plant_tags:
+        spec = Tag(**pt.model_dump(exclude={"driver"}))
+        out.append(ResolvedTag(f"plant.{pt.name}", pt.name, None, None, pt.driver, spec))
+    seen: set[str] = set()
+    for t in out:
+        if t.id in seen:
+            raise ValueError(f"tag id {t.id!r} is defined twice")
+        seen.add(t.id)
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None, db: str | None = None) -> LoadedConfig:
+    """Load, validate and expand a config; ``db`` overrides the store location."""
+    p = Path(path or os.environ.get("LOOPLINE_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot be read ({e.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: TOML syntax error: {e}") from None
+    try:
+        cfg = Config.model_validate(raw)
+        tags = expand_tags(cfg)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(p, text, e)) from None
+    except (ValueError, KeyError, IndexError) as e:
+        raise ConfigError(f"{p}: {e}") from None
+    base = p.resolve().parent
+    db_url, db_path = _store_location(cfg, base, db)
+    return LoadedConfig(path=p, config=cfg, base_dir=base, db_url=db_url, db_path=db_path, tags=tags)
+
+
+def _store_location(cfg: Config, base: Path, override: str | None) -> tuple[str, Path | None]:
+    target = override or os.environ.get("LOOPLINE_DB") or cfg.store.url or cfg.store.path
+    if "://" in target:
+        if target.startswith("sqlite:///"):
+            fp = Path(target.removeprefix("sqlite:///"))
+            fp = fp if fp.is_absolute() else (base / fp).resolve()
+            return f"sqlite:///{fp}", fp
+        return target, None
+    fp = Path(os.path.expanduser(target))
+    fp = fp if fp.is_absolute() or override else (base / fp)
+    fp = fp.resolve()
+    return f"sqlite:///{fp}", fp
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
+    """One line per problem: file:line: key.path: expected ..., found ..."""
+    lines_by_key = key_lines(text)
+    msgs = []
+    for e in err.errors(include_url=False)[:8]:
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+        keypath = _fmt_loc(loc)
+        line = _find_line(lines_by_key, loc)
+        where = f"{path}:{line}" if line else f"{path}"
+        found = e.get("input")
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            msg = f"unknown key {keypath!r} (not part of the schema; check the spelling)"
+        elif kind == "missing":
+            msg = f"missing required key {keypath!r}"
+        elif kind == "value_error" or kind == "assertion_error":
+            m = e["msg"].removeprefix("Value error, ")
+            msg = f"{keypath or 'config'}: {m}" if keypath else m
+        else:
+            msg = f"{keypath}: expected {_expected(e)}, found {_show(found)}"
+        msgs.append(f"{where}: {msg}")
+    more = len(err.errors()) - len(msgs)
+    if more > 0:
+        msgs.append(f"... and {more} more problem(s)")
+    return "\n".join(msgs)
+
+
+_UNION_TAGS = {"opcua", "modbus"}
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _expected(e: dict[str, Any]) -> str:
+    m = e["msg"]
+    ctx = e.get("ctx") or {}
+    if "expected" in ctx:
+        return f"one of {ctx['expected']}"
+    if e["type"] == "string_pattern_mismatch":
+        return f"text matching {ctx.get('pattern')}"
+    m = m.removeprefix("Input should be ").removeprefix("Value should be ")
+    return m[0].lower() + m[1:] if m else "a valid value"
+
+
+_HDR = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map key paths (with array indices) to the 1-based line that defines them.
+
+    Covers tables, arrays of tables and plain keys, which is what config.toml uses;
+    keys inside multi-line inline values are attributed to their parent.
+    """
+    out: dict[tuple[Any, ...], int] = {}
+    counts: dict[tuple[Any, ...], int] = {}
+    current: tuple[Any, ...] = ()
+    for n, raw in enumerate(text.splitlines(), 1):
+        m = _HDR.match(raw)
+        if m:
+            parts = [p.strip().strip("\"'") for p in m.group(2).split(".")]
+            path: tuple[Any, ...] = ()
+            for i, part in enumerate(parts):
+                path = (*path, part)
+                last = i == len(parts) - 1
+                if m.group(1) == "[[" and last:
+                    idx = counts.get(path, -1) + 1
+                    counts[path] = idx
+                    # a new element resets the counters of arrays nested in it
+                    for k in [k for k in counts if len(k) > len(path) and k[: len(path)] == path]:
+                        del counts[k]
+                    path = (*path, idx)
+                elif not last and path in counts:
+                    path = (*path, counts[path])
+            current = path
+            out.setdefault(current, n)
+            continue
+        k = _KEY.match(raw)
+        if k:
+            keys = tuple(p.strip().strip("\"'") for p in k.group(1).split("."))
+            out.setdefault((*current, *keys), n)
+    return out
+
+
+def _find_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for i in range(len(loc), 0, -1):
+        if loc[:i] in lines:
+            return lines[loc[:i]]
+    return None

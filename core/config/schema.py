@@ -1,0 +1,323 @@
+"""The shape of config.toml, validated strictly so a typo never passes silently.
+
+Every model forbids unknown keys. Tag templates keep the file short: an equipment
+names a template and the loader expands its tags with the equipment's placeholders
+(see ``core.config.expand``). Addresses stay in the config, never in driver code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)]
+
+ROLES = ("operator", "shift_lead", "maintenance", "quality", "admin")
+Role = Literal["operator", "shift_lead", "maintenance", "quality", "admin"]
+
+DECISION_CLASSES = ("lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish")
+DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish"]
+
+AutonomyLevel = Literal["advise", "approve", "auto"]
+
+TagKind = Literal["signal", "counter", "state", "setpoint", "context", "command", "clock", "quality"]
+DataType = Literal[
+    "bool", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "string"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+
+
+class Site(Strict):
+    id: Identifier
+    name: str
+    timezone: str = "UTC"
+
+
+class Area(Strict):
+    id: Identifier
+    name: str
+
+
+class Limits(Strict):
+    """Alarm limits in engineering units; any may be left out."""
+
+    lolo: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    hihi: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        seq = [v for v in (self.lolo, self.lo, self.hi, self.hihi) if v is not None]
+        if seq != sorted(seq):
+            raise ValueError("limits must satisfy lolo <= lo <= hi <= hihi")
+        return self
+
+
+class Tag(Strict):
+    """One signal of one piece of equipment, as the driver finds it.
+
+    ``address`` is an OPC UA node id (``ns=2;s=A.A-LATHE1.VibrationRMS``) or a
+    Modbus address: ``hr:100`` / ``ir:100`` (registers), ``hr:100.3`` (bit 3 of a
+    status word), ``co:5`` / ``di:5`` (coils, discrete inputs). Templates may use
+    ``{line}``, ``{equipment}`` and ``{base+N}`` (equipment register_base + N).
+    """
+
+    name: Identifier
+    address: str = Field(min_length=1)
+    kind: TagKind = "signal"
+    data_type: DataType = "float64"
+    unit: str = ""
+    description: str = ""
+    scale: float = 1.0
+    offset: float = 0.0
+    word_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = "big"
+    limits: Limits | None = None
+    writable: bool = False
+    deadband: float = Field(default=0.0, ge=0)
+    poll_group: Identifier = "default"
+    key: bool = False  # the signal shown as the equipment's sparkline
+    id_format: str | None = None  # numeric context value -> id, e.g. "L-{:06d}"
+
+
+class Equipment(Strict):
+    id: Identifier
+    name: str
+    type: Identifier  # physics model in the twin and feature family in ml/
+    template: Identifier | None = None  # tag template; defaults to ``type``
+    driver: Identifier | None = None  # defaults to the line's driver
+    register_base: int = Field(default=0, ge=0, le=65535)
+    unit_id: int | None = Field(default=None, ge=0, le=255)
+    ideal_cycle_s: float = Field(gt=0)
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class Line(Strict):
+    id: Identifier
+    name: str
+    area: Identifier
+    driver: Identifier
+    equipment: list[Equipment] = Field(min_length=1)
+
+
+class TagTemplate(Strict):
+    extends: Identifier | None = None  # another template whose tags come first
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class OpcUaDriver(Strict):
+    kind: Literal["opcua"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    publishing_interval_ms: int = Field(default=250, ge=10)
+    sampling_interval_ms: int = Field(default=100, ge=0)
+    queue_size: int = Field(default=10, ge=1)
+    deadband: float = Field(default=0.0, ge=0)
+    max_items_per_subscription: int = Field(default=1000, ge=1)
+    sessions: int = Field(default=1, ge=1, le=16)
+    timeout_s: float = Field(default=4.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaDriver:
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_policy and security_mode must both be None or both set")
+        if (self.password or self.password_env) and self.security_mode != "SignAndEncrypt":
+            raise ValueError(
+                "a password is only sent over an encrypted channel: "
+                "set security_mode = 'SignAndEncrypt' or drop the password"
+            )
+        return self
+
+
+class PollGroup(Strict):
+    name: Identifier
+    interval_ms: int = Field(ge=10)
+
+
+class ModbusDriver(Strict):
+    kind: Literal["modbus"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout_s: float = Field(default=1.0, gt=0)
+    poll_interval_ms: int = Field(default=500, ge=10)
+    poll_groups: list[PollGroup] = Field(default_factory=list)
+    max_block: int = Field(default=125, ge=1, le=125)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+
+Driver = Annotated[OpcUaDriver | ModbusDriver, Field(discriminator="kind")]
+
+
+class User(Strict):
+    id: Identifier
+    name: str
+    roles: list[Role] = Field(min_length=1)
+    pin_hash: str = Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
+
+
+class Auth(Strict):
+    max_failed_attempts: int = Field(default=5, ge=1)
+    signature_idle_timeout_s: int = Field(default=300, ge=10)
+    two_person_setpoint: bool = False
+    permissions: dict[Role, list[DecisionClass]] = Field(
+        default_factory=lambda: {
+            "operator": [],
+            "shift_lead": ["replan", "replenish", "setpoint"],
+            "maintenance": ["work_order"],
+            "quality": ["lot_hold", "lot_release", "setpoint"],
+            "admin": list(DECISION_CLASSES),
+        }
+    )
+
+
+class Autonomy(Strict):
+    lot_hold: AutonomyLevel = "approve"
+    lot_release: AutonomyLevel = "approve"
+    work_order: AutonomyLevel = "approve"
+    setpoint: AutonomyLevel = "approve"
+    replan: AutonomyLevel = "advise"
+    replenish: AutonomyLevel = "auto"
+    undo_window_s: int = Field(default=900, ge=0)
+
+
+class Detector(Strict):
+    id: Identifier
+    kind: Literal["limit", "spc", "state", "stale", "ml_score", "material"]
+    tags: list[str] = Field(default_factory=list)  # glob patterns: "*.bearing_temp"
+    characteristic: str | None = None  # for spc
+    model: Identifier | None = None  # for ml_score
+    threshold: float | None = None
+    hysteresis: float = Field(default=0.0, ge=0)
+    on_delay_s: float = Field(default=0.0, ge=0)
+    stale_after_s: float | None = Field(default=None, gt=0)
+    priority: Literal["low", "medium", "high", "critical"] = "medium"
+    enabled: bool = True
+
+
+class MlJob(Strict):
+    name: Identifier
+    model: Literal["failure", "rul", "scrap", "quality", "anomaly"]
+    score_every_s: float = Field(default=30.0, gt=0)
+    retrain_cron: str = "0 2 * * *"
+    horizon_h: float = Field(default=8.0, gt=0)
+    window_min: float = Field(default=60.0, gt=0)
+    enabled: bool = True
+
+
+class Ml(Strict):
+    models_dir: str = "data/models"
+    jobs: list[MlJob] = Field(default_factory=list)
+
+
+class Store(Strict):
+    path: str = "data/loopline.db"
+    url: str | None = None  # overrides path, e.g. postgresql://...
+    archive_dir: str = "data/history"
+    spill_dir: str = "data/spill"
+    hot_window_h: float = Field(default=24.0, gt=0)
+    flush_ms: int = Field(default=200, ge=10, le=5000)
+    batch_rows: int = Field(default=5000, ge=1)
+    queue_max: int = Field(default=200_000, ge=1000)
+
+
+class Simulator(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    opcua_port: int = Field(default=4840, ge=1, le=65535)
+    modbus_port: int = Field(default=5020, ge=1, le=65535)
+    seed: int = 42
+    speed: float = Field(default=60.0, ge=1, le=3600)
+    start: str | None = None  # ISO-8601 UTC twin start; default: now
+    random_faults_per_day: float = Field(default=0.5, ge=0)
+    startup_timeout_s: float = Field(default=30.0, gt=0)
+    scale: int = Field(default=1, ge=1, le=200)
+    opcua_security: bool = False
+    opcua_username: str | None = None
+    opcua_password: str | None = None
+
+
+class Console(Strict):
+    theme: Literal["dark", "light"] = "dark"
+    keymap: dict[str, str] = Field(default_factory=dict)  # binding id -> keys
+    refresh_ms: int = Field(default=500, ge=50)
+
+
+class Config(Strict):
+    site: Site
+    areas: list[Area] = Field(min_length=1)
+    lines: list[Line] = Field(min_length=1)
+    templates: dict[Identifier, TagTemplate] = Field(default_factory=dict)
+    plant_tags: list[PlantTag] = Field(default_factory=list)
+    drivers: dict[Identifier, Driver]
+    users: list[User] = Field(min_length=1)
+    auth: Auth = Field(default_factory=Auth)
+    autonomy: Autonomy = Field(default_factory=Autonomy)
+    detectors: list[Detector] = Field(default_factory=list)
+    ml: Ml = Field(default_factory=Ml)
+    store: Store = Field(default_factory=Store)
+    simulator: Simulator = Field(default_factory=Simulator)
+    console: Console = Field(default_factory=Console)
+    master_data: str = "data/master.toml"
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        area_ids = {a.id for a in self.areas}
+        seen_eq: set[str] = set()
+        for line in self.lines:
+            if line.area not in area_ids:
+                raise ValueError(f"line {line.id!r} names unknown area {line.area!r}")
+            if line.driver not in self.drivers:
+                raise ValueError(f"line {line.id!r} names unknown driver {line.driver!r}")
+            for eq in line.equipment:
+                if eq.id in seen_eq:
+                    raise ValueError(f"equipment id {eq.id!r} is used twice")
+                seen_eq.add(eq.id)
+                if eq.driver and eq.driver not in self.drivers:
+                    raise ValueError(f"equipment {eq.id!r} names unknown driver {eq.driver!r}")
+                tpl = eq.template or eq.type
+                if not eq.tags and tpl not in self.templates:
+                    raise ValueError(
+                        f"equipment {eq.id!r} has no tags and no template {tpl!r} "
+                        f"(templates: {', '.join(sorted(self.templates)) or 'none'})"
+                    )
+        for name, tpl in self.templates.items():
+            seen_tpl = {name}
+            while tpl.extends:
+                if tpl.extends not in self.templates:
+                    raise ValueError(f"template {name!r} extends unknown {tpl.extends!r}")
+                if tpl.extends in seen_tpl:
+                    raise ValueError(f"template {name!r} extends itself in a cycle")
+                seen_tpl.add(tpl.extends)
+                tpl = self.templates[tpl.extends]
+        for pt in self.plant_tags:
+            if pt.driver not in self.drivers:
+                raise ValueError(f"plant tag {pt.name!r} names unknown driver {pt.driver!r}")
+        user_ids = [u.id for u in self.users]
+        if len(set(user_ids)) != len(user_ids):
+            raise ValueError("user ids must be unique")
+        return self
+
+
+class PlantTag(Tag):
+    """A tag not bound to equipment, e.g. the twin's clock."""
+
+    driver: Identifier
+
+
+Config.model_rebuild()
