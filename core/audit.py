@@ -1,0 +1,190 @@
+"""The audit chain: append-only, hash-chained, durable.
+
+Each entry's SHA-256 covers its own content and the previous entry's hash, so changing
+or removing any row breaks the chain from that row on. The database refuses UPDATE and
+DELETE on the table (triggers); verification finds tampering done around them (raw SQL
+with the triggers dropped, or a copy of the file edited elsewhere). Audit writes run with
+``synchronous=FULL`` on SQLite so an acknowledged entry survives a power cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, text
+
+from core.clock import ensure_utc, utcnow
+from core.store.models import AuditEntry
+
+GENESIS = "0" * 64
+_TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
+
+GUARD_SQL = [
+    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: DELETE refused'); END""",
+]
+
+
+class AuditError(Exception):
+    """The audit chain could not be written; the action it records must not proceed."""
+
+
+def install_guards(engine: Engine) -> None:
+    """Make the database itself refuse UPDATE and DELETE on the audit table."""
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL: a rule or REVOKE, added with the PostgreSQL migration
+    with engine.begin() as conn:
+        for stmt in GUARD_SQL:
+            conn.execute(text(stmt))
+
+
+def _canonical(seq: int, ts: datetime, actor: str, action: str, entity: str,
+               entity_id: str, detail: str) -> bytes:
+    body = {
+        "seq": seq,
+        "ts": ensure_utc(ts).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "detail": detail,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(prev_hash: str, seq: int, ts: datetime, actor: str, action: str,
+               entity: str, entity_id: str, detail: str) -> str:
+    h = hashlib.sha256()
+    h.update(prev_hash.encode())
+    h.update(_canonical(seq, ts, actor, action, entity, entity_id, detail))
+    return h.hexdigest()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON: what an e-signature is bound to."""
+    data = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    ts: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    detail: dict[str, Any]
+    hash: str
+
+
+def append(
+    engine_or_conn: Engine | Connection,
+    actor: str,
+    action: str,
+    entity: str = "",
+    entity_id: str = "",
+    detail: dict[str, Any] | None = None,
+    ts: datetime | None = None,
+) -> AuditRecord:
+    """Append one entry durably and return it.
+
+    Given an Engine, the entry is written in its own transaction with a write lock
+    taken up front (BEGIN IMMEDIATE on SQLite) so two processes never chain onto the
+    same predecessor. Given a Connection, it joins the caller's transaction, so the
+    audit entry commits or rolls back with the change it records.
+    """
+    det = json.dumps(detail or {}, sort_keys=True, default=str, ensure_ascii=False)
+    when = ensure_utc(ts or utcnow())
+    if isinstance(engine_or_conn, Connection):
+        return _append(engine_or_conn, actor, action, entity, entity_id, det, when)
+    engine = engine_or_conn
+    try:
+        with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                conn.commit()
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                rec = _append(conn, actor, action, entity, entity_id, det, when)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            return rec
+    except Exception as e:  # noqa: BLE001 - re-raised with a message the caller can show
+        if isinstance(e, AuditError):
+            raise
+        raise AuditError(f"audit entry {action!r} could not be written: {e}") from e
+
+
+def _append(conn: Connection, actor: str, action: str, entity: str, entity_id: str,
+            detail: str, ts: datetime) -> AuditRecord:
+    last = conn.execute(
+        select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
+    ).first()
+    seq = (last.seq + 1) if last else 1
+    prev = last.hash if last else GENESIS
+    h = entry_hash(prev, seq, ts, actor, action, entity, entity_id, detail)
+    conn.execute(
+        insert(_TABLE).values(
+            seq=seq, ts=ts, actor=actor, action=action, entity=entity,
+            entity_id=entity_id, detail=detail, prev_hash=prev, hash=h,
+        )
+    )
+    return AuditRecord(seq, ts, actor, action, entity, entity_id, json.loads(detail), h)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def message(self) -> str:
+        if self.ok:
+            return f"audit chain holds: {self.checked} entries verified"
+        return f"audit chain BROKEN at entry {self.first_bad_seq}: {self.problem}"
+
+
+def verify(engine: Engine) -> VerifyResult:
+    """Walk the chain in order; name the first entry whose hash or link does not hold."""
+    prev = GENESIS
+    expected_seq = 1
+    n = 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(_TABLE).order_by(_TABLE.c.seq))
+        for r in rows:
+            n += 1
+            if r.seq != expected_seq:
+                return VerifyResult(False, n, expected_seq,
+                                    f"entry missing (next present is {r.seq})")
+            if r.prev_hash != prev:
+                return VerifyResult(False, n, r.seq, "link to the previous entry does not match")
+            h = entry_hash(prev, r.seq, r.ts, r.actor, r.action, r.entity, r.entity_id, r.detail)
+            if h != r.hash:
+                return VerifyResult(False, n, r.seq, "content does not match its hash")
+            prev = r.hash
+            expected_seq += 1
+    return VerifyResult(True, n)
+
+
+def recent(engine: Engine, limit: int = 50) -> list[AuditRecord]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(_TABLE).order_by(_TABLE.c.seq.desc()).limit(limit)).all()
+    return [
+        AuditRecord(r.seq, ensure_utc(r.ts), r.actor, r.action, r.entity, r.entity_id,
+                    json.loads(r.detail or "{}"), r.hash)
+        for r in rows
+    ]
