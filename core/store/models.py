@@ -1,7 +1,16 @@
-"""SQLModel tables for the loopline domain (ISA-95 flavoured).
+"""SQLModel tables for the loopline domain (ISA-95 flavoured, see DESIGN.md).
 
-All datetimes are UTC: columns use ``UTCDateTime`` so they come back aware.
-JSON payloads are stored as text (portable across SQLite and PostgreSQL).
+Site → Area → Line → Equipment → TagMeta; products, recipes and routings; materials,
+batches and stock; orders → operations → lots with genealogy; shifts and users;
+equipment states, quality, holds, maintenance, alarms; the closed loop
+(recommendation → decision → action → outcome), model versions, plans, the audit
+chain and the hot sample table.
+
+All datetimes are UTC: columns use ``UTCDateTime`` so they come back aware. JSON
+payloads are text (portable across SQLite and PostgreSQL). Master-data ids are the
+plant's own ids (strings) so loading master data twice upserts instead of duplicating;
+event rows (states, measurements, alarms, samples) use integer autoincrement keys.
+No ORM relationships: callers query by id, which keeps rows plain and cheap.
 """
 
 from __future__ import annotations
@@ -9,16 +18,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Index, SmallInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.store.types import UTCDateTime
 
 
 def utc(*, nullable: bool = False, index: bool = False, default: Any = ...) -> Any:
-    """A UTC datetime column."""
+    """A UTC datetime column (aware in, aware out)."""
     if default is ...:
         default = None if nullable else ...
     return Field(default=default, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def fk(target: str, *, nullable: bool = False, index: bool = True) -> Any:
+    """A string foreign key; nullable ones default to None."""
+    return Field(default=None if nullable else ..., foreign_key=target,
+                 nullable=nullable, index=index)
+
+
+# ---------------------------------------------------------------- store facts
 
 
 class Meta(SQLModel, table=True):
@@ -27,6 +46,242 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)
     value: str
+
+
+# ---------------------------------------------------------------- plant structure
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "site"
+    id: str = Field(primary_key=True)
+    name: str
+    timezone: str = "UTC"
+
+
+class Area(SQLModel, table=True):
+    __tablename__ = "area"
+    id: str = Field(primary_key=True)
+    site_id: str = fk("site.id")
+    name: str
+
+
+class Line(SQLModel, table=True):
+    __tablename__ = "line"
+    id: str = Field(primary_key=True)
+    area_id: str = fk("area.id")
+    name: str
+    driver: str = ""
+    position: int = 0  # order in the config, for display
+
+
+class Equipment(SQLModel, table=True):
+    __tablename__ = "equipment"
+    id: str = Field(primary_key=True)
+    line_id: str = fk("line.id")
+    name: str
+    type: str  # lathe, mill, molder ... (recipe setpoints and ML features key on it)
+    driver: str = ""
+    ideal_cycle_s: float
+    position: int = 0  # place in the line's flow
+
+
+class TagMeta(SQLModel, table=True):
+    """What a tag id means; the sample table carries only the id."""
+
+    __tablename__ = "tag_meta"
+    id: str = Field(primary_key=True)  # "<equipment>.<name>" or "plant.<name>"
+    name: str
+    equipment_id: str | None = fk("equipment.id", nullable=True)
+    line_id: str | None = fk("line.id", nullable=True)
+    driver: str
+    address: str
+    kind: str = "signal"
+    data_type: str = "float64"
+    unit: str = ""
+    description: str = ""
+    writable: bool = False
+    is_key: bool = False
+    lolo: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    hihi: float | None = None
+
+
+# ---------------------------------------------------------------- products & recipes
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "product"
+    id: str = Field(primary_key=True)
+    name: str
+    line_id: str = fk("line.id")
+    lot_size: int = Field(gt=0)
+
+
+class QualityCharacteristic(SQLModel, table=True):
+    """A measured product characteristic with its spec limits."""
+
+    __tablename__ = "quality_characteristic"
+    id: str = Field(primary_key=True)  # "<product>.<name>"
+    product_id: str = fk("product.id")
+    name: str
+    unit: str = ""
+    target: float
+    lsl: float
+    usl: float
+
+
+class Recipe(SQLModel, table=True):
+    __tablename__ = "recipe"
+    id: str = Field(primary_key=True)
+    product_id: str = fk("product.id")
+    version: int = 1
+
+
+class RecipeSetpoint(SQLModel, table=True):
+    """Target and allowed range per equipment type; setpoint writes outside lo..hi are refused."""
+
+    __tablename__ = "recipe_setpoint"
+    id: str = Field(primary_key=True)  # "<recipe>.<equipment_type>.<name>"
+    recipe_id: str = fk("recipe.id")
+    equipment_type: str
+    name: str
+    value: float
+    lo: float
+    hi: float
+    unit: str = ""
+
+
+class RoutingStep(SQLModel, table=True):
+    __tablename__ = "routing_step"
+    id: str = Field(primary_key=True)  # "<recipe>.<step>"
+    recipe_id: str = fk("recipe.id")
+    product_id: str = fk("product.id")
+    step: int
+    equipment: str  # eligible equipment ids, comma-separated, in preference order
+    cycle_s: float
+    material_id: str | None = fk("material.id", nullable=True)
+    qty_per_unit: float = 0.0
+
+    def eligible(self) -> list[str]:
+        return [e for e in self.equipment.split(",") if e]
+
+
+class Changeover(SQLModel, table=True):
+    __tablename__ = "changeover"
+    id: str = Field(primary_key=True)  # "<line>:<from>-><to>"
+    line_id: str = fk("line.id")
+    from_product_id: str = fk("product.id")
+    to_product_id: str = fk("product.id")
+    minutes: float
+
+
+# ---------------------------------------------------------------- materials
+
+
+class Material(SQLModel, table=True):
+    __tablename__ = "material"
+    id: str = Field(primary_key=True)
+    name: str
+    uom: str = "pcs"
+
+
+class MaterialBatch(SQLModel, table=True):
+    __tablename__ = "material_batch"
+    id: str = Field(primary_key=True)
+    material_id: str = fk("material.id")
+    supplier: str = ""
+    quantity: float  # as received
+    status: str = "released"  # released | quarantined | consumed | blocked
+
+
+class StockLocation(SQLModel, table=True):
+    __tablename__ = "stock_location"
+    id: str = Field(primary_key=True)
+    name: str
+
+
+class Stock(SQLModel, table=True):
+    """Quantity of one batch at one location (what replenishment moves)."""
+
+    __tablename__ = "stock"
+    id: str = Field(primary_key=True)  # "<location>:<batch>"
+    location_id: str = fk("stock_location.id")
+    material_id: str = fk("material.id")
+    batch_id: str | None = fk("material_batch.id", nullable=True)
+    quantity: float
+
+
+# ---------------------------------------------------------------- production
+
+
+class ProductionOrder(SQLModel, table=True):
+    __tablename__ = "production_order"
+    id: str = Field(primary_key=True)
+    product_id: str = fk("product.id")
+    recipe_id: str | None = fk("recipe.id", nullable=True)
+    line_id: str | None = fk("line.id", nullable=True)
+    quantity: int
+    release_at: datetime = utc()
+    due_at: datetime = utc(index=True)
+    priority: int = 2  # 1 = most urgent
+    customer: str = ""
+    status: str = Field(default="planned", index=True)
+    # planned | released | in_progress | complete | cancelled
+
+
+class Operation(SQLModel, table=True):
+    """One routing step of one order, on one piece of equipment once dispatched."""
+
+    __tablename__ = "operation"
+    id: str = Field(primary_key=True)  # "<order>-<step>"
+    order_id: str = fk("production_order.id")
+    routing_step_id: str = fk("routing_step.id", index=False)
+    step: int
+    equipment_id: str | None = fk("equipment.id", nullable=True)
+    status: str = Field(default="planned", index=True)
+    # planned | ready | running | paused | complete
+    planned_start: datetime | None = utc(nullable=True)
+    planned_end: datetime | None = utc(nullable=True)
+    actual_start: datetime | None = utc(nullable=True)
+    actual_end: datetime | None = utc(nullable=True)
+    qty_good: int = 0
+    qty_scrap: int = 0
+
+
+class Lot(SQLModel, table=True):
+    __tablename__ = "lot"
+    id: str = Field(primary_key=True)  # "L-<order number:03d><k:02d>"
+    order_id: str = fk("production_order.id")
+    product_id: str = fk("product.id")
+    quantity: int
+    status: str = Field(default="planned", index=True)
+    # planned | wip | held | released | complete | scrapped
+    equipment_id: str | None = fk("equipment.id", nullable=True)  # where it is now
+    created_at: datetime | None = utc(nullable=True)
+    updated_at: datetime | None = utc(nullable=True)
+
+
+class LotGenealogy(SQLModel, table=True):
+    """Edges of the genealogy: parent→child lots (split/merge) and batches consumed."""
+
+    __tablename__ = "lot_genealogy"
+    id: int | None = Field(default=None, primary_key=True)
+    child_lot_id: str = fk("lot.id")
+    parent_lot_id: str | None = fk("lot.id", nullable=True)
+    batch_id: str | None = fk("material_batch.id", nullable=True)
+    relation: str  # consume | split | merge
+    quantity: float = 0.0
+    ts: datetime = utc()
+
+
+class Shift(SQLModel, table=True):
+    __tablename__ = "shift"
+    id: str = Field(primary_key=True)
+    name: str
+    start: str  # "HH:MM" local plant time (site timezone)
+    end: str
+    crew: str = ""  # user ids, comma-separated
 
 
 class User(SQLModel, table=True):
@@ -42,6 +297,215 @@ class User(SQLModel, table=True):
     last_login: datetime | None = utc(nullable=True)
 
 
+# ---------------------------------------------------------------- plant events
+
+
+class EquipmentStateInterval(SQLModel, table=True):
+    """running | idle | setup | down_planned | down_unplanned | starved | blocked.
+
+    ``end`` is None while the interval is open (the current state).
+    """
+
+    __tablename__ = "equipment_state_interval"
+    __table_args__ = (Index("ix_esi_equipment_start", "equipment_id", "start"),)
+    id: int | None = Field(default=None, primary_key=True)
+    equipment_id: str = fk("equipment.id", index=False)
+    state: str
+    reason_code: str = ""
+    start: datetime = utc()
+    end: datetime | None = utc(nullable=True)
+
+
+class QualityMeasurement(SQLModel, table=True):
+    __tablename__ = "quality_measurement"
+    __table_args__ = (Index("ix_qm_characteristic_ts", "characteristic_id", "ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lot_id: str | None = fk("lot.id", nullable=True)
+    equipment_id: str | None = fk("equipment.id", nullable=True)
+    characteristic_id: str = fk("quality_characteristic.id", index=False)
+    value: float
+    lsl: float | None = None
+    usl: float | None = None
+    in_spec: bool
+    ts: datetime = utc()
+
+
+class Hold(SQLModel, table=True):
+    """A non-conformance report holding one or more lots until dispositioned."""
+
+    __tablename__ = "hold"
+    id: str = Field(primary_key=True)
+    reason: str
+    status: str = Field(default="open", index=True)  # open | closed
+    disposition: str | None = None  # use_as_is | rework | scrap | return_to_supplier
+    created_by: str = ""
+    created_at: datetime = utc()
+    closed_at: datetime | None = utc(nullable=True)
+    recommendation_id: str | None = fk("recommendation.id", nullable=True)
+
+
+class HoldLot(SQLModel, table=True):
+    __tablename__ = "hold_lot"
+    hold_id: str = Field(foreign_key="hold.id", primary_key=True)
+    lot_id: str = Field(foreign_key="lot.id", primary_key=True, index=True)
+
+
+class MaintenanceWindow(SQLModel, table=True):
+    __tablename__ = "maintenance_window"
+    __table_args__ = (Index("ix_mw_line_start", "line_id", "start"),)
+    id: str = Field(primary_key=True)  # "MW-<line>-<n:02d>"
+    line_id: str = fk("line.id", index=False)
+    equipment_id: str | None = fk("equipment.id", nullable=True)
+    start: datetime = utc()
+    end: datetime = utc()
+
+
+class WorkOrder(SQLModel, table=True):
+    __tablename__ = "work_order"
+    id: str = Field(primary_key=True)
+    kind: str  # corrective | preventive | predictive
+    equipment_id: str = fk("equipment.id")
+    fault_mode: str = ""
+    description: str = ""
+    priority: int = 2
+    status: str = Field(default="open", index=True)
+    # open | scheduled | in_progress | done | cancelled
+    window_id: str | None = fk("maintenance_window.id", nullable=True)
+    window_start: datetime | None = utc(nullable=True)
+    window_end: datetime | None = utc(nullable=True)
+    created_at: datetime = utc()
+    completed_at: datetime | None = utc(nullable=True)
+    recommendation_id: str | None = fk("recommendation.id", nullable=True)
+
+
+class Alarm(SQLModel, table=True):
+    """ISA-18.2: active/cleared × acked/unacked, shelved until a time, suppressed by design."""
+
+    __tablename__ = "alarm"
+    __table_args__ = (Index("ix_alarm_state_priority", "state", "priority"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)  # tag id or equipment id
+    detector_id: str = ""
+    priority: str = "medium"  # low | medium | high | critical
+    message: str
+    state: str = "active"  # active | cleared
+    acked: bool = False
+    acked_by: str | None = None
+    acked_at: datetime | None = utc(nullable=True)
+    shelved_until: datetime | None = utc(nullable=True)
+    suppressed: bool = False
+    value: float | None = None
+    raised_at: datetime = utc()
+    cleared_at: datetime | None = utc(nullable=True)
+
+
+# ---------------------------------------------------------------- closed loop
+
+
+class Recommendation(SQLModel, table=True):
+    __tablename__ = "recommendation"
+    __table_args__ = (Index("ix_rec_problem_status", "problem_key", "status"),)
+    id: str = Field(primary_key=True)
+    decision_class: str  # lot_hold | lot_release | work_order | setpoint | replan | replenish
+    target: str  # the lot, equipment, tag or line acted on
+    action: str
+    params: str = "{}"  # JSON
+    rationale: str = ""
+    evidence: str = "{}"  # JSON: signals, context, model contributions
+    confidence: float = 0.0
+    expected_impact: str = ""
+    required_role: str = ""
+    status: str = Field(default="proposed", index=True)
+    # proposed | approved | rejected | expired | superseded | executing | executed | failed
+    problem_key: str  # same problem → same key: dedupe and supersede
+    created_at: datetime = utc()
+    expires_at: datetime | None = utc(nullable=True)
+    updated_at: datetime | None = utc(nullable=True)
+    superseded_by: str | None = None
+
+
+class Decision(SQLModel, table=True):
+    """A verdict on a recommendation with its electronic signature."""
+
+    __tablename__ = "decision"
+    id: int | None = Field(default=None, primary_key=True)
+    recommendation_id: str = fk("recommendation.id")
+    user_id: str  # a user id, or "policy:auto"
+    verdict: str  # approved | rejected
+    reason: str = ""
+    comment: str = ""
+    signed_name: str = ""  # printed name
+    signed_at: datetime = utc()
+    meaning: str = ""  # e.g. "approved lot hold"
+    record_hash: str = ""  # SHA-256 of the signed recommendation record
+
+
+class Action(SQLModel, table=True):
+    """The outbox: at most one row per idempotency key, executed exactly once."""
+
+    __tablename__ = "action"
+    id: int | None = Field(default=None, primary_key=True)
+    recommendation_id: str | None = fk("recommendation.id", nullable=True)
+    kind: str
+    params: str = "{}"  # JSON
+    idempotency_key: str = Field(unique=True)
+    status: str = Field(default="pending", index=True)  # pending | running | done | failed
+    attempts: int = 0
+    result: str = ""  # JSON or message
+    created_at: datetime = utc()
+    started_at: datetime | None = utc(nullable=True)
+    finished_at: datetime | None = utc(nullable=True)
+
+
+class Outcome(SQLModel, table=True):
+    __tablename__ = "outcome"
+    id: int | None = Field(default=None, primary_key=True)
+    action_id: int = Field(foreign_key="action.id", index=True)
+    window_start: datetime = utc()
+    window_end: datetime = utc()
+    effect: str = "{}"  # JSON: measured before/after
+    label: str = ""  # e.g. effective | ineffective | harmful
+    recorded_at: datetime = utc()
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    status: str = "challenger"  # challenger | champion | retired
+    train_start: datetime | None = utc(nullable=True)
+    train_end: datetime | None = utc(nullable=True)
+    features: str = "[]"  # JSON
+    metrics: str = "{}"  # JSON
+    path: str = ""
+    created_at: datetime = utc()
+    promoted_at: datetime | None = utc(nullable=True)
+
+
+class Plan(SQLModel, table=True):
+    __tablename__ = "plan"
+    id: str = Field(primary_key=True)
+    created_at: datetime = utc()
+    status: str = Field(default="proposed", index=True)  # proposed | active | superseded | rejected
+    objective: str = ""
+    reason: str = ""
+    metrics: str = "{}"  # JSON
+
+
+class PlanItem(SQLModel, table=True):
+    __tablename__ = "plan_item"
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: str = fk("plan.id")
+    seq: int  # order on its equipment
+    operation_id: str = fk("operation.id")
+    equipment_id: str = fk("equipment.id", index=False)
+    start: datetime = utc()
+    end: datetime = utc()
+    setup_min: float = 0.0
+
+
 class AuditEntry(SQLModel, table=True):
     """Append-only, hash-chained; the database refuses UPDATE/DELETE (see core.audit)."""
 
@@ -55,3 +519,45 @@ class AuditEntry(SQLModel, table=True):
     detail: str = "{}"  # JSON text
     prev_hash: str
     hash: str
+
+
+# ---------------------------------------------------------------- hot data
+
+
+class Sample(SQLModel, table=True):
+    """Contextualized samples. Written in batches by core.store.sample_writer only.
+
+    No foreign keys and a single index (tag_id, ts) to keep the write path cheap;
+    ids of the context are plain strings.
+    """
+
+    __tablename__ = "sample"
+    __table_args__ = (Index("ix_sample_tag_ts", "tag_id", "ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tag_id: str
+    ts: datetime = utc()
+    value: float | None = None
+    text_value: str | None = None
+    quality: int = Field(default=0, sa_type=SmallInteger)  # core.samples.Quality
+    reason: str | None = None
+    equipment_id: str | None = None
+    line_id: str | None = None
+    order_id: str | None = None
+    lot_id: str | None = None
+    recipe_id: str | None = None
+    batch_id: str | None = None
+    shift_id: str | None = None
+    operator_id: str | None = None
+
+
+class SampleRollup(SQLModel, table=True):
+    """Per-tag, per-minute aggregates of Good samples (trends over days without the hot rows)."""
+
+    __tablename__ = "sample_rollup"
+    tag_id: str = Field(primary_key=True)
+    minute: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    count: int = 0
+    good_share: float = 1.0
