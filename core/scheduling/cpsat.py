@@ -40,6 +40,7 @@ class SolveOptions:
     stability_weight: int = 0
     machine_change_cost: int = 0
     log: bool = False
+    fast_presolve: bool | None = None  # None: on when the model has changeover circuits
 
 
 _STATUS = {
@@ -81,6 +82,7 @@ def solve(
     by_machine: dict[str, list[tuple[str, cp_model.IntervalVar, cp_model.IntVar | int]]] = {
         k: [] for k in problem.machines
     }
+    ext_vars: dict[str, list[cp_model.IntVar]] = {}
     setup_machines = {k for k, mc in problem.machines.items() if mc.has_setups}
 
     for o, op in ops.items():
@@ -123,18 +125,19 @@ def solve(
             if k in setup_machines:
                 s_var = setup[o]
                 ext = m.new_int_var(0, H, f"es_{o}_{k}")
-                if lit == 1:
+                ext_vars.setdefault(o, []).append(ext)
+                if isinstance(lit, int):
                     m.add(ext == start[o] - s_var)
                     itv = m.new_interval_var(ext, s_var + d, end[o], f"i_{o}_{k}")
                 else:
                     m.add(ext == start[o] - s_var).only_enforce_if(lit)
                     itv = m.new_optional_interval_var(ext, s_var + d, end[o], lit, f"i_{o}_{k}")
             else:
-                if o in setup and lit != 1:
+                if o in setup and not isinstance(lit, int):
                     m.add(setup[o] == 0).only_enforce_if(lit)
                 elif o in setup:
                     m.add(setup[o] == 0)
-                if lit == 1:
+                if isinstance(lit, int):
                     itv = m.new_interval_var(start[o], d, end[o], f"i_{o}_{k}")
                 else:
                     itv = m.new_optional_interval_var(start[o], d, end[o], lit, f"i_{o}_{k}")
@@ -158,7 +161,7 @@ def solve(
         if len(intervals) > 1:
             m.add_no_overlap(intervals)
         if k in setup_machines and items:
-            arcs_by_machine[k] = _circuit(m, problem, k, items, start, end, setup)
+            arcs_by_machine[k] = _circuit(m, problem, k, items, start, end, setup, fixed)
 
     # Objective.
     job_end: dict[str, cp_model.IntVar] = {}
@@ -206,20 +209,38 @@ def solve(
 
     if hint is not None:
         _add_hint(m, problem, hint, start, end, setup, lits, arcs_by_machine, tard, cmax)
+        for o, exts in ext_vars.items():
+            a = hint.assignments.get(o)
+            if a is not None and o not in frozen:
+                for ext in exts:
+                    m.add_hint(ext, a.start - a.setup)
+        for o, dev in deviations.items():
+            a = hint.assignments.get(o)
+            if a is not None and previous is not None:
+                m.add_hint(dev, abs(a.start - previous.assignments[o].start))
 
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, float(opt.time_limit))
     solver.parameters.num_workers = opt.workers or default_workers()
     solver.parameters.random_seed = opt.seed
     solver.parameters.log_search_progress = opt.log
+    fast = opt.fast_presolve if opt.fast_presolve is not None else bool(arcs_by_machine)
+    if fast:
+        # Probing the n² circuit literals costs most of a one-second budget; a re-plan
+        # starts from a full hint and gains more from search than from presolve.
+        solver.parameters.cp_model_probing_level = 0
+        solver.parameters.symmetry_level = 0
     status = solver.solve(m)
     name = _STATUS.get(status, "unknown")
     plan = Plan({}, solver="cp-sat", status=name)
     plan.solve_seconds = time.perf_counter() - t0
+    plan.search_seconds = solver.wall_time
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return plan
     for o in ops:
-        machine = next(k for k, lit in lits[o].items() if lit == 1 or solver.boolean_value(lit))
+        machine = next(
+            k for k, lit in lits[o].items() if isinstance(lit, int) or solver.boolean_value(lit)
+        )
         su = solver.value(setup[o]) if o in setup else 0
         if o in frozen:
             plan.assignments[o] = frozen[o]
@@ -266,9 +287,21 @@ def _circuit(
     start: dict[str, cp_model.IntVar],
     end: dict[str, cp_model.IntVar],
     setup: dict[str, cp_model.IntVar],
+    fixed: dict[str, Assignment],
 ) -> list[tuple[int, int, cp_model.IntVar]]:
-    """Sequence of a machine with changeovers as a circuit through a depot node 0."""
+    """Sequence of a machine with changeovers as a circuit through a depot node 0.
+
+    Operations pinned in time (started, or fixed by a re-plan) keep their order, so
+    between two of them only the arc to the next pinned one can exist; dropping the
+    others keeps a re-plan's model small enough to solve in well under a second.
+    """
     mc = problem.machines[k]
+    pinned = {o: problem.frozen[o].start for o, _, _ in items if o in problem.frozen}
+    pinned.update({o: fixed[o].start for o, _, _ in items if o in fixed and fixed[o].machine == k})
+    chain = sorted(pinned, key=lambda o: (pinned[o], o))
+    next_pinned = dict(itertools.pairwise(chain))
+    first_pinned = chain[0] if chain else None
+    last_pinned = chain[-1] if chain else None
     arcs: list[tuple[int, int, cp_model.IntVar]] = []
     node = {o: i + 1 for i, (o, _, _) in enumerate(items)}
     fam = {o: problem.ops[o].family for o, _, _ in items}
@@ -281,22 +314,18 @@ def _circuit(
             m.add_implication(empty, ~lit)
             arcs.append((node[_o], node[_o], ~lit))
     for o, _, _ in items:
-        first = m.new_bool_var(f"f_{k}_{o}")
-        arcs.append((0, node[o], first))
-        if o not in problem.frozen:
-            m.add(setup[o] == mc.setup(mc.initial_family, fam[o])).only_enforce_if(first)
-        last = m.new_bool_var(f"l_{k}_{o}")
-        arcs.append((node[o], 0, last))
+        if o not in pinned or o == first_pinned:
+            first = m.new_bool_var(f"f_{k}_{o}")
+            arcs.append((0, node[o], first))
+            if o not in problem.frozen:
+                m.add(setup[o] == mc.setup(mc.initial_family, fam[o])).only_enforce_if(first)
+        if o not in pinned or o == last_pinned:
+            last = m.new_bool_var(f"l_{k}_{o}")
+            arcs.append((node[o], 0, last))
     for i, _, _ in items:
         for j, _, _ in items:
-            if i == j:
+            if i == j or (i in pinned and j in pinned and next_pinned.get(i) != j):
                 continue
-            if (
-                i in problem.frozen
-                and j in problem.frozen
-                and problem.frozen[i].start > problem.frozen[j].start
-            ):
-                continue  # both started: only the order their times give is possible
             lit = m.new_bool_var(f"a_{k}_{i}_{j}")
             arcs.append((node[i], node[j], lit))
             if j not in problem.frozen:

@@ -13,7 +13,14 @@ def violations(problem: Problem, plan: Plan) -> list[str]:
     """Every broken rule in plain words; an empty list means the plan is feasible."""
     out: list[str] = []
     asg = plan.assignments
-    skipped = {o.id for j in problem.jobs if j.id in plan.unscheduled for o in j.operations}
+    # Operations of jobs the plan leaves out (e.g. a held lot) are not required.
+    skipped = {
+        o.id
+        for j in problem.jobs
+        if j.id in plan.unscheduled
+        for o in j.operations
+        if o.id not in asg
+    }
     for op_id, op in problem.ops.items():
         if op_id in skipped:
             continue

@@ -93,9 +93,10 @@ class Problem:
     name: str = ""
 
     def __post_init__(self) -> None:
-        self._index()
+        self.reindex()
 
-    def _index(self) -> None:
+    def reindex(self) -> None:
+        """Rebuild the lookups (and re-validate) after editing jobs or machines."""
         self.ops: dict[str, Operation] = {}
         self.job_of: dict[str, Job] = {}
         for job in self.jobs:
@@ -177,7 +178,8 @@ class Plan:
     status: str = ""  # optimal / feasible / heuristic / infeasible
     objective: float | None = None
     bound: float | None = None
-    solve_seconds: float = 0.0
+    solve_seconds: float = 0.0  # wall time of the whole call, model building included
+    search_seconds: float = 0.0  # of which the solver's own search
     unscheduled: list[str] = field(default_factory=list)  # job ids left out (e.g. held)
 
     def makespan(self) -> int:

@@ -1,0 +1,323 @@
+"""Re-planning after a plant event: the API the closed loop calls.
+
+An event (equipment down, lot held, batch short) changes the problem; the plan in force
+is the reference. Stability comes first: operations already started stay put, and the
+first attempt pins every operation the event did not touch and frees only the affected
+ones and their successors. A second attempt, warm-started from the first, frees all
+not-started operations but charges every minute an unaffected operation moves, so it
+only reshuffles the plan when that buys real tardiness. If the solver has nothing in
+its budget, the dispatching heuristic answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+from core.scheduling.cpsat import SolveOptions, solve
+from core.scheduling.dispatch import dispatch
+from core.scheduling.feasibility import violations
+from core.scheduling.problem import Assignment, Objective, Plan, Problem
+
+
+@dataclass(frozen=True)
+class EquipmentDown:
+    """``machine`` cannot work in [start, start + duration)."""
+
+    machine: str
+    start: int
+    duration: int
+
+    def describe(self) -> str:
+        return f"{self.machine} down from {self.start} for {self.duration}"
+
+
+@dataclass(frozen=True)
+class LotHeld:
+    """The order's remaining work waits until ``until``, or leaves the plan if None."""
+
+    job_id: str
+    until: int | None = None
+
+    def describe(self) -> str:
+        tail = f"until {self.until}" if self.until is not None else "until released"
+        return f"lot of {self.job_id} held {tail}"
+
+
+@dataclass(frozen=True)
+class BatchShort:
+    """``material`` is not available before ``available_at``."""
+
+    material: str
+    available_at: int
+
+    def describe(self) -> str:
+        return f"{self.material} short until {self.available_at}"
+
+
+Event = EquipmentDown | LotHeld | BatchShort
+
+
+@dataclass
+class OrderChange:
+    job_id: str
+    old_end: int | None
+    new_end: int | None
+    due: int | None
+    old_tardiness: int
+    new_tardiness: int
+    moved_ops: int
+
+
+@dataclass
+class Proposal:
+    """A proposed plan and what it changes against the plan in force."""
+
+    events: list[Event]
+    problem: Problem  # the problem with the events applied
+    previous: Plan
+    plan: Plan
+    moved: list[OrderChange]
+    at_risk: list[OrderChange]  # late in the proposal (newly or still)
+    held: list[str]
+    tardiness_before: int
+    tardiness_after: int
+    strategy: str
+    affected_ops: list[str] = field(default_factory=list)
+    solve_seconds: float = 0.0
+
+    @property
+    def tardiness_delta(self) -> int:
+        return self.tardiness_after - self.tardiness_before
+
+    def summary(self) -> str:
+        ev = "; ".join(e.describe() for e in self.events)
+        return (
+            f"{ev}: {len(self.moved)} orders move, {len(self.at_risk)} at risk, weighted "
+            f"tardiness {self.tardiness_before} -> {self.tardiness_after} "
+            f"({self.tardiness_delta:+d}), {self.strategy}"
+        )
+
+
+def apply_events(problem: Problem, previous: Plan, events: list[Event],
+                 now: int | None = None) -> tuple[Problem, list[str]]:
+    """A copy of the problem with the events applied and started operations frozen.
+
+    Operations of the previous plan whose changeover or run began before ``now`` are
+    frozen; one running on equipment that goes down mid-way is held through the
+    downtime (its end moves).
+    Returns the new problem and the ids of jobs taken out of the plan (held lots).
+    """
+    p = copy.deepcopy(problem)
+    p.now = problem.now if now is None else now
+    for op_id, a in previous.assignments.items():
+        if op_id in p.ops and op_id not in p.frozen and a.start - a.setup < p.now:
+            p.frozen[op_id] = a
+    held: list[str] = []
+    for ev in events:
+        if isinstance(ev, EquipmentDown):
+            if ev.machine not in p.machines:
+                raise ValueError(f"unknown equipment {ev.machine!r}")
+            if ev.duration <= 0:
+                raise ValueError("downtime duration must be positive")
+            end = ev.start + ev.duration
+            p.machines[ev.machine].unavailable.append((ev.start, end))
+            for op_id, a in list(p.frozen.items()):
+                if a.machine == ev.machine and a.start < ev.start < a.end:
+                    p.frozen[op_id] = Assignment(op_id, a.machine, a.start,
+                                                 a.end + ev.duration, a.setup)
+        elif isinstance(ev, LotHeld):
+            job = next((j for j in p.jobs if j.id == ev.job_id), None)
+            if job is None:
+                raise ValueError(f"unknown order {ev.job_id!r}")
+            if ev.until is None:
+                job.operations = [o for o in job.operations if o.id in p.frozen]
+                held.append(job.id)
+            else:
+                job.release = max(job.release, ev.until)
+        elif isinstance(ev, BatchShort):
+            p.material_ready[ev.material] = max(p.material_ready.get(ev.material, 0),
+                                                ev.available_at)
+        else:  # pragma: no cover - the type union is closed
+            raise TypeError(f"unknown event {ev!r}")
+    p.jobs = [j for j in p.jobs if j.operations]
+    p.precedences = [(a, b) for a, b in p.precedences if a in _op_ids(p) and b in _op_ids(p)]
+    p.reindex()
+    return p, held
+
+
+def _op_ids(p: Problem) -> set[str]:
+    return {o.id for j in p.jobs for o in j.operations}
+
+
+def affected_operations(problem: Problem, previous: Plan) -> set[str]:
+    """Not-started operations whose previous slot breaks the new problem, plus every
+    operation after them in their jobs (they may have to shift too)."""
+    direct: set[str] = set()
+    asg = previous.assignments
+    busy: dict[str, list[tuple[int, int, str]]] = {}
+    for op_id, a in problem.frozen.items():
+        busy.setdefault(a.machine, []).append((a.start, a.end, op_id))
+    for op_id in problem.ops:
+        if op_id in problem.frozen:
+            continue
+        a = asg.get(op_id)
+        if a is None:
+            direct.add(op_id)  # new operation: nowhere to keep it
+            continue
+        lo = a.start - a.setup
+        if lo < problem.earliest(op_id):
+            direct.add(op_id)
+            continue
+        if any(lo < e and s < a.end for s, e in problem.machines[a.machine].unavailable):
+            direct.add(op_id)
+            continue
+        if any(lo < e and s < a.end for s, e, _ in busy.get(a.machine, [])):
+            direct.add(op_id)
+            continue
+    preds = problem.predecessors()
+    for op_id in problem.ops:
+        if op_id in problem.frozen or op_id not in asg:
+            continue
+        for p in preds[op_id]:
+            if p in problem.frozen and problem.frozen[p].end > asg[op_id].start:
+                direct.add(op_id)
+    succ = problem.successors()
+    out = set()
+    stack = list(direct)
+    while stack:
+        o = stack.pop()
+        if o in out or o in problem.frozen:
+            continue
+        out.add(o)
+        stack.extend(succ[o])
+    return out
+
+
+def replan(
+    problem: Problem,
+    previous: Plan,
+    events: list[Event],
+    now: int | None = None,
+    objective: Objective = Objective.WEIGHTED_TARDINESS,
+    time_limit: float = 1.0,
+    stability_weight: int = 5,
+    workers: int | None = None,
+) -> Proposal:
+    """Propose a plan for ``problem`` after ``events``; ``previous`` is the plan in force.
+
+    ``stability_weight`` is what one time unit of moving an unaffected operation costs,
+    in 1/100 of a unit of the objective (5: moving an operation by 20 minutes weighs as
+    much as one minute of weighted tardiness).
+    """
+    t0 = time.perf_counter()
+    new, held = apply_events(problem, previous, events, now)
+    affected = affected_operations(new, previous)
+    prev_in_new = {o: a for o, a in previous.assignments.items()
+                   if o in new.ops and o not in new.frozen}
+    fixed = {o: a for o, a in prev_in_new.items() if o not in affected}
+    deadline = t0 + time_limit
+
+    def budget(share: float) -> float:
+        return max(0.05, (deadline - time.perf_counter()) * share)
+
+    base = SolveOptions(objective, workers=workers, fast_presolve=True)
+    heur = dispatch(new, objective)
+    strategy = "heuristic"
+    best: Plan | None = None
+    # 1. Pin what the event did not touch; place only the affected operations.
+    pinned_hint = _pinned_hint(new, fixed, heur)
+    limit1 = budget(0.4)
+    first = solve(new, _with(base, limit1), hint=pinned_hint, fixed=fixed)
+    # Building the model and reading the answer cost time outside CP-SAT's own limit;
+    # the second, larger model costs more of it: reserve for that so the whole call
+    # keeps its budget.
+    overhead = max(0.0, first.solve_seconds - first.search_seconds)
+    deadline -= 1.5 * overhead + 0.2
+    if first.assignments:
+        best, strategy = first, "affected operations only"
+    # 2. Free everything not started, charging unaffected moves; warm-start from 1.
+    if time.perf_counter() < deadline - 0.1:
+        opts = _with(base, budget(1.0))
+        opts.stability_weight = stability_weight
+        opts.machine_change_cost = stability_weight * 30
+        stab_prev = Plan({o: a for o, a in prev_in_new.items() if o not in affected})
+        second = solve(new, opts, hint=best or heur, previous=stab_prev)
+        if second.assignments and (
+            best is None or _penalised(new, second, stab_prev, opts)
+            < _penalised(new, best, stab_prev, opts)
+        ):
+            moved_unaffected = sum(
+                1 for o, a in stab_prev.assignments.items()
+                if (second.assignments[o].start, second.assignments[o].machine)
+                != (a.start, a.machine)
+            )
+            best = second
+            strategy = ("affected operations only" if moved_unaffected == 0 else
+                        f"widened: {moved_unaffected} unaffected operations moved")
+    if best is None:
+        best = heur
+    best.unscheduled = list(held)
+    bad = violations(new, best)
+    if bad:  # never hand out an infeasible plan; the heuristic is always feasible
+        best, strategy = heur, "heuristic (solver plan rejected)"
+        best.unscheduled = list(held)
+    best.solve_seconds = time.perf_counter() - t0
+    return _proposal(problem, new, previous, best, events, held, strategy, affected)
+
+
+def _with(opts: SolveOptions, time_limit: float) -> SolveOptions:
+    out = copy.copy(opts)
+    out.time_limit = time_limit
+    return out
+
+
+def _penalised(problem: Problem, plan: Plan, prev: Plan, opts: SolveOptions) -> int:
+    """The stage-2 objective, recomputed, so both attempts compare on the same scale."""
+    dev = sum(abs(plan.assignments[o].start - a.start) for o, a in prev.assignments.items())
+    changed = sum(1 for o, a in prev.assignments.items()
+                  if plan.assignments[o].machine != a.machine)
+    return (100 * plan.score(problem, opts.objective) + opts.stability_weight * dev
+            + opts.machine_change_cost * changed)
+
+
+def _pinned_hint(problem: Problem, fixed: dict[str, Assignment], heur: Plan) -> Plan:
+    """The fixed part kept, the rest appended by the heuristic on a problem where the
+    fixed operations count as started; a complete hint for the first attempt."""
+    p = copy.copy(problem)
+    p.frozen = {**problem.frozen, **{o: a for o, a in fixed.items()}}
+    try:
+        return dispatch(p)
+    except ValueError:
+        return heur
+
+
+def _proposal(old: Problem, new: Problem, previous: Plan, plan: Plan, events: list[Event],
+              held: list[str], strategy: str, affected: set[str]) -> Proposal:
+    old_tard = previous.tardiness(old)
+    new_tard = plan.tardiness(new)
+    moved: list[OrderChange] = []
+    at_risk: list[OrderChange] = []
+    for job in old.jobs:
+        if job.id in held:
+            continue
+        n_moved = 0
+        for op in job.operations:
+            a, b = previous.assignments.get(op.id), plan.assignments.get(op.id)
+            if a is None or b is None or (a.machine, a.start) != (b.machine, b.start):
+                n_moved += 1
+        ch = OrderChange(
+            job.id, previous.job_end(old, job.id), plan.job_end(new, job.id), job.due,
+            old_tard.get(job.id, 0), new_tard.get(job.id, 0), n_moved,
+        )
+        if n_moved:
+            moved.append(ch)
+        if ch.new_tardiness > 0:
+            at_risk.append(ch)
+    w_old = {j.id: j.weight for j in old.jobs}
+    # Held orders leave the plan, so they are left out of both sides of the comparison.
+    before = sum(w_old[j] * t for j, t in old_tard.items() if j not in held)
+    after = plan.weighted_tardiness(new)
+    return Proposal(events, new, previous, plan, moved, at_risk, held, before, after,
+                    strategy, sorted(affected), plan.solve_seconds)
