@@ -157,6 +157,7 @@ class ModbusDriver(Strict):
     poll_interval_ms: int = Field(default=500, ge=10)
     poll_groups: list[PollGroup] = Field(default_factory=list)
     max_block: int = Field(default=125, ge=1, le=125)
+    max_gap: int = Field(default=8, ge=0, le=124)  # unused registers a block may bridge
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
 

@@ -1,0 +1,261 @@
+"""The one interface every driver offers the runtime, plus what they all share.
+
+A driver turns a protocol into lists of ``Sample`` handed to a sink. The sink is
+called on the event loop from protocol callbacks, so it must only enqueue; the
+driver never does slow work there either. Connection state, counters and per-tag
+last-update times live here so the engine and the UI see every driver the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from core.samples import Quality, Sample, Value
+
+if TYPE_CHECKING:
+    from core.config.loader import LoadedConfig, ResolvedTag
+    from core.config.schema import ModbusDriver as ModbusDriverCfg
+    from core.config.schema import OpcUaDriver as OpcUaDriverCfg
+
+log = logging.getLogger("loopline.drivers")
+
+Sink = Callable[[list[Sample]], None]
+StateListener = Callable[["ConnectionState"], None]
+
+CONNECTION_LOST = "connection lost"
+
+
+class DriverError(Exception):
+    """A driver problem a person can act on; ``str()`` is the message."""
+
+
+class DriverConfigError(DriverError):
+    """The config asks for something this driver cannot do (bad address, type)."""
+
+
+class ConnState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """Where a driver stands and since when; ``last_error`` survives recovery."""
+
+    state: ConnState
+    since: datetime
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class DriverStats:
+    values_received: int = 0  # every sample handed to the sink, markers included
+    bad_values: int = 0
+    reconnects: int = 0  # successful re-connections after a loss
+    errors: int = 0  # failed reads, failed connects, sink errors
+    writes: int = 0
+    write_failures: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of a write with read-back; ``ok`` only when the device holds the value."""
+
+    tag_id: str
+    ok: bool
+    requested: Value
+    read_back: Value = None
+    error: str | None = None
+    mismatch: bool = False  # written, but the device reports something else
+
+
+class Driver(ABC):
+    """Base class: subclasses implement the protocol, this class keeps the books."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, driver_id: str, tags: Sequence[ResolvedTag]) -> None:
+        self.id = driver_id
+        self.tags: dict[str, ResolvedTag] = {t.id: t for t in tags}
+        self.stats = DriverStats()
+        self._state = ConnectionState(ConnState.DOWN, datetime.now(UTC), None)
+        self._listeners: list[StateListener] = []
+        self._sink: Sink | None = None
+        self._last_mono: dict[str, float] = {}
+        self._started_mono: float | None = None
+
+    # ------------------------------------------------------------ interface
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """First connection attempt; raises ``DriverError`` with the reason if it fails."""
+
+    @abstractmethod
+    async def start(self, sink: Sink) -> None:
+        """Begin delivering samples to ``sink``; keeps reconnecting until ``stop()``."""
+
+    @abstractmethod
+    async def write(self, tag_id: str, value: Value) -> WriteResult:
+        """Write, read back and compare; never raises for device or value problems."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Cancel tasks and close connections; the state becomes DOWN."""
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    def on_state_change(self, listener: StateListener) -> None:
+        """Register a callback for state transitions; it must only enqueue."""
+        self._listeners.append(listener)
+
+    def _set_state(self, state: ConnState, error: str | None = None) -> None:
+        cur = self._state
+        last_error = error if error is not None else cur.last_error
+        if state == cur.state and last_error == cur.last_error:
+            return
+        since = cur.since if state == cur.state else datetime.now(UTC)
+        self._state = ConnectionState(state, since, last_error)
+        if state != cur.state:
+            log.info("driver %s: %s -> %s (%s)", self.id, cur.state, state, last_error or "")
+        for fn in list(self._listeners):
+            try:
+                fn(self._state)
+            except Exception:  # a listener bug must not stop the driver
+                log.exception("driver %s: state listener failed", self.id)
+
+    # ------------------------------------------------------------ staleness
+
+    def last_update(self, tag_id: str) -> datetime | None:
+        """UTC time the driver last received a value (any quality) for the tag."""
+        t = self._last_mono.get(tag_id)
+        if t is None:
+            return None
+        return datetime.now(UTC) - timedelta(seconds=time.monotonic() - t)
+
+    def stale_tags(self, older_than_s: float) -> list[str]:
+        """Tags with no update from the device for ``older_than_s``.
+
+        Tags never heard from count as stale once the driver has been started
+        for that long; connection-lost markers do not count as updates.
+        """
+        now = time.monotonic()
+        started = self._started_mono
+        out = []
+        for tid in self.tags:
+            t = self._last_mono.get(tid)
+            if t is None:
+                if started is not None and now - started >= older_than_s:
+                    out.append(tid)
+            elif now - t >= older_than_s:
+                out.append(tid)
+        return out
+
+    # ------------------------------------------------------------ delivery
+
+    def _emit(self, samples: list[Sample], fresh: bool = True) -> None:
+        """Hand samples to the sink; ``fresh`` is False for synthetic markers."""
+        if not samples:
+            return
+        now = time.monotonic()
+        bad = 0
+        last = self._last_mono
+        for s in samples:
+            if s.quality is Quality.BAD:
+                bad += 1
+            if fresh:
+                last[s.tag_id] = now
+        self.stats.values_received += len(samples)
+        self.stats.bad_values += bad
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            sink(samples)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("driver %s: sink failed for %d samples", self.id, len(samples))
+
+    def _mark_lost(self, tag_ids: Iterable[str], reason: str = CONNECTION_LOST) -> None:
+        """An explicit Bad/no-value sample per tag so history shows the gap."""
+        now = datetime.now(UTC)
+        self._emit([Sample(t, now, None, Quality.BAD, reason) for t in tag_ids], fresh=False)
+
+    def _begin(self, sink: Sink) -> None:
+        self._sink = sink
+        self._started_mono = time.monotonic()
+
+
+def compare_read_back(data_type: str, requested: Value, back: Value) -> bool:
+    """Did the device keep what we wrote? float32 is compared at float32 precision."""
+    if requested is None or back is None:
+        return requested is back
+    if data_type == "bool":
+        return bool(requested) == bool(back)
+    if data_type == "string":
+        return str(requested) == str(back)
+    try:
+        a, b = float(requested), float(back)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    if data_type == "float32":
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+    if data_type == "float64":
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def make_driver(
+    driver_id: str,
+    driver_cfg: OpcUaDriverCfg | ModbusDriverCfg,
+    tags: Sequence[ResolvedTag],
+    base_dir: Path | None = None,
+) -> Driver:
+    """The driver for one ``[drivers.<id>]`` table, given the loaded config's tags.
+
+    Tags of other drivers are ignored, so ``LoadedConfig.tags`` can be passed as is.
+    ``base_dir`` resolves relative certificate paths (the config file's folder).
+    Raises ``DriverConfigError`` when an address or type cannot be served.
+    """
+    mine = [t for t in tags if t.driver_id == driver_id]
+    if driver_cfg.kind == "opcua":
+        from drivers.opcua import OpcUaDriver
+
+        return OpcUaDriver(driver_id, driver_cfg, mine, base_dir)  # type: ignore[arg-type]
+    if driver_cfg.kind == "modbus":
+        from drivers.modbus import ModbusDriver
+
+        return ModbusDriver(driver_id, driver_cfg, mine)  # type: ignore[arg-type]
+    raise DriverConfigError(f"driver {driver_id!r}: unknown kind {driver_cfg.kind!r}")
+
+
+def make_drivers(loaded: LoadedConfig) -> dict[str, Driver]:
+    """Every driver of a loaded config, keyed by driver id."""
+    return {
+        did: make_driver(did, cfg, loaded.tags, loaded.base_dir)
+        for did, cfg in loaded.config.drivers.items()
+    }

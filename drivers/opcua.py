@@ -1,0 +1,587 @@
+"""OPC UA driver on asyncua 2.1: subscriptions, typed writes with read-back, own reconnect.
+
+Tags are spread over ``sessions`` client sessions (each has its own publish loop,
+which is what limits throughput) and, within a session, over subscriptions of at
+most ``max_items_per_subscription`` monitored items. Notifications are turned into
+Samples straight in the publish callback (no task per value) and handed to the
+sink as one list per publish response.
+
+Reconnect is ours, not asyncua's: on a lost session every tag of that session gets
+an explicit Bad "connection lost" marker, the client is discarded, and a fresh
+client reconnects with exponential backoff (``reconnect_min_s``..``reconnect_max_s``)
+and recreates the subscriptions, so the server sends current values again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.common.subscription import Subscription
+from asyncua.crypto import security_policies
+
+from core.config.loader import ResolvedTag
+from core.config.schema import OpcUaDriver as OpcUaDriverCfg
+from core.samples import Quality, Sample, Value
+from drivers.base import (
+    CONNECTION_LOST,
+    ConnState,
+    Driver,
+    DriverConfigError,
+    DriverError,
+    Sink,
+    WriteResult,
+    compare_read_back,
+)
+from drivers.codec import float32_roundtrip, to_engineering
+
+log = logging.getLogger("loopline.drivers.opcua")
+
+VARIANT_TYPES: dict[str, ua.VariantType] = {
+    "bool": ua.VariantType.Boolean,
+    "int16": ua.VariantType.Int16,
+    "uint16": ua.VariantType.UInt16,
+    "int32": ua.VariantType.Int32,
+    "uint32": ua.VariantType.UInt32,
+    "int64": ua.VariantType.Int64,
+    "float32": ua.VariantType.Float,
+    "float64": ua.VariantType.Double,
+    "string": ua.VariantType.String,
+}
+
+_INT_RANGE = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
+_NUMERIC = frozenset({"int16", "uint16", "int32", "uint32", "int64", "float32", "float64"})
+_MONITOR_BATCH = 1000  # monitored items per CreateMonitoredItems request
+
+
+def to_variant(value: Value, data_type: str, scale: float = 1.0, offset: float = 0.0) -> ua.Variant:
+    """An engineering value -> a Variant of exactly the node's type.
+
+    Servers reject a Double written to a Float node, so the type never comes from
+    the Python value. Raises ``ValueError`` with a readable message.
+    """
+    vt = VARIANT_TYPES[data_type]
+    if data_type == "string":
+        return ua.Variant("" if value is None else str(value), vt)
+    if data_type == "bool":
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low not in ("true", "false", "1", "0", "on", "off"):
+                raise ValueError(f"{value!r} is not a boolean")
+            return ua.Variant(low in ("true", "1", "on"), vt)
+        return ua.Variant(bool(value), vt)
+    if value is None or (isinstance(value, bool) and data_type != "bool"):
+        raise ValueError(f"{value!r} is not a number for a {data_type} node")
+    try:
+        num = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number for a {data_type} node") from None
+    if isinstance(num, float) and not math.isfinite(num):
+        raise ValueError(f"{num} cannot be written")
+    if scale != 1.0 or offset != 0.0:
+        if scale == 0:
+            raise ValueError("scale is 0: the raw value cannot be computed")
+        num = (num - offset) / scale
+    if data_type in _INT_RANGE:
+        if isinstance(num, float) and (scale == 1.0 and offset == 0.0) and num != int(num):
+            raise ValueError(f"{num} is not a whole number for a {data_type} node")
+        iv = round(num)
+        lo, hi = _INT_RANGE[data_type]
+        if not lo <= iv <= hi:
+            raise ValueError(f"{iv} is outside the {data_type} range {lo}..{hi}")
+        return ua.Variant(iv, vt)
+    fv = float(num)
+    if data_type == "float32" and abs(fv) > 3.4028234663852886e38:
+        raise ValueError(f"{fv} is outside the float32 range")
+    return ua.Variant(fv, vt)
+
+
+def _plain(v: Any) -> Value:
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+    if isinstance(v, ua.LocalizedText):
+        return v.Text
+    return str(v)
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def sample_from_datavalue(tag: ResolvedTag, dv: ua.DataValue | None) -> Sample:
+    """One DataValue -> one Sample: source time, severity-mapped quality, scaling."""
+    spec = tag.spec
+    if dv is None:
+        return Sample(tag.id, datetime.now(UTC), None, Quality.BAD, "no data value")
+    ts = _utc(dv.SourceTimestamp) or _utc(dv.ServerTimestamp) or datetime.now(UTC)
+    sc = dv.StatusCode
+    code = sc.value if sc is not None else 0
+    q = Quality.from_status_code(code)
+    raw = dv.Value.Value if dv.Value is not None else None
+    if q is Quality.BAD:
+        return Sample(tag.id, ts, None, q, sc.name if sc is not None else "bad")
+    value = _plain(raw)
+    if (
+        (spec.scale != 1.0 or spec.offset != 0.0)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    ):
+        value = value * spec.scale + spec.offset
+    reason = sc.name if q is Quality.UNCERTAIN and sc is not None else None
+    return Sample(tag.id, ts, value, q, reason).checked()
+
+
+class _FastSubscription(Subscription):
+    """Hands whole publish responses to the session instead of one task per value."""
+
+    def __init__(self, server: Any, params: ua.CreateSubscriptionParameters, on_data: Any) -> None:
+        super().__init__(server, params, handler=object())  # type: ignore[arg-type]
+        self._on_data = on_data
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        self.last_publish_at = time.monotonic()
+        msg = publish_result.NotificationMessage
+        if msg.NotificationData is None:
+            return
+        self.last_sequence_number = int(msg.SequenceNumber)
+        self._on_data(msg.NotificationData)
+
+
+class _Session:
+    """One client session serving a share of the driver's tags."""
+
+    def __init__(self, driver: OpcUaDriver, index: int, tags: list[ResolvedTag]) -> None:
+        self.driver = driver
+        self.index = index
+        self.tags = tags
+        self.client: Client | None = None
+        self.subs: list[_FastSubscription] = []
+        self.handles: dict[int, ResolvedTag] = {}
+        self.lost = asyncio.Event()
+        self.connected = False
+        self.ever_connected = False
+        self.last_error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------- connection
+
+    async def open(self) -> None:
+        d = self.driver
+        client = await d._new_client()
+        self.lost = asyncio.Event()
+        lost = self.lost
+
+        async def on_lost(exc: Exception) -> None:
+            self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        try:
+            await asyncio.wait_for(client.connect(auto_reconnect=False), d.cfg.timeout_s * 2 + 1.0)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 1.0)
+            msg = str(e) or type(e).__name__
+            raise DriverError(f"{d.cfg.endpoint}: {msg}") from None
+        self.client = client
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        self.subs = []
+        self.connected = False
+        if client is None:
+            return
+        client.connection_lost_callback = None
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(client.disconnect(), 2.0)
+
+    async def subscribe(self) -> None:
+        d = self.driver
+        client = self.client
+        assert client is not None
+        cfg = d.cfg
+        self.handles = {}
+        self.subs = []
+        per_sub = cfg.max_items_per_subscription
+        failures: list[Sample] = []
+        for start in range(0, len(self.tags), per_sub):
+            chunk = self.tags[start : start + per_sub]
+            params = ua.CreateSubscriptionParameters()
+            params.RequestedPublishingInterval = float(cfg.publishing_interval_ms)
+            params.RequestedLifetimeCount = 10000
+            params.RequestedMaxKeepAliveCount = client.get_keepalive_count(
+                cfg.publishing_interval_ms
+            )
+            params.MaxNotificationsPerPublish = 0  # no limit: one response carries everything
+            params.PublishingEnabled = True
+            params.Priority = 0
+            sub = _FastSubscription(client.uaclient.session, params, self._on_data)
+            results = await sub.init()
+            revised = client.get_subscription_revised_params(params, results)
+            if revised:
+                await sub.update(revised)
+            self.subs.append(sub)
+            for b in range(0, len(chunk), _MONITOR_BATCH):
+                batch = chunk[b : b + _MONITOR_BATCH]
+                reqs = []
+                for tag in batch:
+                    try:
+                        nodeid = ua.NodeId.from_string(tag.spec.address)
+                    except Exception:
+                        failures.append(
+                            Sample(
+                                tag.id,
+                                datetime.now(UTC),
+                                None,
+                                Quality.BAD,
+                                f"invalid node id {tag.spec.address!r}",
+                            )
+                        )
+                        continue
+                    handle = len(self.handles) + 1 + self.index * 10_000_000
+                    self.handles[handle] = tag
+                    reqs.append(self._request(nodeid, handle, tag))
+                if not reqs:
+                    continue
+                mids = await sub.create_monitored_items(reqs)
+                for req, mid in zip(reqs, mids, strict=True):
+                    if isinstance(mid, ua.StatusCode):
+                        tag = self.handles.pop(req.RequestedParameters.ClientHandle)
+                        d.stats.errors += 1
+                        failures.append(
+                            Sample(
+                                tag.id,
+                                datetime.now(UTC),
+                                None,
+                                Quality.BAD,
+                                f"cannot monitor {tag.spec.address}: {mid.name}",
+                            )
+                        )
+        if failures:
+            d._emit(failures, fresh=False)
+
+    def _request(
+        self, nodeid: ua.NodeId, handle: int, tag: ResolvedTag
+    ) -> ua.MonitoredItemCreateRequest:
+        cfg = self.driver.cfg
+        rv = ua.ReadValueId()
+        rv.NodeId = nodeid
+        rv.AttributeId = ua.AttributeIds.Value
+        mp = ua.MonitoringParameters()
+        mp.ClientHandle = handle
+        mp.SamplingInterval = float(cfg.sampling_interval_ms)
+        mp.QueueSize = cfg.queue_size
+        mp.DiscardOldest = True
+        deadband = tag.spec.deadband or cfg.deadband
+        if deadband > 0 and tag.spec.data_type in _NUMERIC:
+            f = ua.DataChangeFilter()
+            f.Trigger = ua.DataChangeTrigger.StatusValue
+            f.DeadbandType = ua.DeadbandType.Absolute
+            f.DeadbandValue = float(deadband)
+            mp.Filter = f
+        req = ua.MonitoredItemCreateRequest()
+        req.ItemToMonitor = rv
+        req.MonitoringMode = ua.MonitoringMode.Reporting
+        req.RequestedParameters = mp
+        return req
+
+    def _on_data(self, notification_data: list[Any]) -> None:
+        handles = self.handles
+        out: list[Sample] = []
+        for notif in notification_data:
+            if isinstance(notif, ua.DataChangeNotification):
+                for item in notif.MonitoredItems:
+                    tag = handles.get(item.ClientHandle)
+                    if tag is not None:
+                        out.append(sample_from_datavalue(tag, item.Value))
+            elif isinstance(notif, ua.StatusChangeNotification):
+                st = notif.Status
+                if st is not None and not st.is_good():
+                    self.last_error = f"subscription status {st.name}"
+                    self.lost.set()
+        self.driver._emit(out)
+
+    # -------------------------------------------------------- supervision
+
+    async def run(self) -> None:
+        """Connect, subscribe, wait for loss, mark the gap, back off, repeat."""
+        d = self.driver
+        delay = d.cfg.reconnect_min_s
+        while not d._stopping:
+            try:
+                if self.client is None:
+                    await self.open()
+                await self.subscribe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                d.stats.errors += 1
+                self.last_error = str(e) or type(e).__name__
+                await self.close()
+                d._session_changed(self)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, d.cfg.reconnect_max_s)
+                continue
+            if self.ever_connected:
+                d.stats.reconnects += 1
+            self.connected = self.ever_connected = True
+            self.last_error = None
+            d._session_changed(self)
+            delay = d.cfg.reconnect_min_s
+            await self.lost.wait()
+            if d._stopping:
+                return
+            d.stats.errors += 1
+            self.connected = False
+            d._mark_lost([t.id for t in self.tags], CONNECTION_LOST)
+            await self.close()
+            d._session_changed(self)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, d.cfg.reconnect_max_s)
+
+
+class OpcUaDriver(Driver):
+    kind = "opcua"
+
+    def __init__(
+        self,
+        driver_id: str,
+        cfg: OpcUaDriverCfg,
+        tags: Sequence[ResolvedTag],
+        base_dir: Path | None = None,
+    ) -> None:
+        super().__init__(driver_id, tags)
+        self.cfg = cfg
+        self.base_dir = base_dir or Path.cwd()
+        for t in tags:
+            if t.spec.data_type not in VARIANT_TYPES:
+                raise DriverConfigError(
+                    f"tag {t.id}: data_type {t.spec.data_type} is not supported"
+                )
+            try:
+                ua.NodeId.from_string(t.spec.address)
+            except Exception:
+                raise DriverConfigError(
+                    f"tag {t.id}: {t.spec.address!r} is not an OPC UA node id "
+                    "(e.g. ns=2;s=Line.Machine.Value)"
+                ) from None
+        tag_list = list(tags)
+        n = max(1, min(cfg.sessions, len(tag_list) or 1))
+        size = math.ceil(len(tag_list) / n) if tag_list else 0
+        self.sessions = [_Session(self, i, tag_list[i * size : (i + 1) * size]) for i in range(n)]
+        self._session_of = {t.id: s for s in self.sessions for t in s.tags}
+        self._stopping = False
+
+    # ------------------------------------------------------------ client set-up
+
+    def _path(self, p: str) -> str:
+        q = Path(os.path.expanduser(p))
+        return str(q if q.is_absolute() else self.base_dir / q)
+
+    def _password(self) -> str | None:
+        cfg = self.cfg
+        if cfg.password:
+            return cfg.password
+        if cfg.password_env:
+            pw = os.environ.get(cfg.password_env)
+            if pw is None:
+                raise DriverError(
+                    f"driver {self.id}: environment variable {cfg.password_env} "
+                    "(password_env) is not set"
+                )
+            return pw
+        return None
+
+    async def _new_client(self) -> Client:
+        cfg = self.cfg
+        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=1.0)
+        client.name = f"loopline {self.id}"
+        client.description = client.name
+        client.session_timeout = 120_000  # the server drops our orphaned sessions after 2 min
+        password = self._password()
+        if password and cfg.security_mode != "SignAndEncrypt":
+            raise DriverError(
+                f"driver {self.id}: refusing to send a password over an unencrypted channel "
+                "(set security_mode = 'SignAndEncrypt')"
+            )
+        if cfg.security_policy != "None":
+            if not cfg.certificate or not cfg.private_key:
+                raise DriverError(
+                    f"driver {self.id}: security_policy {cfg.security_policy} needs "
+                    "certificate and private_key"
+                )
+            cert = self._path(cfg.certificate)
+            key = self._path(cfg.private_key)
+            for label, p in (("certificate", cert), ("private_key", key)):
+                if not Path(p).is_file():
+                    raise DriverError(f"driver {self.id}: {label} {p} does not exist")
+            uri = _application_uri(cert)
+            if uri:
+                client.application_uri = uri
+            policy = getattr(security_policies, f"SecurityPolicy{cfg.security_policy}")
+            mode = getattr(ua.MessageSecurityMode, cfg.security_mode)
+            server_cert = self._path(cfg.server_certificate) if cfg.server_certificate else None
+            try:
+                await client.set_security(
+                    policy, cert, key, server_certificate=server_cert, mode=mode
+                )
+            except Exception as e:
+                raise DriverError(f"driver {self.id}: security set-up failed: {e}") from None
+        if cfg.username:
+            client.set_user(cfg.username)
+        if password:
+            if client.security_policy.Mode != ua.MessageSecurityMode.SignAndEncrypt:
+                raise DriverError(
+                    f"driver {self.id}: refusing to send a password over an unencrypted channel"
+                )
+            client.set_password(password)
+        return client
+
+    # ------------------------------------------------------------ interface
+
+    async def connect(self) -> None:
+        self._set_state(ConnState.CONNECTING)
+
+        async def one(s: _Session) -> None:
+            if s.client is None:
+                await s.open()
+
+        results = await asyncio.gather(*(one(s) for s in self.sessions), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self.stats.errors += len(errors)
+            for s in self.sessions:
+                await s.close()
+            msg = str(errors[0]) or type(errors[0]).__name__
+            if isinstance(errors[0], DriverError):
+                self._set_state(ConnState.CONNECTING, msg)
+                raise errors[0]
+            self._set_state(ConnState.CONNECTING, msg)
+            raise DriverError(msg)
+
+    async def start(self, sink: Sink) -> None:
+        self._begin(sink)
+        self._stopping = False
+        if self._state.state is ConnState.DOWN:
+            self._set_state(ConnState.CONNECTING)
+        for s in self.sessions:
+            s.task = asyncio.create_task(s.run(), name=f"opcua-{self.id}-{s.index}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for s in self.sessions:
+            s.lost.set()
+            if s.task is not None:
+                s.task.cancel()
+        for s in self.sessions:
+            if s.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await s.task
+                s.task = None
+            await s.close()
+        self._set_state(ConnState.DOWN)
+
+    def _session_changed(self, s: _Session) -> None:
+        if self._stopping:
+            return
+        if all(x.connected for x in self.sessions):
+            self._set_state(ConnState.CONNECTED)
+            return
+        errors = [x.last_error for x in self.sessions if x.last_error]
+        err = errors[0] if errors else None
+        if any(x.ever_connected for x in self.sessions):
+            self._set_state(ConnState.RECONNECTING, err)
+        else:
+            self._set_state(ConnState.CONNECTING, err)
+
+    async def write(self, tag_id: str, value: Value) -> WriteResult:
+        rt = self.tags.get(tag_id)
+        if rt is None:
+            return self._write_failed(tag_id, value, f"unknown tag {tag_id!r} on driver {self.id}")
+        if not rt.spec.writable:
+            return self._write_failed(tag_id, value, f"tag {tag_id} is not writable (config)")
+        s = self._session_of[tag_id]
+        client = s.client
+        if client is None or not s.connected:
+            return self._write_failed(tag_id, value, "not connected")
+        spec = rt.spec
+        try:
+            variant = to_variant(value, spec.data_type, spec.scale, spec.offset)
+        except ValueError as e:
+            return self._write_failed(tag_id, value, str(e))
+        node = client.get_node(spec.address)
+        try:
+            await node.write_attribute(ua.AttributeIds.Value, ua.DataValue(variant))
+            dv = await node.read_attribute(ua.AttributeIds.Value)
+        except ua.UaStatusCodeError as e:
+            name = ua.StatusCode(e.code).name if hasattr(e, "code") else str(e)
+            return self._write_failed(tag_id, value, f"server refused: {name}")
+        except (OSError, TimeoutError, ConnectionError) as e:
+            return self._write_failed(tag_id, value, f"write failed: {e or type(e).__name__}")
+        back = sample_from_datavalue(rt, dv)
+        self.stats.writes += 1
+        expected: Value = variant.Value
+        if isinstance(expected, int | float) and not isinstance(expected, bool):
+            if spec.data_type == "float32":
+                expected = float32_roundtrip(expected)
+            expected = to_engineering(expected, spec.scale, spec.offset)
+        ok = back.quality is not Quality.BAD and compare_read_back(
+            spec.data_type, expected, back.value
+        )
+        if not ok:
+            self.stats.write_failures += 1
+        return WriteResult(
+            tag_id,
+            ok,
+            value,
+            back.value,
+            None
+            if ok
+            else f"read-back {back.value!r} ({back.reason or back.quality.name}) "
+            f"differs from written {value!r}",
+            mismatch=not ok,
+        )
+
+    def _write_failed(self, tag_id: str, value: Value, error: str) -> WriteResult:
+        self.stats.writes += 1
+        self.stats.write_failures += 1
+        return WriteResult(tag_id, False, value, None, error)
+
+
+def _application_uri(cert_path: str) -> str | None:
+    """The URI in the client certificate's SubjectAltName: servers check it matches."""
+    try:
+        from cryptography import x509
+
+        data = Path(cert_path).read_bytes()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if b"-----BEGIN" in data
+            else x509.load_der_x509_certificate(data)
+        )
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+        return uris[0] if uris else None
+    except Exception:
+        return None
