@@ -527,12 +527,16 @@ class AuditEntry(SQLModel, table=True):
 class Sample(SQLModel, table=True):
     """Contextualized samples. Written in batches by core.store.sample_writer only.
 
-    No foreign keys and a single index (tag_id, ts) to keep the write path cheap;
-    ids of the context are plain strings.
+    No foreign keys and two indexes to keep the write path cheap: (tag_id, ts) for
+    trends and features, ts alone for pruning the hot window and time-range exports
+    (added by schema version 2). Context ids are plain strings.
     """
 
     __tablename__ = "sample"
-    __table_args__ = (Index("ix_sample_tag_ts", "tag_id", "ts"),)
+    __table_args__ = (
+        Index("ix_sample_tag_ts", "tag_id", "ts"),
+        Index("ix_sample_ts", "ts"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     tag_id: str
     ts: datetime = utc()

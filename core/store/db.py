@@ -1,0 +1,171 @@
+"""Open the store: the engine from a URL, SQLite tuned for a shop-floor PC, schema upgraded.
+
+SQLite runs in WAL mode so the console reads while the writer thread writes, with a
+busy timeout so short lock waits are absorbed instead of failing, foreign keys on,
+and ``synchronous=NORMAL`` for the hot path (the audit chain raises it to FULL for
+its own writes). Every failure to open or use the file becomes a ``StoreError`` with
+a message naming the file, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlmodel import Session
+
+from core.store import StoreError, migrations
+from core.store.models import Meta
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass
+class Store:
+    """An open store: the engine plus where it lives."""
+
+    engine: Engine
+    url: str
+    path: Path | None  # the SQLite file, None for a server database
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else self.engine.url.render_as_string()
+
+    def session(self) -> Session:
+        """An ORM session whose objects stay readable after commit."""
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A Core transaction; lock and I/O errors become StoreError."""
+        with guard(self), self.engine.begin() as conn:
+            yield conn
+
+    def get_meta(self, key: str) -> str | None:
+        with guard(self), self.engine.connect() as conn:
+            row = conn.execute(select(Meta.value).where(Meta.key == key)).first()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s, guard(self):
+            s.merge(Meta(key=key, value=value))
+            s.commit()
+
+    def schema_version(self) -> int | None:
+        v = self.get_meta("schema_version")
+        return int(v) if v is not None else None
+
+    def count(self, model: Any) -> int:
+        with guard(self), self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def explain(where: str, e: BaseException) -> str:
+    """A one-line reason a person can act on, from a driver error."""
+    msg = str(getattr(e, "orig", None) or e).strip()
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return (f"the store {where} is locked by another process (another loopline "
+                "running, or a tool holding a write lock); close it or wait and retry")
+    if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+        return f"the store {where} is not a readable loopline database ({msg})"
+    if "unable to open" in low or "readonly" in low or "read-only" in low:
+        return f"the store {where} cannot be opened for writing ({msg}); check the path and "\
+               "its permissions"
+    if "disk" in low and ("full" in low or "i/o" in low):
+        return f"the store {where} could not be written: {msg}"
+    return f"store {where}: {msg}"
+
+
+@contextmanager
+def guard(store_or_where: Store | str) -> Iterator[None]:
+    """Turn driver errors into StoreError with a message naming the store."""
+    where = store_or_where.where if isinstance(store_or_where, Store) else store_or_where
+    try:
+        yield
+    except StoreError:
+        raise
+    except (DBAPIError, sqlite3.Error) as e:
+        raise StoreError(explain(where, e)) from e
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    return on_connect
+
+
+def to_url(target: str) -> str:
+    """A file path or a URL to a URL (``data/x.db`` → ``sqlite:///data/x.db``)."""
+    return target if "://" in target else f"sqlite:///{Path(target).expanduser()}"
+
+
+def open_store(target: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+               upgrade: bool = True) -> Store:
+    """Open (creating if needed) and upgrade the store at a URL or SQLite file path."""
+    url_text = to_url(target)
+    try:
+        url = make_url(url_text)
+    except ArgumentError as e:
+        raise StoreError(f"store URL {target!r} is not valid: {e}") from None
+    path: Path | None = None
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        db = url.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            path = Path(db).expanduser().resolve()
+            if path.is_dir():
+                raise StoreError(f"the store {path} is a folder, not a database file")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder for the store {path}: "
+                                 f"{e.strerror}") from None
+            url = url.set(database=str(path))
+        kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ArgumentError, ImportError) as e:
+        raise StoreError(f"store URL {target!r} cannot be used: {e}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+    store = Store(engine=engine, url=url.render_as_string(hide_password=False), path=path)
+    try:
+        with guard(store):
+            with engine.connect() as conn:  # fail early on an unreadable file
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master"
+                                     if engine.dialect.name == "sqlite" else "SELECT 1")
+            if upgrade:
+                migrations.upgrade(engine)
+    except StoreError:
+        engine.dispose()
+        raise
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise StoreError(explain(store.where, e)) from e
+    return store

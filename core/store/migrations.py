@@ -1,0 +1,109 @@
+"""Schema versions and the ordered steps that upgrade a store from one to the next.
+
+A fresh store is created from the models and stamped with ``SCHEMA_VERSION``. An
+existing store at version N runs every step above N in order, each in its own
+transaction together with the new version number, so a failed step leaves the store
+at the last good version. Afterwards ``create_all`` adds tables that are new in the
+models (checkfirst), so a step only alters tables that already existed at its base.
+Steps use plain SQL that both SQLite and PostgreSQL accept, idempotent where they can
+be (``IF NOT EXISTS``): the version row and the step commit together, but a half-applied
+DDL on a driver without transactional DDL must not wedge the next attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlmodel import SQLModel
+
+from core.store import StoreError
+from core.store.models import Meta
+
+BASELINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int  # the version the store is at after this step
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v2_sample_ts_index(conn: Connection) -> None:
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_sample_ts ON sample (ts)"))
+
+
+STEPS: list[Step] = [
+    Step(2, "index sample(ts) for hot-window pruning and time-range exports",
+         _v2_sample_ts_index),
+]
+
+SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION
+
+_META = Meta.__table__  # type: ignore[attr-defined]
+
+
+def read_version(conn: Connection) -> int | None:
+    """The stored schema version; None for a store without one."""
+    if not inspect(conn).has_table("meta"):
+        return None
+    row = conn.execute(select(_META.c.value).where(_META.c.key == "schema_version")).first()
+    return int(row[0]) if row else None
+
+
+def _write_version(conn: Connection, version: int) -> None:
+    exists = conn.execute(
+        select(_META.c.key).where(_META.c.key == "schema_version")
+    ).first()
+    if exists:
+        conn.execute(_META.update().where(_META.c.key == "schema_version")
+                     .values(value=str(version)))
+    else:
+        conn.execute(_META.insert().values(key="schema_version", value=str(version)))
+
+
+def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
+    """Bring the store to the newest version; returns the steps that ran."""
+    steps = list(STEPS if steps is None else steps)
+    versions = [s.version for s in steps]
+    if versions != sorted(set(versions)) or (versions and versions[0] <= BASELINE_VERSION):
+        raise ValueError("migration steps must have strictly increasing versions above baseline")
+    latest = versions[-1] if versions else BASELINE_VERSION
+    with engine.connect() as conn:
+        current = read_version(conn)
+        fresh = not inspect(conn).get_table_names()
+    if fresh:
+        SQLModel.metadata.create_all(engine)
+        with engine.begin() as conn:
+            _write_version(conn, latest)
+        return []
+    if current is None:
+        current = BASELINE_VERSION  # tables made before versioning existed: the baseline
+    if current > latest:
+        raise StoreError(
+            f"the store is at schema version {current}, newer than this loopline "
+            f"understands ({latest}); upgrade loopline or use another --db"
+        )
+    ran: list[Step] = []
+    for step in steps:
+        if step.version <= current:
+            continue
+        try:
+            with engine.begin() as conn:
+                step.apply(conn)
+                _write_version(conn, step.version)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(
+                f"upgrading the store to schema version {step.version} "
+                f"({step.description}) failed: {e}"
+            ) from e
+        ran.append(step)
+    SQLModel.metadata.create_all(engine, checkfirst=True)  # tables new since `current`
+    with engine.begin() as conn:
+        if read_version(conn) is None:
+            _write_version(conn, current)
+    return ran
