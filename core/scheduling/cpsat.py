@@ -21,7 +21,7 @@ from ortools.sat.python import cp_model
 
 from core.scheduling.problem import Assignment, Objective, Plan, Problem
 
-PRIMARY_SCALE = 100  # primary objective vs the stability / tie-break terms
+PRIMARY_SCALE = 100  # primary objective vs the stability terms
 
 
 def default_workers() -> int:
@@ -182,7 +182,7 @@ def solve(
                 t = m.new_int_var(0, H, f"t_{job.id}")
                 m.add(t >= job_end[job.id] - job.due)
                 tard[job.id] = t
-        primary = sum(job.weight * tard[j.id] for j in problem.jobs if j.id in tard)
+        primary = sum(j.weight * tard[j.id] for j in problem.jobs if j.id in tard)
     secondary: list[cp_model.LinearExprT] = []
     deviations: dict[str, cp_model.IntVar] = {}
     if previous is not None and (opt.stability_weight or opt.machine_change_cost):
@@ -197,11 +197,6 @@ def solve(
             if opt.machine_change_cost and a.machine in lits[o] and len(lits[o]) > 1:
                 lit = lits[o][a.machine]
                 secondary.append(opt.machine_change_cost * (1 - lit))
-    if opt.objective is not Objective.MAKESPAN:
-        # Tie-break: among equal plans prefer the one that finishes orders earlier.
-        secondary.append(sum(job_end.values()) if job_end else 0)
-        if opt.objective is Objective.WEIGHTED_TARDINESS:
-            secondary.append(cmax)
     if secondary:
         m.minimize(PRIMARY_SCALE * primary + sum(secondary))
     else:

@@ -3,6 +3,7 @@ heuristic again if the solver has nothing better within its time limit."""
 
 from __future__ import annotations
 
+from core.scheduling.compact import left_shift
 from core.scheduling.cpsat import SolveOptions, solve
 from core.scheduling.dispatch import dispatch
 from core.scheduling.feasibility import violations
@@ -21,4 +22,10 @@ def make_plan(problem: Problem, options: SolveOptions | None = None) -> Plan:
     if plan.score(problem, opt.objective) > heur.score(problem, opt.objective):
         heur.solve_seconds += plan.solve_seconds
         return heur
-    return plan
+    shifted = left_shift(problem, plan)
+    if violations(problem, shifted) or shifted.score(problem, opt.objective) > plan.score(
+        problem, opt.objective
+    ):
+        return plan
+    shifted.objective = float(shifted.score(problem, opt.objective))
+    return shifted
