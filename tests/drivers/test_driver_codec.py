@@ -96,7 +96,9 @@ def test_word_order_is_distinct_from_byte_order() -> None:
 
 @pytest.mark.parametrize(("word_order", "byte_order"), ORDERS)
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_nan_and_infinity_decode_and_become_bad(word_order: str, byte_order: str, bad: float) -> None:
+def test_nan_and_infinity_decode_and_become_bad(
+    word_order: str, byte_order: str, bad: float
+) -> None:
     for t in ("float32", "float64"):
         raw = struct.pack(">f" if t == "float32" else ">d", bad)
         words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
