@@ -1,0 +1,258 @@
+"""Feature pipelines: one function per grain builds training and scoring features alike.
+
+Per equipment (``equipment_features``): for each signal and trailing window, the mean,
+std, slope per hour, RMS, max, number of good samples and the mean change against the
+same recipe's baseline, plus hours and (estimated) cycles since the last maintenance.
+Per lot (``lot_features``): process aggregates joined with recipe, batch, shift and
+operator. Only Good samples enter any feature; a window with too little good data is
+flagged in ``<signal>__low_<window>`` / ``low_data`` and left null, never filled.
+
+Feature names are ``<signal>__<stat>_<window>`` or ``ctx__<name>`` so an explanation can
+map a contribution back to a signal (see ml.explain.parse_feature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from ml import contract
+from ml.contract import GOOD, Events
+
+DEFAULT_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current", "zone_temp", "pressure",
+                   "flow", "cycle_time")
+STATS = ("mean", "std", "slope", "rms", "max", "dbase", "n")
+LOT_STATS = ("mean", "std", "min", "max")
+LOT_CONTEXT = ("recipe_id", "batch_id", "shift_id", "operator_id", "equipment_id", "line_id")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def slope_expr(x: pl.Expr, t: pl.Expr, window: int, group: str) -> pl.Expr:
+    """Least-squares slope of x over t in a trailing window of rows, per group."""
+    def rm(e: pl.Expr) -> pl.Expr:
+        return e.rolling_mean(window, min_samples=3).over(group)
+    mt, mx = rm(t), rm(x)
+    var = rm(t * t) - mt * mt
+    return pl.when(var > 1e-12).then((rm(x * t) - mx * mt) / var).otherwise(None)
+
+
+def _td(s: str) -> timedelta:
+    """'15m', '6h', '1d', '30s' -> timedelta (the subset of polars durations we accept)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return timedelta(seconds=float(s[:-1]) * units[s[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise ValueError(f"bad duration {s!r}: use e.g. 30s, 15m, 6h, 1d") from None
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that shapes the features; saved with each model so scoring matches."""
+
+    signals: tuple[str, ...] = DEFAULT_SIGNALS
+    every: str = "15m"
+    windows: tuple[str, ...] = ("1h", "6h")
+    min_good_frac: float = 0.5  # of the samples the tag's cadence would give in the window
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ev = _td(self.every)
+        for w in self.windows:
+            if _td(w) % ev:
+                raise ValueError(f"window {w} is not a multiple of every={self.every}")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"signals": list(self.signals), "every": self.every,
+                "windows": list(self.windows), "min_good_frac": self.min_good_frac}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> FeatureSpec:
+        return cls(signals=tuple(d["signals"]), every=str(d["every"]),  # type: ignore[arg-type]
+                   windows=tuple(d["windows"]),  # type: ignore[arg-type]
+                   min_good_frac=float(d["min_good_frac"]))  # type: ignore[arg-type]
+
+
+def good_samples(history: pl.DataFrame, signals: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Only Good, finite values, with the signal split out of the tag id."""
+    h = history.with_columns(contract.signal_of(pl.col("tag_id")).alias("signal"))
+    if signals is not None:
+        h = h.filter(pl.col("signal").is_in(list(signals)))
+    return h.filter((pl.col("quality") == GOOD) & pl.col("value").is_finite())
+
+
+def recipe_baselines(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_SIGNALS
+                     ) -> pl.DataFrame:
+    """Median good value per equipment, signal and recipe: the 'normal' to compare against."""
+    g = good_samples(history, signals).filter(pl.col("recipe_id").is_not_null())
+    return g.group_by("equipment_id", "signal", "recipe_id").agg(
+        pl.col("value").median().alias("baseline"))
+
+
+def _cadence(history: pl.DataFrame) -> pl.DataFrame:
+    """Median sampling interval (s) per equipment and signal, from samples of any quality."""
+    h = history.select("equipment_id", contract.signal_of(pl.col("tag_id")).alias("signal"),
+                       "tag_id", "ts").sort("tag_id", "ts")
+    d = h.with_columns(pl.col("ts").diff().over("tag_id").dt.total_microseconds().alias("dt"))
+    return d.group_by("equipment_id", "signal").agg(
+        (pl.col("dt").median() / 1e6).alias("cadence_s"))
+
+
+def equipment_features(history: pl.DataFrame, events: Events | None = None,
+                       spec: FeatureSpec | None = None, baselines: pl.DataFrame | None = None,
+                       *, as_of: datetime | None = None, latest: bool = False) -> pl.DataFrame:
+    """One row per equipment and window end (every ``spec.every``) up to ``as_of``.
+
+    ``latest`` keeps only the window ending at ``as_of`` (scoring); otherwise every
+    complete window in the history (training). Same code path either way.
+    """
+    spec = spec or FeatureSpec()
+    history = contract.history(history)
+    if as_of is None:
+        as_of = history["ts"].max()  # type: ignore[assignment]
+        if as_of is None:
+            raise ValueError("history is empty")
+    every, periods = _td(spec.every), [_td(w) for w in spec.windows]
+    longest = max(periods)
+    if latest:
+        history = history.filter((pl.col("ts") > as_of - longest) & (pl.col("ts") <= as_of))
+    offset = (as_of - EPOCH) % every
+    cad = _cadence(history)
+    g = good_samples(history, spec.signals)
+    if baselines is not None and baselines.height:
+        g = g.join(baselines, on=["equipment_id", "signal", "recipe_id"], how="left")
+    else:
+        g = g.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline"))
+    t0 = g["ts"].min()
+    # Hours from a fixed origin: slopes come from fast sums, not per-window expressions.
+    g = g.with_columns(
+        (pl.col("value") - pl.col("baseline")).alias("delta"),
+        ((pl.col("ts") - t0).dt.total_microseconds() / 3.6e9).alias("th"),
+    ).with_columns(
+        (pl.col("th") * pl.col("value")).alias("tx"), (pl.col("th") ** 2).alias("tt"),
+        (pl.col("value") ** 2).alias("xx"),
+    ).sort("equipment_id", "signal", "ts")
+    x = pl.col("value")
+    longs = []
+    for w, period in zip(spec.windows, periods, strict=True):
+        agg = g.group_by_dynamic(
+            "ts", every=every, period=period, offset=offset, closed="right", label="right",
+            group_by=["equipment_id", "signal"], start_by="window",
+        ).agg(
+            x.mean().alias("mean"), x.std().alias("std"), x.max().alias("max"),
+            pl.col("xx").mean().sqrt().alias("rms"), pl.col("delta").mean().alias("dbase"),
+            pl.len().cast(pl.Float64).alias("n"), pl.col("th").sum().alias("st"),
+            x.sum().alias("sx"), pl.col("tx").sum().alias("stx"), pl.col("tt").sum().alias("stt"),
+            pl.col("recipe_id").last().alias("recipe_id"),
+        )
+        den = pl.col("n") * pl.col("stt") - pl.col("st") ** 2
+        num = pl.col("n") * pl.col("stx") - pl.col("st") * pl.col("sx")
+        agg = agg.with_columns(
+            pl.when((pl.col("n") >= 3) & (den > 1e-9 * pl.col("n") ** 2)).then(num / den)
+            .otherwise(None).alias("slope"))
+        agg = agg.join(cad, on=["equipment_id", "signal"], how="left").with_columns(
+            (pl.col("n") < spec.min_good_frac * period.total_seconds() / pl.col("cadence_s"))
+            .fill_null(True).cast(pl.Float64).alias("low"))
+        long = agg.unpivot(index=["equipment_id", "signal", "ts"], on=[*STATS, "low"],
+                           variable_name="stat", value_name="v")
+        longs.append(long.with_columns(
+            (pl.col("signal") + "__" + pl.col("stat") + "_" + pl.lit(w)).alias("feature")))
+        if w == spec.windows[0]:
+            recipe = agg.group_by("equipment_id", "ts").agg(
+                pl.col("recipe_id").drop_nulls().first())
+    long = pl.concat(longs).filter(pl.col("ts") <= as_of)
+    if latest:
+        long = long.filter(pl.col("ts") == as_of)
+    wide = long.pivot(on="feature", index=["equipment_id", "ts"], values="v",
+                      aggregate_function="first").sort("equipment_id", "ts")
+    wide = _complete_columns(wide, spec, history)
+    low_cols = [c for c in wide.columns if "__low_" in c]
+    wide = wide.with_columns(
+        [pl.col(c).fill_null(1.0) for c in low_cols]
+        + [pl.col(c).fill_null(0.0) for c in wide.columns if "__n_" in c]
+    )
+    wide = wide.with_columns(
+        pl.max_horizontal([pl.col(c) for c in low_cols]).cast(pl.Boolean).alias("low_data")
+        if low_cols else pl.lit(True).alias("low_data"))
+    wide = wide.join(recipe, on=["equipment_id", "ts"], how="left")
+    return _with_maintenance(wide, events, spec)
+
+
+def _complete_columns(wide: pl.DataFrame, spec: FeatureSpec, history: pl.DataFrame
+                      ) -> pl.DataFrame:
+    """Every (signal, stat, window) column that the plant has, even if no window had data.
+
+    Without this a signal that went all-Bad would silently drop a column at scoring time.
+    """
+    present = (history.select(contract.signal_of(pl.col("tag_id")).unique())
+               .to_series().to_list())
+    want = [f"{s}__{st}_{w}" for s in spec.signals if s in present
+            for w in spec.windows for st in (*STATS, "low")]
+    missing = [c for c in want if c not in wide.columns]
+    if missing:
+        wide = wide.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in missing])
+    return wide
+
+
+def _with_maintenance(wide: pl.DataFrame, events: Events | None, spec: FeatureSpec
+                      ) -> pl.DataFrame:
+    """Hours since the last completed maintenance and the cycles that implies.
+
+    Cycles are estimated from hours and the window's mean cycle time so scoring on a
+    short history gives exactly what training on the full history gave.
+    """
+    maint = (events.conformed().maintenance if events is not None
+             else pl.DataFrame(schema=contract.MAINTENANCE_SCHEMA))
+    m = maint.select("equipment_id", pl.col("ts").alias("maint_ts")).sort("maint_ts")
+    out = wide.sort("ts").join_asof(m, left_on="ts", right_on="maint_ts", by="equipment_id",
+                                    strategy="backward", check_sortedness=False)
+    hours = (pl.col("ts") - pl.col("maint_ts")).dt.total_seconds() / 3600.0
+    ct = f"cycle_time__mean_{spec.windows[0]}"
+    cycles = hours * 3600.0 / pl.col(ct) if ct in out.columns else pl.lit(None, pl.Float64)
+    return out.with_columns(
+        hours.alias("ctx__hours_since_maint"), cycles.alias("ctx__cycles_since_maint"),
+        pl.col("ts").dt.hour().cast(pl.Float64).alias("ctx__hour"),
+    ).drop("maint_ts").sort("equipment_id", "ts")
+
+
+def signal_features(df: pl.DataFrame) -> list[str]:
+    """The model inputs among a feature frame's columns (not keys, flags or labels)."""
+    return [c for c in df.columns if ("__" in c and "__low_" not in c)]
+
+
+def lot_features(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_SIGNALS,
+                 tables: dict[str, pl.DataFrame] | None = None, min_samples: int = 5
+                 ) -> pl.DataFrame:
+    """One row per lot: process aggregates (good samples only) and the lot's context.
+
+    ``tables`` joins attributes of recipes, material batches, shifts or operators,
+    keyed by the context column (e.g. {"batch_id": batches}); their numeric columns
+    become ``<key>__<column>`` features. The lot's quality_value is not an input: it
+    is what the quality model predicts.
+    """
+    history = contract.history(history)
+    h = history.filter(pl.col("lot_id").is_not_null())
+    g = good_samples(h, tuple(s for s in signals if s != "quality_value"))
+    x = pl.col("value")
+    agg = g.group_by("lot_id", "signal").agg(
+        x.mean().alias("mean"), x.std().alias("std"), x.min().alias("min"),
+        x.max().alias("max"), pl.len().alias("n"))
+    long = agg.unpivot(index=["lot_id", "signal"], on=list(LOT_STATS), variable_name="stat",
+                       value_name="v").with_columns(
+        (pl.col("signal") + "__" + pl.col("stat") + "_lot").alias("feature"))
+    wide = long.pivot(on="feature", index="lot_id", values="v", aggregate_function="first")
+    low = agg.group_by("lot_id").agg((pl.col("n").min() < min_samples).alias("low_data"))
+    ctx = h.group_by("lot_id").agg(
+        [pl.col(c).drop_nulls().mode().sort().first().alias(c)
+         for c in ("order_id", *LOT_CONTEXT)]
+        + [pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end")]
+    ).with_columns(
+        ((pl.col("end") - pl.col("start")).dt.total_seconds() / 3600.0).alias("ctx__duration_h"))
+    out = ctx.join(wide, on="lot_id", how="left").join(low, on="lot_id", how="left")
+    out = out.with_columns(pl.col("low_data").fill_null(True))
+    for key, table in (tables or {}).items():
+        num = [c for c, t in table.schema.items() if c != key and t.is_numeric()]
+        out = out.join(table.select(key, *[pl.col(c).alias(f"{key}__{c}") for c in num]),
+                       on=key, how="left")
+    return out.sort("start")
