@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "console.commands.status",
     "console.commands.audit_cmd",
     "console.commands.user",
+    "console.commands.sim_cmd",
 ]
 
 

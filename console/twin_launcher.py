@@ -1,0 +1,134 @@
+"""Starts the plant twin as a child process when ``[simulator] enabled = true``.
+
+The console and the runtime then talk to it like to any plant: over OPC UA and
+Modbus TCP. ``start_twin`` returns once both endpoints answer (or raises with the
+child's last output), and the twin is stopped when the ``TwinProcess`` is closed or
+the console exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import LoadedConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TwinStartError(Exception):
+    """The twin did not come up; str() says why (with its last output)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class TwinProcess:
+    proc: subprocess.Popen[bytes]
+    host: str
+    opcua_port: int
+    modbus_port: int
+    workdir: Path
+    info: dict = field(default_factory=dict)
+
+    @property
+    def opcua_endpoint(self) -> str:
+        return f"opc.tcp://{self.host}:{self.opcua_port}/loopline/"
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def output_tail(self, n: int = 20) -> str:
+        try:
+            lines = (self.workdir / "twin.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+    def __enter__(self) -> TwinProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
+               modbus_port: int | None = None, extra_args: list[str] | None = None,
+               timeout_s: float | None = None) -> TwinProcess:
+    """Spawn ``python -m sim`` for this config and wait until both endpoints answer."""
+    sim = cfg.config.simulator
+    host = sim.host
+    op = opcua_port or sim.opcua_port
+    mp = modbus_port or sim.modbus_port
+    for port, what in ((op, "OPC UA"), (mp, "Modbus")):
+        if _answers(host, port):
+            raise TwinStartError(f"{what} port {host}:{port} is already in use; stop what "
+                                 "runs there or change [simulator] ports")
+    workdir = Path(tempfile.mkdtemp(prefix="loopline-twin-"))
+    ready = workdir / "ready.json"
+    cmd = [sys.executable, "-m", "sim", "--config", str(cfg.path.resolve()),
+           "--opcua-port", str(op), "--modbus-port", str(mp), "--ready-file", str(ready),
+           *(extra_args or [])]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    log = (workdir / "twin.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(cfg.base_dir),
+                            env=env, start_new_session=True)
+    log.close()
+    tp = TwinProcess(proc, host, op, mp, workdir)
+    deadline = time.monotonic() + (timeout_s or sim.startup_timeout_s)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TwinStartError(f"the plant twin exited with code {proc.returncode}:\n"
+                                 f"{tp.output_tail()}")
+        if ready.exists() and _answers(host, op) and _answers(host, mp):
+            with contextlib.suppress(OSError, ValueError):
+                tp.info = json.loads(ready.read_text())
+            atexit.register(tp.stop)
+            return tp
+        time.sleep(0.1)
+    tp.stop()
+    raise TwinStartError(f"the plant twin did not answer on {host}:{op} (OPC UA) and "
+                         f"{host}:{mp} (Modbus) within "
+                         f"{timeout_s or sim.startup_timeout_s:.0f} s:\n{tp.output_tail()}")
+
+
+def maybe_start_twin(cfg: LoadedConfig) -> TwinProcess | None:
+    """The twin for the console when the config asks for it, else None."""
+    if not cfg.config.simulator.enabled:
+        return None
+    return start_twin(cfg)

@@ -1,0 +1,7 @@
+"""`python -m sim`: the twin as a child process of the console (see console/twin_launcher)."""
+
+import sys
+
+from sim.cli import main
+
+sys.exit(main())
