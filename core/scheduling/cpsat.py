@@ -253,11 +253,18 @@ def solve(
 def _uncovered(
     windows: list[tuple[int, int]], busy: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """Parts of the unavailable windows not taken by started operations: a machine that
-    breaks down mid-operation holds that operation (its end already pushed back) through
-    the downtime, and the two must not be seen as overlapping."""
+    """Unavailable windows merged where they overlap (two fixed intervals in one
+    NoOverlap would make the model infeasible), minus the parts taken by started
+    operations: a machine that breaks down mid-operation holds that operation (its end
+    already pushed back) through the downtime, and the two must not clash."""
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(w for w in windows if w[1] > w[0]):
+        if merged and s <= merged[-1][1]:  # overlapping windows (downtime in maintenance)
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
     out: list[tuple[int, int]] = []
-    for s, e in windows:
+    for s, e in merged:
         parts = [(s, e)]
         for bs, be in busy:
             nxt = []

@@ -148,3 +148,16 @@ def test_problem_rejects_bad_input() -> None:
                 {"M": Machine("M")})
     with pytest.raises(ValueError, match="no eligible"):
         Problem([Job("J", [Operation("J.0", "J", {})])], {"M": Machine("M")})
+
+
+def test_overlapping_unavailable_windows_are_merged_not_infeasible() -> None:
+    # Downtime reported inside a maintenance window, and a started operation caught by
+    # a breakdown (its end pushed back by the downtime).
+    m = Machine("M", unavailable=[(20, 40), (30, 60), (100, 110)])
+    jobs = [Job(f"J{i}", [Operation(f"J{i}.0", f"J{i}", {"M": 15})]) for i in range(4)]
+    frozen = {"J0.0": Assignment("J0.0", "M", 90, 115)}  # ran 90..105, paused 100..110
+    p = Problem(jobs, {"M": m}, frozen=frozen, now=0)
+    plan = make_plan(p, SolveOptions(Objective.MAKESPAN, **OPTS))
+    assert plan.solver == "cp-sat"
+    assert violations(p, plan) == []
+    assert plan.makespan() == 115  # 0-15, then 60-75 and 75-90 after the merged window
