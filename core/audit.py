@@ -122,7 +122,7 @@ def append(
                 if sqlite:
                     conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
             return rec
-    except Exception as e:  # noqa: BLE001 - re-raised with a message the caller can show
+    except Exception as e:
         if isinstance(e, AuditError):
             raise
         raise AuditError(f"audit entry {action!r} could not be written: {e}") from e

@@ -103,7 +103,7 @@ class Authenticator:
 
     # ------------------------------------------------------------ PINs
 
-    def _row(self, conn, user_id: str):  # noqa: ANN001, ANN202 - private helper
+    def _row(self, conn, user_id: str):
         row = conn.execute(select(_USERS).where(_USERS.c.id == user_id)).first()
         if row is None:
             spec = self.users[user_id]

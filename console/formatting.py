@@ -1,0 +1,51 @@
+"""Small renderers shared by the views: state colours, sparklines, times."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.text import Text
+
+STATE_STYLES = {
+    "running": "bold green",
+    "idle": "yellow",
+    "setup": "cyan",
+    "down_planned": "blue",
+    "down_unplanned": "bold white on red",
+    "starved": "magenta",
+    "blocked": "magenta",
+    "unknown": "dim",
+}
+PRIORITY_STYLES = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
+                   "low": "dim"}
+LOT_STYLES = {"held": "bold red", "wip": "green", "planned": "dim", "released": "cyan"}
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def state_text(state: str) -> Text:
+    return Text(state.replace("_", " "), style=STATE_STYLES.get(state, ""))
+
+
+def styled(value: str, styles: dict[str, str]) -> Text:
+    return Text(value, style=styles.get(value, ""))
+
+
+def sparkline(values: Sequence[float], width: int = 16) -> str:
+    """Unicode sparkline of the last ``width`` values, scaled to their own range."""
+    vals = list(values)[-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo or 1.0
+    return "".join(_BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in vals)
+
+
+def hhmm(ts: datetime | None) -> str:
+    return ts.strftime("%d %b %H:%M") if ts else "—"
+
+
+def num(v: float | None, unit: str = "", digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.{digits}f} {unit}".strip()

@@ -1,0 +1,118 @@
+"""Pilot tests of the console: views from the store, command mode, filter, drill-down, help."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert
+
+from console.app import AppDeps, LooplineApp, create_app
+from console.screens.equipment import EquipmentScreen
+from console.screens.help import HelpScreen
+from console.widgets.snapshot_table import SnapshotTable
+from core.clock import FrozenClock
+from core.config import LoadedConfig
+from core.store.db import Store
+from core.store.models import EquipmentStateInterval, Sample
+
+
+def _deps(loaded_config: LoadedConfig, store: Store, clock: FrozenClock) -> AppDeps:
+    return AppDeps(config=loaded_config, engine=store.engine, clock=clock, auto_refresh=False)
+
+
+async def _ready(app: LooplineApp, pilot) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_lines_view_shows_plant_and_updates_in_place(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        table = app.query_one("#view-lines", SnapshotTable)
+        assert table.row_count == 12
+        assert "A-LATHE1" in table.shown_keys
+        assert str(table.get_cell("A-LATHE1", "state")) == "unknown"
+        table.move_cursor(row=3)
+        with store.begin() as conn:
+            conn.execute(insert(EquipmentStateInterval.__table__).values(
+                equipment_id="A-LATHE1", state="down_unplanned", reason_code="bearing",
+                start=frozen_clock.now()))
+            conn.execute(insert(Sample.__table__), [
+                {"tag_id": "A-LATHE1.vibration_rms", "ts": frozen_clock.now()
+                 + timedelta(seconds=i), "value": 2.0 + i / 10, "quality": 0}
+                for i in range(10)
+            ])
+        app.refresh_snapshot()
+        await _ready(app, pilot)
+        assert str(table.get_cell("A-LATHE1", "state")) == "down unplanned"
+        assert "2.90 mm/s" in str(table.get_cell("A-LATHE1", "key"))
+        assert table.cursor_row == 3  # updated in place: the cursor did not jump
+
+
+async def test_command_mode_switches_views_and_rejects_unknown(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press(":")
+        await pilot.press(*"orders", "enter")
+        assert app.current_view == "orders"
+        assert app.query_one("#view-orders", SnapshotTable).row_count == 24
+        await pilot.press(":", *"lots", "enter")
+        assert app.current_view == "lots"
+        await pilot.press(":", *"nonsense", "enter")
+        assert app.current_view == "lots"
+
+
+async def test_filter_narrows_rows_and_escape_clears(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        table = app.query_one("#view-lines", SnapshotTable)
+        await pilot.press("/", *"mold")
+        assert set(table.shown_keys) == {"B-MOLD1", "B-MOLD2"}
+        await pilot.press("enter")
+        assert table.row_count == 2  # kept after Enter
+        await pilot.press("escape")
+        assert table.row_count == 12
+
+
+async def test_enter_drills_into_equipment_and_escape_returns(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("enter")
+        assert isinstance(app.screen, EquipmentScreen)
+        assert app.screen.equipment_id == "A-LATHE1"
+        await _ready(app, pilot)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EquipmentScreen)
+        await pilot.press(":", *"eq B-MOLD2", "enter")
+        assert isinstance(app.screen, EquipmentScreen)
+        assert app.screen.equipment_id == "B-MOLD2"
+
+
+async def test_help_lists_bindings(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_every_binding_has_id_and_description() -> None:
+    for b in LooplineApp.BINDINGS:
+        assert b.id and (b.description or not b.show), b  # type: ignore[union-attr]
