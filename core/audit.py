@@ -1,10 +1,11 @@
 """The audit chain: append-only, hash-chained, durable.
 
 Each entry's SHA-256 covers its own content and the previous entry's hash, so changing
-or removing any row breaks the chain from that row on. The database refuses UPDATE and
-DELETE on the table (triggers); verification finds tampering done around them (raw SQL
-with the triggers dropped, or a copy of the file edited elsewhere). Audit writes run with
-``synchronous=FULL`` on SQLite so an acknowledged entry survives a power cut.
+or removing any row breaks the chain from that row on. The database refuses UPDATE
+and DELETE on the table (triggers: ``core.store.models.AUDIT_GUARD_SQL``); verification
+finds tampering done around them (raw SQL with the triggers dropped, or a copy of the
+file edited elsewhere). Audit writes run with ``synchronous=FULL`` on SQLite so an
+acknowledged entry survives a power cut.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select
 
 from core.clock import ensure_utc, utcnow
 from core.store.models import AuditEntry
@@ -23,25 +24,10 @@ from core.store.models import AuditEntry
 GENESIS = "0" * 64
 _TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
 
-GUARD_SQL = [
-    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
-       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: UPDATE refused'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry
-       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: DELETE refused'); END""",
-]
 
 
 class AuditError(Exception):
     """The audit chain could not be written; the action it records must not proceed."""
-
-
-def install_guards(engine: Engine) -> None:
-    """Make the database itself refuse UPDATE and DELETE on the audit table."""
-    if engine.dialect.name != "sqlite":
-        return  # PostgreSQL: a rule or REVOKE, added with the PostgreSQL migration
-    with engine.begin() as conn:
-        for stmt in GUARD_SQL:
-            conn.execute(text(stmt))
 
 
 def _canonical(seq: int, ts: datetime, actor: str, action: str, entity: str,

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlmodel import SQLModel
 
 from core.store import StoreError
-from core.store.models import Meta
+from core.store.models import AUDIT_GUARD_SQL, Meta
 
 BASELINE_VERSION = 1
 
@@ -35,9 +35,16 @@ def _v2_sample_ts_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_sample_ts ON sample (ts)"))
 
 
+def _v3_audit_guards(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        for stmt in AUDIT_GUARD_SQL:
+            conn.execute(text(stmt))
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
+    Step(3, "triggers refusing UPDATE and DELETE on audit_entry", _v3_audit_guards),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION

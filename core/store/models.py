@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, SmallInteger, UniqueConstraint
+from sqlalchemy import DDL, Index, SmallInteger, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 from core.store.types import UTCDateTime
@@ -519,6 +519,17 @@ class AuditEntry(SQLModel, table=True):
     detail: str = "{}"  # JSON text
     prev_hash: str
     hash: str
+
+
+AUDIT_GUARD_SQL = (
+    "CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: DELETE refused'); END",
+)
+for _stmt in AUDIT_GUARD_SQL:  # the database itself refuses to rewrite history
+    event.listen(AuditEntry.__table__, "after_create",  # type: ignore[attr-defined]
+                 DDL(_stmt).execute_if(dialect="sqlite"))
 
 
 # ---------------------------------------------------------------- hot data
