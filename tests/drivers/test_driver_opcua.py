@@ -48,13 +48,14 @@ class Plc:
     server: Server | None = None
     ns: int = 2
     nodes: dict[str, Node] = field(default_factory=dict)
+    user_manager: Any = None
 
     @property
     def endpoint(self) -> str:
         return f"opc.tcp://127.0.0.1:{self.port}/plc/"
 
     async def start(self, values: dict[str, Any] | None = None, **security: Any) -> None:
-        s = Server()
+        s = Server(user_manager=self.user_manager)
         await s.init()
         s.set_endpoint(self.endpoint)
         s.set_server_name("loopline test PLC")
@@ -372,3 +373,155 @@ async def test_password_refused_without_encryption(
     drv2 = make_driver("plc", cfg2, loaded.tags)
     with pytest.raises(DriverError, match="LOOPLINE_TEST_PW"):
         await drv2.connect()
+
+
+# ---------------------------------------------------------------- security
+
+
+def make_cert(folder: Path, name: str, uri: str) -> tuple[Path, Path]:
+    """A self-signed certificate with the application URI in its SubjectAltName."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.UniformResourceIdentifier(uri),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = folder / f"{name}.pem"
+    key_path = folder / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class OnlyOperator:
+    """The server accepts exactly one user/password pair and nothing anonymous."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, str | None]] = []
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        self.seen.append((username, password))
+        if username == "operator" and password == "s3cret-pw":
+            return User(role=UserRole.User)
+        return None
+
+
+async def test_basic256sha256_sign_and_encrypt_with_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    server_cert, server_key = make_cert(pki, "server", "urn:freeopcua:python:server")
+    make_cert(pki, "client", "urn:loopline:test-client")
+
+    async def setup(s: Server) -> None:
+        await s.load_certificate(str(server_cert))
+        await s.load_private_key(str(server_key))
+        s.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+
+    users = OnlyOperator()
+    plc = Plc(free_port(), user_manager=users)
+    await plc.start(setup=setup)
+    monkeypatch.setenv("LOOPLINE_TEST_OPC_PW", "s3cret-pw")
+    secure = {
+        "security_policy": "Basic256Sha256",
+        "security_mode": "SignAndEncrypt",
+        "certificate": "pki/client.pem",  # relative to the config file's folder
+        "private_key": "pki/client-key.pem",
+        "server_certificate": "pki/server.pem",
+        "username": "operator",
+        "password_env": "LOOPLINE_TEST_OPC_PW",
+    }
+    drv = None
+    try:
+        drv, sink = await started(
+            tmp_path, plc, tags=ua_tags(plc.ns, ["Temp", "SpeedSP"]), **secure
+        )
+        await sink.wait_for(lambda: bool(sink.good("M1.temp")))
+        assert sink.good("M1.temp")[0].value == 20.5
+        assert ("operator", "s3cret-pw") in users.seen
+        client = drv.sessions[0].client
+        assert client is not None
+        assert client.security_policy.Mode == ua.MessageSecurityMode.SignAndEncrypt
+        r = await drv.write("M1.speedsp", 42.5)
+        assert r.ok and r.read_back == 42.5
+        await drv.stop()
+        # a wrong password is refused by the server and reported, not swallowed
+        monkeypatch.setenv("LOOPLINE_TEST_OPC_PW", "wrong")
+        loaded = write_config(
+            tmp_path, "plc", ua_driver(plc.endpoint, **secure), ua_tags(plc.ns, ["Temp"])
+        )
+        drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags, loaded.base_dir)
+        with pytest.raises(DriverError, match=r"BadUserAccessDenied|denied|Denied"):
+            await drv.connect()
+        assert "BadUserAccessDenied" in (drv.state.last_error or "")
+        # and without encryption the server has no endpoint for us at all
+        plain = {"kind": "opcua", "endpoint": plc.endpoint, "timeout_s": 2.0}
+        loaded = write_config(tmp_path, "plc", plain, ua_tags(plc.ns, ["Temp"]))
+        drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags, loaded.base_dir)
+        with pytest.raises(DriverError, match="endpoint"):
+            await drv.connect()
+    finally:
+        if drv is not None:
+            await drv.stop()
+        await plc.stop()
