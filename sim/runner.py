@@ -104,6 +104,7 @@ class Twin:
                 await self.opcua.stop()
             if self.modbus:
                 await self.modbus.stop()
+            self.plant.truth_event("stop", twin_seconds=self.plant.t)
             self.truth.close()
 
     async def _schedule(self) -> None:

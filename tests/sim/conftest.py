@@ -47,6 +47,8 @@ async def twin(cfg: LoadedConfig, master: Master, tmp_path: Path) -> AsyncIterat
     if task in done:
         task.result()  # raises the start-up error
     assert ready in done, "twin did not start"
+    while t.plant.t < 120:  # two twin minutes: lots on the machines, values published
+        await asyncio.sleep(0.05)
     try:
         yield t
     finally:
