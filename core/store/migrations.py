@@ -99,6 +99,13 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
             continue
         try:
             with engine.begin() as conn:
+                if conn.dialect.name == "sqlite":
+                    # pysqlite runs DDL outside a transaction unless one is open; BEGIN
+                    # IMMEDIATE makes the step atomic and serializes concurrent upgraders.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                now_at = read_version(conn) or current
+                if now_at >= step.version:  # another process got here first
+                    continue
                 step.apply(conn)
                 _write_version(conn, step.version)
         except StoreError:
