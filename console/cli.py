@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "console.commands.audit_cmd",
     "console.commands.user",
     "console.commands.sim_cmd",
+    "console.commands.plan_cmd",
 ]
 
 
