@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "console.commands.user",
     "console.commands.sim_cmd",
     "console.commands.plan_cmd",
+    "console.commands.ml_cmd",
 ]
 
 
