@@ -9,6 +9,7 @@ a message naming the file, which the CLI prints without a traceback.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,14 @@ from core.store import StoreError, migrations
 from core.store.models import Meta
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_ENV = "LOOPLINE_BUSY_TIMEOUT_MS"  # how long to wait for another writer's lock
+
+
+def busy_timeout_default() -> int:
+    try:
+        return max(0, int(os.environ.get(BUSY_TIMEOUT_ENV, DEFAULT_BUSY_TIMEOUT_MS)))
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT_MS
 
 
 @dataclass
@@ -125,9 +134,14 @@ def to_url(target: str) -> str:
     return target if "://" in target else f"sqlite:///{Path(target).expanduser()}"
 
 
-def open_store(target: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+def open_store(target: str, *, busy_timeout_ms: int | None = None,
                upgrade: bool = True) -> Store:
-    """Open (creating if needed) and upgrade the store at a URL or SQLite file path."""
+    """Open (creating if needed) and upgrade the store at a URL or SQLite file path.
+
+    ``busy_timeout_ms`` defaults to $LOOPLINE_BUSY_TIMEOUT_MS or 5 s.
+    """
+    if busy_timeout_ms is None:
+        busy_timeout_ms = busy_timeout_default()
     url_text = to_url(target)
     try:
         url = make_url(url_text)
