@@ -30,9 +30,10 @@ def left_shift(problem: Problem, plan: Plan, keep: set[str] | None = None) -> Pl
         op = problem.ops[a.op_id]
         machine = problem.machines[a.machine]
         t = problem.earliest(a.op_id)
+        min_start = 0
         for p in preds[a.op_id]:
             if p in new:
-                t = max(t, new[p].end)
+                min_start = max(min_start, problem.min_start(p, new[p], a.op_id, a.machine))
         prev = machine_prev.get(a.op_id)
         fam = machine.initial_family
         if prev is not None:
@@ -40,6 +41,7 @@ def left_shift(problem: Problem, plan: Plan, keep: set[str] | None = None) -> Pl
             fam = problem.ops[prev].family
         setup = machine.setup(fam, op.family)
         d = a.end - a.start
+        t = max(t, min_start - setup)
         moved = True
         while moved:
             moved = False

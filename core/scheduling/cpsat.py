@@ -145,11 +145,24 @@ def solve(
         if len(choices) > 1:
             m.add_exactly_one(lits[o].values())
 
+    def lot_time(o: str) -> cp_model.LinearExprT:
+        if o in frozen:
+            return problem.lot_time(o, ops[o].options[frozen[o].machine])
+        return sum(
+            (lit * problem.lot_time(o, ops[o].options[k]) for k, lit in lits[o].items()), 0
+        )
+
     for o, ps in problem.predecessors().items():
         for p in ps:
             if o in frozen and p in frozen:
                 continue
-            m.add(start[o] >= end[p])
+            if problem.overlaps(p, o):
+                # Lot streaming: o starts once p's first transfer lot is done, and
+                # finishes its last lot after p's last one.
+                m.add(start[o] >= start[p] + lot_time(p))
+                m.add(end[o] >= end[p] + lot_time(o))
+            else:
+                m.add(start[o] >= end[p])
 
     arcs_by_machine: dict[str, list[tuple[int, int, cp_model.IntVar]]] = {}
     for k, items in by_machine.items():

@@ -28,11 +28,11 @@ class _MachineState:
 
 
 def place(machine: Machine, state: _MachineState, ready: int, family: str,
-          duration: int) -> tuple[int, int]:
-    """Earliest (start, setup) on a machine after ``ready``, the setup before the start
-    and neither of them crossing an unavailable interval."""
+          duration: int, min_start: int = 0) -> tuple[int, int]:
+    """Earliest (start, setup) on a machine: the setup begins at ``ready`` or later, the
+    run at ``min_start`` or later (predecessors), neither crosses an unavailable interval."""
     setup = machine.setup(state.family, family)
-    t = max(ready, state.ready)
+    t = max(ready, state.ready, min_start - setup)
     moved = True
     while moved:
         moved = False
@@ -72,9 +72,6 @@ def dispatch(problem: Problem, objective: Objective = Objective.WEIGHTED_TARDINE
 
     n_left = {o: sum(1 for p in preds[o] if p not in asg) for o in problem.ops}
     ready_at = {o: problem.earliest(o) for o in problem.ops}
-    for o in asg:
-        for s in succ[o]:
-            ready_at[s] = max(ready_at[s], asg[o].end)
     pending = {o for o in problem.ops if o not in asg and n_left[o] == 0}
 
     while pending:
@@ -82,7 +79,9 @@ def dispatch(problem: Problem, objective: Objective = Objective.WEIGHTED_TARDINE
         for o in pending:
             op = problem.ops[o]
             for m, d in op.options.items():
-                start, setup = place(problem.machines[m], states[m], ready_at[o], op.family, d)
+                ms = max((problem.min_start(p, asg[p], o, m) for p in preds[o]), default=0)
+                start, setup = place(problem.machines[m], states[m], ready_at[o], op.family, d,
+                                     ms)
                 cand = (start + d, start, setup, m)
                 if o not in best or cand < best[o]:
                     best[o] = cand
@@ -113,7 +112,6 @@ def dispatch(problem: Problem, objective: Objective = Objective.WEIGHTED_TARDINE
         states[m].family = problem.ops[pick].family
         pending.discard(pick)
         for s in succ[pick]:
-            ready_at[s] = max(ready_at[s], end)
             n_left[s] -= 1
             if n_left[s] == 0 and s not in asg:
                 pending.add(s)

@@ -52,8 +52,12 @@ def violations(problem: Problem, plan: Plan) -> list[str]:
         for p in ps:
             if p in skipped:
                 out.append(f"{op_id}: scheduled although predecessor {p} is not")
-            elif p in asg and asg[p].end > asg[op_id].start:
-                out.append(f"{op_id}: starts at {asg[op_id].start} before {p} ends {asg[p].end}")
+            elif p in asg and asg[op_id].machine in problem.ops[op_id].options:
+                need = problem.min_start(p, asg[p], op_id, asg[op_id].machine)
+                if asg[op_id].start < need:
+                    how = "lot streaming after" if problem.overlaps(p, op_id) else "ends"
+                    out.append(f"{op_id}: starts at {asg[op_id].start} before {p} allows "
+                               f"({how}: {need})")
     for m_id, seq in plan.by_machine().items():
         machine = problem.machines.get(m_id)
         if machine is None:

@@ -8,6 +8,7 @@ solver agree exactly on what "overlaps" means.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -29,7 +30,13 @@ class Operation:
 
 @dataclass
 class Job:
-    """A production order: a chain of operations with release, due date and weight."""
+    """A production order: a chain of operations with release, due date and weight.
+
+    ``transfer`` < 1 lets consecutive steps overlap (lot streaming): the order moves in
+    transfer lots of that fraction of its quantity, so a step may start once the
+    previous one has finished its first lot, and ends no earlier than one lot's worth
+    after the previous step ends. 1.0 is the classic "whole order, then the next step".
+    """
 
     id: str
     operations: list[Operation]
@@ -37,6 +44,7 @@ class Job:
     due: int | None = None
     weight: int = 1
     product: str = ""
+    transfer: float = 1.0
 
 
 @dataclass
@@ -130,6 +138,25 @@ class Problem:
         for a, b in self.precedences:
             preds[b].append(a)
         return preds
+
+    def overlaps(self, pred: str, op: str) -> bool:
+        """Whether ``op`` may overlap its predecessor ``pred`` (same job, lot streaming)."""
+        job = self.job_of[op]
+        return job.transfer < 1.0 and self.job_of[pred] is job
+
+    def lot_time(self, op_id: str, duration: int) -> int:
+        """Time for one transfer lot of an operation that takes ``duration`` in all."""
+        f = self.job_of[op_id].transfer
+        return duration if f >= 1.0 else max(1, math.ceil(f * duration)) if duration else 0
+
+    def min_start(self, pred: str, pred_asg: Assignment, op_id: str, machine: str) -> int:
+        """Earliest start of ``op_id`` on ``machine`` that respects ``pred`` where it is."""
+        if not self.overlaps(pred, op_id):
+            return pred_asg.end
+        d_pred = self.ops[pred].options.get(pred_asg.machine, pred_asg.end - pred_asg.start)
+        d = self.ops[op_id].options[machine]
+        return max(pred_asg.start + self.lot_time(pred, d_pred),
+                   pred_asg.end + self.lot_time(op_id, d) - d)
 
     def successors(self) -> dict[str, list[str]]:
         succ: dict[str, list[str]] = {op_id: [] for op_id in self.ops}

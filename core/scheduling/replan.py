@@ -181,7 +181,10 @@ def affected_operations(problem: Problem, previous: Plan) -> set[str]:
         if op_id in problem.frozen or op_id not in asg:
             continue
         for p in preds[op_id]:
-            if p in problem.frozen and problem.frozen[p].end > asg[op_id].start:
+            a = asg[op_id]
+            if p in problem.frozen and a.machine in problem.ops[op_id].options and (
+                problem.min_start(p, problem.frozen[p], op_id, a.machine) > a.start
+            ):
                 direct.add(op_id)
     succ = problem.successors()
     out = set()

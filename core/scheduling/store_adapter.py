@@ -13,6 +13,8 @@ What goes in:
 - maintenance windows (for one machine or the whole line) and open unplanned/planned
   downtime (assumed to last ``open_downtime_min`` more minutes from now) are unavailable;
 - orders with a held lot are left out of the plan and reported as held;
+- an order moves through its line in lots (the product's lot size), so consecutive
+  steps overlap: a step may start when the previous one has finished its first lot;
 - the weight of an order comes from its priority (1 → 3, 2 → 2, 3+ → 1).
 
 An approved plan becomes the active one (the previous active plan is superseded) and
@@ -39,6 +41,7 @@ from core.store.models import (
     Lot,
     MaintenanceWindow,
     Meta,
+    Product,
     ProductionOrder,
     RoutingStep,
 )
@@ -123,6 +126,7 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60) -> P
         held = {lot.order_id for lot in s.exec(select(Lot).where(
             Lot.status == "held", Lot.order_id.in_(order_ids)))}  # type: ignore[attr-defined]
         steps = {r.id: r for r in s.exec(select(RoutingStep))}
+        lot_sizes = {p.id: p.lot_size for p in s.exec(select(Product))}
         ops_by_order: dict[str, list[OperationRow]] = {}
         for row in s.exec(select(OperationRow).where(
                 OperationRow.order_id.in_(order_ids))):  # type: ignore[attr-defined]
@@ -168,8 +172,10 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60) -> P
                     frozen[row.id] = Assignment(row.id, m, start, end, 0)
             if ops:
                 due = pp.minutes(o.due_at)
+                lot_size = lot_sizes.get(o.product_id, o.quantity) or o.quantity
                 jobs.append(Job(o.id, ops, release=release, due=due,
-                                weight=_weight(o.priority), product=o.product_id))
+                                weight=_weight(o.priority), product=o.product_id,
+                                transfer=min(1.0, lot_size / max(1, o.quantity))))
         for eq, (_, product) in last_started.items():
             machines[eq].initial_family = product
     pp.problem = Problem(jobs, machines, frozen=frozen, now=t_now, name="plant")

@@ -42,7 +42,7 @@ def test_each_broken_rule_is_reported() -> None:
         "not scheduled": Plan({k: v for k, v in a.items() if k != "J1.2"}),
         "not eligible": _with(good, **{"J1.1": replace(a["J1.1"], machine="M2")}),
         "needs 10": _with(good, **{"J1.2": replace(a["J1.2"], end=18)}),
-        "before J1.1 ends": _with(good, **{"J1.2": Assignment("J1.2", "M2", 5, 15)}),
+        "before J1.1 allows": _with(good, **{"J1.2": Assignment("J1.2", "M2", 5, 15)}),
         "changeover": _with(good, **{"J2.1": replace(a["J2.1"], setup=0)}),
         "overlaps": _with(good, **{"J2.1": Assignment("J2.1", "M1", 12, 22, setup=5)}),
         "unavailable": _with(good, **{"J2.1": Assignment("J2.1", "M1", 96, 106, setup=5)}),

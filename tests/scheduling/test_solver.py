@@ -161,3 +161,21 @@ def test_overlapping_unavailable_windows_are_merged_not_infeasible() -> None:
     assert plan.solver == "cp-sat"
     assert violations(p, plan) == []
     assert plan.makespan() == 115  # 0-15, then 60-75 and 75-90 after the merged window
+
+
+def test_lot_streaming_lets_steps_overlap_and_the_checker_enforces_it() -> None:
+    ms = {"M1": Machine("M1"), "M2": Machine("M2")}
+    ops = [Operation("J.0", "J", {"M1": 40}), Operation("J.1", "J", {"M2": 20})]
+    whole = Problem([Job("J", ops)], ms)
+    streamed = Problem([Job("J", [Operation("J.0", "J", {"M1": 40}),
+                                  Operation("J.1", "J", {"M2": 20})], transfer=0.25)], ms)
+    opts = SolveOptions(Objective.MAKESPAN, **OPTS)
+    assert make_plan(whole, opts).makespan() == 60
+    for plan in (dispatch(streamed), make_plan(streamed, opts)):
+        assert violations(streamed, plan) == []
+        # Second step ends one lot (5) after the first: starts at 40 + 5 - 20 = 25.
+        assert plan.assignments["J.1"].start == 25
+        assert plan.makespan() == 45
+    early = make_plan(streamed, opts)
+    early.assignments["J.1"] = Assignment("J.1", "M2", 20, 40)
+    assert any("lot streaming" in v for v in violations(streamed, early))
