@@ -1,6 +1,6 @@
 """Scheduling benchmark: JSSP gap at a time limit, and re-plan latency on a plant.
 
-    python -m bench.bench_scheduling [--time-limit 10] [--names ft10,la01] [--runs 7] [--json]
+    python -m bench scheduling [--time-limit 10] [--names ft10,la01] [--runs 7] [--json]
 
 Baselines measured in the same run: the dispatching heuristic's makespan gap beside
 CP-SAT's, and the heuristic's re-plan time and tardiness beside ``replan``'s.

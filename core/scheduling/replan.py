@@ -101,18 +101,22 @@ class Proposal:
 
 
 def apply_events(problem: Problem, previous: Plan, events: list[Event],
-                 now: int | None = None) -> tuple[Problem, list[str]]:
+                 now: int | None = None,
+                 freeze_by_plan: bool = True) -> tuple[Problem, list[str]]:
     """A copy of the problem with the events applied and started operations frozen.
 
     Operations of the previous plan whose changeover or run began before ``now`` are
     frozen; one running on equipment that goes down mid-way is held through the
-    downtime (its end moves).
+    downtime (its end moves). With ``freeze_by_plan`` False only the problem's own
+    frozen operations count as started (the store knows what really started; a planned
+    start in the past that did not happen is re-planned from ``now``).
     Returns the new problem and the ids of jobs taken out of the plan (held lots).
     """
     p = copy.deepcopy(problem)
     p.now = problem.now if now is None else now
     for op_id, a in previous.assignments.items():
-        if op_id in p.ops and op_id not in p.frozen and a.start - a.setup < p.now:
+        if (freeze_by_plan and op_id in p.ops and op_id not in p.frozen
+                and a.start - a.setup < p.now):
             p.frozen[op_id] = a
     held: list[str] = []
     for ev in events:
@@ -207,6 +211,7 @@ def replan(
     time_limit: float = 1.0,
     stability_weight: int = 5,
     workers: int | None = None,
+    freeze_by_plan: bool = True,
 ) -> Proposal:
     """Propose a plan for ``problem`` after ``events``; ``previous`` is the plan in force.
 
@@ -215,7 +220,7 @@ def replan(
     much as one minute of weighted tardiness).
     """
     t0 = time.perf_counter()
-    new, held = apply_events(problem, previous, events, now)
+    new, held = apply_events(problem, previous, events, now, freeze_by_plan)
     affected = affected_operations(new, previous)
     prev_in_new = {o: a for o, a in previous.assignments.items()
                    if o in new.ops and o not in new.frozen}

@@ -90,7 +90,8 @@ def plan_now(store: Store, now: datetime, time_limit: float = 5.0,
                         objective=objective.value, reason="re-plan (no active plan)")
         return PlanResult(pid, True), None
     previous = load_plan(store, pp, row.id)
-    prop = replan(pp.problem, previous, [], objective=objective, time_limit=time_limit)
+    prop = replan(pp.problem, previous, [], objective=objective, time_limit=time_limit,
+                  freeze_by_plan=False)
     pid = _save_proposal(store, pp, prop, objective, "manual re-plan", row.id,
                          activate=activate)
     return PlanResult(pid, True), prop
@@ -106,7 +107,8 @@ def propose_replan(store: Store, events: list[PlantEvent], now: datetime,
     pp = build_problem(store, now)
     previous = load_plan(store, pp, current.plan_id)
     evs = to_events(store, pp, events)
-    prop = replan(pp.problem, previous, evs, objective=objective, time_limit=time_limit)
+    prop = replan(pp.problem, previous, evs, objective=objective, time_limit=time_limit,
+                  freeze_by_plan=False)
     reason = "; ".join(e.describe() for e in evs)
     pid = _save_proposal(store, pp, prop, objective, reason, current.plan_id, activate=False)
     return pid, prop
