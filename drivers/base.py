@@ -254,8 +254,19 @@ def make_driver(
 
 
 def make_drivers(loaded: LoadedConfig) -> dict[str, Driver]:
-    """Every driver of a loaded config, keyed by driver id."""
-    return {
-        did: make_driver(did, cfg, loaded.tags, loaded.base_dir)
-        for did, cfg in loaded.config.drivers.items()
-    }
+    """Every driver of a loaded config, keyed by driver id.
+
+    Equipment with its own ``unit_id`` (a device behind a Modbus gateway) is read
+    with that device id; the others use the driver's ``unit_id``.
+    """
+    from drivers.modbus import ModbusDriver
+
+    units = {eq.id: eq.unit_id for _, eq in loaded.equipment() if eq.unit_id is not None}
+    out: dict[str, Driver] = {}
+    for did, cfg in loaded.config.drivers.items():
+        if cfg.kind == "modbus":
+            mine = [t for t in loaded.tags if t.driver_id == did]
+            out[did] = ModbusDriver(did, cfg, mine, units)
+        else:
+            out[did] = make_driver(did, cfg, loaded.tags, loaded.base_dir)
+    return out

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -88,10 +88,21 @@ class PollGroupRuntime:
 class ModbusDriver(Driver):
     kind = "modbus"
 
-    def __init__(self, driver_id: str, cfg: ModbusDriverCfg, tags: Sequence[ResolvedTag]) -> None:
+    def __init__(
+        self,
+        driver_id: str,
+        cfg: ModbusDriverCfg,
+        tags: Sequence[ResolvedTag],
+        unit_ids: Mapping[str, int] | None = None,
+    ) -> None:
+        """``unit_ids`` maps equipment ids to their device id when it differs from the
+        driver's ``unit_id`` (several devices behind one gateway)."""
         super().__init__(driver_id, tags)
         self.cfg = cfg
-        self.items: dict[str, Item] = {t.id: parse_address(t) for t in tags}
+        units = unit_ids or {}
+        self.items: dict[str, Item] = {
+            t.id: parse_address(t, units.get(t.equipment_id or "", cfg.unit_id)) for t in tags
+        }
         intervals = {g.name: g.interval_ms / 1000 for g in cfg.poll_groups}
         by_group: dict[str, list[Item]] = {}
         for it in self.items.values():
@@ -223,11 +234,13 @@ class ModbusDriver(Driver):
 
     # ------------------------------------------------------------ reading
 
-    async def _read(self, table: str, address: int, count: int) -> list[int] | list[bool]:
+    async def _read(
+        self, table: str, address: int, count: int, unit: int
+    ) -> list[int] | list[bool]:
         client = self._client
         if client is None or not client.connected:
             raise _Lost("not connected")
-        dev = self.cfg.unit_id
+        dev = unit
         fn = {
             "hr": client.read_holding_registers,
             "ir": client.read_input_registers,
@@ -286,12 +299,14 @@ class ModbusDriver(Driver):
 
     async def _poll_block(self, g: PollGroupRuntime, block: Block) -> list[Sample]:
         try:
-            data = await self._read(block.table, block.address, block.count)
+            data = await self._read(block.table, block.address, block.count, block.unit)
         except _DeviceException as e:
             if e.code == 2 and len(block.items) > 1 and not block.split:
                 # the block spans an address the device refuses: read its tags one by one
                 i = g.blocks.index(block)
-                singles = [Block(it.table, it.address, it.count, [it], True) for it in block.items]
+                singles = [
+                    Block(it.table, it.address, it.count, [it], True, it.unit) for it in block.items
+                ]
                 g.blocks[i : i + 1] = singles
                 log.info(
                     "driver %s: block %s:%d+%d refused (code 2), split into %d reads",
@@ -366,12 +381,12 @@ class ModbusDriver(Driver):
         if client is None or not self._connected.is_set():
             return self._write_failed(tag_id, value, "not connected")
         spec = rt.spec
-        dev = self.cfg.unit_id
+        dev = it.unit
         try:
             if it.table == "co":
                 rr = await client.write_coil(it.address, bool(value), device_id=dev)
             elif it.bit is not None:
-                cur = await self._read("hr", it.address, 1)
+                cur = await self._read("hr", it.address, 1, dev)
                 word = codec.set_bit(int(cur[0]), it.bit, bool(value))
                 rr = await client.write_register(it.address, word, device_id=dev)
             else:
@@ -380,7 +395,7 @@ class ModbusDriver(Driver):
                 rr = await client.write_registers(it.address, regs, device_id=dev)
             if rr.isError():
                 return self._write_failed(tag_id, value, exception_reason(int(rr.exception_code)))
-            data = await self._read(it.table, it.address, it.count)
+            data = await self._read(it.table, it.address, it.count, dev)
         except codec.CodecError as e:
             return self._write_failed(tag_id, value, str(e))
         except _DeviceException as e:

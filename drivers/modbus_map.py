@@ -33,6 +33,7 @@ class Item:
     address: int
     count: int
     bit: int | None = None
+    unit: int = 1  # Modbus device id (unit id) behind the gateway
 
     @property
     def end(self) -> int:
@@ -48,9 +49,10 @@ class Block:
     count: int
     items: list[Item] = field(default_factory=list)
     split: bool = False
+    unit: int = 1
 
 
-def parse_address(tag: ResolvedTag) -> Item:
+def parse_address(tag: ResolvedTag, unit: int = 1) -> Item:
     """``hr:100``, ``ir:7``, ``hr:100.3`` (bit 3), ``co:5``, ``di:5`` -> Item."""
     spec = tag.spec
     m = _ADDR.match(spec.address)
@@ -71,13 +73,13 @@ def parse_address(tag: ResolvedTag) -> Item:
             raise DriverConfigError(
                 f"tag {tag.id}: {table} (coils/discrete inputs) hold bools, not {spec.data_type}"
             )
-        return Item(tag, table, address, 1)  # type: ignore[arg-type]
+        return Item(tag, table, address, 1, None, unit)  # type: ignore[arg-type]
     if bit is not None:
         if not 0 <= bit <= 15:
             raise DriverConfigError(f"tag {tag.id}: bit {bit} is outside 0..15")
         if spec.data_type != "bool":
             raise DriverConfigError(f"tag {tag.id}: a status-word bit must be data_type bool")
-        return Item(tag, table, address, 1, bit)  # type: ignore[arg-type]
+        return Item(tag, table, address, 1, bit, unit)  # type: ignore[arg-type]
     if spec.data_type in ("bool", "string"):
         raise DriverConfigError(
             f"tag {tag.id}: data_type {spec.data_type} in a register needs a bit "
@@ -88,17 +90,18 @@ def parse_address(tag: ResolvedTag) -> Item:
     n = register_count(spec.data_type)
     if address + n > 65536:
         raise DriverConfigError(f"tag {tag.id}: {spec.data_type} at {address} runs past 65535")
-    return Item(tag, table, address, n)  # type: ignore[arg-type]
+    return Item(tag, table, address, n, None, unit)  # type: ignore[arg-type]
 
 
 def plan_blocks(items: Iterable[Item], max_block: int = 125, max_gap: int = 8) -> list[Block]:
-    """Group items per table into contiguous reads of at most ``max_block`` units."""
-    by_table: dict[str, list[Item]] = {}
+    """Group items per unit and table into contiguous reads of at most ``max_block`` units."""
+    by_key: dict[tuple[int, str], list[Item]] = {}
     for it in items:
-        by_table.setdefault(it.table, []).append(it)
+        by_key.setdefault((it.unit, it.table), []).append(it)
+    order = {"hr": 0, "ir": 1, "co": 2, "di": 3}
     blocks: list[Block] = []
-    for table in ("hr", "ir", "co", "di"):
-        its = sorted(by_table.get(table, []), key=lambda i: (i.address, i.count))
+    for unit, table in sorted(by_key, key=lambda k: (k[0], order[k[1]])):
+        its = sorted(by_key[(unit, table)], key=lambda i: (i.address, i.count))
         limit = min(MAX_BITS, max_block * 16) if table in ("co", "di") else max_block
         gap = max_gap * 16 if table in ("co", "di") else max_gap
         cur: Block | None = None
@@ -110,7 +113,7 @@ def plan_blocks(items: Iterable[Item], max_block: int = 125, max_gap: int = 8) -
                     cur.items.append(it)
                     continue
                 blocks.append(cur)
-            cur = Block(table, it.address, it.count, [it])  # type: ignore[arg-type]
+            cur = Block(table, it.address, it.count, [it], False, unit)  # type: ignore[arg-type]
         if cur is not None:
             blocks.append(cur)
     return blocks

@@ -42,6 +42,7 @@ def write_config(
     driver: dict[str, Any],
     tags: list[dict[str, Any]],
     extra: str = "",
+    equipment_extra: str = "",
 ) -> LoadedConfig:
     """A minimal plant: one line, one machine ``M1`` on ``driver_id`` with ``tags``."""
     tag_lines = ",\n  ".join(
@@ -68,6 +69,7 @@ driver = "{driver_id}"
   name = "Machine 1"
   type = "generic"
   ideal_cycle_s = 10
+  {equipment_extra}
   tags = [
   {tag_lines}
   ]

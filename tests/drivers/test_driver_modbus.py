@@ -62,7 +62,8 @@ class Device:
                     set_values[i] = self.clamp[address + i]  # type: ignore[call-overload]
         return None
 
-    async def start(self) -> None:
+    async def start(self, extra_units: dict[int, int] | None = None) -> None:
+        """``extra_units``: more device ids behind this server, hr 0..9 filled with a value."""
         hr = [
             SimData(0, count=100, values=0, datatype=DataType.REGISTERS),
             SimData(150, count=100, values=0, datatype=DataType.REGISTERS),
@@ -70,8 +71,11 @@ class Device:
         ir = [SimData(0, count=20, values=0, datatype=DataType.REGISTERS)]
         co = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
         di = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
-        dev = SimDevice(1, simdata=(co, di, hr, ir), action=self.action)
-        self.server = ModbusTcpServer(dev, address=("127.0.0.1", self.port))
+        devs = [SimDevice(1, simdata=(co, di, hr, ir), action=self.action)]
+        for unit, value in (extra_units or {}).items():
+            regs = [SimData(0, count=10, values=value, datatype=DataType.REGISTERS)]
+            devs.append(SimDevice(unit, simdata=regs))
+        self.server = ModbusTcpServer(devs, address=("127.0.0.1", self.port))
         await self.server.serve_forever(background=True)
 
     async def stop(self) -> None:
@@ -332,6 +336,62 @@ async def test_device_down_at_start_then_up(tmp_path: Path) -> None:
         assert drv.state.state is ConnState.CONNECTED
         assert drv.stale_tags(60.0) == []
         assert drv.last_update("M1.a") is not None
+    finally:
+        await drv.stop()
+        await dev.stop()
+
+
+async def test_slow_device_never_stalls_another_driver(tmp_path: Path) -> None:
+    slow_dev, fast_dev = Device(free_port()), Device(free_port())
+    await slow_dev.start()
+    await fast_dev.start()
+    slow_dev.slow.add(0)  # never answers in time
+    await fast_dev.set_hr(0, [1])
+    tag = [{"name": "v", "address": "hr:0", "data_type": "uint16"}]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    slow_cfg = write_config(tmp_path / "a", "slow", mb_driver(slow_dev.port, timeout_s=0.2), tag)
+    fast_cfg = write_config(tmp_path / "b", "fast", mb_driver(fast_dev.port), tag)
+    slow = make_driver("slow", slow_cfg.config.drivers["slow"], slow_cfg.tags)
+    fast = make_driver("fast", fast_cfg.config.drivers["fast"], fast_cfg.tags)
+    s_sink, f_sink = Collector(), Collector()
+    await slow.start(s_sink)
+    await fast.start(f_sink)
+    try:
+        timeouts = lambda: sum("timeout" in (s.reason or "") for s in s_sink.samples)  # noqa: E731
+        await s_sink.wait_for(lambda: timeouts() >= 2)
+        n = len(f_sink.good("M1.v"))
+        await s_sink.wait_for(lambda: timeouts() >= 3)
+        # while the slow device timed out again, the other driver kept polling
+        assert len(f_sink.good("M1.v")) > n
+        assert fast.state.state is ConnState.CONNECTED
+        assert not any(s.quality is Quality.BAD for s in f_sink.samples)
+    finally:
+        await slow.stop()
+        await fast.stop()
+        await slow_dev.stop()
+        await fast_dev.stop()
+
+
+async def test_equipment_unit_id_selects_the_device_behind_a_gateway(tmp_path: Path) -> None:
+    from drivers.base import make_drivers
+
+    dev = Device(free_port())
+    await dev.start(extra_units={3: 333})
+    await dev.set_hr(0, [111])
+    loaded = write_config(
+        tmp_path,
+        "gw",
+        mb_driver(dev.port),
+        [{"name": "v", "address": "hr:0", "data_type": "uint16"}],
+        equipment_extra="unit_id = 3",
+    )
+    (drv,) = make_drivers(loaded).values()
+    sink = Collector()
+    await drv.start(sink)
+    try:
+        await sink.wait_for(lambda: bool(sink.good("M1.v")))
+        assert sink.good("M1.v")[0].value == 333
     finally:
         await drv.stop()
         await dev.stop()
