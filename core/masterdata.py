@@ -496,6 +496,11 @@ def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) ->
     spec, _ = read_master(path)
     check_references(spec, loaded_config, path)
     with guard(store), store.session() as session:
+        conn = session.connection()
+        if conn.dialect.name == "sqlite":
+            # write lock first: two processes seeding a new store take turns, and the
+            # second finds the rows of the first instead of colliding on their ids
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         epoch = _epoch(session, clock)
         report = LoadReport(epoch=epoch)
         for model, rows, runtime in build_rows(spec, loaded_config, epoch):

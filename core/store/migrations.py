@@ -71,6 +71,16 @@ def _write_version(conn: Connection, version: int) -> None:
         conn.execute(_META.insert().values(key="schema_version", value=str(version)))
 
 
+def _lock(conn: Connection) -> None:
+    """Open the transaction with the write lock taken (SQLite).
+
+    pysqlite runs DDL outside any transaction unless one is open; BEGIN IMMEDIATE makes
+    a step atomic and makes two processes opening a new store at once take turns.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
     """Bring the store to the newest version; returns the steps that ran."""
     steps = list(STEPS if steps is None else steps)
@@ -82,10 +92,13 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
         current = read_version(conn)
         fresh = not inspect(conn).get_table_names()
     if fresh:
-        SQLModel.metadata.create_all(engine)
         with engine.begin() as conn:
-            _write_version(conn, latest)
-        return []
+            _lock(conn)
+            if not inspect(conn).get_table_names():  # nobody created it meanwhile
+                SQLModel.metadata.create_all(conn)
+                _write_version(conn, latest)
+                return []
+            current = read_version(conn)
     if current is None:
         current = BASELINE_VERSION  # tables made before versioning existed: the baseline
     if current > latest:
@@ -99,10 +112,7 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
             continue
         try:
             with engine.begin() as conn:
-                if conn.dialect.name == "sqlite":
-                    # pysqlite runs DDL outside a transaction unless one is open; BEGIN
-                    # IMMEDIATE makes the step atomic and serializes concurrent upgraders.
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _lock(conn)
                 now_at = read_version(conn) or current
                 if now_at >= step.version:  # another process got here first
                     continue
@@ -116,8 +126,13 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
                 f"({step.description}) failed: {e}"
             ) from e
         ran.append(step)
-    SQLModel.metadata.create_all(engine, checkfirst=True)  # tables new since `current`
-    with engine.begin() as conn:
-        if read_version(conn) is None:
-            _write_version(conn, current)
+    with engine.connect() as conn:
+        missing = set(SQLModel.metadata.tables) - set(inspect(conn).get_table_names())
+        unversioned = read_version(conn) is None
+    if missing or unversioned:  # only then take the write lock: readers open without it
+        with engine.begin() as conn:
+            _lock(conn)
+            SQLModel.metadata.create_all(conn, checkfirst=True)  # tables new since `current`
+            if read_version(conn) is None:
+                _write_version(conn, current)
     return ran
