@@ -12,10 +12,20 @@ from __future__ import annotations
 from core.scheduling.problem import Assignment, Plan, Problem
 
 
-def left_shift(problem: Problem, plan: Plan, keep: set[str] | None = None) -> Plan:
-    """A copy of ``plan`` with every operation not frozen or in ``keep`` moved earlier."""
+def left_shift(problem: Problem, plan: Plan, keep: set[str] | None = None,
+               repair: bool = False) -> Plan:
+    """A copy of ``plan`` with every operation not frozen or in ``keep`` moved earlier.
+
+    With ``repair`` the same pass re-times a plan that no longer fits its problem (the
+    classic right-shift after a breakdown): each machine keeps its sequence, operations
+    move as early as the new constraints allow, later if they must. Operations of the
+    plan that are not in the problem (a held order) are dropped.
+    """
     keep = set(keep or ()) | set(problem.frozen)
     preds = problem.predecessors()
+    if repair:
+        plan = Plan({o: problem.frozen.get(o, a) for o, a in plan.assignments.items()
+                     if o in problem.ops})
     machine_prev: dict[str, str | None] = {}
     for seq in plan.by_machine().values():
         prev = None
@@ -49,7 +59,7 @@ def left_shift(problem: Problem, plan: Plan, keep: set[str] | None = None) -> Pl
                 if t < e and s < t + setup + d:
                     t, moved = e, True
         start = t + setup
-        if start > a.start:  # cannot happen for a feasible plan; never make it worse
+        if start > a.start and not repair:  # cannot happen for a feasible plan
             start, setup = a.start, a.setup
         new[a.op_id] = Assignment(a.op_id, a.machine, start, start + d, setup)
     out = Plan(new, plan.solver, plan.status, plan.objective, plan.bound, plan.solve_seconds,

@@ -15,6 +15,7 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+from core.scheduling.compact import left_shift
 from core.scheduling.cpsat import SolveOptions, solve
 from core.scheduling.dispatch import dispatch
 from core.scheduling.feasibility import violations
@@ -209,15 +210,18 @@ def replan(
     now: int | None = None,
     objective: Objective = Objective.WEIGHTED_TARDINESS,
     time_limit: float = 1.0,
-    stability_weight: int = 5,
+    stability_weight: int = 20,
     workers: int | None = None,
     freeze_by_plan: bool = True,
 ) -> Proposal:
     """Propose a plan for ``problem`` after ``events``; ``previous`` is the plan in force.
 
     ``stability_weight`` is what one time unit of moving an unaffected operation costs,
-    in 1/100 of a unit of the objective (5: moving an operation by 20 minutes weighs as
-    much as one minute of weighted tardiness).
+    in 1/100 of a unit of the objective (20: moving an operation by 5 minutes weighs as
+    much as one minute of weighted tardiness; a change of machine counts as 30 minutes).
+    Candidates are the right-shift repair of the previous plan, CP-SAT with unaffected
+    operations pinned, and CP-SAT with everything not started free; the best on that
+    penalised objective is proposed.
     """
     t0 = time.perf_counter()
     new, held = apply_events(problem, previous, events, now, freeze_by_plan)
@@ -231,9 +235,17 @@ def replan(
         return max(0.05, (deadline - time.perf_counter()) * share)
 
     base = SolveOptions(objective, workers=workers, fast_presolve=True)
+    stab = _with(base, 0.0)
+    stab.stability_weight = stability_weight
+    stab.machine_change_cost = stability_weight * 30
+    stab_prev = Plan({o: a for o, a in prev_in_new.items() if o not in affected})
     heur = dispatch(new, objective)
-    strategy = "heuristic"
-    best: Plan | None = None
+    # 0. Right-shift repair: every machine keeps its sequence, times follow the event.
+    repaired = _repair(new, previous, heur)
+    # Candidates are (plan, strategy); the best on the stage-2 objective wins.
+    candidates: list[tuple[Plan, str]] = []
+    if repaired is not None:
+        candidates.append((repaired, "right-shift repair"))
     # 1. Pin what the event did not touch; place only the affected operations.
     pinned_hint = _pinned_hint(new, fixed, heur)
     limit1 = budget(0.4)
@@ -244,35 +256,41 @@ def replan(
     overhead = max(0.0, first.solve_seconds - first.search_seconds)
     deadline -= 2.5 * overhead + 0.15
     if first.assignments:
-        best, strategy = first, "affected operations only"
-    # 2. Free everything not started, charging unaffected moves; warm-start from 1.
+        candidates.append((first, "affected operations only"))
+    # 2. Free everything not started, charging unaffected moves; warm-start from the
+    # best so far (or the heuristic, which ignores stability, if it scores better).
     if time.perf_counter() < deadline - 0.1:
-        opts = _with(base, budget(1.0))
-        opts.stability_weight = stability_weight
-        opts.machine_change_cost = stability_weight * 30
-        stab_prev = Plan({o: a for o, a in prev_in_new.items() if o not in affected})
-        second = solve(new, opts, hint=best or heur, previous=stab_prev)
-        if second.assignments and (
-            best is None or _penalised(new, second, stab_prev, opts)
-            < _penalised(new, best, stab_prev, opts)
-        ):
-            moved_unaffected = sum(
-                1 for o, a in stab_prev.assignments.items()
-                if (second.assignments[o].start, second.assignments[o].machine)
-                != (a.start, a.machine)
-            )
-            best = second
-            strategy = ("affected operations only" if moved_unaffected == 0 else
-                        f"widened: {moved_unaffected} unaffected operations moved")
-    if best is None:
-        best = heur
+        opts = _with(stab, budget(1.0))
+        pool = [c[0] for c in candidates] + [heur]
+        hint = min(pool, key=lambda pl: _penalised(new, pl, stab_prev, stab))
+        second = solve(new, opts, hint=hint, previous=stab_prev)
+        if second.assignments:
+            candidates.append((second, "widened"))
+    candidates = [(pl, st) for pl, st in candidates if not violations(new, pl)]
+    if candidates:
+        best, strategy = min(candidates, key=lambda c: _penalised(new, c[0], stab_prev, stab))
+        moved_unaffected = sum(
+            1 for o, a in stab_prev.assignments.items()
+            if (best.assignments[o].start, best.assignments[o].machine) != (a.start, a.machine)
+        )
+        if moved_unaffected:
+            strategy += f": {moved_unaffected} unaffected operations moved"
+    else:  # never hand out an infeasible plan; the heuristic is always feasible
+        best, strategy = heur, "heuristic (no solver plan in time)"
     best.unscheduled = list(held)
-    bad = violations(new, best)
-    if bad:  # never hand out an infeasible plan; the heuristic is always feasible
-        best, strategy = heur, "heuristic (solver plan rejected)"
-        best.unscheduled = list(held)
     best.solve_seconds = time.perf_counter() - t0
     return _proposal(problem, new, previous, best, events, held, strategy, affected)
+
+
+def _repair(problem: Problem, previous: Plan, heur: Plan) -> Plan | None:
+    """The previous plan re-timed for the new problem (new operations appended by the
+    heuristic); None when it cannot be made feasible that way."""
+    shifted = left_shift(problem, previous, repair=True)
+    if len(shifted.assignments) < len(problem.ops):
+        keep = {o: a for o, a in shifted.assignments.items() if o not in problem.frozen}
+        shifted = _pinned_hint(problem, keep, heur)
+    shifted.solver, shifted.status = "repair", "heuristic"
+    return None if violations(problem, shifted) else shifted
 
 
 def _with(opts: SolveOptions, time_limit: float) -> SolveOptions:
