@@ -27,10 +27,11 @@ PLANT_START = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)  # the conftest's frozen
 MASTER = Path(__file__).resolve().parents[2] / "data" / "master.toml"
 
 
-def dump(store: Store) -> dict[str, list[tuple]]:
+def dump(store_or_path: Store | Path) -> dict[str, list[tuple]]:
     """Every row of every table, ordered: the whole store as data."""
-    assert store.path is not None
-    con = sqlite3.connect(store.path)
+    path = store_or_path.path if isinstance(store_or_path, Store) else store_or_path
+    assert path is not None
+    con = sqlite3.connect(path)
     try:
         tables = [r[0] for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
@@ -160,3 +161,36 @@ def test_missing_master_file_is_a_clear_error(loaded_config: LoadedConfig, store
     loaded_config.config.master_data = str(tmp_path / "nope.toml")
     with pytest.raises(MasterDataError, match=r"nope\.toml: no such file"):
         load_master_data(store, loaded_config, frozen_clock)
+
+
+SEED_SCRIPT = """
+import sys
+from core.clock import WallClock
+from core.config import load_config
+from core.masterdata import ensure_master_data
+from core.store.db import open_store
+loaded = load_config(sys.argv[1])
+store = open_store(sys.argv[2])
+report = ensure_master_data(store, loaded, WallClock())
+store.close()
+print(sum(report.inserted.values()) if report else 0)
+"""
+
+
+def test_processes_seeding_a_new_store_at_once_take_turns(config_path: Path, tmp_path: Path,
+                                                          store: Store) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "race.db"
+    repo = str(Path(__file__).resolve().parents[2])
+    procs = [subprocess.Popen([sys.executable, "-c", SEED_SCRIPT, str(config_path), str(db)],
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    inserted = sorted(int(out) for out, _ in results)
+    assert inserted[-1] > 0 and inserted[:-1] == [0, 0]  # exactly one process seeded
+    # same rows as a single load (the fixture's), table by table
+    assert {t: len(r) for t, r in dump(db).items()} == {
+        t: len(r) for t, r in dump(store).items()}
