@@ -38,7 +38,7 @@ def slope_expr(x: pl.Expr, t: pl.Expr, window: int, group: str) -> pl.Expr:
     return pl.when(var > 1e-12).then((rm(x * t) - mx * mt) / var).otherwise(None)
 
 
-def _td(s: str) -> timedelta:
+def duration(s: str) -> timedelta:
     """'15m', '6h', '1d', '30s' -> timedelta (the subset of polars durations we accept)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
@@ -58,9 +58,9 @@ class FeatureSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ev = _td(self.every)
+        ev = duration(self.every)
         for w in self.windows:
-            if _td(w) % ev:
+            if duration(w) % ev:
                 raise ValueError(f"window {w} is not a multiple of every={self.every}")
 
     def as_dict(self) -> dict[str, object]:
@@ -109,11 +109,12 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     """
     spec = spec or FeatureSpec()
     history = contract.history(history)
-    if as_of is None:
-        as_of = history["ts"].max()  # type: ignore[assignment]
-        if as_of is None:
+    every, periods = duration(spec.every), [duration(w) for w in spec.windows]
+    if as_of is None:  # training: windows on the epoch-aligned grid, last complete one
+        last = history["ts"].max()
+        if last is None:
             raise ValueError("history is empty")
-    every, periods = _td(spec.every), [_td(w) for w in spec.windows]
+        as_of = last - (last - EPOCH) % every  # type: ignore[operator]
     longest = max(periods)
     if latest:
         history = history.filter((pl.col("ts") > as_of - longest) & (pl.col("ts") <= as_of))

@@ -245,7 +245,9 @@ def _train_anomaly(feats: pl.DataFrame, spec: FeatureSpec, baselines: pl.DataFra
     """Per signal: predict its short-window mean from context and the other signals."""
     w = spec.windows[0]
     names = [c for c in equipment_inputs(feats) if c.endswith(f"_{w}") or c.startswith("ctx__")]
-    names = [c for c in names if "__mean_" in c or c.startswith("ctx__")]
+    # Context that says what the machine is doing, not how worn it is: the maintenance
+    # clock would let the model learn wear as 'normal'.
+    names = [c for c in names if "__mean_" in c or c in ("ctx__recipe_id", "ctx__hour")]
     ok = feats.filter(~pl.col("low_data"))
     tr, ho, cut = time_split(ok, "ts", holdout)
     boosters, fnames, scale = {}, {}, {}
@@ -259,7 +261,10 @@ def _train_anomaly(feats: pl.DataFrame, spec: FeatureSpec, baselines: pl.DataFra
         inp = _anomaly_inputs(names, sig)
         b = _fit(matrix(trs, inp), trs[target].to_numpy(), inp, _params("anomaly", seed, params),
                  n_estimators)
-        resid = trs[target].to_numpy() - b.inplace_predict(matrix(trs, inp))
+        # The residual scale comes from the hold-out: in-sample residuals are overfit-small.
+        hos = ho.filter(pl.col(target).is_not_null())
+        ref = hos if hos.height >= 20 else trs
+        resid = ref[target].to_numpy() - b.inplace_predict(matrix(ref, inp))
         boosters[sig], fnames[sig] = b, inp
         scale[sig] = float(max(np.std(resid), 1e-6))
     if not boosters:
