@@ -136,3 +136,36 @@ def test_bad_events_are_refused(base: tuple[Problem, Plan]) -> None:
         replan(p, plan, [LotHeld("NOPE")])
     with pytest.raises(ValueError, match="positive"):
         replan(p, plan, [EquipmentDown(_busiest(plan), 0, 0)])
+
+
+def test_right_shift_repair_keeps_machine_sequences(base: tuple[Problem, Plan]) -> None:
+    from core.scheduling.compact import left_shift
+
+    p, plan = base
+    m = _busiest(plan)
+    t = plan.by_machine()[m][0].end
+    new, _ = apply_events(p, plan, [EquipmentDown(m, t, 200)], now=t)
+    repaired = left_shift(new, plan, repair=True)
+    assert violations(new, repaired) == []
+    before = {k: [a.op_id for a in seq] for k, seq in plan.by_machine().items()}
+    after = {k: [a.op_id for a in seq] for k, seq in repaired.by_machine().items()}
+    assert after == before
+    # Nothing moves earlier than it was planned: a repair only pushes work back.
+    assert all(repaired.assignments[o].start >= a.start for o, a in plan.assignments.items())
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_every_proposal_is_feasible_for_random_events(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    p = plant_problem(n_orders=10, n_machines=6, stages=2, seed=seed)
+    plan = make_plan(p, SolveOptions(Objective.WEIGHTED_TARDINESS, time_limit=1.0, workers=2))
+    for _ in range(3):
+        m = rng.choice(sorted(p.machines))
+        t = rng.randrange(0, max(1, plan.makespan()))
+        events = [EquipmentDown(m, t, rng.randrange(30, 240))]
+        if rng.random() < 0.5:
+            events.append(BatchShort("RAW", t + rng.randrange(0, 120)))
+        prop = replan(p, plan, events, now=t, time_limit=0.5, workers=2)
+        assert violations(prop.problem, prop.plan) == [], events

@@ -147,3 +147,16 @@ def test_plan_cli_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown instance(s): nope" in err and "Traceback" not in err
     assert main(["plan", "bench", "--time-limit", "0"]) == 1
     assert "--time-limit must be positive" in capsys.readouterr().err
+
+
+def test_plan_cli_table_output(tmp_path: Path, config_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "t.db")
+    rc = main(["plan", "--config", str(config_path), "--db", db, "--time-limit", "1",
+               "--equipment", "B-PACK1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "computed an initial plan" in out and "Dispatch lists" in out
+    assert "B-PACK1" in out and "A-LATHE1" not in out
+    assert main(["plan", "--config", str(config_path), "--db", db, "--equipment", "NOPE"]) == 1
+    assert "no equipment 'NOPE'" in capsys.readouterr().err
