@@ -97,6 +97,16 @@ def render(data: dict[str, Any], console: Console, *, all_lots: bool = False) ->
     console.print(f"[bold]{site['name']}[/]  ·  now {_full(data['now'])} UTC  ·  "
                   f"plant epoch {_full(data['plant_epoch'])} UTC  ·  store {data['store']}")
 
+    lt = _table("Lines")
+    for col in ("line", "name", "area", "driver", "states", "orders"):
+        lt.add_column(col, justify="right" if col == "orders" else "left",
+                      no_wrap=col not in ("name", "area", "states"))
+    for ln in data["lines"]:
+        states = ", ".join(f"{v} {k}" for k, v in sorted(ln["states"].items()))
+        lt.add_row(ln["id"], ln["name"], ln["area"], ln["driver"], states,
+                   str(ln["open_orders"]))
+    console.print(lt)
+
     eq = _table("Equipment")
     for col in ("line", "equipment", "name", "type", "state", "reason", "since"):
         eq.add_column(col, no_wrap=col not in ("name", "reason"))
@@ -125,13 +135,13 @@ def render(data: dict[str, Any], console: Console, *, all_lots: bool = False) ->
     shown = [lot for lot in data["lots"] if all_lots or lot["status"] != "planned"]
     console.print(f"[bold]Open lots[/]: {c['open_lots']} ({by_status})")
     if shown:
-        lt = _table(None)
+        lots = _table(None)
         for col in ("lot", "order", "product", "qty", "status", "at"):
-            lt.add_column(col)
+            lots.add_column(col)
         for lot in shown:
-            lt.add_row(lot["id"], lot["order_id"], lot["product_id"], str(lot["quantity"]),
-                       lot["status"], lot["equipment_id"] or "")
-        console.print(lt)
+            lots.add_row(lot["id"], lot["order_id"], lot["product_id"], str(lot["quantity"]),
+                         lot["status"], lot["equipment_id"] or "")
+        console.print(lots)
 
     if data["holds"]:
         ht = _table(f"Open holds ({c['open_holds']})")

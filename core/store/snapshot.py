@@ -93,7 +93,10 @@ def plant_status(store: Store, now: datetime) -> dict[str, Any]:
         "site": {"id": site.id, "name": site.name} if site else None,
         "lines": [{"id": ln.id, "name": ln.name, "area": areas.get(ln.area_id, ln.area_id),
                    "driver": ln.driver,
-                   "equipment": [e.id for e in equipment if e.line_id == ln.id]}
+                   "equipment": [e.id for e in equipment if e.line_id == ln.id],
+                   "states": dict(Counter(e["state"] for e in eq_out
+                                          if e["line_id"] == ln.id)),
+                   "open_orders": sum(o.line_id == ln.id for o in orders)}
                   for ln in lines],
         "equipment": eq_out,
         "orders": [{"id": o.id, "product_id": o.product_id, "line_id": o.line_id,

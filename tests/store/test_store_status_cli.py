@@ -67,6 +67,7 @@ def test_status_shows_states_holds_and_recommendations(
     assert (eq["A-LATHE1"]["state"], eq["A-LATHE1"]["reason_code"]) == (
         "down_unplanned", "spindle_fault")
     assert eq["B-MOLD1"]["state"] == "unknown"
+    assert data["lines"][0]["states"] == {"down_unplanned": 1, "unknown": 3}
     assert [h["lots"] for h in data["holds"]] == [["L-00102"]]
     assert [r["id"] for r in data["recommendations"]] == ["R-7"]
     rc = main(["status", "--config", str(config_path), "--db", str(store.path)])
