@@ -134,19 +134,22 @@ def _render_plan(data: dict[str, Any], console: Console) -> None:
     )
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
               title="Dispatch lists", title_justify="left", title_style="bold")
-    for col in ("equipment", "#", "order", "product", "step", "setup", "start", "end", "due",
-                "status"):
+    wide = console.width >= 100
+    cols = ["equipment", "#", "order", *(["product", "step"] if wide else []), "setup",
+            "start", "end", "due", *(["status"] if wide else [])]
+    for col in cols:
         t.add_column(col, justify="right" if col in ("#", "step", "setup") else "left",
                      no_wrap=True)
     prev = None
     for i in data["items"]:
         late_op = i["end"] > i["due_at"]
+        due = _hm(i["due_at"])
         t.add_row(
             i["equipment_id"] if i["equipment_id"] != prev else "", str(i["seq"] + 1),
-            i["order_id"], i["product_id"], str(i["step"]),
+            i["order_id"], *([i["product_id"], str(i["step"])] if wide else []),
             f"{i['setup_min']:.0f}" if i["setup_min"] else "", _hm(i["start"]), _hm(i["end"]),
-            f"[red]{_hm(i['due_at'])}[/]" if late_op else _hm(i["due_at"]),
-            i["operation_status"],
+            f"[red]{due} late[/]" if late_op else due,
+            *([i["operation_status"]] if wide else []),
         )
         prev = i["equipment_id"]
     console.print(t)
