@@ -4,7 +4,9 @@
 builds on: it joins the caller's transaction, so the caller decides batch size and
 commit cadence. Rows are dicts with the ``sample`` table's column names, or
 ``ContextSample``/``Sample`` objects, converted by ``to_row``. Numbers and booleans go
-to ``value``; strings to ``text_value``; Bad samples keep their reason.
+to ``value``; strings to ``text_value``; Bad samples keep their reason and no number.
+Timestamps are stored as ``core.store.types.UTCDateTime`` text, the same format the
+ingest path writes, so both kinds of rows sort and compare as one column.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from core.samples import ContextSample, Sample
+from core.samples import ContextSample, Quality, Sample
 from core.store.models import Sample as SampleRow
 
 TABLE = SampleRow.__table__  # type: ignore[attr-defined]
@@ -25,25 +27,31 @@ _CTX_FIELDS = ("equipment_id", "line_id", "order_id", "lot_id", "recipe_id", "ba
 _INSERT = insert(TABLE)
 
 
-def _split_value(value: Any) -> tuple[float | None, str | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return None, value
-    f = float(value)  # bool and int too
-    return (f, None) if math.isfinite(f) else (None, None)
-
-
 def to_row(s: ContextSample | Sample) -> dict[str, Any]:
-    """One sample as a row dict for the sample table."""
-    num, txt = _split_value(s.value)
+    """One sample as a row dict for the sample table.
+
+    A non-finite number becomes Bad with a reason; a Bad sample never keeps a number
+    (DESIGN: Bad values are stored as such and never feed a model).
+    """
+    v, quality, reason = s.value, int(s.quality), s.reason
+    num: float | None = None
+    txt: str | None = None
+    if isinstance(v, str):
+        txt = v
+    elif v is not None:
+        num = float(v)  # bool and int too
+        if not math.isfinite(num):
+            num, quality = None, int(Quality.BAD)
+            reason = reason or f"non-finite value {v}"
+    if quality == Quality.BAD:
+        num = None
     row: dict[str, Any] = {
         "tag_id": s.tag_id,
         "ts": s.source_ts,
         "value": num,
         "text_value": txt,
-        "quality": int(s.quality),
-        "reason": s.reason,
+        "quality": quality,
+        "reason": reason,
     }
     ctx = getattr(s, "ctx", None)
     for f in _CTX_FIELDS:

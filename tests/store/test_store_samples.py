@@ -67,10 +67,12 @@ def test_samples_from_the_contextualizer(store: Store) -> None:
     assert [r["lot_id"] for r in back] == ["L-00501"] * 4 + [None]
 
 
-def test_non_finite_numbers_are_never_stored_as_numbers() -> None:
+def test_non_finite_and_bad_values_are_never_stored_as_numbers() -> None:
     row = to_row(Sample("x", T0, math.nan))
-    assert row["value"] is None
+    assert (row["value"], row["quality"], row["reason"]) == (None, 2, "non-finite value nan")
     assert to_row(Sample("x", T0, math.inf))["value"] is None
+    bad = to_row(Sample("x", T0, 12.5, Quality.BAD, "sensor open circuit"))
+    assert (bad["value"], bad["reason"]) == (None, "sensor open circuit")
 
 
 def test_joins_the_callers_transaction(store: Store) -> None:
