@@ -13,6 +13,8 @@ What goes in:
 - maintenance windows (for one machine or the whole line) and open unplanned/planned
   downtime (assumed to last ``open_downtime_min`` more minutes from now) are unavailable;
 - orders with a held lot are left out of the plan and reported as held;
+- released stock covers orders in due-date order; steps it does not cover wait for a
+  replenishment lead time;
 - an order moves through its line in lots (the product's lot size), so consecutive
   steps overlap: a step may start when the previous one has finished its first lot;
 - the weight of an order comes from its priority (1 → 3, 2 → 2, 3+ → 1).
@@ -40,10 +42,12 @@ from core.store.models import (
     EquipmentStateInterval,
     Lot,
     MaintenanceWindow,
+    MaterialBatch,
     Meta,
     Product,
     ProductionOrder,
     RoutingStep,
+    Stock,
 )
 from core.store.models import Operation as OperationRow
 from core.store.models import Plan as PlanRow
@@ -66,6 +70,7 @@ class PlantProblem:
     problem: Problem
     epoch: datetime
     held_orders: list[str] = field(default_factory=list)
+    material_short: dict[str, list[str]] = field(default_factory=dict)  # order -> materials
     order_product: dict[str, str] = field(default_factory=dict)
     equipment_line: dict[str, str] = field(default_factory=dict)
 
@@ -87,8 +92,14 @@ def _weight(priority: int) -> int:
     return max(1, 4 - int(priority))
 
 
-def build_problem(store: Store, now: datetime, open_downtime_min: int = 60) -> PlantProblem:
-    """The scheduling problem of the plant as the store has it at ``now``."""
+def build_problem(store: Store, now: datetime, open_downtime_min: int = 60,
+                  replenish_lead_min: int = 480) -> PlantProblem:
+    """The scheduling problem of the plant as the store has it at ``now``.
+
+    Material: released stock is allotted to orders in due-date order; a step whose
+    material the stock no longer covers cannot start before ``now`` plus
+    ``replenish_lead_min`` (the store has no purchase orders to say better).
+    """
     with guard(store), store.session() as s:
         epoch = plant_epoch(s)
         pp = PlantProblem(Problem([], {}), epoch)
@@ -131,6 +142,12 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60) -> P
         for row in s.exec(select(OperationRow).where(
                 OperationRow.order_id.in_(order_ids))):  # type: ignore[attr-defined]
             ops_by_order.setdefault(row.order_id, []).append(row)
+        stock: dict[str, float] = {}
+        released = {b.id for b in s.exec(select(MaterialBatch).where(
+            MaterialBatch.status == "released"))}
+        for row in s.exec(select(Stock)):
+            if row.batch_id is None or row.batch_id in released:
+                stock[row.material_id] = stock.get(row.material_id, 0.0) + row.quantity
         last_started: dict[str, tuple[datetime, str]] = {}
         jobs: list[Job] = []
         frozen: dict[str, Assignment] = {}
@@ -162,6 +179,13 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60) -> P
                 op = Operation(row.id, o.id, dict.fromkeys(eligible, minutes),
                                family=o.product_id,
                                materials=(step.material_id,) if step.material_id else ())
+                if step.material_id and row.status not in STARTED_OP:
+                    need = o.quantity * step.qty_per_unit
+                    left = stock.get(step.material_id, 0.0)
+                    if need > left + 1e-9:
+                        op.earliest_start = t_now + replenish_lead_min
+                        pp.material_short.setdefault(o.id, []).append(step.material_id)
+                    stock[step.material_id] = left - need
                 ops.append(op)
                 if row.status in STARTED_OP:
                     m = row.equipment_id if row.equipment_id in op.options else eligible[0]
@@ -195,6 +219,7 @@ def plan_metrics(pp: PlantProblem, plan: Plan, extra: dict | None = None) -> dic
         "late_orders": sorted(late), "makespan_at": pp.at(plan.makespan()).isoformat()
         if plan.assignments else None,
         "changeover_min": plan.total_setup(), "held_orders": list(pp.held_orders),
+        "material_short": pp.material_short,
         "operations": len(plan.assignments),
     }
     out.update(extra or {})

@@ -160,3 +160,24 @@ def test_plan_cli_table_output(tmp_path: Path, config_path: Path,
     assert "B-PACK1" in out and "A-LATHE1" not in out
     assert main(["plan", "--config", str(config_path), "--db", db, "--equipment", "NOPE"]) == 1
     assert "no equipment 'NOPE'" in capsys.readouterr().err
+
+
+def test_stock_shortage_delays_the_steps_it_does_not_cover(
+    store: Store, frozen_clock: FrozenClock
+) -> None:
+    from core.store.models import Stock
+
+    pp = build_problem(store, frozen_clock.now())
+    assert pp.material_short == {}  # the shipped master data has stock for every order
+    with store.session() as s:
+        for row in s.exec(select(Stock).where(Stock.material_id == "M-ST20")):
+            row.quantity = 0.0
+            s.add(row)
+        s.commit()
+    pp = build_problem(store, frozen_clock.now(), replenish_lead_min=480)
+    short = {o for o, mats in pp.material_short.items() if "M-ST20" in mats}
+    sh20 = {j.id for j in pp.problem.jobs if j.product == "P-SH20"}
+    assert short == sh20 and short
+    for j in pp.problem.jobs:
+        if j.id in short:
+            assert pp.problem.earliest(j.operations[0].id) >= 480
