@@ -1,0 +1,125 @@
+"""1-minute rollups per tag (min, max, mean, count, share good) in ``sample_rollup``.
+
+Definitions: ``count`` is every non-text sample in the minute (any quality);
+``min``/``max``/``mean`` are over Good samples with a value; ``good_share`` is
+good / count. Aggregates are merged, never overwritten: the accumulator folds stored
+rows into per-(tag, minute) partials and ``flush`` upserts them with a merge
+(min of mins, weighted mean, summed counts), so late or out-of-order samples — seconds
+or hours late — land in the right minute with the right figures. ``rebuild``
+recomputes minutes exactly from the hot table (the repair job after a crash, when
+partials not yet flushed were lost).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from core.ingest.rows import QUALITY, TEXT, TS, VALUE, Row
+
+MERGE_SQL = """
+INSERT INTO sample_rollup (tag_id, minute, min, max, mean, count, good_share)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(tag_id, minute) DO UPDATE SET
+  min = CASE WHEN sample_rollup.min IS NULL THEN excluded.min
+             WHEN excluded.min IS NULL THEN sample_rollup.min
+             ELSE min(sample_rollup.min, excluded.min) END,
+  max = CASE WHEN sample_rollup.max IS NULL THEN excluded.max
+             WHEN excluded.max IS NULL THEN sample_rollup.max
+             ELSE max(sample_rollup.max, excluded.max) END,
+  mean = CASE
+    WHEN round(sample_rollup.count * sample_rollup.good_share)
+         + round(excluded.count * excluded.good_share) = 0 THEN NULL
+    ELSE (coalesce(sample_rollup.mean, 0) * round(sample_rollup.count * sample_rollup.good_share)
+          + coalesce(excluded.mean, 0) * round(excluded.count * excluded.good_share))
+         / (round(sample_rollup.count * sample_rollup.good_share)
+            + round(excluded.count * excluded.good_share)) END,
+  good_share = (round(sample_rollup.count * sample_rollup.good_share)
+                + round(excluded.count * excluded.good_share))
+               / (sample_rollup.count + excluded.count),
+  count = sample_rollup.count + excluded.count
+"""
+
+REBUILD_SQL = """
+INSERT OR REPLACE INTO sample_rollup (tag_id, minute, min, max, mean, count, good_share)
+SELECT tag_id, substr(ts, 1, 16) || ':00.000000',
+       min(CASE WHEN quality = 0 THEN value END), max(CASE WHEN quality = 0 THEN value END),
+       avg(CASE WHEN quality = 0 THEN value END), count(*),
+       1.0 * sum(CASE WHEN quality = 0 AND value IS NOT NULL THEN 1 ELSE 0 END) / count(*)
+FROM sample
+WHERE ts >= ? AND ts < ? AND text_value IS NULL
+GROUP BY tag_id, substr(ts, 1, 16)
+"""
+
+
+def minute_of(ts_text: str) -> str:
+    return ts_text[:16] + ":00.000000"
+
+
+class RollupAccumulator:
+    """Per-(tag, minute) partials of stored rows, merged into the table on ``flush``."""
+
+    def __init__(self) -> None:
+        # key -> [min, max, sum, good, count]
+        self._parts: dict[tuple[str, str], list[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def add(self, rows: Iterable[Row]) -> None:
+        parts = self._parts
+        for r in rows:
+            if r[TEXT] is not None:
+                continue
+            key = (r[0], r[TS][:16])
+            p = parts.get(key)
+            if p is None:
+                p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
+            p[4] += 1
+            v = r[VALUE]
+            if r[QUALITY] == 0 and v is not None:
+                p[3] += 1
+                p[2] += v
+                if v < p[0]:
+                    p[0] = v
+                if v > p[1]:
+                    p[1] = v
+
+    def take(self) -> list[tuple[str, str, float | None, float | None, float | None, int, float]]:
+        """The partials as merge parameters; the accumulator is emptied."""
+        out = []
+        for (tag, minute), (mn, mx, sm, good, cnt) in self._parts.items():
+            g = int(good)
+            out.append((tag, minute + ":00.000000", mn if g else None, mx if g else None,
+                        sm / g if g else None, int(cnt), g / cnt if cnt else 1.0))
+        self._parts = {}
+        return out
+
+    def add_partials(self, params: Iterable[tuple[Any, ...]]) -> None:
+        """Fold back partials from ``take`` (a merge that failed and will be retried)."""
+        parts = self._parts
+        for tag, minute, mn, mx, mean, cnt, share in params:
+            good = round(cnt * share)
+            key = (tag, minute[:16])
+            p = parts.get(key)
+            if p is None:
+                p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
+            p[4] += cnt
+            if good:
+                p[3] += good
+                p[2] += mean * good
+                p[0] = min(p[0], mn)
+                p[1] = max(p[1], mx)
+
+    def flush(self, con: sqlite3.Connection) -> int:
+        """Merge the partials in the caller's transaction; returns the rows touched."""
+        params = self.take()
+        if params:
+            con.executemany(MERGE_SQL, params)
+        return len(params)
+
+
+def rebuild(con: sqlite3.Connection, start: str, end: str) -> None:
+    """Recompute every minute in [start, end) (ts text) from the hot table."""
+    con.execute(REBUILD_SQL, (start, end))

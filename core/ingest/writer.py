@@ -1,0 +1,479 @@
+"""The store writer: contextualized samples to SQLite from its own thread, nothing lost.
+
+``submit`` (any thread, never blocks) puts a batch on a bounded queue (``queue_max``
+rows) and counts what does not fit as dropped. The writer thread, on its own sqlite3
+connection, flushes every ``flush_ms`` or ``batch_rows`` rows with one executemany
+per transaction.
+
+Store-and-forward: when the database is locked (``database is locked``/``busy`` after
+a short busy timeout), a disk I/O error occurs, or a flush took longer than
+``slow_flush_ms``, batches go to the ``SpillBuffer`` (fsync'd JSON lines in
+``spill_dir``) and are forwarded oldest first once the database takes writes again.
+While anything is spilled, new batches go behind it, so order holds across spill and
+live data. Forwarded batches move the spill cursor (in ``meta``) in the same
+transaction, so on start a writer forwards exactly what an earlier (crashed) run left.
+
+Poison: a batch the database rejects for a non-transient reason (constraint, type)
+is bisected; good rows land, each bad row goes to ``quarantine.jsonl`` with the reason.
+Nothing is retried forever.
+
+Counters: ``received = stored + quarantined + queued + in_flight + spilled`` at
+every instant (``WriterStats.balanced``); ``dropped`` counts what never entered.
+A row is *acknowledged* (survives a kill) once it is stored or spilled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.ingest.rollups import MERGE_SQL, RollupAccumulator
+from core.ingest.rows import INSERT_SQL, Row, row_dict, to_row
+from core.ingest.spill import SpillBuffer
+from core.samples import ContextSample
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "ingest.spill_cursor"
+_TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
+
+
+def is_transient(e: BaseException) -> bool:
+    """Errors that go away by waiting (a lock, a full or failing disk), not bad rows."""
+    return isinstance(e, sqlite3.OperationalError) and any(
+        t in str(e).lower() for t in _TRANSIENT)
+
+
+@dataclass
+class WriterStats:
+    received: int = 0  # rows accepted by submit
+    dropped: int = 0  # rows refused by submit (queue full or writer closed)
+    stored: int = 0  # rows committed to the sample table
+    quarantined: int = 0
+    queued: int = 0  # rows waiting in memory
+    in_flight: int = 0  # rows taken by the thread, not yet stored or spilled
+    spilled: int = 0  # rows waiting on disk now
+    spilled_total: int = 0  # rows ever written to the spill buffer
+    forwarded: int = 0  # rows stored from the spill buffer
+    recovered: int = 0  # rows found in spill files at start
+    flushes: int = 0
+    lock_events: int = 0  # transient failures that sent batches to the spill buffer
+    slow_flushes: int = 0
+    last_flush_ms: float = 0.0
+    max_flush_ms: float = 0.0
+    rollup_rows: int = 0
+    state: str = "starting"  # starting | live | spilling | closed | failed
+    error: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.received + self.recovered == (self.stored + self.quarantined + self.queued
+                                                  + self.in_flight + self.spilled)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StoreWriter:
+    """Thread-owned writer of ``ContextSample`` batches into the store's sample table."""
+
+    def __init__(self, db_path: str | Path, spill_dir: str | Path, *,
+                 quarantine_path: str | Path | None = None, queue_max: int = 200_000,
+                 flush_ms: int = 200, batch_rows: int = 5000, lock_timeout_ms: int = 250,
+                 slow_flush_ms: float = 2000.0, retry_ms: float = 500.0,
+                 rollups: bool = True, rollup_every_s: float = 5.0,
+                 on_stored: Callable[[Sequence[Row]], None] | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.spill = SpillBuffer(Path(spill_dir))
+        self.quarantine_path = Path(quarantine_path) if quarantine_path else \
+            Path(spill_dir) / "quarantine.jsonl"
+        self.queue_max = queue_max
+        self.flush_s = flush_ms / 1000
+        self.batch_rows = batch_rows
+        self.lock_timeout_s = lock_timeout_ms / 1000
+        self.slow_flush_s = slow_flush_ms / 1000
+        self.retry_s = retry_ms / 1000
+        self.rollup_every_s = rollup_every_s
+        self.rollups = RollupAccumulator() if rollups else None
+        self.on_stored = on_stored
+        self.stats = WriterStats()
+        self._q: deque[list[ContextSample]] = deque()
+        self._cond = threading.Condition()
+        self._progress = threading.Condition()
+        self._closing = False
+        self._retry_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._con: sqlite3.Connection | None = None
+        self._started = threading.Event()
+
+    @classmethod
+    def from_config(cls, loaded: Any, **kw: Any) -> StoreWriter:
+        """A writer on the configured store file, spill dir and [store] limits."""
+        st = loaded.config.store
+        if loaded.db_path is None:
+            raise ValueError("the store writer needs a SQLite store file (store.path)")
+        return cls(loaded.db_path, loaded.spill_dir, queue_max=st.queue_max,
+                   flush_ms=st.flush_ms, batch_rows=st.batch_rows, **kw)
+
+    # ------------------------------------------------------------ producer side
+
+    def start(self) -> StoreWriter:
+        """Start the thread; spill files from an earlier run are forwarded first."""
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self.stats.state == "failed":
+            raise RuntimeError(f"store writer could not start: {self.stats.error}")
+        return self
+
+    def submit(self, samples: Sequence[ContextSample]) -> int:
+        """Queue a batch without blocking; returns the rows accepted (the rest are dropped)."""
+        n = len(samples)
+        if not n:
+            return 0
+        with self._cond:
+            st = self.stats
+            room = self.queue_max - st.queued if not self._closing else 0
+            if room < n:
+                take = max(room, 0)
+                st.dropped += n - take
+                samples = list(samples[:take])
+                n = take
+                if not n:
+                    return 0
+            self._q.append(list(samples))
+            st.queued += n
+            st.received += n
+            if st.queued >= self.batch_rows:
+                self._cond.notify()
+        return n
+
+    def wait_until(self, predicate: Callable[[WriterStats], bool],
+                   timeout: float = 30.0) -> bool:
+        """Block until predicate(stats) holds (checked after every flush), or timeout."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while not predicate(self.stats):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.5))
+        return True
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything received is stored or quarantined."""
+        with self._cond:
+            self._cond.notify()
+        return self.wait_until(lambda s: s.queued == 0 and s.in_flight == 0 and s.spilled == 0,
+                               timeout)
+
+    def close(self, timeout: float = 60.0) -> WriterStats:
+        """Stop accepting, store everything queued and spilled, flush rollups, stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("store writer did not drain within %.0f s; %d rows stay spilled",
+                          timeout, self.stats.spilled)
+        return self.stats
+
+    def __enter__(self) -> StoreWriter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ writer thread
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(str(self.db_path), timeout=self.lock_timeout_s,
+                              isolation_level=None, check_same_thread=False)
+        con.execute(f"PRAGMA busy_timeout={int(self.lock_timeout_s * 1000)}")
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    def _read_cursor(self) -> tuple[int, int] | None:
+        assert self._con is not None
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (CURSOR_KEY,)).fetchone()
+        if not row:
+            return None
+        no, off = row[0].split(":")
+        return int(no), int(off)
+
+    def _run(self) -> None:
+        try:
+            self._con = self._connect()
+            self._con.execute("SELECT 1 FROM sample LIMIT 1")
+            cursor = None
+            while True:
+                try:
+                    cursor = self._read_cursor()
+                    break
+                except sqlite3.OperationalError as e:
+                    if not is_transient(e):
+                        raise
+                    time.sleep(self.retry_s)
+            n = self.spill.recover(cursor)
+            with self._cond:
+                self.stats.recovered = n
+                self.stats.spilled = n
+        except Exception as e:
+            self.stats.state, self.stats.error = "failed", str(e)
+            self._started.set()
+            return
+        self.stats.state = "spilling" if self.spill.rows else "live"
+        self._started.set()
+        last_flush = last_rollup = time.monotonic()
+        try:
+            while True:
+                batch = self._take(last_flush)
+                if batch is None:
+                    break
+                last_flush = time.monotonic()
+                if batch:
+                    self._handle(batch)
+                self._forward_some()
+                if self.rollups is not None and \
+                        time.monotonic() - last_rollup >= self.rollup_every_s:
+                    self._flush_rollups()
+                    last_rollup = time.monotonic()
+                self._notify()
+            self._final_drain()
+        finally:
+            self._flush_rollups()
+            self.spill.close()
+            if self._con is not None:
+                self._con.close()
+            self.stats.state = "closed"
+            self._notify()
+
+    def _notify(self) -> None:
+        with self._progress:
+            self._progress.notify_all()
+
+    def _take(self, last_flush: float) -> list[ContextSample] | None:
+        """Up to batch_rows queued samples once due; None when closing and all is drained."""
+        with self._cond:
+            st = self.stats
+            while True:
+                if self._closing and not self._q:
+                    return None
+                now = time.monotonic()
+                if self._q and (st.queued >= self.batch_rows or self._closing
+                                or now >= last_flush + self.flush_s):
+                    break
+                if not self._q and self.spill.rows and now >= self._retry_at:
+                    return []  # nothing new: use the time to forward
+                if self._q:
+                    wait = last_flush + self.flush_s - now
+                elif self.spill.rows:
+                    wait = self._retry_at - now
+                else:
+                    wait = self.flush_s
+                self._cond.wait(max(wait, 0.005))
+            out: list[ContextSample] = []
+            while self._q and len(out) < self.batch_rows:
+                chunk = self._q[0]
+                room = self.batch_rows - len(out)
+                if len(chunk) <= room:
+                    out.extend(self._q.popleft())
+                else:
+                    out.extend(chunk[:room])
+                    self._q[0] = chunk[room:]
+            st.queued -= len(out)
+            st.in_flight += len(out)
+            return out
+
+    def _convert(self, samples: Iterable[ContextSample]) -> list[Row]:
+        rows: list[Row] = []
+        for s in samples:
+            try:
+                rows.append(to_row(s))
+            except (TypeError, ValueError, AttributeError) as e:
+                self._quarantine_raw(s, f"cannot convert: {e}")
+        return rows
+
+    def _handle(self, samples: list[ContextSample]) -> None:
+        rows = self._convert(samples)
+        if self.spill.rows or time.monotonic() < self._retry_at:
+            self._to_spill(rows)
+            return
+        done = self._insert_bisect(rows, None)
+        if done < len(rows):
+            self._to_spill(rows[done:])
+
+    def _to_spill(self, rows: list[Row]) -> None:
+        try:
+            self.spill.append(rows)
+        except OSError as e:
+            # the disk refuses too: keep the rows in memory at the head of the queue
+            log.error("spill buffer write failed (%s); retrying from memory", e)
+            self.stats.error = f"spill: {e}"
+            time.sleep(self.retry_s)
+            retry = self._insert_bisect(rows, None)
+            if retry < len(rows):
+                self._to_spill(rows[retry:])
+            return
+        with self._cond:
+            self.stats.in_flight -= len(rows)
+            self.stats.spilled += len(rows)
+            self.stats.spilled_total += len(rows)
+        self.stats.state = "spilling"
+
+    def _forward_some(self) -> None:
+        """Forward spilled batches while the database takes them and the queue allows."""
+        while self.spill.rows and time.monotonic() >= self._retry_at:
+            got = self.spill.peek()
+            if got is None:
+                break
+            entry, rows = got
+            cursor = f"{entry.file_no}:{entry.end}"
+            done = self._insert_bisect(rows, cursor, from_spill=True)
+            if done < len(rows):
+                entry.skip += done  # partly stored before a transient error
+                break
+            self.spill.pop()
+            if self.stats.queued >= self.batch_rows:
+                break  # let live data join the spill instead of waiting behind forwarding
+        if not self.spill.rows:
+            self.stats.state = "live"
+
+    def _final_drain(self) -> None:
+        deadline = time.monotonic() + 30.0
+        while self.spill.rows and time.monotonic() < deadline:
+            self._retry_at = min(self._retry_at, time.monotonic())
+            self._forward_some()
+            self._notify()
+            if self.spill.rows:
+                time.sleep(self.retry_s)
+
+    def _try_insert(self, rows: Sequence[Row], cursor: str | None) -> BaseException | None:
+        con = self._con
+        assert con is not None
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(INSERT_SQL, rows)
+            if cursor is not None:
+                con.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                            "DO UPDATE SET value = excluded.value", (CURSOR_KEY, cursor))
+            con.execute("COMMIT")
+            return None
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            return e
+
+    def _insert_bisect(self, rows: list[Row], cursor: str | None,
+                       from_spill: bool = False) -> int:
+        """Store rows, bisecting around poison; returns how many leading rows are handled.
+
+        Stops early (returning fewer than len(rows)) on a transient error, after which
+        the caller spills or keeps the rest; the database is then left alone for retry_ms.
+        """
+        if not rows:
+            if cursor is not None:
+                self._try_insert([], cursor)
+            return 0
+        t0 = time.monotonic()
+        err = self._try_insert(rows, cursor)
+        dt = time.monotonic() - t0
+        st = self.stats
+        st.last_flush_ms = dt * 1000
+        st.max_flush_ms = max(st.max_flush_ms, st.last_flush_ms)
+        if err is None:
+            st.flushes += 1
+            self._stored(rows, from_spill)
+            if dt > self.slow_flush_s:
+                st.slow_flushes += 1
+                self._retry_at = time.monotonic() + self.retry_s
+            return len(rows)
+        if is_transient(err):
+            st.lock_events += 1
+            self._retry_at = time.monotonic() + self.retry_s
+            return 0
+        if len(rows) == 1:
+            self._quarantine(rows[0], f"{type(err).__name__}: {err}", from_spill)
+            if cursor is not None:
+                self._try_insert([], cursor)
+            return 1
+        mid = len(rows) // 2
+        left = self._insert_bisect(rows[:mid], None, from_spill)
+        if left < mid:
+            return left
+        return mid + self._insert_bisect(rows[mid:], cursor, from_spill)
+
+    def _stored(self, rows: Sequence[Row], from_spill: bool) -> None:
+        n = len(rows)
+        with self._cond:
+            self.stats.stored += n
+            if from_spill:
+                self.stats.spilled -= n
+                self.stats.forwarded += n
+            else:
+                self.stats.in_flight -= n
+        if self.rollups is not None:
+            self.rollups.add(rows)
+        if self.on_stored is not None:
+            try:
+                self.on_stored(rows)
+            except Exception:  # a listener must not stop the writer
+                log.exception("on_stored listener failed")
+
+    def _write_quarantine(self, record: dict[str, Any]) -> None:
+        self.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.quarantine_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+
+    def _quarantine(self, row: Row, reason: str, from_spill: bool) -> None:
+        self._write_quarantine({"at": datetime.now(UTC).isoformat(), "reason": reason,
+                                "row": row_dict(row)})
+        with self._cond:
+            self.stats.quarantined += 1
+            if from_spill:
+                self.stats.spilled -= 1
+            else:
+                self.stats.in_flight -= 1
+
+    def _quarantine_raw(self, s: Any, reason: str) -> None:
+        self._write_quarantine({"at": datetime.now(UTC).isoformat(), "reason": reason,
+                                "row": repr(s)})
+        with self._cond:
+            self.stats.quarantined += 1
+            self.stats.in_flight -= 1
+
+    def _flush_rollups(self) -> None:
+        if self.rollups is None or not len(self.rollups) or self._con is None:
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        params = self.rollups.take()
+        con = self._con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(MERGE_SQL, params)
+            con.execute("COMMIT")
+            self.stats.rollup_rows += len(params)
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            # keep the partials for the next attempt (merging is order-independent)
+            self.rollups.add_partials(params)
+            if is_transient(e):
+                self._retry_at = time.monotonic() + self.retry_s
+            else:
+                log.error("rollup merge failed: %s", e)
