@@ -15,6 +15,7 @@ file, the entry and the unknown id.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tomllib
@@ -57,6 +58,7 @@ from core.store.models import (
 )
 
 EPOCH_KEY = "plant_epoch"
+FINGERPRINT_KEY = "master_fingerprint"  # sources of the last load (see ensure_master_data)
 ORDER_ID = re.compile(r"^[A-Z]+-(\d+)$")
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -493,7 +495,7 @@ def _upsert(session: Session, model: type[SQLModel], rows: Iterable[dict[str, An
 def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) -> LoadReport:
     """Validate master.toml against the config, then upsert everything in one transaction."""
     path = loaded_config.master_data_path
-    spec, _ = read_master(path)
+    spec, text = read_master(path)
     check_references(spec, loaded_config, path)
     with guard(store), store.session() as session:
         conn = session.connection()
@@ -508,13 +510,31 @@ def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) ->
             name = model.__tablename__  # type: ignore[attr-defined]
             report.inserted[name] = ins
             report.updated[name] = upd
+        session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint(loaded_config, text)))
         session.commit()
     return report
 
 
+def fingerprint(loaded_config: LoadedConfig, master_text: str) -> str:
+    """What the master rows are built from: the plant part of the config and master.toml."""
+    plant = loaded_config.config.model_dump_json(
+        include={"site", "areas", "lines", "templates", "plant_tags", "users"})
+    h = hashlib.sha256(plant.encode())
+    h.update(b"\x00")
+    h.update(master_text.encode())
+    return h.hexdigest()
+
+
 def ensure_master_data(store: Store, loaded_config: LoadedConfig,
                        clock: Clock) -> LoadReport | None:
-    """Load master data into an empty store (first run on a fresh clone); else do nothing."""
-    if store.count(Line) and store.count(ProductionOrder):
+    """Load master data when the store is empty or its sources changed; else do nothing.
+
+    A fresh clone gets its plant on first use; an edited master.toml or plant config is
+    applied at the next start (as an upsert: production state is kept).
+    """
+    path = loaded_config.master_data_path
+    _, text = read_master(path)
+    if (store.count(Line) and store.count(ProductionOrder)
+            and store.get_meta(FINGERPRINT_KEY) == fingerprint(loaded_config, text)):
         return None
     return load_master_data(store, loaded_config, clock)

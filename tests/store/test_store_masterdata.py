@@ -111,9 +111,11 @@ def test_changed_master_data_updates_rows_in_place(store: Store, loaded_config: 
     assert "Orbis Rail GmbH" in text
     edited = tmp_path / "master.toml"
     edited.write_text(text, encoding="utf-8")
+    assert ensure_master_data(store, loaded_config, frozen_clock) is None  # unchanged
     loaded_config.config.master_data = str(edited)
     n_before = store.count(ProductionOrder)
-    report = load_master_data(store, loaded_config, frozen_clock)
+    report = ensure_master_data(store, loaded_config, frozen_clock)  # sources changed
+    assert report is not None
     assert report.updated["production_order"] == 1
     assert sum(report.inserted.values()) == 0
     assert store.count(ProductionOrder) == n_before
@@ -121,6 +123,7 @@ def test_changed_master_data_updates_rows_in_place(store: Store, loaded_config: 
         assert s.get(ProductionOrder, "PO-0005").customer == "Orbis Rail GmbH"
         assert s.exec(select(Meta).where(Meta.key == "plant_epoch")).one().value.startswith(
             "2026-01-05T06:00")
+    assert ensure_master_data(store, loaded_config, frozen_clock) is None  # applied once
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
