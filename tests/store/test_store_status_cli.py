@@ -139,3 +139,20 @@ def test_unusable_store_file_is_named(config_path: Path, tmp_path: Path, kind: s
     assert rc == 1
     assert str(db) in err and "Traceback" not in err
     assert ("not a readable loopline database" if kind == "garbage" else "is a folder") in err
+
+
+def test_bad_master_data_in_the_cli_names_the_entry(
+        config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    master = (REPO / "data" / "master.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "master.toml"
+    bad.write_text(master.replace('product = "P-HL"\nquantity = 600\nrelease_h = 6.7',
+                                  'product = "P-XL"\nquantity = 600\nrelease_h = 6.7'),
+                   encoding="utf-8")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config_path.read_text(encoding="utf-8").replace(
+        'master_data = "data/master.toml"', f'master_data = "{bad}"'), encoding="utf-8")
+    rc = main(["status", "--config", str(cfg), "--db", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert f"{bad}: orders[3] (PO-0004): unknown product 'P-XL'" in err
+    assert "Traceback" not in err
