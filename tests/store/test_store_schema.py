@@ -109,3 +109,22 @@ def test_steps_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         migrations.upgrade(None, [Step(3, "a", lambda c: None),  # type: ignore[arg-type]
                                   Step(2, "b", lambda c: None)])
+
+
+def test_every_table_compiles_for_postgresql() -> None:
+    """The URL-built engine is meant to move to PostgreSQL: no SQLite-only DDL."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+    from sqlmodel import SQLModel
+
+    import core.store.models  # noqa: F401 - registers the tables
+
+    pg = postgresql.dialect()
+    for table in SQLModel.metadata.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=pg))
+        assert f"CREATE TABLE {table.name}" in ddl
+        for index in table.indexes:
+            str(CreateIndex(index).compile(dialect=pg))
+    sample = str(CreateTable(SQLModel.metadata.tables["sample"]).compile(dialect=pg))
+    assert "ts TIMESTAMP WITHOUT TIME ZONE NOT NULL" in sample
+    assert "quality SMALLINT NOT NULL" in sample
