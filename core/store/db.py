@@ -41,7 +41,7 @@ class Store:
     """An open store: the engine plus where it lives."""
 
     engine: Engine
-    url: str
+    url: str  # for display: a password in it is masked
     path: Path | None  # the SQLite file, None for a server database
 
     @property
@@ -168,7 +168,7 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
         raise StoreError(f"store URL {target!r} cannot be used: {e}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
-    store = Store(engine=engine, url=url.render_as_string(hide_password=False), path=path)
+    store = Store(engine=engine, url=url.render_as_string(), path=path)  # password hidden
     try:
         with guard(store):
             with engine.connect() as conn:  # fail early on an unreadable file
