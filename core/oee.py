@@ -1,0 +1,187 @@
+"""OEE per ISO 22400-2 from state intervals and production counts, per equipment, line, shift.
+
+For a time range [start, end), with state intervals clipped to it (an open interval
+runs to ``now``, at most ``end``):
+
+- APT, actual production time  = time in ``running``
+- PBT, planned busy time       = time in every state except ``down_planned`` and
+  ``unknown`` (no data: neither counted as available nor as lost)
+- availability = APT / PBT
+- performance  = Σ(ideal cycle time × produced quantity) / APT, produced = good + scrap
+- quality      = good / produced
+- OEE          = availability × performance × quality
+
+A line (or a shift over several machines) sums the times and quantities of its
+equipment before dividing, so each figure is time- or piece-weighted. A ratio with a
+zero denominator is None ("no basis"), never 0 or 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+
+from core.ingest.rows import ts_text
+from core.ingest.shifts import calendar_from_store
+from core.production import ensure_schema
+from core.store.db import Store, guard
+from core.store.types import UTCDateTime
+
+NOT_PLANNED = ("down_planned", "unknown")
+_conv = UTCDateTime().process_result_value
+
+
+@dataclass(frozen=True)
+class StateSpan:
+    equipment_id: str
+    state: str
+    start: datetime
+    end: datetime | None  # None: still open
+
+
+@dataclass(frozen=True)
+class CountRow:
+    equipment_id: str
+    ts: datetime
+    good: int
+    scrap: int
+    shift_id: str | None = None
+    line_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Oee:
+    scope: str  # "equipment" | "line" | "shift" | "plant"
+    key: str
+    start: datetime
+    end: datetime
+    planned_busy_s: float
+    run_s: float
+    ideal_s: float
+    good: int
+    scrap: int
+
+    @property
+    def total(self) -> int:
+        return self.good + self.scrap
+
+    @property
+    def availability(self) -> float | None:
+        return self.run_s / self.planned_busy_s if self.planned_busy_s > 0 else None
+
+    @property
+    def performance(self) -> float | None:
+        return self.ideal_s / self.run_s if self.run_s > 0 else None
+
+    @property
+    def quality(self) -> float | None:
+        return self.good / self.total if self.total > 0 else None
+
+    @property
+    def oee(self) -> float | None:
+        a, p, q = self.availability, self.performance, self.quality
+        return a * p * q if a is not None and p is not None and q is not None else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"scope": self.scope, "key": self.key, "start": self.start.isoformat(),
+                "end": self.end.isoformat(), "planned_busy_s": self.planned_busy_s,
+                "run_s": self.run_s, "ideal_s": self.ideal_s, "good": self.good,
+                "scrap": self.scrap, "availability": self.availability,
+                "performance": self.performance, "quality": self.quality, "oee": self.oee}
+
+
+def compute(scope: str, key: str, spans: Iterable[StateSpan], counts: Iterable[CountRow],
+            ideal_cycle_s: dict[str, float], start: datetime, end: datetime,
+            now: datetime | None = None) -> Oee:
+    """OEE of the given spans and counts (already filtered to the scope) over [start, end)."""
+    open_end = min(now, end) if now is not None else end
+    pbt = run = 0.0
+    for sp in spans:
+        s = max(sp.start, start)
+        e = min(sp.end if sp.end is not None else open_end, end)
+        d = (e - s).total_seconds()
+        if d <= 0:
+            continue
+        if sp.state == "running":
+            run += d
+        if sp.state not in NOT_PLANNED:
+            pbt += d
+    good = scrap = 0
+    ideal = 0.0
+    for c in counts:
+        if not (start <= c.ts < end):
+            continue
+        good += c.good
+        scrap += c.scrap
+        ideal += ideal_cycle_s.get(c.equipment_id, 0.0) * (c.good + c.scrap)
+    return Oee(scope, key, start, end, pbt, run, ideal, good, scrap)
+
+
+# ---------------------------------------------------------------- from the store
+
+
+def load_spans(store: Store, start: datetime, end: datetime) -> list[StateSpan]:
+    with guard(store), store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            'SELECT equipment_id, state, start, "end" FROM equipment_state_interval '
+            'WHERE start < ? AND ("end" IS NULL OR "end" > ?)',
+            (ts_text(end), ts_text(start))).fetchall()
+    return [StateSpan(eq, st, _conv(s, None), _conv(e, None)) for eq, st, s, e in rows]
+
+
+def load_counts(store: Store, start: datetime, end: datetime) -> list[CountRow]:
+    ensure_schema(store)
+    with guard(store), store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT equipment_id, ts, good, scrap, shift_id, line_id FROM production_count "
+            "WHERE ts >= ? AND ts < ?", (ts_text(start), ts_text(end))).fetchall()
+    return [CountRow(eq, _conv(ts, None), g, s, sh, ln) for eq, ts, g, s, sh, ln in rows]
+
+
+def _equipment(store: Store) -> dict[str, tuple[str, float]]:
+    with guard(store), store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, line_id, ideal_cycle_s FROM equipment")).fetchall()
+    return {r[0]: (r[1], float(r[2])) for r in rows}
+
+
+def by_equipment(store: Store, start: datetime, end: datetime,
+                 now: datetime | None = None) -> dict[str, Oee]:
+    """OEE of every piece of equipment over [start, end)."""
+    eqs = _equipment(store)
+    ideal = {k: v[1] for k, v in eqs.items()}
+    spans, counts = load_spans(store, start, end), load_counts(store, start, end)
+    return {eq: compute("equipment", eq, [s for s in spans if s.equipment_id == eq],
+                        [c for c in counts if c.equipment_id == eq], ideal, start, end, now)
+            for eq in eqs}
+
+
+def by_line(store: Store, start: datetime, end: datetime,
+            now: datetime | None = None) -> dict[str, Oee]:
+    """OEE of every line over [start, end): its equipment's times and pieces summed."""
+    eqs = _equipment(store)
+    ideal = {k: v[1] for k, v in eqs.items()}
+    spans, counts = load_spans(store, start, end), load_counts(store, start, end)
+    lines = sorted({v[0] for v in eqs.values()})
+    return {ln: compute("line", ln, [s for s in spans if eqs.get(s.equipment_id, ("",))[0] == ln],
+                        [c for c in counts if eqs.get(c.equipment_id, ("",))[0] == ln],
+                        ideal, start, end, now)
+            for ln in lines}
+
+
+def by_shift(store: Store, start: datetime, end: datetime, now: datetime | None = None,
+             equipment_ids: Sequence[str] | None = None) -> list[Oee]:
+    """OEE of each shift window in [start, end) (key "<shift> <start ISO>"), over the
+    given equipment (default: all)."""
+    eqs = _equipment(store)
+    keep = set(equipment_ids) if equipment_ids is not None else set(eqs)
+    ideal = {k: v[1] for k, v in eqs.items()}
+    spans = [s for s in load_spans(store, start, end) if s.equipment_id in keep]
+    counts = [c for c in load_counts(store, start, end) if c.equipment_id in keep]
+    out = []
+    for w in calendar_from_store(store).windows(start, end):
+        out.append(compute("shift", f"{w.shift_id} {w.start.isoformat()}", spans, counts,
+                           ideal, w.start, w.end, now))
+    return out

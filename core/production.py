@@ -1,0 +1,316 @@
+"""Production facts from contextualized samples: state intervals, counts, quality.
+
+``ProductionTracker.process(samples)`` is in-memory and cheap (call it on the event
+loop with each stamped batch); ``flush(store)`` writes what it gathered in one
+transaction (call it off the loop, e.g. every few seconds).
+
+- **State intervals** (``equipment_state_interval``) from the ``state`` tag: codes
+  0 idle, 1 running, 2 setup, 3 down_planned, 4 down_unplanned, 5 starved, 6 blocked.
+  A change closes the open interval (``end`` = the sample's time) and opens the next;
+  the open interval has ``end`` None. The ``state_reason`` context tag is the reason
+  code: it is copied into the next interval and, when it changes while the state does
+  not, updates the open interval's reason (it refines the state, it does not split it).
+  **A Bad state sample (comm loss) does not invent a state**: it closes the open
+  interval and opens state ``unknown`` with reason ``no data``, which OEE leaves out of
+  both planned busy time and run time; the next Good state sample closes it.
+- **Counts** (``production_count``, one row per equipment, lot, shift and minute)
+  from the ``good_count``/``scrap_count`` counters as deltas. A counter that goes
+  down wrapped if the wrap distance is plausible (≤ ``max_step``), otherwise it was
+  reset and the new value is the delta. The first value after start is a baseline.
+  Deltas also go to the operation's qty_good/qty_scrap.
+- **Quality measurements** from ``quality`` tag samples (Good ones, when the value
+  changes — a polled register repeats the last part's value), against the spec
+  limits of the product's characteristic (found from the lot, else the recipe).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, text
+from sqlmodel import select
+
+from core.config.loader import ResolvedTag
+from core.samples import ContextSample, Quality
+from core.store.db import Store, guard
+from core.store.models import (
+    Equipment,
+    EquipmentStateInterval,
+    Lot,
+    QualityCharacteristic,
+    QualityMeasurement,
+    Recipe,
+)
+from core.store.types import UTCDateTime
+
+STATES: dict[int, str] = {0: "idle", 1: "running", 2: "setup", 3: "down_planned",
+                          4: "down_unplanned", 5: "starved", 6: "blocked"}
+UNKNOWN, NO_DATA = "unknown", "no data"
+MODULUS: dict[str, int] = {"uint16": 1 << 16, "int16": 1 << 16, "uint32": 1 << 32,
+                           "int32": 1 << 32, "int64": 1 << 64}
+
+PRODUCTION_COUNT_DDL = (
+    "CREATE TABLE IF NOT EXISTS production_count ("
+    " id INTEGER PRIMARY KEY,"
+    " equipment_id VARCHAR NOT NULL,"
+    " line_id VARCHAR, lot_id VARCHAR, order_id VARCHAR, operation_id VARCHAR,"
+    " shift_id VARCHAR,"
+    " ts DATETIME NOT NULL,"  # start of the minute the pieces were counted in
+    " good INTEGER NOT NULL DEFAULT 0,"
+    " scrap INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS ix_production_count_eq_ts ON production_count (equipment_id, ts)",
+    "CREATE INDEX IF NOT EXISTS ix_production_count_lot ON production_count (lot_id)",
+)
+
+
+def ensure_schema(target: Engine | Connection | Store) -> None:
+    """Create the production_count table if missing (fresh stores skip migration steps)."""
+    if isinstance(target, Store):
+        target = target.engine
+    if isinstance(target, Engine):
+        with target.begin() as conn:
+            ensure_schema(conn)
+        return
+    for stmt in PRODUCTION_COUNT_DDL:
+        target.execute(text(stmt))
+
+
+@dataclass
+class _Equip:
+    state: str | None = None
+    reason: str = ""
+    start: datetime | None = None  # of the open interval
+
+
+@dataclass
+class Lookups:
+    equipment: set[str] = field(default_factory=set)
+    lot_product: dict[str, str] = field(default_factory=dict)
+    recipe_product: dict[str, str] = field(default_factory=dict)
+    product_char: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+
+
+def lookups_from_store(store: Store) -> Lookups:
+    lk = Lookups()
+    with store.session() as s:
+        lk.equipment = {e.id for e in s.exec(select(Equipment)).all()}
+        lk.lot_product = {lot.id: lot.product_id for lot in s.exec(select(Lot)).all()}
+        lk.recipe_product = {r.id: r.product_id for r in s.exec(select(Recipe)).all()}
+        for c in s.exec(select(QualityCharacteristic).order_by(QualityCharacteristic.id)).all():
+            lk.product_char.setdefault(c.product_id, (c.id, c.lsl, c.usl))
+    return lk
+
+
+class ProductionTracker:
+    """Turns stamped samples into state intervals, count deltas and quality rows."""
+
+    def __init__(self, tags: Iterable[ResolvedTag], lookups: Lookups | None = None, *,
+                 max_step: int = 100_000) -> None:
+        self.role: dict[str, tuple[str, str]] = {}  # tag -> (equipment, role)
+        self.modulus: dict[str, int] = {}
+        for t in tags:
+            if t.equipment_id is None:
+                continue
+            role = None
+            if t.spec.kind == "state" and t.name == "state":
+                role = "state"
+            elif t.name == "state_reason":
+                role = "reason"
+            elif t.spec.kind == "counter" and t.name in ("good_count", "scrap_count"):
+                role = "good" if t.name == "good_count" else "scrap"
+                self.modulus[t.id] = MODULUS.get(t.spec.data_type, 1 << 32)
+            elif t.spec.kind == "quality":
+                role = "quality"
+            if role:
+                self.role[t.id] = (t.equipment_id, role)
+        self.lk = lookups or Lookups()
+        self.max_step = max_step
+        self.eq: dict[str, _Equip] = {}
+        self._last_count: dict[str, int] = {}
+        self._last_quality: dict[str, float] = {}
+        self._ops: list[tuple[str, dict[str, object]]] = []
+        self._counts: dict[tuple[object, ...], list[int]] = {}
+        self._measurements: list[dict[str, object]] = []
+        self.resets = 0
+        self.wraps = 0
+
+    # ------------------------------------------------------------ setup
+
+    def load(self, store: Store) -> None:
+        """Lookups and the open intervals from the store (so a restart continues them)."""
+        ensure_schema(store)
+        self.lk = lookups_from_store(store)
+        with guard(store), store.engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT equipment_id, state, reason_code, start FROM equipment_state_interval "
+                "WHERE \"end\" IS NULL")).fetchall()
+        conv = UTCDateTime().process_result_value
+        for eq, state, reason, start in rows:
+            self.eq[eq] = _Equip(state, reason or "", conv(start, None))
+
+    # ------------------------------------------------------------ in memory
+
+    def process(self, samples: Iterable[ContextSample]) -> None:
+        role = self.role
+        for s in samples:
+            r = role.get(s.tag_id)
+            if r is None:
+                continue
+            eq, kind = r
+            if kind == "state":
+                self._state(eq, s)
+            elif kind == "reason":
+                self._reason(eq, s)
+            elif kind == "quality":
+                self._quality(eq, s)
+            else:
+                self._count(eq, kind, s)
+
+    def _open(self, eq: str, e: _Equip, state: str, reason: str, ts: datetime) -> None:
+        if e.state is not None:
+            self._ops.append(("close", {"eq": eq, "end": max(ts, e.start or ts)}))
+        start = max(ts, e.start) if e.start else ts
+        e.state, e.reason, e.start = state, reason, start
+        self._ops.append(("open", {"eq": eq, "state": state, "reason": reason, "start": start}))
+
+    def _state(self, eq: str, s: ContextSample) -> None:
+        if eq not in self.lk.equipment and self.lk.equipment:
+            return
+        e = self.eq.setdefault(eq, _Equip())
+        if s.quality == Quality.BAD or s.value is None:
+            if e.state != UNKNOWN:
+                self._open(eq, e, UNKNOWN, NO_DATA, s.source_ts)
+            return
+        try:
+            code = int(s.value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        state = STATES.get(code, UNKNOWN)
+        if state == e.state:
+            return
+        reason = e.reason if state != UNKNOWN and e.state != UNKNOWN else ""
+        if state == UNKNOWN:
+            reason = f"state code {code}"
+        self._open(eq, e, state, reason, s.source_ts)
+
+    def _reason(self, eq: str, s: ContextSample) -> None:
+        if s.quality == Quality.BAD:
+            return
+        reason = "" if s.value is None else str(s.value).strip()
+        e = self.eq.setdefault(eq, _Equip())
+        if reason == e.reason:
+            return
+        e.reason = reason
+        if e.state is not None and e.state != UNKNOWN:
+            self._ops.append(("reason", {"eq": eq, "reason": reason}))
+
+    def _count(self, eq: str, kind: str, s: ContextSample) -> None:
+        v = s.value
+        if s.quality == Quality.BAD or v is None or isinstance(v, str):
+            return
+        if isinstance(v, float) and not math.isfinite(v):
+            return
+        new = int(v)
+        last = self._last_count.get(s.tag_id)
+        self._last_count[s.tag_id] = new
+        if last is None or new == last:
+            return
+        if new > last:
+            delta = new - last
+        else:
+            wrapped = self.modulus.get(s.tag_id, 1 << 32) - last + new
+            if wrapped <= self.max_step:
+                delta = wrapped
+                self.wraps += 1
+            else:
+                delta = new  # reset to zero, then counted up to new
+                self.resets += 1
+        c = s.ctx
+        minute = s.source_ts.replace(second=0, microsecond=0)
+        key = (eq, c.line_id, c.lot_id, c.order_id, c.operation_id, c.shift_id, minute)
+        acc = self._counts.setdefault(key, [0, 0])
+        acc[0 if kind == "good" else 1] += delta
+
+    def _quality(self, eq: str, s: ContextSample) -> None:
+        v = s.value
+        if s.quality != Quality.GOOD or v is None or isinstance(v, str):
+            return
+        v = float(v)
+        if not math.isfinite(v) or self._last_quality.get(s.tag_id) == v:
+            return
+        self._last_quality[s.tag_id] = v
+        c = s.ctx
+        lk = self.lk
+        product = lk.lot_product.get(c.lot_id or "") or lk.recipe_product.get(c.recipe_id or "")
+        spec = lk.product_char.get(product or "")
+        if spec is None:
+            return  # no characteristic to measure against
+        char_id, lsl, usl = spec
+        self._measurements.append({
+            "lot": c.lot_id if c.lot_id in lk.lot_product else None,
+            "eq": eq if eq in lk.equipment else None, "char": char_id, "value": v,
+            "lsl": lsl, "usl": usl, "in_spec": lsl <= v <= usl, "ts": s.source_ts})
+
+    @property
+    def pending(self) -> int:
+        return len(self._ops) + len(self._counts) + len(self._measurements)
+
+    # ------------------------------------------------------------ store
+
+    def flush(self, store: Store) -> int:
+        """Write gathered intervals, counts and measurements in one transaction."""
+        ops, counts, meas = self._ops, self._counts, self._measurements
+        if not (ops or counts or meas):
+            return 0
+        self._ops, self._counts, self._measurements = [], {}, []
+        esi = EquipmentStateInterval.__table__  # type: ignore[attr-defined]
+        qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
+        try:
+            with store.begin() as conn:
+                ensure_schema(conn)
+                for op, p in ops:
+                    if op == "close":
+                        conn.execute(esi.update().where(esi.c.equipment_id == p["eq"],
+                                                        esi.c.end.is_(None))
+                                     .values(end=p["end"]))
+                    elif op == "open":
+                        conn.execute(esi.insert().values(equipment_id=p["eq"], state=p["state"],
+                                                         reason_code=p["reason"],
+                                                         start=p["start"], end=None))
+                    else:
+                        conn.execute(esi.update().where(esi.c.equipment_id == p["eq"],
+                                                        esi.c.end.is_(None))
+                                     .values(reason_code=p["reason"]))
+                if counts:
+                    rows = [{"eq": k[0], "line": k[1], "lot": k[2], "order": k[3], "op": k[4],
+                             "shift": k[5], "ts": k[6].replace(tzinfo=None).isoformat(
+                                 " ", "microseconds"), "good": g, "scrap": sc}
+                            for k, (g, sc) in counts.items()]
+                    conn.execute(text(
+                        "INSERT INTO production_count (equipment_id, line_id, lot_id, order_id,"
+                        " operation_id, shift_id, ts, good, scrap) VALUES (:eq, :line, :lot,"
+                        " :order, :op, :shift, :ts, :good, :scrap)"), rows)
+                    ops_qty = [r for r in rows if r["op"]]
+                    if ops_qty:
+                        conn.execute(text("UPDATE operation SET qty_good = qty_good + :good,"
+                                          " qty_scrap = qty_scrap + :scrap WHERE id = :op"),
+                                     ops_qty)
+                if meas:
+                    conn.execute(qm.insert(), [
+                        {"lot_id": m["lot"], "equipment_id": m["eq"],
+                         "characteristic_id": m["char"], "value": m["value"], "lsl": m["lsl"],
+                         "usl": m["usl"], "in_spec": m["in_spec"], "ts": m["ts"]}
+                        for m in meas])
+        except Exception:
+            # keep them for the next flush: production facts are not dropped on a lock
+            self._ops = ops + self._ops
+            for k, v in counts.items():
+                acc = self._counts.setdefault(k, [0, 0])
+                acc[0] += v[0]
+                acc[1] += v[1]
+            self._measurements = meas + self._measurements
+            raise
+        return len(ops) + len(counts) + len(meas)
