@@ -56,7 +56,7 @@ class _Users(UserManager):
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> Any:
-        from asyncua.server.users import User, UserRole
+        from asyncua.crypto.permission_rules import User, UserRole
 
         if username == self.username and password == self.password:
             return User(role=UserRole.User, name=username)
@@ -114,12 +114,13 @@ class OpcUaTwinServer:
         from cryptography.x509.oid import ExtendedKeyUsageOID
 
         sec.cert_dir.mkdir(parents=True, exist_ok=True)
-        key, cert = sec.cert_dir / "twin-key.pem", sec.cert_dir / "twin-cert.pem"
+        key, cert = sec.cert_dir / "twin-key.pem", sec.cert_dir / "twin-cert.der"
         await setup_self_signed_certificate(
             key, cert, "urn:loopline:twin:server", self.host,
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             {"countryName": "DE", "organizationName": "loopline", "commonName": "loopline twin"},
         )
+        await server.set_application_uri("urn:loopline:twin:server")
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
