@@ -17,7 +17,8 @@ def _modules(pkg: str) -> list[str]:
     base = ROOT / pkg
     out = [pkg]
     for m in pkgutil.walk_packages([str(base)], prefix=f"{pkg}."):
-        out.append(m.name)
+        if not m.name.endswith(".__main__"):  # importing __main__ would run the program
+            out.append(m.name)
     return out
 
 
