@@ -254,7 +254,7 @@ def replan(
     # the second, larger model costs more of it: reserve for that so the whole call
     # keeps its budget.
     overhead = max(0.0, first.solve_seconds - first.search_seconds)
-    deadline -= 2.5 * overhead + 0.15
+    deadline -= 2.5 * overhead + 0.2
     if first.assignments:
         candidates.append((first, "affected operations only"))
     # 2. Free everything not started, charging unaffected moves; warm-start from the
