@@ -63,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", metavar="ISO", help="twin start time, UTC (default: this hour)")
     p.add_argument("--faults-per-day", type=float, help="random fault rate "
                    "(default: [simulator] random_faults_per_day)")
+    p.add_argument("--write-config", metavar="PATH", help="also write the served tag map "
+                   "(scaled copies, these ports) as a config file clients can load")
     p.add_argument("--no-opcua", action="store_true", help="serve Modbus only")
     p.add_argument("--no-modbus", action="store_true", help="serve OPC UA only")
     p.add_argument("--ready-file", metavar="PATH", help=argparse.SUPPRESS)
@@ -88,7 +90,8 @@ def options_from_args(args: argparse.Namespace, cfg_path: str | None) -> tuple:
                                 "e.g. 2026-01-05T06:00:00Z") from None
     security = None
     if sim.opcua_security:
-        security = Security(cfg.resolve("data/pki/twin"), sim.opcua_username, sim.opcua_password)
+        security = Security(cfg.resolve(sim.opcua_cert_dir), sim.opcua_username,
+                            sim.opcua_password)
     opts = TwinOptions(
         seed=args.seed if args.seed is not None else sim.seed,
         speed=speed,
@@ -129,6 +132,11 @@ def run(args: argparse.Namespace, cfg_path: str | None) -> int:
         if eq not in known and opts.scale == 1:
             raise SimUsageError(f"--inject {kind}:{eq}: unknown equipment {eq!r} "
                                 f"(known: {', '.join(sorted(known))})")
+    if args.write_config:
+        from sim.scale import write_scaled_config
+
+        write_scaled_config(cfg, opts.scale, args.write_config, opcua_port=opts.opcua_port,
+                            modbus_port=opts.modbus_port)
     try:
         return asyncio.run(run_twin(cfg, master, opts))
     except ValueError as e:

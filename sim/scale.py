@@ -61,11 +61,20 @@ def _toml_value(v: object) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML here")
 
 
-def write_scaled_config(loaded: LoadedConfig, k: int, out: str | Path) -> Path:
+def write_scaled_config(loaded: LoadedConfig, k: int, out: str | Path, *,
+                        opcua_port: int | None = None, modbus_port: int | None = None) -> Path:
     """A config file clients can load: the original text, master data made absolute,
-    plus the extra line copies appended as [[lines]] tables."""
+    driver ports set to the twin's (when given), plus the extra line copies appended
+    as [[lines]] tables."""
     out = Path(out)
     text = loaded.path.read_text(encoding="utf-8")
+    if opcua_port:
+        text = re.sub(r'(?m)^(endpoint\s*=\s*"opc\.tcp://[^:/"]+:)\d+', rf"\g<1>{opcua_port}",
+                      text)
+        text = re.sub(r"(?m)^opcua_port\s*=.*$", f"opcua_port = {opcua_port}", text)
+    if modbus_port:
+        text = re.sub(r"(?m)^port\s*=\s*\d+", f"port = {modbus_port}", text)
+        text = re.sub(r"(?m)^modbus_port\s*=.*$", f"modbus_port = {modbus_port}", text)
     master = loaded.master_data_path.as_posix()
     text = re.sub(r'(?m)^master_data\s*=.*$', f'master_data = {_toml_value(master)}', text)
     extra = []

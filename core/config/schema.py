@@ -251,6 +251,7 @@ class Simulator(Strict):
     opcua_security: bool = False
     opcua_username: str | None = None
     opcua_password: str | None = None
+    opcua_cert_dir: str = "data/pki/twin"  # generated server certificate and key
 
 
 class Console(Strict):

@@ -152,3 +152,25 @@ def test_a_bad_batch_raises_scrap_and_is_named_as_the_cause(cfg, master) -> None
     assert scrap[1][0] > 3 * scrap[0][0] + 0.01
     causes = [e["cause"] for e in scrap[1][1] if e["event"] == "scrap"]
     assert causes.count("material_batch") > len(causes) / 2
+
+
+def test_scale_knob_multiplies_the_plant_and_clients_can_load_its_tag_map(
+        cfg, master, tmp_path) -> None:
+    from core.config import load_config
+    from sim.scale import scaled_config, write_scaled_config
+
+    big = scaled_config(cfg, 10)
+    assert len(big.tags) >= 2000
+    regs = [t.spec.address for t in big.tags if t.spec.address.startswith("hr:")]
+    assert len(regs) == len(set(regs))
+    written = load_config(write_scaled_config(cfg, 10, tmp_path / "scaled.toml",
+                                              opcua_port=4999, modbus_port=5999))
+    assert [(t.id, t.spec.address) for t in written.tags] == [
+        (t.id, t.spec.address) for t in big.tags]
+    assert written.config.drivers["modbus"].port == 5999
+    p = Plant(cfg, master, seed=1, start=START, scale=3, truth=TruthLog(None))
+    assert len(p.machines) == 36 and "A-LATHE1-x3" in p.machines
+    p.run(1800)
+    assert p.machines["A-LATHE1-x3"].good_count > 0
+    orders = {e["order"] for e in p.truth.events if e["event"] == "order_released"}
+    assert {"PO-0001", "PO-10001", "PO-20001"} <= orders
