@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ingest_helpers import T0, at, sample
+
 from core.config import LoadedConfig
 from core.ingest.contextualizer import ContextChange, Contextualizer, context_id
 from core.samples import Quality
 from core.store.db import Store
 from core.store.models import Lot
-from ingest_helpers import T0, at, sample
 
 
 def _ctx(store: Store, loaded_config: LoadedConfig) -> Contextualizer:

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from ingest_helpers import CTX, T0, at, rows, sample, seq
 
 from core.config import LoadedConfig
 from core.ingest.contextualizer import Contextualizer
 from core.ingest.writer import StoreWriter
 from core.samples import ContextSample, Quality
 from core.store.db import Store, open_store
-from ingest_helpers import CTX, T0, at, rows, sample, seq
 
 REPO = Path(__file__).resolve().parents[2]
 
