@@ -316,9 +316,16 @@ class SpcDetector:
         self._tag_meta[tag_id] = (equipment_id, line_id, unit)
         return True
 
-    def set_limits(self, key: str, limits: ControlLimits) -> None:
-        """Chart ``key`` (a tag id or "<characteristic>@<equipment>") against fixed limits."""
-        self._chart_for(key).limits = limits
+    def set_limits(self, key: str, limits: ControlLimits, equipment_id: str | None = None,
+                   line_id: str | None = None) -> None:
+        """Chart a tag id, or a characteristic on one equipment, against fixed limits
+        (a baseline period chosen elsewhere, e.g. from the store)."""
+        self._chart_for(self._key(key, equipment_id), equipment_id, line_id).limits = limits
+
+    @staticmethod
+    def _key(characteristic_or_tag: str, equipment_id: str | None) -> str:
+        return (f"{characteristic_or_tag}@{equipment_id}" if equipment_id
+                else characteristic_or_tag)
 
     def _chart_for(self, key: str, equipment_id: str | None = None,
                    line_id: str | None = None) -> SpcChart:
@@ -345,5 +352,26 @@ class SpcDetector:
                          equipment_id: str | None = None, line_id: str | None = None,
                          ctx: Context | None = None) -> list[Detection]:
         """A QualityMeasurement row from the store (lab or gauge), charted per equipment."""
-        key = f"{characteristic_id}@{equipment_id}" if equipment_id else characteristic_id
+        key = self._key(characteristic_id, equipment_id)
         return self._chart_for(key, equipment_id, line_id).add(float(value), ts, ctx)
+
+
+def baseline_from_store(store: object, characteristic_id: str, start: datetime, end: datetime,
+                        equipment_id: str | None = None) -> ControlLimits:
+    """Individuals limits from the QualityMeasurement rows of a baseline period."""
+    from sqlalchemy import select
+
+    from core.store.models import QualityMeasurement
+
+    qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
+    q = (select(qm.c.value).where(qm.c.characteristic_id == characteristic_id,
+                                  qm.c.ts >= start, qm.c.ts < end).order_by(qm.c.ts))
+    if equipment_id is not None:
+        q = q.where(qm.c.equipment_id == equipment_id)
+    with store.engine.connect() as c:  # type: ignore[attr-defined]
+        values = [float(r.value) for r in c.execute(q)]
+    try:
+        return individuals_limits(values)
+    except SpcError as e:
+        raise SpcError(f"{characteristic_id} baseline {start:%Y-%m-%d %H:%M}.."
+                       f"{end:%Y-%m-%d %H:%M}: {e}") from e
