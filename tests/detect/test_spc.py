@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from detect_helpers import at
+from detect_helpers import at, sample
 
 from core.detect.spc import (
     ControlLimits,
@@ -17,6 +17,7 @@ from core.detect.spc import (
     individuals_limits,
     xbar_r_limits,
 )
+from core.samples import Quality
 
 # A clean in-control pattern: never 15 within 1σ, 9 on one side, 6 monotone, 14 alternating,
 # 2 of 3 beyond 2σ, 4 of 5 beyond 1σ or 8 beyond 1σ.
@@ -124,9 +125,6 @@ def test_xbar_r_limits_and_range_violation() -> None:
 
 
 def test_detector_charts_tags_and_store_measurements_separately() -> None:
-    from core.samples import Quality
-    from detect_helpers import sample
-
     det = SpcDetector("quality_spc", baseline_n=20)
     det.add_tag("A-LATHE1.quality_value", "A-LATHE1", "A", "mm")
     assert det.feed(sample("A-LATHE1.quality_value", 0, 9.0, Quality.BAD)) is None
