@@ -1,0 +1,116 @@
+"""The closed loop in one object: detection → recommendation → decision → outbox → outcome.
+
+The runtime (and tests) build one ``Engine`` per process over a store. Nothing here
+keeps state that matters across a restart: recommendations, decisions, the outbox and
+outcomes live in the store, so a new Engine over the same file carries on where a
+killed one stopped (``executor.recover()`` first).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from core import audit
+from core.auth import Authenticator, AuthError, SigningSession
+from core.clock import Clock
+from core.config.schema import Config
+from core.engine.decide import Approval, Decider, DecisionError
+from core.engine.detection import DetectionLike
+from core.engine.events import EventBus
+from core.engine.executors import DeviceWriter, PlantCommands, default_adapters
+from core.engine.executors.quality import DISPOSITIONS
+from core.engine.learn import Learner, Measured, track_record
+from core.engine.outbox import Executed, Executor
+from core.engine.recommend import Recommender, Submitted, request
+from core.engine.rules import Replanner, scheduler_replanner
+from core.store.db import Store, guard
+from core.store.models import Action, Hold, WorkOrder
+
+ACT = Action.__table__  # type: ignore[attr-defined]
+
+
+class Engine:
+    def __init__(self, store: Store, config: Config, clock: Clock, *, plant: PlantCommands,
+                 device: DeviceWriter | None = None, replanner: Replanner | None = None,
+                 use_scheduler: bool = True, bus: EventBus | None = None) -> None:
+        self.store, self.config, self.clock = store, config, clock
+        self.bus = bus or EventBus()
+        self.auth = Authenticator(store.engine, config.users, config.auth, clock)
+        if replanner is None and use_scheduler:
+            replanner = scheduler_replanner(store)
+        self.recommender = Recommender(store, clock, config.auth, self.bus, replanner)
+        self.decider = Decider(store, self.auth, config.autonomy, clock, self.bus)
+        self.executor = Executor(store, default_adapters(store, clock, plant, device), clock,
+                                 self.bus)
+        self.learner = Learner(store, clock, self.bus)
+
+    def on_detection(self, det: DetectionLike) -> Submitted:
+        """Recommend; a class on ``auto`` is approved by policy at once (queued in the outbox)."""
+        res = self.recommender.submit(det)
+        if res.recommendation_id and res.outcome in ("created", "merged", "superseded"):
+            self.decider.auto_approve(res.recommendation_id)
+        return res
+
+    def approve(self, rec_id: str, *, session: SigningSession | None = None,
+                user_id: str | None = None, pin: str | None = None,
+                comment: str = "", seen_hash: str | None = None) -> Approval:
+        return self.decider.approve(rec_id, session=session, user_id=user_id, pin=pin,
+                                    comment=comment, seen_hash=seen_hash)
+
+    def reject(self, rec_id: str, user_id: str, pin: str, reason_code: str,
+               text: str = "") -> None:
+        self.decider.reject(rec_id, user_id, pin, reason_code, text)
+
+    def run_outbox(self) -> list[Executed]:
+        return self.executor.run_once()
+
+    def evaluate(self) -> list[Measured]:
+        return self.learner.evaluate()
+
+    def track_record(self, since: datetime) -> dict:
+        return track_record(self.store, since)
+
+    # ------------------------------------------------------------ person-initiated
+
+    def request_release(self, hold_id: str, disposition: str, user_id: str,
+                        note: str = "") -> str:
+        """Ask to release a hold with a disposition; it is approved like any recommendation."""
+        if disposition not in DISPOSITIONS:
+            raise DecisionError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        with guard(self.store), self.store.session() as s:
+            hold = s.get(Hold, hold_id)
+        if hold is None or hold.status != "open":
+            raise DecisionError(f"no open hold {hold_id!r}")
+        return request(self.store, self.clock, "lot_release", hold_id, "release_lots",
+                       {"hold_id": hold_id, "disposition": disposition, "reason": note},
+                       f"release {hold_id} as {disposition}" + (f": {note}" if note else ""),
+                       user_id, self.recommender.required_role("lot_release"))
+
+    def complete_work_order(self, wo_id: str, user_id: str, pin: str) -> int:
+        """Maintenance signs a WO off; the completion reaches the plant through the outbox."""
+        with guard(self.store), self.store.session() as s:
+            wo = s.get(WorkOrder, wo_id)
+        if wo is None:
+            raise DecisionError(f"no work order {wo_id!r}")
+        self.auth.require(user_id, "work_order")
+        sig = self.auth.sign(user_id, pin, f"work order {wo_id} done",
+                             audit.record_hash({"work_order": wo_id, "status": wo.status}))
+        key = f"{wo_id}:complete"
+        now = self.clock.now()
+        with guard(self.store), self.store.begin() as conn:
+            row = conn.execute(select(ACT.c.id).where(ACT.c.idempotency_key == key)).first()
+            if row is not None:
+                return int(row.id)
+            aid = conn.execute(insert(ACT).values(
+                recommendation_id=wo.recommendation_id, kind="complete_work_order",
+                params=json.dumps({"work_order_id": wo_id}), idempotency_key=key,
+                status="pending", attempts=0, result="", created_at=now)).inserted_primary_key[0]
+            audit.append(conn, user_id, "work_order.completion_signed", "work_order", wo_id,
+                         {"action_id": aid, "signature": sig.as_dict()}, ts=now)
+        return int(aid)
+
+
+__all__ = ["AuthError", "DecisionError", "Engine"]

@@ -1,0 +1,362 @@
+"""Recommendation rules: from an analysed detection to one concrete, parameterised action.
+
+Each rule reads what it needs from the store (genealogy, maintenance windows, recipe
+limits, stock) and returns a ``Proposal`` with an expected impact in one common unit so
+proposals for different problems can be ranked against each other:
+``impact_score`` ≈ cost avoided in "unit equivalents" (one good unit = 1, one hour of
+unplanned downtime = ``DOWNTIME_H``), already weighted by the confidence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from core.clock import ensure_utc, parse_utc
+from core.engine.analyze import Analysis, signal_words
+from core.engine.detection import DetectionLike, evidence_of
+from core.store.db import Store, guard
+from core.store.models import (
+    Equipment,
+    Hold,
+    HoldLot,
+    Lot,
+    LotGenealogy,
+    MaintenanceWindow,
+    RecipeSetpoint,
+    Stock,
+    StockLocation,
+)
+
+DOWNTIME_H = 100.0  # unit equivalents per hour of unplanned downtime
+SCRAP_UNIT = 1.0
+PRIORITY_CONFIDENCE = {"low": 0.4, "medium": 0.6, "high": 0.8, "critical": 0.9}
+WEAR_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current")
+TTL_S = {"lot_hold": 4 * 3600, "lot_release": 8 * 3600, "work_order": 8 * 3600,
+         "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600}
+
+# action kinds per decision class (the outbox's vocabulary)
+ACTION_OF = {"lot_hold": "hold_lots", "lot_release": "release_lots",
+             "work_order": "create_work_order", "setpoint": "write_setpoint",
+             "replan": "activate_plan", "replenish": "replenish"}
+
+
+@dataclass
+class Proposal:
+    decision_class: str
+    target: str
+    params: dict[str, Any]
+    expected_impact: str
+    impact_score: float
+    confidence: float
+    note: str = ""  # extra rationale from the rule
+    ttl_s: float = 3600.0
+    extra_evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        return ACTION_OF[self.decision_class]
+
+    def same_action(self, decision_class: str, target: str, action: str) -> bool:
+        return (self.decision_class, self.target, self.action) == (decision_class, target,
+                                                                   action)
+
+
+Replanner = Callable[[str, datetime, timedelta, datetime], tuple[str, dict[str, Any]]]
+"""(equipment_id, down_start, expected_duration, now) -> (proposed plan id, summary)."""
+
+
+@dataclass
+class RuleContext:
+    store: Store
+    now: datetime
+    replanner: Replanner | None = None
+
+
+def confidence_of(det: DetectionLike) -> float:
+    ev = evidence_of(det)
+    if isinstance(ev.get("confidence"), (int, float)):
+        return max(0.0, min(1.0, float(ev["confidence"])))
+    if isinstance(ev.get("score"), (int, float)) and 0 <= float(ev["score"]) <= 1:
+        return float(ev["score"])
+    return PRIORITY_CONFIDENCE.get(det.priority, 0.6)
+
+
+def decision_class_for(det: DetectionLike) -> str | None:
+    """Which kind of action answers this detection (None: alarm only, nothing to do)."""
+    ev = evidence_of(det)
+    forced = ev.get("action")
+    if isinstance(forced, str) and forced in ACTION_OF:
+        return forced
+    tag = (det.tag_id or "").rsplit(".", 1)[-1]
+    model = str(ev.get("model") or det.detector_id or "").lower()
+    if det.kind == "spc":
+        return "lot_hold"
+    if det.kind == "limit":
+        if tag in WEAR_SIGNALS:
+            return "work_order"
+        return "setpoint" if "setpoint" in ev else None
+    if det.kind == "ml_score":
+        if any(w in model for w in ("fail", "rul", "anomaly", "wear")):
+            return "work_order"
+        if "scrap" in model or "quality" in model:
+            return "setpoint" if "setpoint" in ev else "lot_hold"
+        return None
+    if det.kind == "state":
+        state = str(ev.get("state", "down_unplanned"))
+        return "replan" if state == "down_unplanned" else None
+    if det.kind == "material":
+        return "replenish"
+    return None  # stale / bad data: fix the data, not the plant
+
+
+# ---------------------------------------------------------------- genealogy
+
+
+def downstream_lots(session: Session, lot_id: str | None, batch_id: str | None) -> list[str]:
+    """Lots sharing the batch, plus every lot made from them (split/merge children)."""
+    found: list[str] = [lot_id] if lot_id else []
+    if batch_id:
+        rows = session.exec(select(LotGenealogy.child_lot_id).where(
+            LotGenealogy.batch_id == batch_id).order_by(col(LotGenealogy.ts))).all()
+        found += [r for r in rows if r not in found]
+    frontier = list(found)
+    while frontier:
+        children = session.exec(select(LotGenealogy.child_lot_id).where(
+            col(LotGenealogy.parent_lot_id).in_(frontier))).all()
+        frontier = [c for c in children if c not in found]
+        found += frontier
+    return found
+
+
+def open_holds_of(session: Session, lot_ids: list[str]) -> set[str]:
+    rows = session.exec(select(HoldLot.lot_id).join(Hold, col(Hold.id) == col(HoldLot.hold_id))
+                        .where(col(HoldLot.lot_id).in_(lot_ids), Hold.status == "open")).all()
+    return set(rows)
+
+
+def rule_lot_hold(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    ctx = an.context
+    lot_id, batch_id = ctx.get("lot_id"), ctx.get("batch_id")
+    if not lot_id and not batch_id:
+        return None
+    with guard(rc.store), rc.store.session() as s:
+        lots = downstream_lots(s, lot_id, batch_id)
+        already = open_holds_of(s, lots)
+        rows = {lot.id: lot for lot in s.exec(select(Lot).where(col(Lot.id).in_(lots))).all()}
+    to_hold = [x for x in lots if x in rows and x not in already
+               and rows[x].status not in ("scrapped",)]
+    if not to_hold:
+        return None
+    qty = sum(rows[x].quantity for x in to_hold)
+    conf = confidence_of(det)
+    downstream = [x for x in to_hold if x != lot_id]
+    why = (f"batch {batch_id} also went into {', '.join(downstream)}" if downstream and batch_id
+           else "")
+    return Proposal(
+        "lot_hold", lot_id or batch_id or to_hold[0],
+        {"lots": to_hold, "batch_id": batch_id, "origin_lot": lot_id,
+         "reason": det.summary or f"{det.detector_id} on {det.equipment_id}",
+         "characteristic": evidence_of(det).get("characteristic")},
+        f"keeps {qty} units in {len(to_hold)} lot(s) from shipping until a quality "
+        "engineer dispositions them",
+        round(qty * SCRAP_UNIT * conf, 2), conf, why, TTL_S["lot_hold"])
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def next_window(session: Session, line_id: str, equipment_id: str,
+                now: datetime) -> MaintenanceWindow | None:
+    return session.exec(select(MaintenanceWindow).where(
+        MaintenanceWindow.line_id == line_id,
+        (col(MaintenanceWindow.equipment_id).is_(None))
+        | (MaintenanceWindow.equipment_id == equipment_id),
+        col(MaintenanceWindow.end) > now).order_by(col(MaintenanceWindow.start))).first()
+
+
+def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    eq_id = an.context.get("equipment_id")
+    line_id = an.context.get("line_id")
+    if not eq_id or not line_id:
+        return None
+    ev = evidence_of(det)
+    predicted = _when(ev.get("predicted_failure_at"))
+    with guard(rc.store), rc.store.session() as s:
+        win = next_window(s, line_id, eq_id, rc.now)
+    fault = str(ev.get("fault_mode") or (det.tag_id or "").rsplit(".", 1)[-1] or det.kind)
+    downtime_h = float(ev.get("expected_downtime_h", 4.0))
+    conf = confidence_of(det)
+    params: dict[str, Any] = {
+        "equipment_id": eq_id, "kind": "predictive", "fault_mode": fault,
+        "description": f"inspect {signal_words(fault)} on {eq_id}: {det.summary}".strip(": "),
+        "priority": 2, "predicted_failure_at": predicted.isoformat() if predicted else None,
+        "expected_downtime_h": downtime_h,
+    }
+    note = ""
+    if win is not None:
+        params.update(window_id=win.id, window_start=win.start.isoformat(),
+                      window_end=win.end.isoformat())
+        note = f"next maintenance window {win.id} {win.start:%a %H:%M}–{win.end:%H:%M} UTC"
+        if predicted is not None and win.start > predicted:
+            params["priority"] = 1
+            note += (f", but failure is predicted earlier ({predicted:%a %H:%M} UTC): "
+                     "stop at the next lot change")
+    else:
+        params["priority"] = 1
+        note = "no maintenance window ahead on this line: schedule as soon as possible"
+    return Proposal("work_order", eq_id, params,
+                    f"avoids about {downtime_h:g} h of unplanned downtime on {eq_id}",
+                    round(downtime_h * DOWNTIME_H * conf, 2), conf, note, TTL_S["work_order"])
+
+
+# ---------------------------------------------------------------- setpoints
+
+
+def rule_setpoint(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    ev = evidence_of(det)
+    sp = ev.get("setpoint")
+    eq_id, recipe_id, eq_type = (an.context.get("equipment_id"), an.context.get("recipe_id"),
+                                 an.context.get("equipment_type"))
+    if not isinstance(sp, dict) or not sp.get("name") or not (eq_id and recipe_id and eq_type):
+        return None
+    with guard(rc.store), rc.store.session() as s:
+        row = s.get(RecipeSetpoint, f"{recipe_id}.{eq_type}.{sp['name']}")
+    if row is None:
+        return None
+    current = float(sp["current"]) if isinstance(sp.get("current"), (int, float)) else row.value
+    if isinstance(sp.get("target"), (int, float)):
+        want = float(sp["target"])
+    elif isinstance(sp.get("delta"), (int, float)):
+        want = current + float(sp["delta"])
+    else:
+        want = row.value  # back to the recipe's own value
+    value = min(max(want, row.lo), row.hi)
+    if value == current:
+        return None
+    note = (f"{signal_words(row.name)} {current:g} → {value:g} {row.unit} "
+            f"(recipe range {row.lo:g}–{row.hi:g})")
+    if value != want:
+        note += f"; asked for {want:g}, clamped to the recipe limit"
+    scrap = float(ev.get("expected_scrap_units", 10.0))
+    conf = confidence_of(det)
+    return Proposal(
+        "setpoint", f"{eq_id}.{row.name}",
+        {"tag_id": f"{eq_id}.{row.name}", "equipment_id": eq_id, "name": row.name,
+         "recipe_id": recipe_id, "equipment_type": eq_type, "value": value,
+         "previous": current, "lo": row.lo, "hi": row.hi, "unit": row.unit},
+        f"about {scrap:g} fewer scrap units over the next lots", round(scrap * conf, 2),
+        conf, note, TTL_S["setpoint"])
+
+
+# ---------------------------------------------------------------- re-plan
+
+
+def rule_replan(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    eq_id = an.context.get("equipment_id")
+    if not eq_id or rc.replanner is None:
+        return None
+    ev = evidence_of(det)
+    hours = float(ev.get("expected_downtime_h", 1.0))
+    plan_id, summary = rc.replanner(eq_id, ensure_utc(det.onset), timedelta(hours=hours),
+                                    rc.now)
+    moved = summary.get("moved_orders", []) or []
+    before = summary.get("weighted_tardiness_before")
+    after = summary.get("weighted_tardiness_after")
+    saved = (float(before) - float(after)) if isinstance(before, (int, float)) and isinstance(
+        after, (int, float)) else 0.0
+    conf = confidence_of(det)
+    note = f"{len(moved)} order(s) move; strategy {summary.get('strategy', '?')}"
+    return Proposal(
+        "replan", an.context.get("line_id") or eq_id,
+        {"plan_id": plan_id, "equipment_id": eq_id, "down_hours": hours,
+         "summary": _jsonable(summary)},
+        f"re-plans around {hours:g} h of downtime on {eq_id}",
+        round(max(saved, 0.0) / 60 + hours * DOWNTIME_H * 0.5 * conf, 2), conf, note,
+        TTL_S["replan"])
+
+
+# ---------------------------------------------------------------- material
+
+
+def rule_replenish(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    ev = evidence_of(det)
+    material = ev.get("material_id")
+    line_id = an.context.get("line_id")
+    if not material or not line_id:
+        return None
+    with guard(rc.store), rc.store.session() as s:
+        dest = f"{line_id}-LS" if s.get(StockLocation, f"{line_id}-LS") else None
+        if dest is None:
+            return None
+        sources = s.exec(select(Stock).where(Stock.material_id == material,
+                                             Stock.location_id != dest,
+                                             col(Stock.quantity) > 0)
+                         .order_by(col(Stock.quantity).desc())).all()
+    if not sources:
+        return None
+    src = sources[0]
+    want = float(ev.get("shortage_qty") or src.quantity)
+    qty = min(want, src.quantity)
+    hours = float(ev.get("expected_downtime_h", 2.0))
+    conf = confidence_of(det)
+    return Proposal(
+        "replenish", f"{dest}:{material}",
+        {"material_id": material, "batch_id": src.batch_id, "from_stock": src.id,
+         "from_location": src.location_id, "to_location": dest, "quantity": qty,
+         "short_at": ev.get("short_at")},
+        f"keeps line {line_id} supplied (avoids about {hours:g} h starved)",
+        round(hours * DOWNTIME_H * conf, 2), conf,
+        f"move {qty:g} of {material} (batch {src.batch_id}) from {src.location_id} to {dest}",
+        TTL_S["replenish"])
+
+
+RULES: dict[str, Callable[[RuleContext, DetectionLike, Analysis], Proposal | None]] = {
+    "lot_hold": rule_lot_hold, "work_order": rule_work_order, "setpoint": rule_setpoint,
+    "replan": rule_replan, "replenish": rule_replenish,
+}
+
+
+def propose(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    cls = decision_class_for(det)
+    rule = RULES.get(cls) if cls else None
+    return rule(rc, det, an) if rule else None
+
+
+def scheduler_replanner(store: Store) -> Replanner:
+    """The real scheduler behind the Replanner interface (proposes; activation on approval)."""
+    from core.scheduling.service import Down, propose_replan  # heavy (ortools): load lazily
+
+    def run(equipment_id: str, start: datetime, duration: timedelta,
+            now: datetime) -> tuple[str, dict[str, Any]]:
+        from core.scheduling.service import proposal_summary
+        from core.scheduling.store_adapter import build_problem
+        pid, prop = propose_replan(store, [Down(equipment_id, start, duration)], now)
+        return pid, proposal_summary(build_problem(store, now), prop)
+
+    return run
+
+
+def _when(v: Any) -> datetime | None:
+    if isinstance(v, datetime):
+        return ensure_utc(v)
+    if isinstance(v, str) and v:
+        try:
+            return parse_utc(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
+def equipment_line(session: Session, equipment_id: str) -> str | None:
+    eq = session.get(Equipment, equipment_id)
+    return eq.line_id if eq else None
