@@ -125,3 +125,55 @@ def add_genealogy(store: Store, at: datetime) -> None:
 
 def device_for(store: Store) -> MemoryDevice:
     return MemoryDevice({"B-MOLD1.temp_sp": 240.0, "A-LATHE1.speed_sp": 1800.0})
+
+
+class FileDevice:
+    """A device whose state survives the process: values in a JSON file, writes in a log.
+
+    ``block_after_write`` makes the read-back after a write hang (a process killed there
+    has written but not recorded 'done') — what the SIGKILL test needs.
+    """
+
+    def __init__(self, folder: Any, block_after_write: bool = False,
+                 on_block: Any = None) -> None:
+        from pathlib import Path
+        self.dir = Path(folder)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.values_file = self.dir / "values.json"
+        self.log_file = self.dir / "writes.log"
+        if not self.values_file.exists():
+            self._save({"B-MOLD1.temp_sp": 240.0, "A-LATHE1.speed_sp": 1800.0})
+        self.block_after_write = block_after_write
+        self.on_block = on_block
+        self._wrote = False
+
+    def _load(self) -> dict[str, float]:
+        import json
+        return json.loads(self.values_file.read_text())
+
+    def _save(self, values: dict[str, float]) -> None:
+        import json
+        import os
+        tmp = self.values_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values))
+        os.replace(tmp, self.values_file)
+
+    def write(self, tag_id: str, value: float) -> None:
+        with self.log_file.open("a") as f:
+            f.write(f"{tag_id}={value}\n")
+            f.flush()
+        values = self._load()
+        values[tag_id] = value
+        self._save(values)
+        self._wrote = True
+
+    def read(self, tag_id: str) -> float | None:
+        if self._wrote and self.block_after_write:
+            import time
+            if self.on_block:
+                self.on_block()
+            time.sleep(600)
+        return self._load().get(tag_id)
+
+    def writes(self) -> list[str]:
+        return self.log_file.read_text().splitlines() if self.log_file.exists() else []
