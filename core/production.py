@@ -8,8 +8,10 @@ transaction (call it off the loop, e.g. every few seconds).
   0 idle, 1 running, 2 setup, 3 down_planned, 4 down_unplanned, 5 starved, 6 blocked.
   A change closes the open interval (``end`` = the sample's time) and opens the next;
   the open interval has ``end`` None. The ``state_reason`` context tag is the reason
-  code: it is copied into the next interval and, when it changes while the state does
-  not, updates the open interval's reason (it refines the state, it does not split it).
+  code. A reason published within ``reason_grace_s`` of a state change (before or
+  after it, in the same batch or not) belongs to the new interval; a reason that
+  changes while the state does not updates the open interval (it refines the state,
+  it does not split it); otherwise the last known reason carries over.
   **A Bad state sample (comm loss) does not invent a state**: it closes the open
   interval and opens state ``unknown`` with reason ``no data``, which OEE leaves out of
   both planned busy time and run time; the next Good state sample closes it.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 from sqlmodel import select
@@ -83,6 +85,7 @@ class _Equip:
     state: str | None = None
     reason: str = ""
     start: datetime | None = None  # of the open interval
+    pending: tuple[str, datetime] | None = None  # a reason not yet given to an interval
 
 
 @dataclass
@@ -108,7 +111,7 @@ class ProductionTracker:
     """Turns stamped samples into state intervals, count deltas and quality rows."""
 
     def __init__(self, tags: Iterable[ResolvedTag], lookups: Lookups | None = None, *,
-                 max_step: int = 100_000) -> None:
+                 max_step: int = 100_000, reason_grace_s: float = 2.0) -> None:
         self.role: dict[str, tuple[str, str]] = {}  # tag -> (equipment, role)
         self.modulus: dict[str, int] = {}
         for t in tags:
@@ -128,6 +131,8 @@ class ProductionTracker:
                 self.role[t.id] = (t.equipment_id, role)
         self.lk = lookups or Lookups()
         self.max_step = max_step
+        self.reason_grace = timedelta(seconds=reason_grace_s)
+        self._latest: datetime | None = None
         self.eq: dict[str, _Equip] = {}
         self._last_count: dict[str, int] = {}
         self._last_quality: dict[str, float] = {}
@@ -155,10 +160,13 @@ class ProductionTracker:
 
     def process(self, samples: Iterable[ContextSample]) -> None:
         role = self.role
+        s: ContextSample | None = None
         for s in samples:
             r = role.get(s.tag_id)
             if r is None:
                 continue
+            if self._latest is None or s.source_ts > self._latest:
+                self._latest = s.source_ts
             eq, kind = r
             if kind == "state":
                 self._state(eq, s)
@@ -168,21 +176,37 @@ class ProductionTracker:
                 self._quality(eq, s)
             else:
                 self._count(eq, kind, s)
+        if s is not None and (self._latest is None or s.source_ts > self._latest):
+            self._latest = s.source_ts  # plant time moves on with any tag
 
     def _open(self, eq: str, e: _Equip, state: str, reason: str, ts: datetime) -> None:
         if e.state is not None:
             self._ops.append(("close", {"eq": eq, "end": max(ts, e.start or ts)}))
         start = max(ts, e.start) if e.start else ts
-        e.state, e.reason, e.start = state, reason, start
+        e.state, e.start = state, start
+        if state != UNKNOWN:
+            e.reason = reason  # "no data" is ours, not the machine's reason
         self._ops.append(("open", {"eq": eq, "state": state, "reason": reason, "start": start}))
+
+    def _settle(self, eq: str, e: _Equip, now: datetime | None) -> None:
+        """A pending reason older than the grace period refines the open interval."""
+        if e.pending is None or now is None or now - e.pending[1] <= self.reason_grace:
+            return
+        reason = e.pending[0]
+        e.pending = None
+        if e.state is not None and e.state != UNKNOWN:
+            self._ops.append(("reason", {"eq": eq, "reason": reason}))
 
     def _state(self, eq: str, s: ContextSample) -> None:
         if eq not in self.lk.equipment and self.lk.equipment:
             return
         e = self.eq.setdefault(eq, _Equip())
+        ts = s.source_ts
+        if e.pending is not None and ts - e.pending[1] > self.reason_grace:
+            self._settle(eq, e, ts)
         if s.quality == Quality.BAD or s.value is None:
             if e.state != UNKNOWN:
-                self._open(eq, e, UNKNOWN, NO_DATA, s.source_ts)
+                self._open(eq, e, UNKNOWN, NO_DATA, ts)
             return
         try:
             code = int(s.value)  # type: ignore[arg-type]
@@ -191,21 +215,31 @@ class ProductionTracker:
         state = STATES.get(code, UNKNOWN)
         if state == e.state:
             return
-        reason = e.reason if state != UNKNOWN and e.state != UNKNOWN else ""
+        # a reason published with the change (within the grace) belongs to the new state
+        reason = e.reason
+        if e.pending is not None and abs(e.pending[1] - ts) <= self.reason_grace:
+            reason = e.pending[0]
+            e.pending = None
         if state == UNKNOWN:
             reason = f"state code {code}"
-        self._open(eq, e, state, reason, s.source_ts)
+        self._open(eq, e, state, reason, ts)
 
     def _reason(self, eq: str, s: ContextSample) -> None:
         if s.quality == Quality.BAD:
             return
         reason = "" if s.value is None else str(s.value).strip()
         e = self.eq.setdefault(eq, _Equip())
+        if e.pending is not None:
+            self._settle(eq, e, e.pending[1] + 2 * self.reason_grace)  # the older one first
         if reason == e.reason:
             return
         e.reason = reason
-        if e.state is not None and e.state != UNKNOWN:
-            self._ops.append(("reason", {"eq": eq, "reason": reason}))
+        if e.state is not None and s.source_ts <= (e.start or s.source_ts) + self.reason_grace:
+            # just after the change that opened the interval: it is that state's reason
+            if e.state != UNKNOWN:
+                self._ops.append(("reason", {"eq": eq, "reason": reason}))
+            return
+        e.pending = (reason, s.source_ts)
 
     def _count(self, eq: str, kind: str, s: ContextSample) -> None:
         v = s.value
@@ -262,6 +296,8 @@ class ProductionTracker:
 
     def flush(self, store: Store) -> int:
         """Write gathered intervals, counts and measurements in one transaction."""
+        for eq, e in self.eq.items():
+            self._settle(eq, e, self._latest)
         ops, counts, meas = self._ops, self._counts, self._measurements
         if not (ops or counts or meas):
             return 0
