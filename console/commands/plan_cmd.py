@@ -177,10 +177,10 @@ def bench(args: argparse.Namespace) -> int:
     table = None
     if not args.json:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for col in ("instance", "size", "optimum", "makespan", "gap %", "status", "seconds",
-                    "heuristic", "heur. gap %"):
+        for col in ("instance", "size", "best", "makespan", "gap %", "status", "s",
+                    "heuristic", "gap %"):
             table.add_column(col, justify="left" if col in ("instance", "size", "status")
-                             else "right")
+                             else "right", no_wrap=True)
         console.print(f"JSSP benchmark: CP-SAT {args.time_limit:g} s per instance, "
                       "dispatching heuristic as baseline", highlight=False)
 

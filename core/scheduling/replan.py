@@ -229,7 +229,7 @@ def replan(
     prev_in_new = {o: a for o, a in previous.assignments.items()
                    if o in new.ops and o not in new.frozen}
     fixed = {o: a for o, a in prev_in_new.items() if o not in affected}
-    deadline = t0 + time_limit
+    deadline = t0 + 0.9 * time_limit  # the rest is for building models and answers
 
     def budget(share: float) -> float:
         return max(0.05, (deadline - time.perf_counter()) * share)
