@@ -149,5 +149,19 @@ def float32_roundtrip(value: float) -> float:
     return struct.unpack(">f", struct.pack(">f", value))[0]
 
 
+def as_bool(value: object) -> bool:
+    """A value meant for a bool tag; text must say what it means ("false" is False)."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "1", "on", "yes"):
+            return True
+        if low in ("false", "0", "off", "no"):
+            return False
+        raise CodecError(f"{value!r} is not a boolean")
+    if value is None:
+        raise CodecError("None is not a boolean")
+    return bool(value)
+
+
 def is_finite(value: int | float) -> bool:
     return not isinstance(value, float) or math.isfinite(value)

@@ -382,16 +382,25 @@ class ModbusDriver(Driver):
             return self._write_failed(tag_id, value, "not connected")
         spec = rt.spec
         dev = it.unit
+        expected: Value
         try:
             if it.table == "co":
-                rr = await client.write_coil(it.address, bool(value), device_id=dev)
+                expected = codec.as_bool(value)
+                rr = await client.write_coil(it.address, expected, device_id=dev)
             elif it.bit is not None:
                 cur = await self._read("hr", it.address, 1, dev)
-                word = codec.set_bit(int(cur[0]), it.bit, bool(value))
+                expected = codec.as_bool(value)
+                word = codec.set_bit(int(cur[0]), it.bit, expected)
                 rr = await client.write_register(it.address, word, device_id=dev)
             else:
                 raw = codec.from_engineering(value, spec.data_type, spec.scale, spec.offset)  # type: ignore[arg-type]
                 regs = codec.encode(raw, spec.data_type, spec.word_order, spec.byte_order)
+                # what the device should hold, at the register type's precision
+                expected = codec.to_engineering(
+                    codec.decode(regs, spec.data_type, spec.word_order, spec.byte_order),
+                    spec.scale,
+                    spec.offset,
+                )
                 rr = await client.write_registers(it.address, regs, device_id=dev)
             if rr.isError():
                 return self._write_failed(tag_id, value, exception_reason(int(rr.exception_code)))
@@ -403,29 +412,13 @@ class ModbusDriver(Driver):
         except (_Timeout, _Lost, ModbusException, OSError, TimeoutError) as e:
             self._lose(str(e) or "write failed")
             return self._write_failed(tag_id, value, str(e) or type(e).__name__)
+        except Exception as e:  # anything else: report, never raise to the executor
+            log.exception("driver %s: write to %s failed", self.id, tag_id)
+            return self._write_failed(tag_id, value, f"write failed: {e or type(e).__name__}")
         back = self._decode_block(
             Block(it.table, it.address, it.count, [it]), data, datetime.now(UTC)
         )[0]
         self.stats.writes += 1
-        expected: Value = value
-        if (
-            spec.data_type == "float32"
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        ):
-            expected = codec.to_engineering(
-                codec.float32_roundtrip(
-                    codec.from_engineering(value, "float32", spec.scale, spec.offset)
-                ),
-                spec.scale,
-                spec.offset,
-            )
-        elif spec.data_type in codec.INT_TYPES and isinstance(value, int | float):
-            expected = codec.to_engineering(
-                codec.from_engineering(value, spec.data_type, spec.scale, spec.offset),
-                spec.scale,
-                spec.offset,
-            )
         ok = compare_read_back(spec.data_type, expected, back.value)
         if not ok:
             self.stats.write_failures += 1

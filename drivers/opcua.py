@@ -42,7 +42,7 @@ from drivers.base import (
     WriteResult,
     compare_read_back,
 )
-from drivers.codec import float32_roundtrip, to_engineering
+from drivers.codec import as_bool, float32_roundtrip, to_engineering
 
 log = logging.getLogger("loopline.drivers.opcua")
 
@@ -79,12 +79,7 @@ def to_variant(value: Value, data_type: str, scale: float = 1.0, offset: float =
     if data_type == "string":
         return ua.Variant("" if value is None else str(value), vt)
     if data_type == "bool":
-        if isinstance(value, str):
-            low = value.strip().lower()
-            if low not in ("true", "false", "1", "0", "on", "off"):
-                raise ValueError(f"{value!r} is not a boolean")
-            return ua.Variant(low in ("true", "1", "on"), vt)
-        return ua.Variant(bool(value), vt)
+        return ua.Variant(as_bool(value), vt)
     if value is None or (isinstance(value, bool) and data_type != "bool"):
         raise ValueError(f"{value!r} is not a number for a {data_type} node")
     try:
@@ -225,6 +220,7 @@ class _Session:
         self.subs = []
         per_sub = cfg.max_items_per_subscription
         failures: list[Sample] = []
+        next_handle = 1
         for start in range(0, len(self.tags), per_sub):
             chunk = self.tags[start : start + per_sub]
             params = ua.CreateSubscriptionParameters()
@@ -259,7 +255,8 @@ class _Session:
                             )
                         )
                         continue
-                    handle = len(self.handles) + 1 + self.index * 10_000_000
+                    handle = next_handle
+                    next_handle += 1
                     self.handles[handle] = tag
                     reqs.append(self._request(nodeid, handle, tag))
                 if not reqs:
@@ -537,7 +534,7 @@ class OpcUaDriver(Driver):
         except ua.UaStatusCodeError as e:
             name = ua.StatusCode(e.code).name if hasattr(e, "code") else str(e)
             return self._write_failed(tag_id, value, f"server refused: {name}")
-        except (OSError, TimeoutError, ConnectionError) as e:
+        except Exception as e:  # connection trouble mid-write: report, never raise
             return self._write_failed(tag_id, value, f"write failed: {e or type(e).__name__}")
         back = sample_from_datavalue(rt, dv)
         self.stats.writes += 1

@@ -439,6 +439,8 @@ async def test_writes_encode_and_read_back(tmp_path: Path, device: Device) -> No
         assert r.ok and r.read_back == 4_000_000_000
         r = await drv.write("M1.flag", True)
         assert r.ok and await device.get_hr(55, 1) == [0b1001]  # bit 0 untouched
+        r = await drv.write("M1.flag", "false")  # text means what it says
+        assert r.ok and r.read_back is False and await device.get_hr(55, 1) == [0b0001]
         r = await drv.write("M1.coil", True)
         assert r.ok and r.read_back is True
         r = await drv.write("M1.clamped", 250)
@@ -451,7 +453,7 @@ async def test_writes_encode_and_read_back(tmp_path: Path, device: Device) -> No
         assert not r.ok and "outside" in (r.error or "")
         r = await drv.write("M1.nope", 1)
         assert not r.ok and "unknown tag" in (r.error or "")
-        assert drv.stats.writes == 11 and drv.stats.write_failures == 5
+        assert drv.stats.writes == 12 and drv.stats.write_failures == 5
         # the poll picks the written setpoint up too
         await sink.wait_for(lambda: any(s.value == 4_000_000_000 for s in sink.good("M1.big")))
     finally:
