@@ -9,14 +9,20 @@ import errno
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core.clock import parse_utc
 from core.config import ConfigError, load_config
 from sim.master import MasterDataError, load_master
 from sim.opcua_server import Security
 from sim.physics import FAULT_KINDS
 from sim.runner import TwinOptions, run_twin
+
+
+def parse_utc(text: str) -> datetime:
+    """ISO-8601 (``Z`` allowed; naive means UTC) to an aware UTC datetime."""
+    ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class SimUsageError(Exception):

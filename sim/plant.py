@@ -772,6 +772,8 @@ class Plant:
         err = self._command(m, cmd)
         if err is None:
             m.last_command = json.dumps(cmd, sort_keys=True)
+        else:
+            self.truth_event("command_refused", equipment=equipment, command=cmd, error=err)
         return err
 
     def _command(self, m: Machine, cmd: dict[str, Any]) -> str | None:

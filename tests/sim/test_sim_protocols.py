@@ -104,6 +104,8 @@ async def test_modbus_plain_client_reads_and_writes_documented_registers(twin) -
         bad = await c.write_registers(130, f32_regs(99.0), device_id=1)
         assert bad.isError() and bad.exception_code == 3
         assert twin.plant.machines["C-EXTR1"].sp["speed_sp"].value == 32.0
+        half = await c.write_register(130, f32_regs(33.0)[0], device_id=1)  # half a float
+        assert half.isError() and half.exception_code == 3
         ro = await c.write_registers(100, [0, 0], device_id=1)  # a measurement
         assert ro.isError()
         cmd = await c.write_register(140, 1, device_id=1)  # complete bearing WO
