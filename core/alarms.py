@@ -499,6 +499,7 @@ class AlarmManager:
                 continue
             why = self._suppression(rec.detection)
             if bool(why) == bool(rec.suppressed):
+                rec.suppressed = why  # the reason may have changed (another machine down)
                 continue
             rec.suppressed = why
             self._persist(rec)

@@ -1,0 +1,142 @@
+"""Equipment states (unplanned down, micro-stops, starved/blocked), stale tags, Bad runs."""
+
+from __future__ import annotations
+
+from detect_helpers import at, sample
+
+from core.detect.stale import StaleDetector
+from core.detect.state import StateDetector
+from core.detect.tags import TagInfo
+from core.samples import Quality
+
+ST = "A-LATHE1.state"
+
+
+def state_det(**kw: object) -> StateDetector:
+    d = StateDetector("unplanned_down", "high", **kw)  # type: ignore[arg-type]
+    assert d.add_tag(ST, "A-LATHE1", "A")
+    return d
+
+
+def feed(d: StateDetector, series: list[tuple[float, int]]) -> list:
+    out = []
+    for t, code in series:
+        out.extend(d.feed(sample(ST, t, code)) or [])
+    return out
+
+
+def test_unplanned_down_fires_at_once_and_clears_with_the_downtime() -> None:
+    d = state_det()
+    assert feed(d, [(0, 1)]) == []
+    got = feed(d, [(100, 4)])
+    assert [(g.problem_key, g.cleared, g.priority) for g in got] == [
+        ("state:A-LATHE1:down_unplanned", False, "high")]
+    assert got[0].onset == at(100) and got[0].context["order_id"] == "PO-0001"
+    got = feed(d, [(100 + 5400, 0)])
+    assert len(got) == 1 and got[0].cleared and got[0].evidence["duration_s"] == 5400
+    assert "90 min" in got[0].summary
+
+
+def test_planned_down_and_setup_are_not_problems() -> None:
+    d = state_det()
+    assert feed(d, [(0, 1), (10, 3), (5000, 2), (9000, 1)]) == []
+    assert d.tick(at(20000)) == []
+
+
+def test_down_with_on_delay_fires_from_tick() -> None:
+    d = state_det(on_delay_s=120)
+    assert feed(d, [(0, 1), (10, 4)]) == []
+    assert d.tick(at(100)) == []
+    got = d.tick(at(131))
+    assert len(got) == 1 and got[0].onset == at(10)
+
+
+def test_micro_stops_are_counted_per_hour() -> None:
+    d = state_det(micro_stop_max_s=120, micro_stops_per_h=6)
+    series: list[tuple[float, int]] = [(0, 1)]
+    t = 0.0
+    for _ in range(5):  # five short stops: 30 s idle each, 5 min apart
+        series += [(t + 300, 0), (t + 330, 1)]
+        t += 300
+    series += [(t + 300, 0), (t + 800, 1)]  # a long stop (500 s) is not a micro-stop
+    got = feed(d, series)
+    assert [g for g in got if "micro" in g.problem_key] == []
+    assert d.micro_stops_last_hour("A-LATHE1") == 5
+    t += 800
+    got = feed(d, [(t + 60, 0), (t + 90, 1)])  # the sixth within the hour
+    assert [(g.problem_key, g.cleared) for g in got] == [("state:A-LATHE1:micro_stops", False)]
+    assert got[0].evidence["count_last_hour"] == 6
+    assert d.tick(at(t + 100)) == []
+    cleared = d.tick(at(t + 90 + 3600))  # all stops older than an hour
+    assert [(g.problem_key, g.cleared) for g in cleared] == [
+        ("state:A-LATHE1:micro_stops", True)]
+
+
+def test_starved_and_blocked_only_after_their_delay_at_low_priority() -> None:
+    d = state_det(starved_blocked_after_s=600)
+    assert feed(d, [(0, 1), (10, 5), (300, 5)]) == []
+    got = feed(d, [(620, 5)])
+    assert [(g.problem_key, g.priority) for g in got] == [("state:A-LATHE1:starved", "low")]
+    got = feed(d, [(700, 6)])
+    assert [(g.problem_key, g.cleared) for g in got] == [("state:A-LATHE1:starved", True)]
+    got = d.tick(at(1301))
+    assert [g.problem_key for g in got] == ["state:A-LATHE1:blocked"]
+
+
+def test_bad_state_samples_are_ignored() -> None:
+    d = state_det()
+    assert d.feed(sample(ST, 0, 4, Quality.BAD)) is None
+    assert d.feed(sample(ST, 0, True)) is None
+
+
+TAG = "A-LATHE1.vibration_rms"
+INFO = TagInfo(TAG, "vibration_rms", "A-LATHE1", "A", "signal", "mm/s")
+
+
+def test_stale_tag_after_its_limit_of_plant_time_and_back() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    d.add_tag(INFO)
+    d.expect([TAG], at(0))
+    assert d.tick(at(30)) == []
+    got = d.tick(at(31))
+    assert [(g.kind, g.problem_key, g.cleared) for g in got] == [
+        ("stale", f"stale:{TAG}", False)]
+    assert d.tick(at(100)) == []  # reported once
+    back = d.feed(sample(TAG, 120, 2.0)) or []
+    assert [(g.kind, g.cleared) for g in back] == [("stale", True)]
+    assert d.tick(at(140)) == []
+    assert len(d.tick(at(151))) == 1
+
+
+def test_per_tag_limit_and_tags_not_checked_for_staleness() -> None:
+    d = StaleDetector("stale_data", stale_after_s=30)
+    d.add_tag(INFO, stale_after_s=300)
+    ctx = TagInfo("A-LATHE1.lot", "lot", "A-LATHE1", "A", "context")
+    d.add_tag(ctx, check_stale=False)
+    d.expect([TAG, ctx.tag_id], at(0))
+    assert d.tick(at(299)) == []
+    assert [g.tag_id for g in d.tick(at(301))] == [TAG]
+
+
+def test_a_bad_run_is_reported_once_it_lasts_and_ends_with_good_data() -> None:
+    d = StaleDetector("stale_data", stale_after_s=30, bad_after_s=20)
+    d.add_tag(INFO)
+    assert d.feed(sample(TAG, 0, None, Quality.BAD, "timeout")) is None
+    assert d.feed(sample(TAG, 1, 2.0)) is None  # a single timeout is not a problem
+    assert d.feed(sample(TAG, 10, None, Quality.BAD, "timeout")) is None
+    assert d.tick(at(29)) == []
+    got = d.tick(at(30))
+    assert [(g.kind, g.problem_key, g.quality) for g in got] == [
+        ("bad_data", f"bad_data:{TAG}", Quality.BAD)]
+    assert "timeout" in got[0].summary and got[0].onset == at(10)
+    assert d.feed(sample(TAG, 31, None, Quality.BAD)) is None
+    got = d.feed(sample(TAG, 40, 2.1)) or []
+    assert [(g.kind, g.cleared) for g in got] == [("bad_data", True)]
+
+
+def test_uncertain_run_reported_from_the_sample_itself() -> None:
+    d = StaleDetector("stale_data", stale_after_s=30, bad_after_s=20)
+    d.add_tag(INFO)
+    d.feed(sample(TAG, 0, 2.0, Quality.UNCERTAIN))
+    got = d.feed(sample(TAG, 25, 2.0, Quality.UNCERTAIN)) or []
+    assert [(g.kind, g.quality) for g in got] == [("bad_data", Quality.UNCERTAIN)]
