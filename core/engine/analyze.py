@@ -35,7 +35,9 @@ NAMES = {
     "quality_value": "quality measurement", "speed_sp": "spindle speed setpoint",
     "feed_sp": "feed setpoint", "temp_sp": "temperature setpoint",
     "pressure_sp": "pressure setpoint", "hours_since_maint": "hours since maintenance",
-    "scrap_count": "scrap count",
+    "scrap_count": "scrap count", "recipe_id": "recipe", "batch_id": "material batch",
+    "shift_id": "shift", "operator_id": "operator", "cycles_since_maint": "cycles since "
+    "maintenance",
 }
 
 
@@ -91,6 +93,10 @@ def phrase_contribution(item: dict[str, Any]) -> str:
     unit = item.get("unit")
     window = item.get("window")
     window_h = _window_hours(window) if window else None
+    if isinstance(value, (int, float)) and "context" in item:
+        normal = (f" (normal {_num(float(base))}{_unit(unit)})"
+                  if isinstance(base, (int, float)) else "")
+        return f"{signal_words(who)} {_num(float(value))}{_unit(unit)}{normal}"
     if isinstance(value, (int, float)):
         if stat.startswith("slope"):
             u = unit[:-2] if isinstance(unit, str) and unit.endswith("/h") else unit
