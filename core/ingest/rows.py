@@ -31,8 +31,12 @@ def ts_text(ts: datetime) -> str:
     return ts.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def to_row(s: ContextSample) -> Row:
-    """One contextualized sample as a row tuple; raises TypeError/ValueError if it cannot be."""
+def to_row(s: ContextSample, ts: str | None = None) -> Row:
+    """One contextualized sample as a row tuple; raises TypeError/ValueError if it cannot be.
+
+    ``ts`` is the already formatted source time, when the caller has it (batch callers
+    reuse the text for samples that share one timestamp object, as a poll block does).
+    """
     v = s.value
     quality = int(s.quality)
     reason = s.reason
@@ -51,9 +55,10 @@ def to_row(s: ContextSample) -> Row:
     if quality == Quality.BAD:
         num = None  # Bad values are never kept as numbers
     c = s.ctx
-    return (s.tag_id, ts_text(s.source_ts), num, text, quality, reason, c.equipment_id,
-            c.line_id, c.order_id, c.lot_id, c.recipe_id, c.batch_id, c.shift_id,
-            c.operator_id)
+    if ts is None:
+        ts = ts_text(s.source_ts)
+    return (s.tag_id, ts, num, text, quality, reason, c.equipment_id, c.line_id, c.order_id,
+            c.lot_id, c.recipe_id, c.batch_id, c.shift_id, c.operator_id)
 
 
 def row_dict(row: Row) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core.ingest.rollups import MERGE_SQL, RollupAccumulator
-from core.ingest.rows import INSERT_SQL, Row, row_dict, to_row
+from core.ingest.rows import INSERT_SQL, Row, row_dict, to_row, ts_text
 from core.ingest.spill import SpillBuffer
 from core.samples import ContextSample
 
@@ -299,9 +299,14 @@ class StoreWriter:
 
     def _convert(self, samples: Iterable[ContextSample]) -> list[Row]:
         rows: list[Row] = []
+        last_ts: object = None
+        last_text = ""
         for s in samples:
             try:
-                rows.append(to_row(s))
+                ts = s.source_ts
+                if ts is not last_ts:
+                    last_ts, last_text = ts, ts_text(ts)
+                rows.append(to_row(s, last_text))
             except (TypeError, ValueError, AttributeError) as e:
                 self._quarantine_raw(s, f"cannot convert: {e}")
         return rows
