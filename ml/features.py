@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from ml import contract
@@ -125,46 +126,69 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
         g = g.join(baselines, on=["equipment_id", "signal", "recipe_id"], how="left")
     else:
         g = g.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline"))
-    t0 = g["ts"].min()
-    # Hours from a fixed origin: slopes come from fast sums, not per-window expressions.
+    t0 = history["ts"].min()
+    # Two stages so long overlapping windows stay cheap: sums per `every` bucket, then
+    # rolling sums of k buckets on a complete grid (a bucket without good data adds 0).
+    # Hours from a fixed origin make the slope a function of sums as well.
     g = g.with_columns(
         (pl.col("value") - pl.col("baseline")).alias("delta"),
         ((pl.col("ts") - t0).dt.total_microseconds() / 3.6e9).alias("th"),
-    ).with_columns(
-        (pl.col("th") * pl.col("value")).alias("tx"), (pl.col("th") ** 2).alias("tt"),
-        (pl.col("value") ** 2).alias("xx"),
     ).sort("equipment_id", "signal", "ts")
-    x = pl.col("value")
+    x, th = pl.col("value"), pl.col("th")
+    buckets = g.group_by_dynamic(
+        "ts", every=every, offset=offset, closed="right", label="right",
+        group_by=["equipment_id", "signal"], start_by="window",
+    ).agg(
+        pl.len().cast(pl.Float64).alias("n"), x.sum().alias("sx"), (x * x).sum().alias("sxx"),
+        th.sum().alias("st"), (th * th).sum().alias("stt"), (th * x).sum().alias("stx"),
+        x.max().alias("mx"), pl.col("delta").sum().alias("sd"),
+        pl.col("delta").count().cast(pl.Float64).alias("nd"),
+        pl.col("recipe_id").drop_nulls().last().alias("recipe_id"),
+    )
+    tmin = history["ts"].min()
+    n_b = int((as_of - tmin) // every) if tmin is not None and tmin < as_of else 0
+    if latest:
+        n_b = min(n_b, int(longest // every) - 1)
+    labels = pl.DataFrame({"ts": pl.datetime_range(as_of - n_b * every, as_of, every,
+                                                   time_unit="us", time_zone="UTC",
+                                                   eager=True)})
+    pairs = (history.select("equipment_id", contract.signal_of(pl.col("tag_id")).alias("signal"))
+             .unique().filter(pl.col("signal").is_in(list(spec.signals))))
+    sums = ["n", "sx", "sxx", "st", "stt", "stx", "sd", "nd"]
+    grid = (pairs.join(labels, how="cross")
+            .join(buckets, on=["equipment_id", "signal", "ts"], how="left")
+            .with_columns([pl.col(c).fill_null(0.0) for c in sums])
+            .sort("equipment_id", "signal", "ts"))
+    key = ["equipment_id", "signal"]
     longs = []
     for w, period in zip(spec.windows, periods, strict=True):
-        agg = g.group_by_dynamic(
-            "ts", every=every, period=period, offset=offset, closed="right", label="right",
-            group_by=["equipment_id", "signal"], start_by="window",
-        ).agg(
-            x.mean().alias("mean"), x.std().alias("std"), x.max().alias("max"),
-            pl.col("xx").mean().sqrt().alias("rms"), pl.col("delta").mean().alias("dbase"),
-            pl.len().cast(pl.Float64).alias("n"), pl.col("th").sum().alias("st"),
-            x.sum().alias("sx"), pl.col("tx").sum().alias("stx"), pl.col("tt").sum().alias("stt"),
-            pl.col("recipe_id").last().alias("recipe_id"),
-        )
-        den = pl.col("n") * pl.col("stt") - pl.col("st") ** 2
-        num = pl.col("n") * pl.col("stx") - pl.col("st") * pl.col("sx")
-        agg = agg.with_columns(
-            pl.when((pl.col("n") >= 3) & (den > 1e-9 * pl.col("n") ** 2)).then(num / den)
-            .otherwise(None).alias("slope"))
-        agg = agg.join(cad, on=["equipment_id", "signal"], how="left").with_columns(
-            (pl.col("n") < spec.min_good_frac * period.total_seconds() / pl.col("cadence_s"))
+        k = int(period // every)
+        r = grid.select("equipment_id", "signal", "ts").with_columns(
+            _rolling(grid, sums, k, labels.height))
+        n = pl.col("n")
+        den = n * pl.col("stt") - pl.col("st") ** 2
+        var = (pl.col("sxx") - pl.col("sx") ** 2 / n) / (n - 1)
+        agg = r.with_columns(
+            pl.when(n > 0).then(pl.col("sx") / n).alias("mean"),
+            pl.when(n > 1).then(pl.max_horizontal(var, pl.lit(0.0)).sqrt()).alias("std"),
+            pl.when((n >= 3) & (den > 1e-9 * n ** 2))
+            .then((n * pl.col("stx") - pl.col("st") * pl.col("sx")) / den).alias("slope"),
+            pl.when(n > 0).then((pl.col("sxx") / n).sqrt()).alias("rms"),
+            pl.when(n > 0).then(pl.col("mx")).alias("max"),
+            pl.when(pl.col("nd") > 0).then(pl.col("sd") / pl.col("nd")).alias("dbase"),
+        ).join(cad, on=key, how="left").with_columns(
+            (n < spec.min_good_frac * period.total_seconds() / pl.col("cadence_s"))
             .fill_null(True).cast(pl.Float64).alias("low"))
+        if latest:
+            agg = agg.filter(pl.col("ts") == as_of)
         long = agg.unpivot(index=["equipment_id", "signal", "ts"], on=[*STATS, "low"],
                            variable_name="stat", value_name="v")
         longs.append(long.with_columns(
             (pl.col("signal") + "__" + pl.col("stat") + "_" + pl.lit(w)).alias("feature")))
-        if w == spec.windows[0]:
-            recipe = agg.group_by("equipment_id", "ts").agg(
-                pl.col("recipe_id").drop_nulls().first())
-    long = pl.concat(longs).filter(pl.col("ts") <= as_of)
-    if latest:
-        long = long.filter(pl.col("ts") == as_of)
+    recipe = (grid.group_by("equipment_id", "ts").agg(pl.col("recipe_id").drop_nulls().first())
+              .sort("equipment_id", "ts")
+              .with_columns(pl.col("recipe_id").forward_fill().over("equipment_id")))
+    long = pl.concat(longs)
     wide = long.pivot(on="feature", index=["equipment_id", "ts"], values="v",
                       aggregate_function="first").sort("equipment_id", "ts")
     wide = _complete_columns(wide, spec, history)
@@ -178,6 +202,27 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
         if low_cols else pl.lit(True).alias("low_data"))
     wide = wide.join(recipe, on=["equipment_id", "ts"], how="left")
     return _with_maintenance(wide, events, spec)
+
+
+def _rolling(grid: pl.DataFrame, sums: list[str], k: int, length: int) -> list[pl.Series]:
+    """Trailing k-bucket sums (and max of ``mx``) per group of a complete, sorted grid.
+
+    Every group has ``length`` rows, so the grid reshapes to (groups, length) and a
+    sliding-window view sums all windows at once — no per-group expression. (Not a
+    cumulative sum: differences of long running totals would cost the slope digits.)
+    """
+    g = grid.height // length if length else 0
+    out = []
+    view = np.lib.stride_tricks.sliding_window_view
+    for c in sums:
+        a = grid[c].to_numpy().reshape(g, length)
+        pad = np.concatenate([np.zeros((g, k - 1)), a], axis=1)
+        out.append(pl.Series(c, view(pad, k, axis=1).sum(axis=2).ravel()))
+    mx = grid["mx"].fill_null(-np.inf).to_numpy().reshape(g, length)
+    pad = np.concatenate([np.full((g, k - 1), -np.inf), mx], axis=1)
+    win = view(pad, k, axis=1).max(axis=2)
+    out.append(pl.Series("mx", win.ravel()).replace(-np.inf, None))
+    return out
 
 
 def _complete_columns(wide: pl.DataFrame, spec: FeatureSpec, history: pl.DataFrame

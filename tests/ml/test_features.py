@@ -67,7 +67,8 @@ def test_training_and_scoring_build_identical_features(plant: synthetic.Syntheti
                                          latest=True)
     same = full.filter(pl.col("ts") == as_of).select(latest.columns)
     assert latest.height == 8
-    assert_frame_equal(latest, same, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    # Same code, different time origin for the slope sums: equal up to float rounding.
+    assert_frame_equal(latest, same, check_exact=False, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def test_slope_is_per_hour_and_baseline_delta_tracks_recipe(
