@@ -148,6 +148,17 @@ class Driver(ABC):
             except Exception:  # a listener bug must not stop the driver
                 log.exception("driver %s: state listener failed", self.id)
 
+    def status(self, stale_after_s: float = 30.0) -> dict[str, object]:
+        """One JSON-ready summary for the headless event stream and the UI."""
+        return {
+            "driver": self.id,
+            "kind": self.kind,
+            **self._state.as_dict(),
+            "tags": len(self.tags),
+            "stale": len(self.stale_tags(stale_after_s)),
+            **self.stats.as_dict(),
+        }
+
     # ------------------------------------------------------------ staleness
 
     def last_update(self, tag_id: str) -> datetime | None:

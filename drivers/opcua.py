@@ -332,6 +332,12 @@ class _Session:
                 await self.subscribe()
             except asyncio.CancelledError:
                 raise
+            except DriverConfigError as e:  # retrying cannot help: say so and stay down
+                d.stats.errors += 1
+                self.last_error = str(e)
+                await self.close()
+                d._set_state(ConnState.DOWN, str(e))
+                return
             except Exception as e:
                 d.stats.errors += 1
                 self.last_error = str(e) or type(e).__name__
@@ -403,7 +409,7 @@ class OpcUaDriver(Driver):
         if cfg.password_env:
             pw = os.environ.get(cfg.password_env)
             if pw is None:
-                raise DriverError(
+                raise DriverConfigError(
                     f"driver {self.id}: environment variable {cfg.password_env} "
                     "(password_env) is not set"
                 )
@@ -418,13 +424,13 @@ class OpcUaDriver(Driver):
         client.session_timeout = 120_000  # the server drops our orphaned sessions after 2 min
         password = self._password()
         if password and cfg.security_mode != "SignAndEncrypt":
-            raise DriverError(
+            raise DriverConfigError(
                 f"driver {self.id}: refusing to send a password over an unencrypted channel "
                 "(set security_mode = 'SignAndEncrypt')"
             )
         if cfg.security_policy != "None":
             if not cfg.certificate or not cfg.private_key:
-                raise DriverError(
+                raise DriverConfigError(
                     f"driver {self.id}: security_policy {cfg.security_policy} needs "
                     "certificate and private_key"
                 )
@@ -432,7 +438,7 @@ class OpcUaDriver(Driver):
             key = self._path(cfg.private_key)
             for label, p in (("certificate", cert), ("private_key", key)):
                 if not Path(p).is_file():
-                    raise DriverError(f"driver {self.id}: {label} {p} does not exist")
+                    raise DriverConfigError(f"driver {self.id}: {label} {p} does not exist")
             uri = _application_uri(cert)
             if uri:
                 client.application_uri = uri
@@ -449,7 +455,7 @@ class OpcUaDriver(Driver):
             client.set_user(cfg.username)
         if password:
             if client.security_policy.Mode != ua.MessageSecurityMode.SignAndEncrypt:
-                raise DriverError(
+                raise DriverConfigError(
                     f"driver {self.id}: refusing to send a password over an unencrypted channel"
                 )
             client.set_password(password)

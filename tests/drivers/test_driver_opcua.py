@@ -373,6 +373,15 @@ async def test_password_refused_without_encryption(
     drv2 = make_driver("plc", cfg2, loaded.tags)
     with pytest.raises(DriverError, match="LOOPLINE_TEST_PW"):
         await drv2.connect()
+    # started anyway, it goes DOWN with the reason instead of retrying forever
+    await drv2.start(Collector())
+    try:
+        await wait_until(lambda: drv2.state.state is ConnState.DOWN)
+        st = drv2.status()
+        assert st["state"] == "down" and "LOOPLINE_TEST_PW" in str(st["last_error"])
+        assert st["driver"] == "plc" and st["kind"] == "opcua" and st["tags"] == 1
+    finally:
+        await drv2.stop()
 
 
 # ---------------------------------------------------------------- security
