@@ -102,7 +102,7 @@ def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
     ready = workdir / "ready.json"
     cmd = [sys.executable, "-m", "sim", "--config", str(cfg.path.resolve()),
            "--opcua-port", str(op), "--modbus-port", str(mp), "--ready-file", str(ready),
-           *(extra_args or [])]
+           "--exit-with-parent", *(extra_args or [])]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     log = (workdir / "twin.log").open("wb")

@@ -74,6 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-opcua", action="store_true", help="serve Modbus only")
     p.add_argument("--no-modbus", action="store_true", help="serve OPC UA only")
     p.add_argument("--ready-file", metavar="PATH", help=argparse.SUPPRESS)
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -113,6 +114,7 @@ def options_from_args(args: argparse.Namespace, cfg_path: str | None) -> tuple:
                                else sim.random_faults_per_day),
         security=security,
         ready_file=Path(args.ready_file) if args.ready_file else None,
+        exit_with_parent=args.exit_with_parent,
         opcua=not args.no_opcua,
         modbus=not args.no_modbus,
     )

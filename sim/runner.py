@@ -46,6 +46,7 @@ class TwinOptions:
     ready_file: Path | None = None  # written (JSON) once both endpoints listen
     opcua: bool = True
     modbus: bool = True
+    exit_with_parent: bool = False  # the launcher's child must not outlive the console
 
 
 def default_start() -> datetime:
@@ -112,7 +113,11 @@ class Twin:
         limit = int(opts.duration_s * opts.speed) if opts.duration_s is not None else None
         tick = max(0.05, min(1.0, 1.0 / opts.speed))
         t0 = time.monotonic()
+        parent = os.getppid()
         while not self._stop.is_set():
+            if opts.exit_with_parent and os.getppid() != parent:
+                _log.warning("parent process gone; stopping the twin")
+                return
             due = int((time.monotonic() - t0) * opts.speed)
             if limit is not None:
                 due = min(due, limit)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,27 @@ def test_cli_same_seed_and_speed_give_identical_truth(tmp_path: Path) -> None:
     assert any(e["event"] == "fault_started" and e["equipment"] == "A-MILL1" for e in events)
     # one wall second at 3600× is exactly one twin hour, however slow the machine is
     assert events[-1] == {"t": "2026-01-05T07:00:00Z", "event": "stop", "twin_seconds": 3600}
+
+
+def test_twin_does_not_outlive_a_crashed_console() -> None:
+    code = (
+        "import os\n"
+        "from core.config import load_config\n"
+        "from console.twin_launcher import start_twin, free_port\n"
+        "tp = start_twin(load_config('config.toml'), opcua_port=free_port(),\n"
+        "                modbus_port=free_port(), timeout_s=60)\n"
+        "print(tp.proc.pid, flush=True)\n"
+        "os._exit(0)\n"  # no atexit, no stop(): a crash
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, check=True)
+    pid = int(r.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the twin kept running after its parent died")
