@@ -28,6 +28,7 @@ transaction (call it off the loop, e.g. every few seconds).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -141,6 +142,7 @@ class ProductionTracker:
         self._measurements: list[dict[str, object]] = []
         self.resets = 0
         self.wraps = 0
+        self._lock = threading.Lock()  # process (event loop) vs flush (a worker thread)
 
     # ------------------------------------------------------------ setup
 
@@ -159,6 +161,11 @@ class ProductionTracker:
     # ------------------------------------------------------------ in memory
 
     def process(self, samples: Iterable[ContextSample]) -> None:
+        """Fold a stamped batch into intervals, counts and measurements (no I/O)."""
+        with self._lock:
+            self._process(samples)
+
+    def _process(self, samples: Iterable[ContextSample]) -> None:
         role = self.role
         s: ContextSample | None = None
         for s in samples:
@@ -296,12 +303,13 @@ class ProductionTracker:
 
     def flush(self, store: Store) -> int:
         """Write gathered intervals, counts and measurements in one transaction."""
-        for eq, e in self.eq.items():
-            self._settle(eq, e, self._latest)
-        ops, counts, meas = self._ops, self._counts, self._measurements
-        if not (ops or counts or meas):
-            return 0
-        self._ops, self._counts, self._measurements = [], {}, []
+        with self._lock:
+            for eq, e in self.eq.items():
+                self._settle(eq, e, self._latest)
+            ops, counts, meas = self._ops, self._counts, self._measurements
+            if not (ops or counts or meas):
+                return 0
+            self._ops, self._counts, self._measurements = [], {}, []
         esi = EquipmentStateInterval.__table__  # type: ignore[attr-defined]
         qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
         try:
@@ -342,11 +350,12 @@ class ProductionTracker:
                         for m in meas])
         except Exception:
             # keep them for the next flush: production facts are not dropped on a lock
-            self._ops = ops + self._ops
-            for k, v in counts.items():
-                acc = self._counts.setdefault(k, [0, 0])
-                acc[0] += v[0]
-                acc[1] += v[1]
-            self._measurements = meas + self._measurements
+            with self._lock:
+                self._ops = ops + self._ops
+                for k, v in counts.items():
+                    acc = self._counts.setdefault(k, [0, 0])
+                    acc[0] += v[0]
+                    acc[1] += v[1]
+                self._measurements = meas + self._measurements
             raise
         return len(ops) + len(counts) + len(meas)

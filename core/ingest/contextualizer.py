@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ class Contextualizer:
         self._pending: list[ContextChange] = []
         self._changes: deque[ContextChange] = deque(maxlen=keep_changes)
         self._listeners: list[Listener] = []
+        self._lock = threading.Lock()  # stamp (event loop) vs refresh (a worker thread)
         self.stamped = 0
 
     # ------------------------------------------------------------ events
@@ -160,13 +162,16 @@ class Contextualizer:
         self._changes.clear()
         return out
 
-    def _emit(self) -> None:
-        if not self._pending:
-            return
+    def _take_pending(self) -> list[ContextChange]:
         batch, self._pending = self._pending, []
         self._changes.extend(batch)
-        for cb in self._listeners:
-            cb(batch)
+        return batch
+
+    def _emit(self, batch: list[ContextChange]) -> None:
+        """Listeners run outside the lock, in the thread that made the change."""
+        if batch:
+            for cb in self._listeners:
+                cb(batch)
 
     # ------------------------------------------------------------ state
 
@@ -246,6 +251,14 @@ class Contextualizer:
 
     def stamp(self, samples: Iterable[Sample]) -> list[ContextSample]:
         """Contextualize samples in arrival order; no I/O. NaN/inf become Bad."""
+        with self._lock:
+            out = self._stamp(samples)
+            changes = self._take_pending() if self._pending else []
+        if changes:
+            self._emit(changes)
+        return out
+
+    def _stamp(self, samples: Iterable[Sample]) -> list[ContextSample]:
         out: list[ContextSample] = []
         append = out.append
         tag_eq, ctx_tags, cur = self._tag_eq, self._ctx_tags, self._current
@@ -268,14 +281,18 @@ class Contextualizer:
                 ctx = dataclasses.replace(ctx, shift_id=w.shift_id)
             append(ContextSample(tag, ts, s.value, s.quality, s.reason, ctx))
         self.stamped += len(out)
-        if self._pending:
-            self._emit()
         return out
 
     # ------------------------------------------------------------ store
 
     def apply_snapshot(self, snap: StoreSnapshot, now: datetime | None = None) -> None:
         """Take the store's view (no I/O): lots in WIP, lookups, shift calendar."""
+        with self._lock:
+            self._apply_snapshot(snap, now)
+            changes = self._take_pending()
+        self._emit(changes)
+
+    def _apply_snapshot(self, snap: StoreSnapshot, now: datetime | None) -> None:
         snap.line_of = {**self._snap.line_of, **snap.line_of}
         self._snap = snap
         if snap.calendar is not None:
@@ -294,7 +311,6 @@ class Contextualizer:
             self._set(eq, up, now, "store")
         if now is not None:
             self._shift_for(now)
-        self._emit()
 
     def refresh(self, store: Store, now: datetime | None = None) -> None:
         """Re-read the store (blocking; run it off the event loop) and apply it."""

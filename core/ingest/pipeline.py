@@ -1,0 +1,119 @@
+"""The ingest pipeline the runtime hosts: driver samples in, durable contextual history out.
+
+One object wires the parts with the config's [store] settings::
+
+    pipe = IngestPipeline(loaded, store, clock).start()
+    # on the event loop, from the driver sink (no I/O, never blocks):
+    pipe.handle(samples)
+    # every few seconds, off the loop: asyncio.to_thread(pipe.maintain)
+    report = pipe.maintain()
+    pipe.close()  # drains the writer, flushes production facts
+
+``handle`` stamps the samples (``Contextualizer``), queues them for the
+``StoreWriter`` thread and feeds the ``ProductionTracker`` (in memory). ``maintain``
+does the blocking work: production facts to the store, a context refresh from the
+store (lots moved by people or the engine), and the Parquet archive pass when due.
+Context changes (lot starts/ends, shift changes) reach ``on_context_change``
+listeners added with ``pipe.contextualizer.subscribe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.clock import Clock
+from core.config import LoadedConfig
+from core.ingest.archive import Archiver, ArchiveReport
+from core.ingest.contextualizer import Contextualizer, snapshot_from_store
+from core.ingest.writer import StoreWriter
+from core.production import ProductionTracker
+from core.samples import ContextSample, Sample
+from core.store import StoreError
+from core.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaintenanceReport:
+    production_rows: int = 0
+    archived_rows: int = 0
+    errors: list[str] | None = None
+
+
+class IngestPipeline:
+    """Contextualizer + store writer + production tracker + archive, from the config."""
+
+    def __init__(self, loaded: LoadedConfig, store: Store, clock: Clock, *,
+                 archive_every_s: float = 600.0, **writer_kw: Any) -> None:
+        if store.path is None:
+            raise StoreError("the ingest pipeline needs a SQLite store file")
+        self.loaded, self.store, self.clock = loaded, store, clock
+        self.contextualizer = Contextualizer(loaded.tags)
+        self.tracker = ProductionTracker(loaded.tags)
+        kw = {"queue_max": loaded.config.store.queue_max,
+              "flush_ms": loaded.config.store.flush_ms,
+              "batch_rows": loaded.config.store.batch_rows, **writer_kw}
+        self.writer = StoreWriter(store.path, loaded.spill_dir, **kw)
+        self.archiver = Archiver(store.path, loaded.archive_dir)
+        self.hot_window_h = loaded.config.store.hot_window_h
+        self.archive_every_s = archive_every_s
+        self._last_archive = time.monotonic()
+        self.last_archive: ArchiveReport | None = None
+
+    def start(self) -> IngestPipeline:
+        """Context and open intervals from the store, then the writer (forwarding old spill)."""
+        self.contextualizer.refresh(self.store, now=self.clock.now())
+        self.tracker.load(self.store)
+        self.writer.start()
+        return self
+
+    def handle(self, samples: Sequence[Sample]) -> list[ContextSample]:
+        """Stamp, queue for the store, track production; no I/O. Returns the stamped batch."""
+        stamped = self.contextualizer.stamp(samples)
+        self.writer.submit(stamped)
+        self.tracker.process(stamped)
+        return stamped
+
+    def maintain(self, *, archive: bool | None = None) -> MaintenanceReport:
+        """Blocking upkeep (run it in a worker thread): facts, context refresh, archive."""
+        rep = MaintenanceReport(errors=[])
+        assert rep.errors is not None
+        try:
+            rep.production_rows = self.tracker.flush(self.store)
+        except Exception as e:  # kept in memory for the next pass
+            rep.errors.append(f"production facts: {e}")
+        try:
+            self.contextualizer.apply_snapshot(snapshot_from_store(self.store), self.clock.now())
+        except Exception as e:
+            rep.errors.append(f"context refresh: {e}")
+        due = time.monotonic() - self._last_archive >= self.archive_every_s
+        if archive or (archive is None and due):
+            self._last_archive = time.monotonic()
+            try:
+                self.last_archive = self.archiver.run(self.clock.now(), self.hot_window_h)
+                rep.archived_rows = self.last_archive.rows
+            except Exception as e:
+                rep.errors.append(f"archive: {e}")
+        for err in rep.errors:
+            log.warning("ingest upkeep: %s", err)
+        return rep
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the events stream and the UI."""
+        return {**self.writer.stats.as_dict(), "balanced": self.writer.stats.balanced,
+                "stamped": self.contextualizer.stamped,
+                "production_pending": self.tracker.pending}
+
+    def close(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Drain the writer and write the last production facts; returns final stats."""
+        self.writer.close(timeout)
+        try:
+            self.tracker.flush(self.store)
+        except Exception as e:
+            log.error("final production facts not written: %s", e)
+        return self.stats()
