@@ -315,6 +315,38 @@ async def test_timeout_is_bad_then_reconnects_and_resumes(tmp_path: Path, device
         await drv.stop()
 
 
+async def test_device_restart_marks_gap_and_resumes(tmp_path: Path, device: Device) -> None:
+    await device.set_hr(5, [1])
+    tags = [
+        {"name": "a", "address": "hr:5", "data_type": "uint16"},
+        {"name": "b", "address": "hr:6", "data_type": "uint16"},
+    ]
+    drv, sink = await started(tmp_path, device.port, tags)
+    try:
+        await sink.wait_for(lambda: bool(sink.good("M1.a")) and bool(sink.good("M1.b")))
+        await device.stop()
+        await sink.wait_for(
+            lambda: all(
+                any((s.reason or "").startswith("connection lost") for s in sink.of(t))
+                for t in ("M1.a", "M1.b")
+            )
+        )
+        marker = next(s for s in sink.of("M1.a") if s.quality is Quality.BAD)
+        assert marker.value is None
+        await wait_until(lambda: drv.state.state is ConnState.RECONNECTING)
+        await device.start()
+        await device.set_hr(5, [2])
+        await sink.wait_for(lambda: any(s.value == 2 for s in sink.good("M1.a")))
+        await wait_until(lambda: drv.state.state is ConnState.CONNECTED)
+        assert drv.stats.reconnects >= 1
+        # per tag: good values, then the Bad marker(s), then good values again; no interpolation
+        qs = [s.quality for s in sink.of("M1.a")]
+        first_bad = qs.index(Quality.BAD)
+        assert all(q is Quality.GOOD for q in qs[:first_bad]) and qs[-1] is Quality.GOOD
+    finally:
+        await drv.stop()
+
+
 async def test_device_down_at_start_then_up(tmp_path: Path) -> None:
     port = free_port()
     loaded = write_config(
