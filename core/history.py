@@ -11,7 +11,7 @@ between writing its file and deleting its rows) appears once: rows are matched o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -39,14 +39,29 @@ def _hot(store: Store, tag_ids: Sequence[str], start: datetime, end: datetime) -
     return rows_frame(rows)
 
 
+def _archive_files(archive_dir: Path, start: datetime, end: datetime) -> list[str]:
+    """Parquet files in the date partitions the range touches (partition pruning)."""
+    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    out = []
+    for d in archive_dir.glob("line=*/date=*"):
+        try:
+            day = date.fromisoformat(d.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if first <= day <= last:
+            out.extend(str(p) for p in d.glob("*.parquet"))
+    return sorted(out)
+
+
 def _archived(archive_dir: Path, tag_ids: Sequence[str], start: datetime,
               end: datetime) -> pl.DataFrame | None:
-    if not archive_dir.exists() or not any(archive_dir.glob("line=*/date=*/*.parquet")):
+    files = _archive_files(archive_dir, start, end) if archive_dir.exists() else []
+    if not files:
         return None
-    lf = pl.scan_parquet(str(archive_dir / "line=*" / "date=*" / "*.parquet"),
-                         hive_partitioning=False)
-    days = pl.col("ts").is_between(start.astimezone(UTC), end.astimezone(UTC), closed="left")
-    return lf.filter(pl.col("tag_id").is_in(list(tag_ids)) & days).collect()
+    in_range = pl.col("ts").is_between(start.astimezone(UTC), end.astimezone(UTC),
+                                       closed="left")
+    return (pl.scan_parquet(files, hive_partitioning=False)
+            .filter(pl.col("tag_id").is_in(list(tag_ids)) & in_range).collect())
 
 
 def history(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],

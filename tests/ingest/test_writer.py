@@ -178,3 +178,15 @@ def test_torn_spill_tail_is_cut(db: Path, tmp_path: Path) -> None:
         assert w.drain(30)
     assert w.stats.recovered == 1 and rows(db, "SELECT count(*) FROM sample") == [(1,)]
     assert T0.year == 2026
+
+
+def test_slow_flushes_spill_and_forward_in_order(db: Path, tmp_path: Path) -> None:
+    # every flush counts as slow: later batches go to the spill buffer, then forward
+    with _writer(db, tmp_path, slow_flush_ms=0.0, retry_ms=20) as w:
+        for k in range(6):
+            w.submit(seq(500, 500 * k))
+        assert w.drain(60)
+    st = w.stats
+    assert st.slow_flushes > 0 and st.spilled_total > 0 and st.forwarded == st.spilled_total
+    values = [r[0] for r in rows(db, "SELECT value FROM sample ORDER BY id")]
+    assert values == [float(i) for i in range(3000)] and st.balanced
