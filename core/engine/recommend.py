@@ -26,7 +26,15 @@ from core.config.schema import Auth as AuthSettings
 from core.engine.analyze import Analysis, analyze
 from core.engine.detection import DetectionLike, evidence_of
 from core.engine.events import DetectionEvent, EventBus, RecommendationEvent
-from core.engine.rules import Proposal, Replanner, RuleContext, propose
+from core.engine.rules import (
+    TTL_S,
+    Proposal,
+    Replanner,
+    RuleContext,
+    decision_class_for,
+    propose,
+)
+from core.engine.txn import write_txn
 from core.store.db import Store, guard
 from core.store.models import Recommendation
 
@@ -38,14 +46,18 @@ ACTOR = "system:engine"
 
 
 def record_of(row: Any) -> dict[str, Any]:
-    """The fields a signature covers: what the person was shown (not the mutable status)."""
+    """The fields a signature covers: what the person was shown.
+
+    Lifecycle fields (status, updated_at, superseded_by) are left out, so the hash of an
+    approved row still equals the hash in its Decision unless its content was changed.
+    """
     return {
         "id": row.id, "decision_class": row.decision_class, "target": row.target,
         "action": row.action, "params": row.params, "rationale": row.rationale,
         "evidence": row.evidence, "confidence": row.confidence,
         "expected_impact": row.expected_impact, "required_role": row.required_role,
         "problem_key": row.problem_key, "created_at": _iso(row.created_at),
-        "expires_at": _iso(row.expires_at), "updated_at": _iso(row.updated_at),
+        "expires_at": _iso(row.expires_at),
     }
 
 
@@ -99,11 +111,28 @@ class Recommender:
             return Submitted("ignored", message="detection cleared: nothing to recommend")
         self.expire_stale()
         an = analyze(self.store, det)
-        prop = propose(RuleContext(self.store, now, self.replanner), det, an)
+        prop = self._reuse_open_replan(det) if decision_class_for(det) == "replan" else None
+        prop = prop or propose(RuleContext(self.store, now, self.replanner), det, an)
         if prop is None:
             return Submitted("ignored", message=f"no action answers a {det.kind} detection "
                                                 f"from {det.detector_id}")
         return self._upsert(det, an, prop, now)
+
+    def _reuse_open_replan(self, det: DetectionLike) -> Proposal | None:
+        """A re-plan already proposed for this problem is reused: solving again on every
+        repeat of the same 'down' detection would pile up plans nobody asked for."""
+        with guard(self.store), self.store.begin() as conn:
+            row = conn.execute(select(REC).where(
+                REC.c.problem_key == det.problem_key, REC.c.status.in_(OPEN),
+                REC.c.decision_class == "replan")).first()
+        if row is None:
+            return None
+        ev = json.loads(row.evidence or "{}")
+        imp = ev.get("impact", {})
+        return Proposal("replan", row.target, json.loads(row.params or "{}"),
+                        row.expected_impact, float(imp.get("score", 0.0)),
+                        float(row.confidence or 0.0), str(ev.get("note", "")),
+                        TTL_S["replan"])
 
     def _evidence(self, det: DetectionLike, an: Analysis, prop: Proposal,
                   history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -118,7 +147,7 @@ class Recommender:
             "signals": ev.get("signals", []), "contributions": ev.get("contributions", []),
             "context": an.context, "quality": an.quality,
             "impact": {"score": prop.impact_score, "text": prop.expected_impact},
-            "history": hist, "count": len(hist), **prop.extra_evidence,
+            "note": prop.note, "history": hist, "count": len(hist), **prop.extra_evidence,
         }
 
     def _rationale(self, an: Analysis, prop: Proposal) -> str:
@@ -130,7 +159,7 @@ class Recommender:
     def _upsert(self, det: DetectionLike, an: Analysis, prop: Proposal,
                 now: datetime) -> Submitted:
         status = "proposed" if an.quality == "good" else "withheld"
-        with guard(self.store), self.store.begin() as conn:
+        with write_txn(self.store) as conn:
             rows = conn.execute(select(REC).where(
                 REC.c.problem_key == det.problem_key,
                 REC.c.status.in_(OPEN + IN_FLIGHT))).all()
@@ -264,7 +293,7 @@ def _keep_impact(prop: Proposal, old_ev: dict[str, Any]) -> Proposal:
     return Proposal(prop.decision_class, prop.target, prop.params,
                     str(imp.get("text", prop.expected_impact)),
                     float(imp.get("score", prop.impact_score)), prop.confidence,
-                    prop.note, prop.ttl_s)
+                    str(old_ev.get("note", "")), prop.ttl_s)
 
 
 def _iso(v: Any) -> str | None:

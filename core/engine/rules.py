@@ -31,6 +31,7 @@ from core.store.models import (
     RecipeSetpoint,
     Stock,
     StockLocation,
+    WorkOrder,
 )
 
 DOWNTIME_H = 100.0  # unit equivalents per hour of unplanned downtime
@@ -187,9 +188,14 @@ def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Propos
         return None
     ev = evidence_of(det)
     predicted = _when(ev.get("predicted_failure_at"))
+    fault = str(ev.get("fault_mode") or (det.tag_id or "").rsplit(".", 1)[-1] or det.kind)
     with guard(rc.store), rc.store.session() as s:
         win = next_window(s, line_id, eq_id, rc.now)
-    fault = str(ev.get("fault_mode") or (det.tag_id or "").rsplit(".", 1)[-1] or det.kind)
+        open_wo = s.exec(select(WorkOrder).where(
+            WorkOrder.equipment_id == eq_id, WorkOrder.fault_mode == fault,
+            col(WorkOrder.status).in_(("open", "scheduled", "in_progress")))).first()
+    if open_wo is not None:  # already planned: a second WO for the same fault helps nobody
+        return None
     downtime_h = float(ev.get("expected_downtime_h", 4.0))
     conf = confidence_of(det)
     params: dict[str, Any] = {

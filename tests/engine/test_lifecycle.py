@@ -338,3 +338,71 @@ def test_hold_recommendation_and_release_outcome(store, loaded_config, frozen_cl
     assert m.label == "effective" and m.effect["disposition"] == "scrap"
     tr = eng.track_record(PLANT_START)
     assert tr["lot_hold"]["precision"] == 1.0 and tr["lot_hold"]["realised_impact"] == 3.0
+
+
+def test_repeat_after_execution_does_not_duplicate_the_work_order(store, loaded_config,
+                                                                   frozen_clock):
+    eng = make_engine(store, loaded_config, frozen_clock)
+    rid = eng.on_detection(bearing(PLANT_START)).recommendation_id
+    eng.approve(rid, user_id="maya", pin=PINS["maya"])
+    during = eng.on_detection(bearing(PLANT_START + timedelta(minutes=1)))
+    assert (during.outcome, during.recommendation_id) == ("in_flight", rid)
+    eng.run_outbox()
+    after = eng.on_detection(bearing(PLANT_START + timedelta(minutes=2)))
+    assert after.outcome == "ignored"  # the scheduled WO already answers this fault
+    with store.session() as s:
+        assert len(s.exec(select(WorkOrder)).all()) == 1
+        assert len(s.exec(select(Recommendation)).all()) == 1
+        d = s.exec(select(Decision)).one()
+        # the signature still matches the executed row: it can be re-verified at any time
+        assert d.record_hash == record_hash_of(s.get(Recommendation, rid))
+
+
+def test_repeated_down_detection_reuses_the_proposed_plan(store, loaded_config, frozen_clock):
+    from engine.helpers import detection
+    calls: list[str] = []
+
+    def small_replanner(equipment_id, start, duration, now):
+        calls.append(equipment_id)
+        return "PLAN-X", {"moved_orders": [{"order_id": "PO-0002"}], "strategy": "repair",
+                          "weighted_tardiness_before": 120, "weighted_tardiness_after": 60}
+
+    eng = make_engine(store, loaded_config, frozen_clock, replanner=small_replanner)
+
+    def down(minute: int):
+        return detection(kind="state", detector_id="unplanned_down", problem_key="A-MILL1:down",
+                         equipment_id="A-MILL1", line_id="A", tag_id="A-MILL1.state",
+                         priority="high", onset=PLANT_START + timedelta(minutes=minute),
+                         value=None, summary="A-MILL1 down", ctx=None,
+                         evidence={"state": "down_unplanned"})
+
+    first = eng.on_detection(down(0))
+    second = eng.on_detection(down(1))
+    assert (first.outcome, second.outcome) == ("created", "merged")
+    assert calls == ["A-MILL1"]
+    r = rec(store, first.recommendation_id)
+    assert json.loads(r.params)["plan_id"] == "PLAN-X" and "1 order(s) move" in r.rationale
+
+
+def test_concurrent_submissions_make_one_recommendation(store, loaded_config, frozen_clock):
+    import threading
+    engines = [make_engine(store, loaded_config, frozen_clock) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def go(e):
+        try:
+            barrier.wait()
+            e.on_detection(bearing(PLANT_START))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with store.session() as s:
+        rows = s.exec(select(Recommendation)).all()
+    assert len(rows) == 1 and json.loads(rows[0].evidence)["count"] == 4
