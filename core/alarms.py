@@ -15,6 +15,9 @@ problem that comes back before it was acknowledged re-activates the same alarm.
 - Flood per operator position (a line by default): more than ``flood_count``
   annunciated alarms in ``flood_window_s`` starts a flood, fewer than
   ``flood_clear`` ends it; time in flood is accumulated for the rate benchmark.
+- Stale and Bad tags of one machine share one alarm ("data_quality:<equipment>"),
+  and SPC run rules other than ``spc_alarm_rules`` are not operator alarms (they
+  reach the quality engineer through the recommender), both per ``AlarmPolicy``.
 - Chattering: the same alarm raised ``chatter_count`` times within
   ``chatter_window_s`` is flagged, and optionally shelved for ``chatter_shelve_s``
   by the system, audited.
@@ -58,6 +61,11 @@ class AlarmPolicy:
     auto_shelve_chattering: bool = False
     chatter_shelve_s: float = 900.0
     max_shelve_s: float = 8 * 3600.0  # a shelved alarm is never forgotten for longer
+    # one alarm per equipment for its stale/Bad tags: a comms drop is one thing to do
+    group_data_quality: bool = True
+    # SPC run rules other than these go to the quality engineer as recommendations,
+    # not to the operator's alarm list (rule 1, a point beyond 3σ, needs a look now)
+    spc_alarm_rules: tuple[int, ...] = (1,)
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class AlarmManager:
         self.flood_seconds: dict[str, float] = {}
         self.floods: dict[str, int] = {}
         self.annunciated_count: dict[str, int] = {}
+        self._groups: dict[str, set[str]] = {}  # group key -> member problem keys
 
     @classmethod
     def from_config(cls, store: Any, cfg: Any, clock: Clock, **kw: Any) -> AlarmManager:
@@ -210,6 +219,16 @@ class AlarmManager:
     # ---------------------------------------------------------------- detections
 
     def on_detection(self, d: Detection) -> list[AlarmChange]:
+        """Raise, re-raise or clear the alarm of a detection's problem."""
+        if d.kind == "spc" and d.evidence.get("rule") is not None \
+                and d.evidence["rule"] not in self.policy.spc_alarm_rules:
+            return []
+        if self.policy.group_data_quality and d.kind in ("stale", "bad_data") \
+                and d.equipment_id:
+            grouped = self._group(d)
+            if grouped is None:
+                return []
+            d = grouped
         ts = ensure_utc(d.ts or self.clock.now())
         out: list[AlarmChange] = []
         down_changed = self._track_down(d)
@@ -228,6 +247,27 @@ class AlarmManager:
         for d in ds:
             out.extend(self.on_detection(d))
         return out
+
+    def _group(self, d: Detection) -> Detection | None:
+        """The equipment's data-quality alarm: raised by the first tag, cleared by the last."""
+        key = f"data_quality:{d.equipment_id}"
+        members = self._groups.setdefault(key, set())
+        was = bool(members)
+        if d.cleared:
+            members.discard(d.problem_key)
+            if not was or members:
+                return None
+            summary = f"{d.equipment_id}: all tags Good and updating again"
+        else:
+            members.add(d.problem_key)
+            if was:
+                return None
+            summary = f"{d.equipment_id}: data quality: {d.summary}"
+        return Detection(kind=d.kind, detector_id=d.detector_id, problem_key=key,
+                         priority=d.priority, onset=d.onset, ts=d.ts, summary=summary,
+                         equipment_id=d.equipment_id, line_id=d.line_id,
+                         context=d.context, evidence={"first": d.problem_key},
+                         cleared=d.cleared, quality=d.quality)
 
     def _track_down(self, d: Detection) -> bool:
         if d.kind != "state" or not d.problem_key.endswith(":down_unplanned") \

@@ -285,3 +285,31 @@ def test_changes_become_engine_alarm_events(mgr) -> None:  # type: ignore[no-unt
     ev = ch.as_event()
     assert ev.kind == "alarm" and ev.alarm_id == ch.alarm_id and ev.state == "raised"
     assert ev.detail["problem_key"] == KEY and ev.detail["position"] == "A"
+
+
+def test_stale_and_bad_tags_of_one_machine_share_one_alarm(mgr) -> None:  # type: ignore[no-untyped-def]
+    got = []
+    for i, tag in enumerate(("C-EXTR1.bearing_temp", "C-EXTR1.pressure", "C-EXTR1.zone_temp")):
+        got += mgr.on_detection(det(f"bad_data:{tag}", i, eq="C-EXTR1", kind="bad_data",
+                                    priority="low"))
+    assert events(got) == ["raised"]
+    assert got[0].problem_key == "data_quality:C-EXTR1" and "C-EXTR1.bearing_temp" in \
+        got[0].message
+    assert mgr.on_detection(det("bad_data:C-EXTR1.pressure", 10, eq="C-EXTR1",
+                                kind="bad_data", cleared=True)) == []
+    assert mgr.on_detection(det("stale:C-EXTR1.flow", 11, eq="C-EXTR1", kind="stale")) == []
+    for key in ("bad_data:C-EXTR1.bearing_temp", "bad_data:C-EXTR1.zone_temp"):
+        assert mgr.on_detection(det(key, 20, eq="C-EXTR1", kind="bad_data",
+                                    cleared=True)) == []
+    ch = mgr.on_detection(det("stale:C-EXTR1.flow", 30, eq="C-EXTR1", kind="stale",
+                              cleared=True))
+    assert events(ch) == ["cleared"] and ch[0].problem_key == "data_quality:C-EXTR1"
+
+
+def test_only_spc_rule_one_reaches_the_operator_by_default(mgr) -> None:  # type: ignore[no-untyped-def]
+    for rule in (2, 3, 7):
+        assert mgr.on_detection(det(f"spc:diameter:A-GRIND1:rule{rule}", 0, eq="A-GRIND1",
+                                    kind="spc", evidence={"rule": rule})) == []
+    ch = mgr.on_detection(det("spc:diameter:A-GRIND1:rule1", 0, eq="A-GRIND1", kind="spc",
+                              evidence={"rule": 1}))
+    assert events(ch) == ["raised"]

@@ -135,3 +135,12 @@ def test_detector_charts_tags_and_store_measurements_separately() -> None:
     det.set_limits("SH20.diameter", ControlLimits(20.0, 0.01), equipment_id="A-GRIND1")
     got = det.feed_measurement("SH20.diameter", 20.05, at(40), "A-GRIND1", "A")
     assert [d.problem_key for d in got] == ["spc:SH20.diameter:A-GRIND1:rule1"]
+
+
+def test_a_polled_quality_tag_repeating_its_value_is_one_measurement() -> None:
+    det = SpcDetector("quality_spc", baseline_n=4)
+    det.add_tag("C-EXTR1.quality_value", "C-EXTR1", "C", "mm")
+    for i, v in enumerate([1.0, 1.0, 1.0, 2.0, 2.0, 1.5, 1.5, 1.2]):
+        det.feed(sample("C-EXTR1.quality_value", i, v))
+    ch = det.charts["C-EXTR1.quality_value"]
+    assert ch.limits is not None and ch.limits.centre == pytest.approx(1.425)
