@@ -246,8 +246,11 @@ def replan(
     candidates: list[tuple[Plan, str]] = []
     if repaired is not None:
         candidates.append((repaired, "right-shift repair"))
-    # 1. Pin what the event did not touch; place only the affected operations.
+    # 1. Pin what the event did not touch; place only the affected operations (first
+    # by the heuristic, then by CP-SAT).
     pinned_hint = _pinned_hint(new, fixed, heur)
+    if pinned_hint is not heur:
+        candidates.append((pinned_hint, "affected operations only (dispatched)"))
     limit1 = budget(0.4)
     first = solve(new, _with(base, limit1), hint=pinned_hint, fixed=fixed)
     # Building the model and reading the answer cost time outside CP-SAT's own limit;
@@ -314,9 +317,25 @@ def _pinned_hint(problem: Problem, fixed: dict[str, Assignment], heur: Plan) -> 
     p = copy.copy(problem)
     p.frozen = {**problem.frozen, **{o: a for o, a in fixed.items()}}
     try:
-        return dispatch(p)
+        return _resetup(problem, dispatch(p))
     except ValueError:
         return heur
+
+
+def _resetup(problem: Problem, plan: Plan) -> Plan:
+    """Changeovers recomputed from each machine's sequence: an operation taken out from
+    between two kept ones changes what the second needs (the gap may still hold it)."""
+    out = dict(plan.assignments)
+    for m, seq in plan.by_machine().items():
+        machine = problem.machines[m]
+        fam = machine.initial_family
+        for a in seq:
+            if a.op_id not in problem.frozen:
+                need = machine.setup(fam, problem.ops[a.op_id].family)
+                out[a.op_id] = Assignment(a.op_id, a.machine, a.start, a.end, need)
+            fam = problem.ops[a.op_id].family
+    return Plan(out, plan.solver, plan.status, plan.objective, plan.bound, plan.solve_seconds,
+                plan.search_seconds, list(plan.unscheduled))
 
 
 def _proposal(old: Problem, new: Problem, previous: Plan, plan: Plan, events: list[Event],

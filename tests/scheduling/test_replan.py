@@ -43,7 +43,7 @@ def test_breakdown_keeps_unaffected_operations_in_place(base: tuple[Problem, Pla
     assert running is not None
     ev = EquipmentDown(m, t, 90)
     # A high stability weight: nothing the event did not touch may move.
-    prop = replan(p, plan, [ev], now=t, time_limit=2.0, stability_weight=10_000, workers=2)
+    prop = replan(p, plan, [ev], now=t, time_limit=3.0, stability_weight=10_000, workers=2)
     new = prop.problem
     assert violations(new, prop.plan) == []
     # The running operation is paused through the downtime, not moved.
