@@ -6,4 +6,6 @@
   (on-disk spill), poison-row quarantine and exact counters.
 - ``rollups`` keeps 1-minute per-tag aggregates; ``archive`` moves rows older than
   the hot window to Parquet (``core.history`` reads both as one frame).
+- ``pipeline.IngestPipeline`` wires them (plus ``core.production``) from the config
+  for the runtime: ``handle`` on the event loop, ``maintain`` in a worker thread.
 """

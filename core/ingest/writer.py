@@ -243,9 +243,14 @@ class StoreWriter:
                 if batch is None:
                     break
                 last_flush = time.monotonic()
-                if batch:
-                    self._handle(batch)
-                self._forward_some()
+                try:
+                    if batch:
+                        self._handle(batch)
+                    self._forward_some()
+                except Exception as e:  # keep the thread alive; the stats show the error
+                    log.exception("store writer step failed")
+                    self.stats.error = f"{type(e).__name__}: {e}"
+                    time.sleep(self.retry_s)
                 if self.rollups is not None and \
                         time.monotonic() - last_rollup >= self.rollup_every_s:
                     self._flush_rollups()
@@ -321,22 +326,25 @@ class StoreWriter:
             self._to_spill(rows[done:])
 
     def _to_spill(self, rows: list[Row]) -> None:
-        try:
-            self.spill.append(rows)
-        except OSError as e:
-            # the disk refuses too: keep the rows in memory at the head of the queue
-            log.error("spill buffer write failed (%s); retrying from memory", e)
-            self.stats.error = f"spill: {e}"
-            time.sleep(self.retry_s)
-            retry = self._insert_bisect(rows, None)
-            if retry < len(rows):
-                self._to_spill(rows[retry:])
+        while rows:
+            try:
+                self.spill.append(rows)
+            except OSError as e:
+                # the disk refuses too: hold the rows and retry; straight to the database
+                # only when nothing is spilled ahead of them (order first)
+                log.error("spill buffer write failed (%s); retrying", e)
+                self.stats.error = f"spill: {e}"
+                time.sleep(self.retry_s)
+                if not self.spill.rows:
+                    self._retry_at = 0.0
+                    rows = rows[self._insert_bisect(rows, None):]
+                continue
+            with self._cond:
+                self.stats.in_flight -= len(rows)
+                self.stats.spilled += len(rows)
+                self.stats.spilled_total += len(rows)
+            self.stats.state = "spilling"
             return
-        with self._cond:
-            self.stats.in_flight -= len(rows)
-            self.stats.spilled += len(rows)
-            self.stats.spilled_total += len(rows)
-        self.stats.state = "spilling"
 
     def _forward_some(self) -> None:
         """Forward spilled batches while the database takes them and the queue allows."""
