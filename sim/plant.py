@@ -522,6 +522,7 @@ class Plant:
         self._lot_seq = 0
         self._next_order = 0
         self._window_cache: dict[str, bool] = {}
+        self._seen_commands: set[str] = set()
         self._build(lines)
         self.truth_event("start", seed=seed, scale=scale, speed=speed,
                          epoch=self.iso(0), bad_batches=sorted(self.bad_batches),
@@ -779,6 +780,17 @@ class Plant:
     def _command(self, m: Machine, cmd: dict[str, Any]) -> str | None:
         t = self.t
         kind = cmd.get("cmd")
+        key = cmd.get("id") or (cmd.get("wo") if kind == "complete_wo" else None)
+        if key is not None and str(key) in self._seen_commands:
+            # a retried write (the console timed out waiting for the ack) must not act twice
+            self.truth_event("command_duplicate", equipment=m.id, command=cmd)
+            return None
+        err = self._execute(m, cmd, kind, t)
+        if err is None and key is not None:
+            self._seen_commands.add(str(key))
+        return err
+
+    def _execute(self, m: Machine, cmd: dict[str, Any], kind: Any, t: int) -> str | None:
         if kind == "complete_wo":
             fault = cmd.get("fault")
             if fault not in FAULT_KINDS:

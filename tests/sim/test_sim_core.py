@@ -68,6 +68,12 @@ def test_completed_work_order_prevents_the_failure(cfg, master) -> None:
     assert "bearing" in p.machines["A-LATHE1"].degradations
     assert p.command("A-LATHE1", {"cmd": "complete_wo", "fault": "bearing",
                                   "wo": "WO-1"}) is None
+    p.run(30 * 60)
+    # a retried write of the same work order is acknowledged but does not act again
+    assert p.command("A-LATHE1", {"cmd": "complete_wo", "fault": "bearing",
+                                  "wo": "WO-1"}) is None
+    assert p.machines["A-LATHE1"].planned_until < p.t
+    assert p.truth.events[-1]["event"] == "command_duplicate"
     p.run(20 * 3600)
     assert not [e for e in p.truth.events if e["event"] == "failure"]
     wo = next(e for e in p.truth.events if e["event"] == "wo_completed")
