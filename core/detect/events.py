@@ -88,3 +88,22 @@ class Detection:
             "evidence": dict(self.evidence), "cleared": self.cleared,
             "quality": self.quality.name.lower(),
         }
+
+    def as_event(self) -> Any:
+        """The engine's DetectionEvent, for the shared event bus and the headless stream."""
+        from core.engine.events import DetectionEvent  # the engine owns the bus
+
+        ctx = self.context
+        return DetectionEvent(
+            ts=self.ts or self.onset, summary=self.summary, equipment_id=self.equipment_id,
+            line_id=self.line_id, lot_id=ctx.get("lot_id"), order_id=ctx.get("order_id"),
+            detail=self.as_dict(), problem_key=self.problem_key,
+            detector_id=self.detector_id, priority=self.priority)
+
+
+def plain_contributions(contributions: dict[str, float], top: int = 3) -> str:
+    """Model contributions in words: "bearing temp slope raises it most (+0.30), ..."."""
+    items = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:top]
+    words = [f"{name.replace('_', ' ')} {'raises' if c > 0 else 'lowers'} it ({c:+.2f})"
+             for name, c in items if c]
+    return "; ".join(words)

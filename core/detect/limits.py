@@ -12,8 +12,9 @@ The hot path is one dict lookup and two comparisons for a value inside its band.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from core.config.schema import Limits
@@ -59,11 +60,17 @@ class _LevelState:
         self.last_ctx: ContextSample | None = None
 
 
+TREND_STEP = timedelta(minutes=10)  # one trend anchor per step, up to TREND_ANCHORS kept
+TREND_ANCHORS = 7  # so the trend in a summary spans up to the last hour
+
+
 class _TagState:
-    __slots__ = ("busy", "hi_min", "info", "levels", "lo_max")
+    __slots__ = ("anchors", "busy", "hi_min", "info", "levels", "lo_max", "next_anchor")
 
     def __init__(self, info: TagInfo, specs: tuple[LimitSpec, ...]) -> None:
         self.info = info
+        self.anchors: deque[tuple[datetime, float]] = deque(maxlen=TREND_ANCHORS)
+        self.next_anchor: datetime | None = None
         self.levels = [_LevelState(s) for s in specs]
         self.hi_min = min((s.value for s in specs if s.high), default=_INF)
         self.lo_max = max((s.value for s in specs if not s.high), default=-_INF)
@@ -110,6 +117,9 @@ class LimitDetector:
         tv = type(v)
         if tv is not float and tv is not int:
             return None
+        if st.next_anchor is None or cs.source_ts >= st.next_anchor:
+            st.anchors.append((cs.source_ts, float(v)))  # type: ignore[arg-type]
+            st.next_anchor = cs.source_ts + TREND_STEP
         if not st.busy and st.lo_max <= v <= st.hi_min:  # type: ignore[operator]
             return None
         return self._evaluate(st, float(v), cs)  # type: ignore[arg-type]
@@ -184,6 +194,12 @@ class LimitDetector:
             held = (ts - onset).total_seconds()
             summary = (f"{info.label} {fmt(v, info.unit)} {word} {spec.level.upper()} limit "
                        f"{fmt(spec.value, info.unit)}" + (f" for {held:.0f} s" if held else ""))
+        trend = _trend(st, ts, v)
+        if trend is not None and not cleared:
+            per_h, span_min = trend
+            if abs(per_h) > 1e-9:
+                summary += (f"; {'rising' if per_h > 0 else 'falling'} "
+                            f"{fmt(abs(per_h), info.unit)}/h over {span_min:.0f} min")
         prio = escalate(self.priority) if spec.level in ("hihi", "lolo") else self.priority
         cs = lv.last_ctx
         return Detection(
@@ -195,6 +211,19 @@ class LimitDetector:
             context=context_ids(cs.ctx) if cs is not None else {},
             evidence={"level": spec.level, "limit": spec.value, "unit": info.unit,
                       "hysteresis": self.hysteresis, "on_delay_s": self.on_delay_s,
-                      "duration_s": (ts - onset).total_seconds()},
+                      "duration_s": (ts - onset).total_seconds(),
+                      "trend_per_h": trend[0] if trend else None,
+                      "trend_span_min": trend[1] if trend else None},
             cleared=cleared,
         )
+
+
+def _trend(st: _TagState, ts: datetime, v: float) -> tuple[float, float] | None:
+    """Rate per hour from the oldest anchor (up to an hour back) to now, and its span."""
+    if not st.anchors:
+        return None
+    t0, v0 = st.anchors[0]
+    span = (ts - t0).total_seconds()
+    if span < 300:  # under five minutes says nothing about a trend
+        return None
+    return (v - v0) / span * 3600, span / 60

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.clock import ensure_utc
-from core.detect.events import Detection, Priority
+from core.detect.events import Detection, Priority, plain_contributions
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,8 @@ class MlScoreDetector:
 
     def __init__(self, detector_id: str, model: str, threshold: float, priority: Priority =
                  "medium", *, hysteresis: float = 0.05, on_delay_s: float = 0.0,
-                 source: ScoreSource | None = None) -> None:
+                 source: ScoreSource | None = None,
+                 line_of: Mapping[str, str] | None = None) -> None:
         self.detector_id = detector_id
         self.model = model
         self.threshold = threshold
@@ -41,6 +42,7 @@ class MlScoreDetector:
         self.on_delay_s = on_delay_s
         self.priority: Priority = priority
         self.source = source
+        self.line_of = dict(line_of or {})
         self._active: dict[str, datetime] = {}
         self._pending: dict[str, datetime] = {}
 
@@ -76,15 +78,17 @@ class MlScoreDetector:
              ) -> Detection:
         name = self.model.replace("_", " ")
         top = sorted(s.contributions.items(), key=lambda kv: -abs(kv[1]))[:5]
+        why = s.explanation or plain_contributions(dict(s.contributions))
         if cleared:
             summary = f"{eq}: {name} down to {s.value:.2f} (threshold {self.threshold:.2f})"
         else:
             summary = f"{eq}: {name} {s.value:.2f} above {self.threshold:.2f}" + (
-                f"; {s.explanation}" if s.explanation else "")
+                f"; {why}" if why else "")
         return Detection(
             kind="ml_score", detector_id=self.detector_id,
             problem_key=f"ml_score:{eq}:{self.model}", priority=self.priority, onset=onset,
-            ts=ts, summary=summary, equipment_id=eq, line_id=s.line_id, value=s.value,
+            ts=ts, summary=summary, equipment_id=eq,
+            line_id=s.line_id or self.line_of.get(eq), value=s.value,
             limit=self.threshold,
             evidence={"model": self.model, "model_version": s.model_version,
                       "hysteresis": self.hysteresis, "contributions": dict(top),

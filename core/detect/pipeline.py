@@ -113,7 +113,9 @@ class DetectorSet:
                 ml = MlScoreDetector(d.id, model, d.threshold if d.threshold is not None
                                      else 0.5, d.priority,
                                      hysteresis=d.hysteresis or 0.05, on_delay_s=d.on_delay_s,
-                                     source=score_sources.get(model))
+                                     source=score_sources.get(model), line_of={
+                                         t.equipment_id: t.line_id for t in tags
+                                         if t.equipment_id and t.line_id})
                 self.detectors.append(ml)
                 self.ml.append(ml)
             elif d.kind == "material":

@@ -313,3 +313,23 @@ def test_only_spc_rule_one_reaches_the_operator_by_default(mgr) -> None:  # type
     ch = mgr.on_detection(det("spc:diameter:A-GRIND1:rule1", 0, eq="A-GRIND1", kind="spc",
                               evidence={"rule": 1}))
     assert events(ch) == ["raised"]
+
+
+def test_one_shot_shelving_is_capped_by_the_maximum_time(store, loaded_config,  # type: ignore[no-untyped-def]
+                                                         frozen_clock) -> None:
+    mgr = AlarmManager.from_config(store, loaded_config, frozen_clock,
+                                   policy=AlarmPolicy(max_shelve_s=3600))
+    aid = mgr.on_detection(det(KEY, 0))[0].alarm_id
+    mgr.shelve(aid, "sam", "until it clears")
+    frozen_clock.advance(3601)
+    ch = mgr.tick()
+    assert events(ch) == ["unshelved"]
+    assert ch[0].detail["reason"] == "one-shot shelving reached its time limit"
+    assert mgr.get(aid).state == "active" and [r.id for r in mgr.open_alarms()] == [aid]
+
+
+def test_ack_position_acknowledges_only_that_positions_visible_alarms(mgr) -> None:  # type: ignore[no-untyped-def]
+    a = mgr.on_detection(det(KEY, 0))[0].alarm_id
+    b = mgr.on_detection(det("limit:B-MOLD1.pressure:hi", 0, eq="B-MOLD1"))[0].alarm_id
+    assert events(mgr.ack_position("A", "olga")) == ["acked"]
+    assert mgr.get(a).acked and not mgr.get(b).acked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from detect_helpers import at, sample
 
 from core.config.schema import Limits
@@ -125,3 +126,11 @@ def test_non_numeric_values_are_ignored() -> None:
     d = detector(on_delay=0.0)
     assert d.feed(sample(TAG, 0, "hot")) is None
     assert d.feed(sample(TAG, 0, True)) is None
+
+
+def test_the_summary_says_how_fast_the_value_is_moving() -> None:
+    d = detector(on_delay=0.0)
+    got = run(d, [(t, 60.0 + 20.0 * t / 3600) for t in range(0, 3721, 60)])
+    assert len(got) == 1
+    assert "rising 20 °C/h over 61 min" in got[0].summary
+    assert got[0].evidence["trend_per_h"] == pytest.approx(20.0)

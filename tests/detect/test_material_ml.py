@@ -104,3 +104,13 @@ def test_ml_score_polls_a_callable_source() -> None:
     assert [g.equipment_id for g in got] == ["A-LATHE1"]
     scores["A-LATHE1"] = Score(0.2)
     assert [g.cleared for g in det.poll(at(30))] == [True]
+
+
+def test_contributions_become_plain_words_without_an_explanation() -> None:
+    det = MlScoreDetector("failure_risk", "failure_risk", 0.6, line_of={"A-LATHE1": "A"})
+    got = det.feed_score("A-LATHE1", Score(0.7, contributions={
+        "bearing_temp_slope": 0.31, "vibration_rms_mean": 0.12, "speed_sp": -0.05,
+        "noise": 0.001}), at(0))
+    s = got[0].summary
+    assert "bearing temp slope raises it (+0.31)" in s and "speed sp lowers it (-0.05)" in s
+    assert "noise" not in s and got[0].line_id == "A"

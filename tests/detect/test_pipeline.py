@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from detect_helpers import at, sample
 
 from core.config.schema import Detector
-from core.detect import DetectorSet
+from core.detect import Detection, DetectorSet
 from core.detect.ml_score import Score
 from core.detect.tags import TagInfo
 from core.samples import Quality
@@ -75,3 +76,14 @@ def test_ml_scores_are_polled_from_the_configured_sources(loaded_config, frozen_
     got = ds.poll_scores(at(0))
     assert [(d.detector_id, d.equipment_id, d.priority) for d in got] == [
         ("failure_risk", "A-LATHE1", "high")]
+
+
+def test_detections_become_engine_events() -> None:
+    pytest.importorskip("core.engine.events")
+    d = Detection(kind="limit", detector_id="bearing_temp_high",
+                  problem_key="limit:A-LATHE1.bearing_temp:hi", priority="high", onset=at(0),
+                  summary="hot", equipment_id="A-LATHE1", line_id="A",
+                  context={"lot_id": "L-00101", "order_id": "PO-0001"})
+    ev = d.as_event()
+    assert ev.kind == "detection" and ev.problem_key == d.problem_key
+    assert ev.lot_id == "L-00101" and ev.detail["onset"] == at(0).isoformat()
