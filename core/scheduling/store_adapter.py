@@ -257,7 +257,14 @@ def activate_plan(store: Store, plan_id: str) -> None:
         if row.status not in ("proposed", "active"):
             raise ValueError(f"plan {plan_id} is {row.status}; only a proposed plan can be "
                              "made active")
-        for other in s.exec(select(PlanRow).where(PlanRow.status == "active")):
+        active = s.exec(select(PlanRow).where(PlanRow.status == "active")).all()
+        based_on = json.loads(row.metrics or "{}").get("previous_plan")
+        if row.status == "proposed" and based_on and active and all(
+                a.id != based_on for a in active):
+            # Approving it would silently undo whatever the newer active plan changed.
+            raise ValueError(f"plan {plan_id} was proposed against plan {based_on}, but "
+                             f"{active[0].id} is active now: re-plan again")
+        for other in active:
             if other.id != plan_id:
                 other.status = "superseded"
                 s.add(other)

@@ -181,3 +181,15 @@ def test_stock_shortage_delays_the_steps_it_does_not_cover(
     for j in pp.problem.jobs:
         if j.id in short:
             assert pp.problem.earliest(j.operations[0].id) >= 480
+
+
+def test_a_stale_proposal_cannot_be_approved(store: Store, frozen_clock: FrozenClock) -> None:
+    now = frozen_clock.now()
+    service.current_plan(store, now, time_limit=LIMIT)
+    down = service.Down("A-MILL1", now + timedelta(hours=3), timedelta(hours=1))
+    p1, _ = service.propose_replan(store, [down], now, time_limit=0.5)
+    p2, _ = service.propose_replan(store, [down], now, time_limit=0.5)
+    service.approve(store, p2)
+    with pytest.raises(ValueError, match="re-plan again"):
+        service.approve(store, p1)
+    assert active_plan_row(store).id == p2
