@@ -192,9 +192,7 @@ class _Session:
         client.connection_lost_callback = on_lost
         try:
             await asyncio.wait_for(client.connect(auto_reconnect=False), d.cfg.timeout_s * 2 + 1.0)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
+        except Exception as e:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 1.0)
             msg = str(e) or type(e).__name__
@@ -208,7 +206,7 @@ class _Session:
         if client is None:
             return
         client.connection_lost_callback = None
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), 2.0)
 
     async def subscribe(self) -> None:
@@ -358,8 +356,8 @@ class _Session:
             d.stats.errors += 1
             self.connected = False
             d._mark_lost([t.id for t in self.tags], CONNECTION_LOST)
-            await self.close()
             d._session_changed(self)
+            await self.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, d.cfg.reconnect_max_s)
 
