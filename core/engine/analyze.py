@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core.clock import ensure_utc
-from core.engine.detection import DetectionLike, evidence_of, input_quality
+from core.engine.detection import DetectionLike, context_of, evidence_of, input_quality
 from core.store.db import Store, guard
 from core.store.models import (
     Equipment,
@@ -110,6 +110,14 @@ def phrase_contribution(item: dict[str, Any]) -> str:
             return rendered.replace(signal_words(who), head, 1) + (
                 f" over {_hours(window_h)}" if window_h else "")
         return f"{signal_words(who)} = {_num(float(value))}{_unit(unit)}"
+    if value is None:
+        c = item.get("contribution")
+        how = ("raises" if float(c) > 0 else "lowers") if isinstance(c, (int, float)) else "moves"
+        stat_word = {"slope": "trend", "dbase": "change vs recipe baseline", "std":
+                     "variability", "rms": "RMS", "max": "peak"}.get(
+            str(item.get("statistic") or ""), str(item.get("statistic") or ""))
+        over = f" over {_hours(window_h)}" if window_h else ""
+        return f"{signal_words(who)} {stat_word}{over} {how} the score".replace("  ", " ")
     return f"{signal_words(who)} is {value}"
 
 
@@ -155,7 +163,7 @@ def phrase_evidence(evidence: dict[str, Any], top: int = 3) -> list[str]:
     for item in evidence.get("signals", []) or []:
         if isinstance(item, dict) and (s := phrase_signal(item)):
             out.append(s)
-    contribs = [c for c in evidence.get("contributions", []) or [] if isinstance(c, dict)]
+    contribs = contribution_items(evidence.get("contributions"))
     contribs.sort(key=lambda c: -abs(float(c.get("contribution", 0.0) or 0.0)))
     for c in contribs[:top]:
         out.append(phrase_contribution(c))
@@ -164,9 +172,27 @@ def phrase_evidence(evidence: dict[str, Any], top: int = 3) -> list[str]:
         thr = evidence.get("threshold")
         tail = f" (threshold {_num(float(thr))})" if isinstance(thr, (int, float)) else ""
         out.append(f"{model} score {float(evidence['score']):.2f}{tail}")
-    if isinstance(evidence.get("rule"), str):
-        out.append(str(evidence["rule"]))
+    rule = evidence.get("rule_text") or evidence.get("rule")
+    if isinstance(rule, str):
+        out.append(rule)
     return out
+
+
+def contribution_items(raw: Any) -> list[dict[str, Any]]:
+    """``ml.explain`` items, or a ``{feature_name: contribution}`` map (as core.detect emits:
+    'bearing_temp__slope_6h' → signal bearing_temp, feature slope_6h, window 6h)."""
+    if isinstance(raw, dict):
+        items = []
+        for name, c in raw.items():
+            head, _, tail = str(name).partition("__")
+            if head == "ctx" or not tail:
+                items.append({"context": tail or head, "contribution": c})
+                continue
+            stat, _, window = tail.partition("_")
+            items.append({"signal": head, "feature": tail, "statistic": stat,
+                          "window": window or None, "contribution": c})
+        return items
+    return [c for c in raw or [] if isinstance(c, dict)]
 
 
 # ---------------------------------------------------------------- context
@@ -199,18 +225,12 @@ def shift_at(session: Session, at: datetime) -> Shift | None:
 
 def gather_context(store: Store, det: DetectionLike) -> dict[str, Any]:
     """Order, lot, batch, recipe, operator, shift, last WO and neighbours of a detection."""
-    c = det.ctx
+    c = context_of(det)
     ctx: dict[str, Any] = {
-        "equipment_id": det.equipment_id or (c.equipment_id if c else None),
-        "line_id": det.line_id or (c.line_id if c else None),
-        "order_id": c.order_id if c else None,
-        "operation_id": c.operation_id if c else None,
-        "lot_id": c.lot_id if c else None,
-        "recipe_id": c.recipe_id if c else None,
-        "batch_id": c.batch_id if c else None,
-        "shift_id": c.shift_id if c else None,
-        "operator_id": c.operator_id if c else None,
-        "tag_id": det.tag_id,
+        "equipment_id": det.equipment_id or c.equipment_id, "line_id": det.line_id or c.line_id,
+        "order_id": c.order_id, "operation_id": c.operation_id, "lot_id": c.lot_id,
+        "recipe_id": c.recipe_id, "batch_id": c.batch_id, "shift_id": c.shift_id,
+        "operator_id": c.operator_id, "tag_id": det.tag_id,
     }
     with guard(store), store.session() as s:
         eq = s.get(Equipment, ctx["equipment_id"]) if ctx["equipment_id"] else None
@@ -265,8 +285,8 @@ def analyze(store: Store, det: DetectionLike) -> Analysis:
     ctx = gather_context(store, det)
     ev = evidence_of(det)
     findings = phrase_evidence(ev)
-    if not findings and det.summary:
-        findings = [det.summary]
+    if det.summary and det.summary not in findings:
+        findings = [det.summary, *findings]
     where = [f"on {ctx.get('equipment_name') or ctx['equipment_id']}"
              if ctx.get("equipment_id") else None,
              f"lot {ctx['lot_id']}" if ctx.get("lot_id") else None,

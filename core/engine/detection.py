@@ -1,8 +1,10 @@
 """What the engine needs from a detection, as a Protocol.
 
-``core.detect.events.Detection`` is built in parallel; the engine reads only these
-attributes, so any object with them (that class, a test double, a replayed record)
-drives the loop. ``evidence`` conventions the engine understands:
+``core.detect.events.Detection`` is the producer; the engine reads only these
+attributes, so any object with them (that class, a replayed record) drives the loop.
+The production context comes from ``context`` (plain ids, as ``core.detect`` emits) or
+a ``ctx`` (``core.samples.Context``); input quality from ``quality`` and the evidence.
+``evidence`` conventions the engine understands (beyond what the detectors put there):
 
 - ``signals``: ``[{"signal", "slope_per_h"?, "window_h"?, "value"?, "baseline"?, "unit"?}]``
 - ``contributions``: top model contributions in ``ml.explain`` form (plain dicts)
@@ -23,7 +25,7 @@ from core.samples import Context
 
 
 class DetectionLike(Protocol):
-    kind: str  # limit | spc | state | stale | ml_score | material
+    kind: str  # limit | spc | state | stale | bad_data | ml_score | material
     detector_id: str
     problem_key: str
     equipment_id: str | None
@@ -33,9 +35,26 @@ class DetectionLike(Protocol):
     onset: datetime
     value: float | None
     summary: str
-    ctx: Context | None
     evidence: dict[str, Any]
     cleared: bool
+
+
+_CTX_FIELDS = ("equipment_id", "line_id", "order_id", "operation_id", "lot_id", "recipe_id",
+               "batch_id", "shift_id", "operator_id", "step")
+
+
+def context_of(det: DetectionLike) -> Context:
+    """The detection's production context, whichever form it carries."""
+    ctx = getattr(det, "ctx", None)
+    if isinstance(ctx, Context):
+        return ctx
+    ids = getattr(det, "context", None) or {}
+    return Context(**{k: ids.get(k) for k in _CTX_FIELDS if isinstance(ids, dict)})
+
+
+def values_of(det: DetectionLike) -> dict[str, Any]:
+    vals = getattr(det, "values", None)
+    return dict(vals) if isinstance(vals, dict) else {}
 
 
 def evidence_of(det: DetectionLike) -> dict[str, Any]:
@@ -46,7 +65,9 @@ def evidence_of(det: DetectionLike) -> dict[str, Any]:
 def input_quality(det: DetectionLike) -> str:
     """The worst quality among the detection's inputs: good | uncertain | bad."""
     ev = evidence_of(det)
-    seen = [str(ev.get("quality", "good"))]
+    q = getattr(det, "quality", None)
+    seen = [str(ev.get("quality", "good")),
+            str(int(q)) if isinstance(q, int) else str(q or "good")]
     for item in ev.get("inputs", []) or []:
         if isinstance(item, dict):
             seen.append(str(item.get("quality", "good")))

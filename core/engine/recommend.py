@@ -24,7 +24,7 @@ from core import audit
 from core.clock import Clock, ensure_utc
 from core.config.schema import Auth as AuthSettings
 from core.engine.analyze import Analysis, analyze
-from core.engine.detection import DetectionLike, evidence_of
+from core.engine.detection import DetectionLike, context_of, evidence_of
 from core.engine.events import DetectionEvent, EventBus, RecommendationEvent
 from core.engine.rules import (
     TTL_S,
@@ -102,9 +102,9 @@ class Recommender:
     def submit(self, det: DetectionLike) -> Submitted:
         """Analyse a detection and create, merge, supersede or withhold its recommendation."""
         now = self.clock.now()
+        c = context_of(det)
         self.bus.publish(DetectionEvent(
-            now, det.summary, det.equipment_id, det.line_id,
-            det.ctx.lot_id if det.ctx else None, det.ctx.order_id if det.ctx else None,
+            now, det.summary, det.equipment_id, det.line_id, c.lot_id, c.order_id,
             None, {"value": det.value, "onset": _iso(det.onset), "tag_id": det.tag_id},
             det.problem_key, det.detector_id, det.priority))
         if det.cleared:
@@ -248,8 +248,8 @@ class Recommender:
                  now: datetime) -> None:
         self.bus.publish(RecommendationEvent(
             now, f"{prop.decision_class} {prop.target}: {prop.expected_impact}",
-            det.equipment_id, det.line_id, det.ctx.lot_id if det.ctx else None,
-            det.ctx.order_id if det.ctx else None, res.recommendation_id,
+            det.equipment_id, det.line_id, context_of(det).lot_id, context_of(det).order_id,
+            res.recommendation_id,
             {"superseded": res.superseded_id, "score": prop.impact_score},
             res.outcome, prop.decision_class))
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from core.clock import ensure_utc, parse_utc
 from core.engine.analyze import Analysis, signal_words
-from core.engine.detection import DetectionLike, evidence_of
+from core.engine.detection import DetectionLike, evidence_of, values_of
 from core.store.db import Store, guard
 from core.store.models import (
     Equipment,
@@ -83,8 +83,11 @@ def confidence_of(det: DetectionLike) -> float:
     ev = evidence_of(det)
     if isinstance(ev.get("confidence"), (int, float)):
         return max(0.0, min(1.0, float(ev["confidence"])))
-    if isinstance(ev.get("score"), (int, float)) and 0 <= float(ev["score"]) <= 1:
-        return float(ev["score"])
+    score = ev.get("score")
+    if score is None and det.kind == "ml_score":
+        score = det.value  # core.detect puts the model's score in the detection's value
+    if isinstance(score, (int, float)) and 0 <= float(score) <= 1:
+        return float(score)
     return PRIORITY_CONFIDENCE.get(det.priority, 0.6)
 
 
@@ -109,8 +112,8 @@ def decision_class_for(det: DetectionLike) -> str | None:
             return "setpoint" if "setpoint" in ev else "lot_hold"
         return None
     if det.kind == "state":
-        state = str(ev.get("state", "down_unplanned"))
-        return "replan" if state == "down_unplanned" else None
+        problem = str(ev.get("problem") or ev.get("state") or "down_unplanned")
+        return "replan" if problem == "down_unplanned" else None
     if det.kind == "material":
         return "replenish"
     return None  # stale / bad data: fix the data, not the plant
@@ -292,7 +295,8 @@ def rule_replan(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal |
 
 def rule_replenish(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
     ev = evidence_of(det)
-    material = ev.get("material_id")
+    vals = values_of(det)
+    material = ev.get("material_id") or _material_from_key(det.problem_key)
     line_id = an.context.get("line_id")
     if not material or not line_id:
         return None
@@ -307,7 +311,7 @@ def rule_replenish(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposa
     if not sources:
         return None
     src = sources[0]
-    want = float(ev.get("shortage_qty") or src.quantity)
+    want = float(ev.get("shortage_qty") or vals.get("shortfall") or src.quantity)
     qty = min(want, src.quantity)
     hours = float(ev.get("expected_downtime_h", 2.0))
     conf = confidence_of(det)
@@ -315,7 +319,7 @@ def rule_replenish(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposa
         "replenish", f"{dest}:{material}",
         {"material_id": material, "batch_id": src.batch_id, "from_stock": src.id,
          "from_location": src.location_id, "to_location": dest, "quantity": qty,
-         "short_at": ev.get("short_at")},
+         "short_at": ev.get("short_at") or ev.get("runout_at")},
         f"keeps line {line_id} supplied (avoids about {hours:g} h starved)",
         round(hours * DOWNTIME_H * conf, 2), conf,
         f"move {qty:g} of {material} (batch {src.batch_id}) from {src.location_id} to {dest}",
@@ -346,6 +350,12 @@ def scheduler_replanner(store: Store) -> Replanner:
         return pid, proposal_summary(build_problem(store, now), prop)
 
     return run
+
+
+def _material_from_key(key: str) -> str | None:
+    """core.detect keys material problems 'material:<line>:<material>'."""
+    parts = key.split(":")
+    return parts[2] if len(parts) == 3 and parts[0] == "material" else None
 
 
 def _when(v: Any) -> datetime | None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from core.clock import Clock
 from core.config import LoadedConfig
+from core.detect.events import Detection, context_ids
 from core.engine.engine import Engine
 from core.engine.executors import MemoryDevice, RecordingPlant
-from core.samples import Context
+from core.samples import Context, Quality
 from core.store.db import Store
 from core.store.models import Lot, LotGenealogy
 
@@ -19,32 +19,10 @@ PINS = {"olga": "1111", "sam": "2222", "maya": "3333", "quinn": "4444", "tom": "
         "ada": "9999"}
 
 
-@dataclass
-class Det:
-    """The shape of core.detect.events.Detection (the engine reads only these fields)."""
-
-    kind: str
-    detector_id: str
-    problem_key: str
-    equipment_id: str | None
-    line_id: str | None
-    tag_id: str | None
-    priority: str
-    onset: datetime
-    value: float | None
-    summary: str
-    ctx: Context | None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    cleared: bool = False
-
-
-def detection(**kw: Any) -> Any:
-    """A detection: the real class when core.detect has landed, else the same shape."""
-    try:
-        from core.detect.events import Detection  # type: ignore[import-not-found]
-        return Detection(**kw)
-    except (ImportError, TypeError):
-        return Det(**kw)
+def detection(*, ctx: Context | None = None, quality: Quality = Quality.GOOD,
+              **kw: Any) -> Detection:
+    """A core.detect Detection; ``ctx`` becomes its plain-id context."""
+    return Detection(context=context_ids(ctx), quality=quality, **kw)
 
 
 def bearing(onset: datetime, *, key: str = "A-LATHE1:bearing", slope: float = 2.1,
@@ -52,7 +30,7 @@ def bearing(onset: datetime, *, key: str = "A-LATHE1:bearing", slope: float = 2.
             ctx: Context | None = None, priority: str = "high") -> Any:
     ev: dict[str, Any] = {
         "signals": [{"signal": "bearing_temp", "slope_per_h": slope, "window_h": 6,
-                     "unit": "°C", "quality": quality},
+                     "unit": "°C"},
                     {"signal": "vibration_rms", "value": 2.8, "baseline": 2.0,
                      "unit": "mm/s"}],
         "fault_mode": "bearing", "expected_downtime_h": 6.0,
@@ -63,7 +41,8 @@ def bearing(onset: datetime, *, key: str = "A-LATHE1:bearing", slope: float = 2.
                      equipment_id="A-LATHE1", line_id="A", tag_id="A-LATHE1.bearing_temp",
                      priority=priority, onset=onset, value=81.5,
                      summary="bearing temperature above 80 °C",
-                     ctx=ctx or Context(equipment_id="A-LATHE1", line_id="A"), evidence=ev)
+                     ctx=ctx or Context(equipment_id="A-LATHE1", line_id="A"), evidence=ev,
+                     quality=Quality[quality.upper()])
 
 
 def spc(onset: datetime, lot: str = "L-00101", batch: str = "B-0001",

@@ -72,8 +72,9 @@ def test_context_joined_from_the_store(store, frozen_clock):
     assert c["neighbours"] == ["A-MILL1", "A-GRIND1", "A-WASH1"]
     assert an.quality == "good"
     assert an.rationale == (
-        "bearing temperature rising 2.1 °C/h over 6 h; vibration RMS 40 % above this "
-        "recipe's baseline; on CNC lathe 1, lot L-00101, recipe R-SH20, batch B-0001; "
+        "bearing temperature above 80 °C; bearing temperature rising 2.1 °C/h over 6 h; "
+        "vibration RMS 40 % above this recipe's baseline; on CNC lathe 1, lot L-00101, "
+        "recipe R-SH20, batch B-0001; "
         "last maintenance 52.0 h ago (WO-OLD)")
 
 
@@ -81,3 +82,13 @@ def test_night_shift_wraps_midnight(store):
     an = analyze(store, bearing(PLANT_START.replace(hour=2)))
     assert an.context["shift_id"] == "night"
     assert analyze(store, bearing(PLANT_START, quality="uncertain")).quality == "uncertain"
+
+
+def test_detector_shaped_contributions_in_words():
+    """core.detect's ml_score gives {feature name: contribution}, without values."""
+    words = phrase_evidence({"model": "failure_risk", "contributions": {
+        "bearing_temp__slope_6h": 0.9, "vibration_rms__dbase_1h": 0.4,
+        "ctx__hours_since_maint": -0.1}})
+    assert words == ["bearing temperature trend over 6 h raises the score",
+                     "vibration RMS change vs recipe baseline over 1 h raises the score",
+                     "hours since maintenance lowers the score"]
