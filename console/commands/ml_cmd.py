@@ -1,16 +1,14 @@
 """`loopline ml cmapss`, `loopline models [rollback NAME]`, `loopline train [MODEL]`.
 
-The registry lives under [ml] models_dir. Training reads the plant's history through
-``core.history.ml_source(config)`` once the history store provides it; until then
-``train`` says so plainly (``--synthetic SEED`` trains on a generated plant instead, to
-try the registry end to end).
+The registry lives under [ml] models_dir and is mirrored into the store's ModelVersion
+table. Training reads the plant's history from the store (hot SQLite + Parquet archive,
+ml.store_source); with no samples yet ``train`` says so plainly (``--synthetic SEED``
+trains on a generated plant instead, to try the registry end to end).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -134,11 +132,13 @@ def models_list(args: argparse.Namespace) -> int:
 def models_rollback(args: argparse.Namespace) -> int:
     from ml.registry import RegistryError
 
-    reg, _ = _registry(args)
+    reg, cfg = _registry(args)
     try:
         rec = reg.rollback(args.name)
     except RegistryError as e:
         raise UserError(str(e)) from None
+    if cfg.db_path is None or cfg.db_path.exists():
+        _mirror(cfg, reg)
     if args.json:
         print(json.dumps(rec, indent=2))
     else:
@@ -149,17 +149,34 @@ def models_rollback(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ train
 
 
+def _store(cfg: Any) -> Any:
+    from core.store import StoreError
+    from core.store.db import open_store
+
+    try:
+        return open_store(cfg.db_url)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+
+
 def _store_source(cfg: Any) -> Any:
-    """The history store's ML data source, or a clear reason why there is none yet."""
-    if importlib.util.find_spec("core.history") is None:
-        raise UserError("no history available yet: the history store (core.history) is not "
-                        "part of this build; use --synthetic SEED to try training")
-    mod = importlib.import_module("core.history")
-    factory = getattr(mod, "ml_source", None)
-    if factory is None:
-        raise UserError("no history available yet: core.history does not provide "
-                        "ml_source(config) for training")
-    return factory(cfg)
+    """The plant's history (hot store + Parquet archive), events and quality results."""
+    from ml.store_source import StoreSource
+
+    tags = [t.id for t in cfg.tags]
+    return StoreSource(_store(cfg), cfg.archive_dir, tags)
+
+
+def _mirror(cfg: Any, reg: Any) -> None:
+    """Best effort: the store's ModelVersion table follows the registry manifest."""
+    from core.store import StoreError
+    from ml.store_source import mirror_versions
+
+    try:
+        mirror_versions(_store(cfg), reg)
+    except (StoreError, UserError) as e:
+        print(f"loopline: models saved, but the store's model list was not updated: {e}",
+              file=sys.stderr)
 
 
 def train_cmd(args: argparse.Namespace) -> int:
@@ -190,7 +207,8 @@ def train_cmd(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
     hist = source.history(now - timedelta(days=args.days), now)
     if hist.height == 0:
-        raise UserError(f"no history samples in the last {args.days:g} days: nothing to train on")
+        raise UserError(f"no history available yet: the store has no samples in the last "
+                        f"{args.days:g} days to train on")
     events, quality = source.events(None, now), source.quality(None, now)
     results = []
     for job in job_list:
@@ -210,6 +228,8 @@ def train_cmd(args: argparse.Namespace) -> int:
                 verdict = "champion" if d["promoted"] else "kept as challenger"
                 print(f"{job.name}: v{res['version']} {verdict} ({d['reason']}); "
                       f"trained in {res['train_s']:.1f} s")
+    if args.synthetic is None:
+        _mirror(cfg, reg)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 0 if all("error" not in r for r in results) else 1
