@@ -181,6 +181,13 @@ class Machine:
                 self.sp[name] = SpState(v, v, v - 15, v + 15)
             elif name not in self.sp:
                 self.sp[name] = SpState(0.0, 0.0, 0.0, 0.0)
+        self.refresh_ratios()
+
+    def refresh_ratios(self) -> None:
+        """Cache what the sensor model reads every second (setpoints change rarely)."""
+        self.speed_ratio = self.sp_ratio("speed_sp")
+        self.feed_ratio = self.sp_ratio("feed_sp")
+        self.recipe_f = self.plant.recipe_factor(self.recipe)
 
     def sp_ratio(self, name: str) -> float:
         s = self.sp.get(name)
@@ -384,20 +391,23 @@ class Machine:
         running = self.state == STATE_RUNNING
         load = 1.0 if running else (0.0 if self.state in (STATE_DOWN_UNPLANNED,
                                                            STATE_DOWN_PLANNED) else 0.15)
-        speed = self.sp_ratio("speed_sp")
-        feed = self.sp_ratio("feed_sp")
-        wb = self.wear("bearing", t)
-        wt = self.wear("tool", t)
-        wh = self.wear("heater", t)
-        wc = self.wear("clog", t)
+        speed = self.speed_ratio
+        feed = self.feed_ratio
+        if self.degradations:
+            wb = self.wear("bearing", t)
+            wt = self.wear("tool", t)
+            wh = self.wear("heater", t)
+            wc = self.wear("clog", t)
+        else:
+            wb = wt = wh = wc = 0.0
         noise = 6.0 if t < self.noise_until else 1.0
         self.wander = self.wander * 0.9995 + rng.gauss(0.0, 0.012)
-        rf = p.recipe_factor(self.recipe)
+        rf = self.recipe_f
         vib = (spec.vibration * (0.2 + 0.8 * load) * speed ** 1.5 * rf * p.shift_factor
                + (5.8 * wb + 0.6 * wt) * (0.4 + 0.6 * load) + self.wander
                + rng.gauss(0.0, 0.1 * spec.vibration * noise))
         self.vibration = max(0.05, vib)
-        amb = p.ambient(t)
+        amb = p.amb
         target = amb + spec.bearing_temp * (0.3 + 0.7 * load) * speed + 30.0 * wb
         self.bearing_temp += (target - self.bearing_temp) / 900.0
         cur = (spec.current * (0.1 + 0.9 * load) * math.sqrt(max(0.1, speed * feed))
@@ -523,6 +533,7 @@ class Plant:
         self._next_order = 0
         self._window_cache: dict[str, bool] = {}
         self._seen_commands: set[str] = set()
+        self.amb = self.ambient(0)
         self._build(lines)
         self.truth_event("start", seed=seed, scale=scale, speed=speed,
                          epoch=self.iso(0), bad_batches=sorted(self.bad_batches),
@@ -596,6 +607,7 @@ class Plant:
         t = self.t
         if t % 60 == 0:
             self._minutely(t)
+        self.amb = self.ambient(t)
         while self._next_order < len(self.orders) and self.orders[self._next_order][0] <= t:
             self._release(self.orders[self._next_order])
             self._next_order += 1
@@ -745,6 +757,7 @@ class Plant:
             return f"{name} {value} outside recipe limits [{s.lo}, {s.hi}]"
         old = s.value
         s.value = float(value)
+        m.refresh_ratios()
         self.truth_event("setpoint", equipment=equipment, name=name, value=float(value),
                          old=old)
         return None
