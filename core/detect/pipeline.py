@@ -59,15 +59,20 @@ class DetectorSet:
     @classmethod
     def from_config(cls, cfg: LoadedConfig, clock: Clock, *,
                     score_sources: Mapping[str, ScoreSource] | None = None,
-                    stale_kinds: Iterable[str] = STALE_KINDS) -> DetectorSet:
+                    stale_kinds: Iterable[str] = STALE_KINDS,
+                    characteristics: Mapping[str, str] | None = None) -> DetectorSet:
+        """``characteristics``: recipe -> quality characteristic id for SPC charts
+        (``core.detect.spc.characteristics_from_store``)."""
         ds = cls(clock)
         infos = tag_infos(cfg)
-        ds.build(cfg.config.detectors, infos.values(), score_sources or {}, tuple(stale_kinds))
+        ds.build(cfg.config.detectors, infos.values(), score_sources or {}, tuple(stale_kinds),
+                 characteristics)
         return ds
 
     def build(self, detectors: Iterable[Detector], tags: Iterable[TagInfo],
               score_sources: Mapping[str, ScoreSource],
-              stale_kinds: tuple[str, ...] = STALE_KINDS) -> None:
+              stale_kinds: tuple[str, ...] = STALE_KINDS,
+              characteristics: Mapping[str, str] | None = None) -> None:
         tags = list(tags)
         bad_data_covered: set[str] = set()
         needs_bad_data: list[TagInfo] = []
@@ -85,7 +90,8 @@ class DetectorSet:
                 self.detectors.append(lim)
                 self.timed.append(lim)
             elif d.kind == "spc":
-                spc = SpcDetector(d.id, d.priority, characteristic=d.characteristic)
+                spc = SpcDetector(d.id, d.priority, characteristic=d.characteristic,
+                                  characteristic_of=characteristics)
                 for t in matched:
                     spc.add_tag(t.tag_id, t.equipment_id, t.line_id, t.unit)
                     self._add_route(t.tag_id, spc.feed, d.id)

@@ -20,7 +20,7 @@ import itertools
 import math
 import statistics
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -299,7 +299,13 @@ class XbarRChart:
 
 
 class SpcDetector:
-    """Streams quality tags (one chart per tag) and store measurements (per characteristic).
+    """One chart per characteristic and equipment, fed by quality tags or store measurements.
+
+    A quality tag carries whatever product is running, so its chart is chosen by the
+    sample's recipe: ``characteristic_of`` maps a recipe id to the characteristic it
+    measures (``characteristics_from_store``), else the chart is "<tag name>[<recipe>]".
+    A changeover thus switches charts instead of looking like a shift. Feed either the
+    tag stream or the store's measurements of the same gauge, not both.
 
     A quality tag holds the last part's measurement until the next part, and a
     polled driver reads it again every scan: a value equal to the previous one is
@@ -309,46 +315,50 @@ class SpcDetector:
     kind = "spc"
 
     def __init__(self, detector_id: str, priority: Priority = "medium", *,
-                 baseline_n: int = 100, characteristic: str | None = None) -> None:
+                 baseline_n: int = 100, characteristic: str | None = None,
+                 characteristic_of: Mapping[str, str] | None = None) -> None:
         self.detector_id = detector_id
         self.priority: Priority = priority
         self.baseline_n = baseline_n
         self.characteristic = characteristic
+        self.characteristic_of = dict(characteristic_of or {})
         self.charts: dict[str, SpcChart] = {}
-        self._tag_meta: dict[str, tuple[str | None, str | None, str]] = {}
+        self._tag_meta: dict[str, tuple[str, str | None, str | None, str]] = {}
         self._last: dict[str, float] = {}
 
     def add_tag(self, tag_id: str, equipment_id: str | None, line_id: str | None,
                 unit: str = "") -> bool:
-        self._tag_meta[tag_id] = (equipment_id, line_id, unit)
+        self._tag_meta[tag_id] = (tag_id.rsplit(".", 1)[-1], equipment_id, line_id, unit)
         return True
 
-    def set_limits(self, key: str, limits: ControlLimits, equipment_id: str | None = None,
-                   line_id: str | None = None) -> None:
-        """Chart a tag id, or a characteristic on one equipment, against fixed limits
-        (a baseline period chosen elsewhere, e.g. from the store)."""
-        self._chart_for(self._key(key, equipment_id), equipment_id, line_id).limits = limits
+    def set_limits(self, characteristic: str, limits: ControlLimits,
+                   equipment_id: str | None = None, line_id: str | None = None) -> None:
+        """Chart a characteristic on one equipment against fixed limits (a baseline
+        period chosen elsewhere, e.g. ``baseline_from_store``)."""
+        self.chart(characteristic, equipment_id, line_id).limits = limits
 
-    @staticmethod
-    def _key(characteristic_or_tag: str, equipment_id: str | None) -> str:
-        return (f"{characteristic_or_tag}@{equipment_id}" if equipment_id
-                else characteristic_or_tag)
-
-    def _chart_for(self, key: str, equipment_id: str | None = None,
-                   line_id: str | None = None) -> SpcChart:
+    def chart(self, characteristic: str, equipment_id: str | None = None,
+              line_id: str | None = None, tag_id: str | None = None, unit: str = ""
+              ) -> SpcChart:
+        key = f"{characteristic}@{equipment_id}" if equipment_id else characteristic
         ch = self.charts.get(key)
         if ch is None:
-            eq, ln, unit = self._tag_meta.get(key, (equipment_id, line_id, ""))
-            name = self.characteristic or (key.split(".", 1)[-1] if key in self._tag_meta
-                                           else key.split("@", 1)[0])
-            ch = SpcChart(self.detector_id, name, equipment_id=eq, line_id=ln,
-                          tag_id=key if key in self._tag_meta else None, unit=unit,
+            ch = SpcChart(self.detector_id, characteristic, equipment_id=equipment_id,
+                          line_id=line_id, tag_id=tag_id, unit=unit,
                           baseline_n=self.baseline_n, priority=self.priority)
             self.charts[key] = ch
         return ch
 
+    def characteristic_for(self, tag_name: str, recipe_id: str | None) -> str:
+        if self.characteristic:
+            return self.characteristic
+        if recipe_id is None:
+            return tag_name
+        return self.characteristic_of.get(recipe_id) or f"{tag_name}[{recipe_id}]"
+
     def feed(self, cs: ContextSample) -> list[Detection] | None:
-        if cs.quality is not Quality.GOOD or cs.tag_id not in self._tag_meta:
+        meta = self._tag_meta.get(cs.tag_id)
+        if meta is None or cs.quality is not Quality.GOOD:
             return None
         v = cs.value
         if type(v) is not float and type(v) is not int:
@@ -356,14 +366,33 @@ class SpcDetector:
         if self._last.get(cs.tag_id) == v:
             return None  # the same measurement read again (polling), not a new part
         self._last[cs.tag_id] = v  # type: ignore[assignment]
-        return self._chart_for(cs.tag_id).add(float(v), cs.source_ts, cs.ctx) or None  # type: ignore[arg-type]
+        name, eq, line, unit = meta
+        ch = self.chart(self.characteristic_for(name, cs.ctx.recipe_id), eq, line,
+                        cs.tag_id, unit)
+        return ch.add(float(v), cs.source_ts, cs.ctx) or None  # type: ignore[arg-type]
 
     def feed_measurement(self, characteristic_id: str, value: float, ts: datetime,
                          equipment_id: str | None = None, line_id: str | None = None,
                          ctx: Context | None = None) -> list[Detection]:
         """A QualityMeasurement row from the store (lab or gauge), charted per equipment."""
-        key = self._key(characteristic_id, equipment_id)
-        return self._chart_for(key, equipment_id, line_id).add(float(value), ts, ctx)
+        return self.chart(characteristic_id, equipment_id, line_id).add(float(value), ts, ctx)
+
+
+def characteristics_from_store(store: object) -> dict[str, str]:
+    """Recipe id -> the id of the characteristic its product is measured on."""
+    from sqlalchemy import select
+
+    from core.store.models import QualityCharacteristic, Recipe
+
+    rt = Recipe.__table__  # type: ignore[attr-defined]
+    qt = QualityCharacteristic.__table__  # type: ignore[attr-defined]
+    out: dict[str, str] = {}
+    with store.engine.connect() as c:  # type: ignore[attr-defined]
+        for r in c.execute(select(rt.c.id, qt.c.id.label("qc"))
+                           .join(qt, qt.c.product_id == rt.c.product_id)
+                           .order_by(rt.c.id, qt.c.id)):
+            out.setdefault(r.id, r.qc)
+    return out
 
 
 def baseline_from_store(store: object, characteristic_id: str, start: datetime, end: datetime,

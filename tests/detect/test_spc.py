@@ -14,6 +14,7 @@ from core.detect.spc import (
     SpcDetector,
     SpcError,
     XbarRChart,
+    characteristics_from_store,
     individuals_limits,
     xbar_r_limits,
 )
@@ -132,6 +133,7 @@ def test_detector_charts_tags_and_store_measurements_separately() -> None:
         det.feed(sample("A-LATHE1.quality_value", i, 20.0 + (0.01 if i % 2 else -0.01)))
     got = det.feed(sample("A-LATHE1.quality_value", 30, 25.0))
     assert got and got[0].tag_id == "A-LATHE1.quality_value" and got[0].line_id == "A"
+    assert got[0].problem_key == "spc:quality_value[R-SH20]:A-LATHE1:rule1"
     det.set_limits("SH20.diameter", ControlLimits(20.0, 0.01), equipment_id="A-GRIND1")
     got = det.feed_measurement("SH20.diameter", 20.05, at(40), "A-GRIND1", "A")
     assert [d.problem_key for d in got] == ["spc:SH20.diameter:A-GRIND1:rule1"]
@@ -142,5 +144,32 @@ def test_a_polled_quality_tag_repeating_its_value_is_one_measurement() -> None:
     det.add_tag("C-EXTR1.quality_value", "C-EXTR1", "C", "mm")
     for i, v in enumerate([1.0, 1.0, 1.0, 2.0, 2.0, 1.5, 1.5, 1.2]):
         det.feed(sample("C-EXTR1.quality_value", i, v))
-    ch = det.charts["C-EXTR1.quality_value"]
+    ch = det.charts["quality_value[R-SH20]@C-EXTR1"]
     assert ch.limits is not None and ch.limits.centre == pytest.approx(1.425)
+
+
+def test_a_changeover_switches_charts_by_recipe() -> None:
+    det = SpcDetector("quality_spc", baseline_n=10,
+                      characteristic_of={"R-SH20": "P-SH20.diameter", "R-SH25": "P-SH25.diameter"})
+    det.add_tag("A-GRIND1.quality_value", "A-GRIND1", "A", "mm")
+    rng = random.Random(5)
+    out = []
+    for i in range(30):
+        out += det.feed(sample("A-GRIND1.quality_value", i, 20 + rng.gauss(0, 0.01))) or []
+    for i in range(30, 60):  # 25 mm parts after the changeover: a new chart, no alarm
+        cs = sample("A-GRIND1.quality_value", i, 25 + rng.gauss(0, 0.01))
+        cs.ctx.recipe_id = "R-SH25"
+        out += det.feed(cs) or []
+    assert [d for d in out if d.evidence["rule"] == 1] == []
+    assert set(det.charts) == {"P-SH20.diameter@A-GRIND1", "P-SH25.diameter@A-GRIND1"}
+
+
+def test_characteristics_from_the_store(store) -> None:  # type: ignore[no-untyped-def]
+    m = characteristics_from_store(store)
+    assert m and all("." in v for v in m.values())
+    from core.store.models import QualityCharacteristic, Recipe
+
+    with store.session() as s:
+        r = s.get(Recipe, next(iter(m)))
+        q = s.get(QualityCharacteristic, m[r.id])
+    assert q.product_id == r.product_id
