@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,7 @@ class TwinProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
 
     def __enter__(self) -> TwinProcess:
@@ -113,18 +115,20 @@ def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
     deadline = time.monotonic() + (timeout_s or sim.startup_timeout_s)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise TwinStartError(f"the plant twin exited with code {proc.returncode}:\n"
-                                 f"{tp.output_tail()}")
+            tail = tp.output_tail()
+            tp.stop()
+            raise TwinStartError(f"the plant twin exited with code {proc.returncode}:\n{tail}")
         if ready.exists() and _answers(host, op) and _answers(host, mp):
             with contextlib.suppress(OSError, ValueError):
                 tp.info = json.loads(ready.read_text())
             atexit.register(tp.stop)
             return tp
         time.sleep(0.1)
+    tail = tp.output_tail()
     tp.stop()
     raise TwinStartError(f"the plant twin did not answer on {host}:{op} (OPC UA) and "
                          f"{host}:{mp} (Modbus) within "
-                         f"{timeout_s or sim.startup_timeout_s:.0f} s:\n{tp.output_tail()}")
+                         f"{timeout_s or sim.startup_timeout_s:.0f} s:\n{tail}")
 
 
 def maybe_start_twin(cfg: LoadedConfig) -> TwinProcess | None:

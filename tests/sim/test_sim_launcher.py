@@ -44,7 +44,7 @@ def test_launcher_starts_waits_and_stops_the_twin(cfg) -> None:
 
 
 def test_launcher_reports_a_twin_that_cannot_start(cfg) -> None:
-    with pytest.raises(TwinStartError, match="exited"):
+    with pytest.raises(TwinStartError, match="unknown equipment"):
         start_twin(cfg, opcua_port=free_port(), modbus_port=free_port(),
                    extra_args=["--inject", "bearing:NOPE@1h"], timeout_s=30)
 
