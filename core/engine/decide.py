@@ -174,7 +174,7 @@ class Decider:
     def _commit_approval(self, row: Any, sig: Signature | None, user: str, comment: str,
                          h: str, extra_params: dict[str, Any] | None = None) -> int:
         now = self.clock.now()
-        params = {**json.loads(row.params or "{}"), **(extra_params or {})}
+        params = {**json.loads(row.params or "{}"), **(extra_params or {}), "approved_by": user}
         key = idempotency_key(row.id, row.action)
         try:
             with guard(self.store), self.store.begin() as conn:
@@ -314,7 +314,7 @@ class Decider:
                              {"reason": reason, "signature": sig.as_dict()}, ts=now)
                 if rec is not None:
                     conn.execute(update(REC).where(REC.c.id == rec.id).values(
-                        status="rejected", updated_at=now))
+                        status="undone", updated_at=now))
                 return None
             act = conn.execute(select(ACT).where(ACT.c.id == action_id)).first()
             if act.status != "done":
@@ -328,6 +328,9 @@ class Decider:
                 params=json.dumps(comp, sort_keys=True, default=str),
                 idempotency_key=f"{act.idempotency_key}:undo", status="pending",
                 attempts=0, result="", created_at=now)).inserted_primary_key[0]
+            if rec is not None:
+                conn.execute(update(REC).where(REC.c.id == rec.id).values(
+                    status="undone", updated_at=now))
             audit.append(conn, user_id, "action.undo_queued", "action", str(action_id),
                          {"compensating_action": aid, "kind": kind, "reason": reason,
                           "signature": sig.as_dict()}, ts=now)
@@ -400,6 +403,20 @@ class Decider:
         self.bus.publish(DecisionEvent(now, f"{what} refused: {why}",
                                        recommendation_id=entity_id, verdict="refused",
                                        user_id=user, detail={"reason": why}))
+
+
+def verify_decisions(store: Store, rec_id: str) -> list[tuple[int, bool]]:
+    """Each signed decision on a recommendation, and whether the record still hashes to what
+    was signed (False: the content changed after signing)."""
+    with guard(store), store.session() as s:
+        row = s.get(Recommendation, rec_id)
+        if row is None:
+            raise DecisionError(f"no recommendation {rec_id!r}")
+        current = record_hash_of(row)
+        with store.begin() as conn:
+            decs = conn.execute(select(DEC.c.id, DEC.c.record_hash).where(
+                DEC.c.recommendation_id == rec_id).order_by(DEC.c.id)).all()
+    return [(int(d.id), d.record_hash == current) for d in decs]
 
 
 class _Lost(Exception):

@@ -81,7 +81,7 @@ class Learner:
             rows = conn.execute(
                 select(ACT, REC.c.decision_class, REC.c.params.label("rec_params"))
                 .join(REC, REC.c.id == ACT.c.recommendation_id)
-                .where(ACT.c.status == "done",
+                .where(ACT.c.status == "done", REC.c.status != "undone",
                        ACT.c.idempotency_key == REC.c.id + ":" + ACT.c.kind,
                        ~ACT.c.id.in_(select(OUT.c.action_id)))
                 .order_by(ACT.c.id)).all()
@@ -311,3 +311,28 @@ def track_record(store: Store, since: datetime) -> dict[str, dict[str, Any]]:
         b["precision"] = round(hits / b["judged"], 4) if b["judged"] else None
         b["realised_impact"] = round(b["realised_impact"], 3)
     return stats
+
+
+def feedback(store: Store, since: datetime) -> list[dict[str, Any]]:
+    """Rejections as training labels: which detector's recommendation was refused and why.
+
+    ``false_alarm`` and ``wrong_action`` are negative labels for the detection / the rule;
+    ``not_now`` and ``already_done`` say the detection was right but the timing was not.
+    """
+    negative = {"false_alarm": "detection", "wrong_action": "rule"}
+    with guard(store), store.begin() as conn:
+        rows = conn.execute(select(REC.c.id, REC.c.decision_class, REC.c.problem_key,
+                                   REC.c.evidence, DEC.c.reason, DEC.c.comment,
+                                   DEC.c.user_id, DEC.c.signed_at)
+                            .join(DEC, DEC.c.recommendation_id == REC.c.id)
+                            .where(DEC.c.verdict == "rejected", DEC.c.signed_at >= since)
+                            .order_by(DEC.c.signed_at)).all()
+    out = []
+    for r in rows:
+        det = json.loads(r.evidence or "{}").get("detection", {})
+        out.append({"recommendation_id": r.id, "decision_class": r.decision_class,
+                    "problem_key": r.problem_key, "detector_id": det.get("detector_id"),
+                    "detection_kind": det.get("kind"), "reason": r.reason, "text": r.comment,
+                    "by": r.user_id, "at": ensure_utc(r.signed_at).isoformat(),
+                    "wrong": negative.get(r.reason)})
+    return out

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlmodel import col
+from sqlmodel import select as sselect
 
 from core import audit
 from core.clock import Clock, ensure_utc
@@ -279,8 +281,6 @@ class Recommender:
 def ranked(store: Store, statuses: tuple[str, ...] = OPEN) -> list[Recommendation]:
     """Open recommendations, highest expected impact first (then newest)."""
     with guard(store), store.session() as s:
-        from sqlmodel import col
-        from sqlmodel import select as sselect
         rows = list(s.exec(sselect(Recommendation).where(
             col(Recommendation.status).in_(statuses))).all())
     rows.sort(key=lambda r: (-impact_score(r), -(ensure_utc(r.created_at).timestamp())))

@@ -10,14 +10,17 @@ from sqlmodel import select
 
 from core import audit
 from core.auth import AuthError, SigningSession
-from core.engine.decide import DecisionError
+from core.engine.decide import DecisionError, verify_decisions
 from core.engine.events import EventLog
 from core.engine.executors import RecordingPlant
+from core.engine.learn import feedback
 from core.engine.recommend import ranked, record_hash_of
 from core.store.models import (
     Action,
     Decision,
     EquipmentStateInterval,
+    Hold,
+    Lot,
     Outcome,
     Recommendation,
     WorkOrder,
@@ -257,6 +260,9 @@ def test_reject_with_reason_is_feedback(store, loaded_config, frozen_clock):
     tr = eng.track_record(PLANT_START)["work_order"]
     assert tr["rejected"] == 1 and tr["acceptance_rate"] == 0.0
     assert tr["rejection_reasons"] == {"false_alarm": 1}
+    [fb] = feedback(store, PLANT_START)
+    assert (fb["detector_id"], fb["reason"], fb["wrong"], fb["by"]) == (
+        "bearing_temp_high", "false_alarm", "detection", "maya")
 
 
 def test_two_person_rule_for_setpoints(store, loaded_config, frozen_clock):
@@ -309,6 +315,8 @@ def test_promotion_to_auto_needs_admin_and_allows_undo(store, loaded_config, fro
     eng2.run_outbox()
     with store.session() as s:
         assert s.get(WorkOrder, wo.id).status == "cancelled"
+        assert s.get(Recommendation, rid).status == "undone"
+    assert eng2.evaluate() == []  # an undone action is not scored
     frozen_clock.advance(901)
     rid2 = eng2.on_detection(bearing(PLANT_START, key="A-LATHE1:b2")).recommendation_id
     [act2] = actions_of(store, rid2)
@@ -330,10 +338,18 @@ def test_hold_recommendation_and_release_outcome(store, loaded_config, frozen_cl
     eng.approve(rid, user_id="quinn", pin=PINS["quinn"])
     [done] = eng.run_outbox()
     hold_id = done.result["hold_id"]
+    with store.session() as s:
+        hold = s.get(Hold, hold_id)
+        assert (hold.status, hold.created_by, hold.recommendation_id) == ("open", "quinn", rid)
+        assert s.get(Lot, "L-00104").status == "held" and s.get(Lot, "L-00201").status == "planned"
     assert [a[0] for a in plant.named("hold_lot")] == ["L-00101", "L-00102", "L-00104"]
     rel = eng.request_release(hold_id, "scrap", "quinn", "diameter out of tolerance")
     eng.approve(rel, user_id="quinn", pin=PINS["quinn"])
     eng.run_outbox()
+    with store.session() as s:
+        assert s.get(Hold, hold_id).disposition == "scrap"
+        assert s.get(Lot, "L-00102").status == "scrapped"
+    assert len(plant.named("release_lot")) == 3
     [m] = eng.evaluate()
     assert m.label == "effective" and m.effect["disposition"] == "scrap"
     tr = eng.track_record(PLANT_START)
@@ -356,6 +372,10 @@ def test_repeat_after_execution_does_not_duplicate_the_work_order(store, loaded_
         d = s.exec(select(Decision)).one()
         # the signature still matches the executed row: it can be re-verified at any time
         assert d.record_hash == record_hash_of(s.get(Recommendation, rid))
+    assert verify_decisions(store, rid) == [(d.id, True)]
+    with store.engine.begin() as conn:  # someone edits the approved content afterwards
+        conn.exec_driver_sql("UPDATE recommendation SET params = '{}' WHERE id = ?", (rid,))
+    assert verify_decisions(store, rid) == [(d.id, False)]
 
 
 def test_repeated_down_detection_reuses_the_proposed_plan(store, loaded_config, frozen_clock):
