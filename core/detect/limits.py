@@ -213,7 +213,12 @@ class LimitDetector:
                       "hysteresis": self.hysteresis, "on_delay_s": self.on_delay_s,
                       "duration_s": (ts - onset).total_seconds(),
                       "trend_per_h": trend[0] if trend else None,
-                      "trend_span_min": trend[1] if trend else None},
+                      "trend_span_min": trend[1] if trend else None,
+                      # the engine's analyzer reads signals in this shape
+                      "signals": [{"signal": info.name, "value": v, "unit": info.unit,
+                                   "slope_per_h": trend[0] if trend else None,
+                                   "window_h": trend[1] / 60 if trend else None,
+                                   "quality": "good"}]},
             cleared=cleared,
         )
 

@@ -113,7 +113,9 @@ class MaterialDetector:
                   "shortfall": p.shortfall, "rate_per_h": rate_per_h}
         evidence = {"horizon_h": self.horizon_h, "lead_time_h": self.lead_time_h,
                     "runout_at": p.runout_at.isoformat() if p.runout_at else None,
-                    "operations": list(p.refs)}
+                    "operations": list(p.refs), "material_id": material_id,
+                    "shortage_qty": p.shortfall,
+                    "short_at": p.runout_at.isoformat() if p.runout_at else None}
         if p.short and key not in self._active:
             self._active[key] = now
             h = p.hours_to_runout(now) or 0.0

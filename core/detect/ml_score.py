@@ -91,6 +91,7 @@ class MlScoreDetector:
             line_id=s.line_id or self.line_of.get(eq), value=s.value,
             limit=self.threshold,
             evidence={"model": self.model, "model_version": s.model_version,
+                      "score": s.value, "threshold": self.threshold,
                       "hysteresis": self.hysteresis, "contributions": dict(top),
                       "explanation": s.explanation},
             cleared=cleared)

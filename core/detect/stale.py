@@ -120,7 +120,7 @@ class StaleDetector:
                        f"{info.label} stale: no update for {(ts - onset).total_seconds():.0f} s "
                        f"(limit {st.limit:.0f} s)")
             quality = Quality.UNCERTAIN
-            evidence: dict[str, object] = {"stale_after_s": st.limit,
+            evidence: dict[str, object] = {"stale_after_s": st.limit, "quality": "uncertain",
                                            "last_update": onset.isoformat()}
             if not cleared:
                 onset = ts  # the problem began when the limit ran out
@@ -132,7 +132,8 @@ class StaleDetector:
                        f"{info.label} {q} for {(ts - onset).total_seconds():.0f} s"
                        + (f" ({st.reason})" if st.reason else ""))
             quality = st.bad_quality
-            evidence = {"bad_after_s": self.bad_after_s, "reason": st.reason}
+            evidence = {"bad_after_s": self.bad_after_s, "reason": st.reason,
+                        "quality": st.bad_quality.name.lower()}
         return Detection(
             kind="stale" if what == "stale" else "bad_data", detector_id=self.detector_id,
             problem_key=f"{what}:{info.tag_id}", priority=self.priority, onset=onset, ts=ts,

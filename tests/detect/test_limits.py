@@ -134,3 +134,6 @@ def test_the_summary_says_how_fast_the_value_is_moving() -> None:
     assert len(got) == 1
     assert "rising 20 °C/h over 61 min" in got[0].summary
     assert got[0].evidence["trend_per_h"] == pytest.approx(20.0)
+    sig = got[0].evidence["signals"][0]  # the shape the engine's analyzer reads
+    assert sig["signal"] == "bearing_temp" and sig["slope_per_h"] == pytest.approx(20.0)
+    assert sig["window_h"] == pytest.approx(61 / 60) and sig["quality"] == "good"

@@ -53,6 +53,9 @@ def test_material_detector_fires_once_escalates_inside_lead_time_and_clears() ->
     got = det.check("A", "M-ST20", 50.0, 0.0, demand, at(0))
     assert [(g.problem_key, g.priority) for g in got] == [("material:A:M-ST20", "high")]
     assert "runs out in 0.5 h" in got[0].summary
+    ev = got[0].evidence
+    assert (ev["material_id"], ev["shortage_qty"], ev["short_at"]) == (
+        "M-ST20", pytest.approx(50.0), at(1800).isoformat())
     assert det.check("A", "M-ST20", 50.0, 0.0, demand, at(60)) == []
     got = det.check("A", "M-ST20", 500.0, 0.0, demand, at(120))
     assert [(g.cleared, g.onset) for g in got] == [(True, at(0))]
