@@ -22,7 +22,8 @@ transaction (call it off the loop, e.g. every few seconds).
   Deltas also go to the operation's qty_good/qty_scrap.
 - **Quality measurements** from ``quality`` tag samples (Good ones, when the value
   changes — a polled register repeats the last part's value), against the spec
-  limits of the product's characteristic (found from the lot, else the recipe).
+  limits of the product's characteristic (found from the lot, else the order, else
+  the recipe: the twin numbers its own lots, which master data may not know).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from core.store.models import (
     Equipment,
     EquipmentStateInterval,
     Lot,
+    ProductionOrder,
     QualityCharacteristic,
     QualityMeasurement,
     Recipe,
@@ -94,6 +96,7 @@ class Lookups:
     equipment: set[str] = field(default_factory=set)
     lot_product: dict[str, str] = field(default_factory=dict)
     recipe_product: dict[str, str] = field(default_factory=dict)
+    order_product: dict[str, str] = field(default_factory=dict)
     product_char: dict[str, tuple[str, float, float]] = field(default_factory=dict)
 
 
@@ -103,6 +106,7 @@ def lookups_from_store(store: Store) -> Lookups:
         lk.equipment = {e.id for e in s.exec(select(Equipment)).all()}
         lk.lot_product = {lot.id: lot.product_id for lot in s.exec(select(Lot)).all()}
         lk.recipe_product = {r.id: r.product_id for r in s.exec(select(Recipe)).all()}
+        lk.order_product = {o.id: o.product_id for o in s.exec(select(ProductionOrder)).all()}
         for c in s.exec(select(QualityCharacteristic).order_by(QualityCharacteristic.id)).all():
             lk.product_char.setdefault(c.product_id, (c.id, c.lsl, c.usl))
     return lk
@@ -285,7 +289,8 @@ class ProductionTracker:
         self._last_quality[s.tag_id] = v
         c = s.ctx
         lk = self.lk
-        product = lk.lot_product.get(c.lot_id or "") or lk.recipe_product.get(c.recipe_id or "")
+        product = (lk.lot_product.get(c.lot_id or "") or lk.order_product.get(c.order_id or "")
+                   or lk.recipe_product.get(c.recipe_id or ""))
         spec = lk.product_char.get(product or "")
         if spec is None:
             return  # no characteristic to measure against

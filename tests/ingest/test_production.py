@@ -116,3 +116,16 @@ def test_reason_in_another_batch_and_refinement(store: Store,
     tr.flush(store)
     assert _intervals(store, eq) == [("running", "", 0, 100),
                                      ("starved", "no resin", 100, None)]
+
+
+def test_quality_of_a_lot_unknown_to_the_store_uses_the_order(
+        store: Store, loaded_config: LoadedConfig) -> None:
+    cz, tr = _setup(store, loaded_config)
+    eq = "C-EXTR1"  # Modbus: lot and order numbers, no recipe tag
+    _feed(cz, tr, [sample(f"{eq}.lot", 0, 11), sample(f"{eq}.order", 0, 5),
+                   sample(f"{eq}.quality_value", 5, 40.2)])  # above usl 40.15
+    tr.flush(store)
+    with store.session() as s:
+        got = s.exec(select(QualityMeasurement)).all()
+    assert [(m.lot_id, m.characteristic_id, m.in_spec) for m in got] == [
+        (None, "P-PR40.width", False)]  # L-00011 is not a store lot: no dangling reference
