@@ -161,9 +161,13 @@ class Driver(ABC):
 
     # ------------------------------------------------------------ staleness
 
+    def _fresh_mono(self, tag_id: str) -> float | None:
+        """Monotonic time the tag was last known current; drivers may refine it."""
+        return self._last_mono.get(tag_id)
+
     def last_update(self, tag_id: str) -> datetime | None:
-        """UTC time the driver last received a value (any quality) for the tag."""
-        t = self._last_mono.get(tag_id)
+        """UTC time the tag was last known current (a value of any quality arrived)."""
+        t = self._fresh_mono(tag_id)
         if t is None:
             return None
         return datetime.now(UTC) - timedelta(seconds=time.monotonic() - t)
@@ -178,7 +182,7 @@ class Driver(ABC):
         started = self._started_mono
         out = []
         for tid in self.tags:
-            t = self._last_mono.get(tid)
+            t = self._fresh_mono(tid)
             if t is None:
                 if started is not None and now - started >= older_than_s:
                     out.append(tid)

@@ -171,6 +171,7 @@ class _Session:
         self.client: Client | None = None
         self.subs: list[_FastSubscription] = []
         self.handles: dict[int, ResolvedTag] = {}
+        self.sub_of: dict[str, _FastSubscription] = {}
         self.lost = asyncio.Event()
         self.connected = False
         self.ever_connected = False
@@ -215,6 +216,7 @@ class _Session:
         assert client is not None
         cfg = d.cfg
         self.handles = {}
+        self.sub_of = {}
         self.subs = []
         per_sub = cfg.max_items_per_subscription
         failures: list[Sample] = []
@@ -261,18 +263,21 @@ class _Session:
                     continue
                 mids = await sub.create_monitored_items(reqs)
                 for req, mid in zip(reqs, mids, strict=True):
-                    if isinstance(mid, ua.StatusCode):
-                        tag = self.handles.pop(req.RequestedParameters.ClientHandle)
-                        d.stats.errors += 1
-                        failures.append(
-                            Sample(
-                                tag.id,
-                                datetime.now(UTC),
-                                None,
-                                Quality.BAD,
-                                f"cannot monitor {tag.spec.address}: {mid.name}",
-                            )
+                    handle = req.RequestedParameters.ClientHandle
+                    if not isinstance(mid, ua.StatusCode):
+                        self.sub_of[self.handles[handle].id] = sub
+                        continue
+                    tag = self.handles.pop(handle)
+                    d.stats.errors += 1
+                    failures.append(
+                        Sample(
+                            tag.id,
+                            datetime.now(UTC),
+                            None,
+                            Quality.BAD,
+                            f"cannot monitor {tag.spec.address}: {mid.name}",
                         )
+                    )
         if failures:
             d._emit(failures, fresh=False)
 
@@ -502,6 +507,21 @@ class OpcUaDriver(Driver):
                 s.task = None
             await s.close()
         self._set_state(ConnState.DOWN)
+
+    def _fresh_mono(self, tag_id: str) -> float | None:
+        """An unchanged value is current while its subscription keeps publishing.
+
+        OPC UA only reports changes; the server's keep-alives confirm the others,
+        so a constant lot number is not stale while the session is healthy.
+        """
+        t = self._last_mono.get(tag_id)
+        s = self._session_of.get(tag_id)
+        if t is None or s is None or not s.connected:
+            return t
+        sub = s.sub_of.get(tag_id)
+        if sub is not None and sub.last_publish_at is not None and sub.last_publish_at > t:
+            return sub.last_publish_at
+        return t
 
     def _session_changed(self, s: _Session) -> None:
         if self._stopping:

@@ -169,6 +169,13 @@ async def test_values_arrive_with_quality_and_source_time(tmp_path: Path, plc: P
         assert s is not None and s.quality is Quality.GOOD and s.source_ts == src
         assert s.reason is None
         assert drv.stale_tags(3600) == [] and drv.last_update("M1.temp") is not None
+        # a constant value is confirmed current by the subscription's later publishes
+        n_lot = len(sink.of("M1.lot"))
+        lot_seen = drv.last_update("M1.lot")
+        await plc.set("Temp", 82.0)
+        await sink.wait_for(lambda: sink.last("M1.temp").value == 82.0)  # type: ignore[union-attr]
+        assert len(sink.of("M1.lot")) == n_lot
+        assert lot_seen is not None and drv.last_update("M1.lot") > lot_seen  # type: ignore[operator]
     finally:
         await drv.stop()
     assert drv.state.state is ConnState.DOWN
