@@ -234,3 +234,35 @@ def test_sigkill_after_device_write_writes_once(store, loaded_config, frozen_clo
     [res] = eng.run_outbox()
     assert res.status == "done" and res.result["written"] is False
     assert dev.writes() == ["B-MOLD1.temp_sp=235.0"]  # exactly one device write
+
+
+def test_async_device_writer_and_transient_retry(store, loaded_config, frozen_clock):
+    class FlakyAsyncDevice:
+        """An async writer (like a driver) whose first write finds the link down."""
+
+        def __init__(self) -> None:
+            self.value = 240.0
+            self.fail_next = True
+            self.writes: list[float] = []
+
+        async def read(self, tag_id: str) -> float:
+            return self.value
+
+        async def write(self, tag_id: str, value: float) -> None:
+            if self.fail_next:
+                self.fail_next = False
+                raise ConnectionError("connection reset by peer")
+            self.writes.append(value)
+            self.value = value
+
+    dev = FlakyAsyncDevice()
+    eng = make_engine(store, loaded_config, frozen_clock, device=dev)
+    rid = eng.on_detection(scrap_setpoint(PLANT_START, delta=-5)).recommendation_id
+    eng.approve(rid, user_id="quinn", pin=PINS["quinn"])
+    [first] = eng.run_outbox()
+    assert first.status == "pending" and "connection reset" in first.result["error"]
+    [second] = eng.run_outbox()
+    assert second.status == "done" and second.result["read_back"] == 235.0
+    a = one_action(store)
+    assert (a.status, a.attempts, dev.writes) == ("done", 2, [235.0])
+    assert "action.retry" in audit_actions(store)
