@@ -6,9 +6,11 @@ import json
 import statistics
 from datetime import UTC, datetime
 
+import pytest
+
 from core.config import LoadedConfig
 from sim.master import Master
-from sim.physics import STATE_DOWN_UNPLANNED
+from sim.physics import STATE_DOWN_UNPLANNED, STATE_RUNNING
 from sim.plant import Plant
 from sim.truth import TruthLog
 
@@ -180,3 +182,34 @@ def test_scale_knob_multiplies_the_plant_and_clients_can_load_its_tag_map(
     assert p.machines["A-LATHE1-x3"].good_count > 0
     orders = {e["order"] for e in p.truth.events if e["event"] == "order_released"}
     assert {"PO-0001", "PO-10001", "PO-20001"} <= orders
+
+
+@pytest.mark.parametrize("kind, eq, line, signal, direction", [
+    ("tool", "A-LATHE1", "A", "current", +1),
+    ("clog", "B-MOLD1", "B", "pressure", +1),
+    ("clog", "B-MOLD1", "B", "flow", -1),
+    ("heater", "B-DRY1", "B", "heater_offset", +1),
+])
+def test_each_degradation_has_its_signature_and_ends_in_failure(
+        cfg, master, kind: str, eq: str, line: str, signal: str, direction: int) -> None:
+    p = plant(cfg, master, lines=[line])
+    p.inject(kind, eq, 3600)
+    m = p.machines[eq]
+    samples: list[tuple[int, float]] = []
+    while p.t < 20 * 3600 and m.state != STATE_DOWN_UNPLANNED:
+        p.step()
+        if p.t % 60 == 0 and m.state == STATE_RUNNING:
+            if signal == "heater_offset":
+                value = abs(m.zone_temp - m.sp["temp_sp"].value)
+            else:
+                value = getattr(m, signal)
+            samples.append((p.t, value))
+    assert m.state == STATE_DOWN_UNPLANNED
+    failure = next(e for e in p.truth.events if e["event"] == "failure")
+    assert failure["kind"] == kind
+    fail_t = p.t
+    early = [v for t, v in samples if t < 3 * 3600]
+    late = [v for t, v in samples if fail_t - 2 * 3600 <= t]
+    assert early and late
+    change = statistics.median(late) - statistics.median(early)
+    assert change * direction > 0.1 * abs(statistics.median(early)) + 0.5
