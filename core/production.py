@@ -18,7 +18,9 @@ transaction (call it off the loop, e.g. every few seconds).
 - **Counts** (``production_count``, one row per equipment, lot, shift and minute)
   from the ``good_count``/``scrap_count`` counters as deltas. A counter that goes
   down wrapped if the wrap distance is plausible (≤ ``max_step``), otherwise it was
-  reset and the new value is the delta. The first value after start is a baseline.
+  reset and the new value is the delta. The counters' last values are saved with
+  the deltas (in ``meta``), so after a restart the first value counts from there;
+  only a counter never seen before starts as a bare baseline.
   Deltas also go to the operation's qty_good/qty_scrap.
 - **Quality measurements** from ``quality`` tag samples (Good ones, when the value
   changes — a polled register repeats the last part's value), against the spec
@@ -28,6 +30,7 @@ transaction (call it off the loop, e.g. every few seconds).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterable
@@ -54,6 +57,7 @@ from core.store.types import UTCDateTime
 STATES: dict[int, str] = {0: "idle", 1: "running", 2: "setup", 3: "down_planned",
                           4: "down_unplanned", 5: "starved", 6: "blocked"}
 UNKNOWN, NO_DATA = "unknown", "no data"
+BASELINE_KEY = "production.counter_baselines"
 MODULUS: dict[str, int] = {"uint16": 1 << 16, "int16": 1 << 16, "uint32": 1 << 32,
                            "int32": 1 << 32, "int64": 1 << 64}
 
@@ -161,6 +165,10 @@ class ProductionTracker:
         conv = UTCDateTime().process_result_value
         for eq, state, reason, start in rows:
             self.eq[eq] = _Equip(state, reason or "", conv(start, None))
+        saved = store.get_meta(BASELINE_KEY)
+        if saved:
+            self._last_count.update({k: int(v) for k, v in json.loads(saved).items()
+                                     if k in self.modulus})
 
     # ------------------------------------------------------------ in memory
 
@@ -315,6 +323,7 @@ class ProductionTracker:
             if not (ops or counts or meas):
                 return 0
             self._ops, self._counts, self._measurements = [], {}, []
+            baselines = json.dumps(self._last_count) if counts else None
         esi = EquipmentStateInterval.__table__  # type: ignore[attr-defined]
         qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
         try:
@@ -342,6 +351,11 @@ class ProductionTracker:
                         "INSERT INTO production_count (equipment_id, line_id, lot_id, order_id,"
                         " operation_id, shift_id, ts, good, scrap) VALUES (:eq, :line, :lot,"
                         " :order, :op, :shift, :ts, :good, :scrap)"), rows)
+                    # the counters' last values commit with the deltas they produced, so a
+                    # restart counts from there: nothing counted twice or lost
+                    conn.execute(text("INSERT INTO meta (key, value) VALUES (:k, :v) "
+                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+                                 {"k": BASELINE_KEY, "v": baselines})
                     ops_qty = [r for r in rows if r["op"]]
                     if ops_qty:
                         conn.execute(text("UPDATE operation SET qty_good = qty_good + :good,"

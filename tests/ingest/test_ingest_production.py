@@ -129,3 +129,17 @@ def test_quality_of_a_lot_unknown_to_the_store_uses_the_order(
         got = s.exec(select(QualityMeasurement)).all()
     assert [(m.lot_id, m.characteristic_id, m.in_spec) for m in got] == [
         (None, "P-PR40.width", False)]  # L-00011 is not a store lot: no dangling reference
+
+
+def test_counter_baseline_survives_a_restart(store: Store, loaded_config: LoadedConfig) -> None:
+    cz, tr = _setup(store, loaded_config)
+    eq = "A-MILL1"
+    _feed(cz, tr, [sample(f"{eq}.good_count", 0, 100), sample(f"{eq}.good_count", 60, 130)])
+    tr.flush(store)
+    cz2, tr2 = _setup(store, loaded_config)  # a restart: new objects, same store
+    _feed(cz2, tr2, [sample(f"{eq}.good_count", 600, 150)])  # 20 made while we were away
+    tr2.flush(store)
+    with store.begin() as conn:
+        total = conn.exec_driver_sql("SELECT sum(good) FROM production_count WHERE "
+                                     "equipment_id = ?", (eq,)).scalar_one()
+    assert total == 50
