@@ -16,6 +16,7 @@ from core.ingest.archive import JOURNAL, Archiver, archive
 from core.ingest.writer import StoreWriter
 from core.samples import Context, ContextSample, Quality
 from core.store.db import open_store
+from ml import contract
 
 TAGS = ["A-LATHE1.bearing_temp", "C-EXTR1.zone_temp"]
 C_CTX = Context(equipment_id="C-EXTR1", line_id="C", order_id="PO-0005", lot_id="L-00501")
@@ -52,6 +53,7 @@ def test_archive_then_history_hot_and_archived(tmp_path: Path) -> None:
     after = history(store, arch, TAGS, T0, now)
     assert after.equals(before)
     assert after.schema["ts"] == pl.Datetime("us", "UTC")
+    assert contract.history(after).schema == contract.HISTORY_SCHEMA  # ml/ accepts it
     assert after.schema["quality"] == pl.Int8 and after.schema["value"] == pl.Float64
     assert after.filter(pl.col("quality") == 2)["value"].null_count() == \
         after.filter(pl.col("quality") == 2).height > 0
