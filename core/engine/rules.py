@@ -38,6 +38,10 @@ DOWNTIME_H = 100.0  # unit equivalents per hour of unplanned downtime
 SCRAP_UNIT = 1.0
 PRIORITY_CONFIDENCE = {"low": 0.4, "medium": 0.6, "high": 0.8, "critical": 0.9}
 WEAR_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current")
+# which failure mode a signal points at (the twin's and maintenance's fault vocabulary)
+FAULT_OF_SIGNAL = {"vibration_rms": "bearing", "bearing_temp": "bearing",
+                   "motor_current": "tool", "zone_temp": "heater", "pressure": "clog",
+                   "flow": "clog"}
 TTL_S = {"lot_hold": 4 * 3600, "lot_release": 8 * 3600, "work_order": 8 * 3600,
          "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600}
 
@@ -184,6 +188,30 @@ def next_window(session: Session, line_id: str, equipment_id: str,
         col(MaintenanceWindow.end) > now).order_by(col(MaintenanceWindow.start))).first()
 
 
+def fault_mode_of(det: DetectionLike) -> str:
+    """The failure mode a detection points at: stated, from its signal, or from the model's
+    strongest signal contribution."""
+    ev = evidence_of(det)
+    if ev.get("fault_mode"):
+        return str(ev["fault_mode"])
+    signal = (det.tag_id or "").rsplit(".", 1)[-1]
+    if signal in FAULT_OF_SIGNAL:
+        return FAULT_OF_SIGNAL[signal]
+    contribs = ev.get("contributions")
+    names: list[str] = []
+    if isinstance(contribs, dict):
+        names = [str(k).split("__")[0] for k, _ in
+                 sorted(contribs.items(), key=lambda kv: -abs(float(kv[1])))]
+    elif isinstance(contribs, list):
+        names = [str(c.get("signal", "")) for c in sorted(
+            (c for c in contribs if isinstance(c, dict)),
+            key=lambda c: -abs(float(c.get("contribution", 0.0) or 0.0)))]
+    for n in names:
+        if n in FAULT_OF_SIGNAL:
+            return FAULT_OF_SIGNAL[n]
+    return signal or det.kind
+
+
 def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
     eq_id = an.context.get("equipment_id")
     line_id = an.context.get("line_id")
@@ -191,7 +219,7 @@ def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Propos
         return None
     ev = evidence_of(det)
     predicted = _when(ev.get("predicted_failure_at"))
-    fault = str(ev.get("fault_mode") or (det.tag_id or "").rsplit(".", 1)[-1] or det.kind)
+    fault = fault_mode_of(det)
     with guard(rc.store), rc.store.session() as s:
         win = next_window(s, line_id, eq_id, rc.now)
         open_wo = s.exec(select(WorkOrder).where(

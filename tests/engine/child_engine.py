@@ -17,6 +17,7 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
 
 from core.clock import FrozenClock  # noqa: E402
 from core.config import load_config  # noqa: E402
+from core.engine.executors import RecordingPlant  # noqa: E402
 from core.store.db import open_store  # noqa: E402
 from engine.helpers import (  # noqa: E402
     PINS,
@@ -28,14 +29,10 @@ from engine.helpers import (  # noqa: E402
 )
 
 
-class BlockingPlant:
-    def hold_lot(self, lot_id: str, key: str) -> None:
+class BlockingPlant(RecordingPlant):
+    def hold_lot(self, lot_id: str, equipment_id: str | None, key: str) -> None:
         say("IN_ADAPTER")
         time.sleep(600)
-
-    def release_lot(self, lot_id: str, disposition: str, key: str) -> None: ...
-
-    def complete_work_order(self, equipment_id: str, work_order_id: str, key: str) -> None: ...
 
 
 def say(word: str) -> None:

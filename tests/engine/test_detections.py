@@ -32,7 +32,7 @@ def test_limit_detection_on_a_wear_signal_recommends_a_work_order(store, loaded_
     assert (r.decision_class, r.target) == ("work_order", "A-MILL1")
     assert r.rationale.startswith("vibration RMS 7.4 mm/s above HI limit 7 mm/s; on Machining "
                                   "centre 1, lot L-00101")
-    assert json.loads(r.params)["fault_mode"] == "vibration_rms"
+    assert json.loads(r.params)["fault_mode"] == "bearing"
 
 
 def test_ml_failure_risk_recommends_a_work_order_with_words(store, loaded_config, frozen_clock):
@@ -46,6 +46,7 @@ def test_ml_failure_risk_recommends_a_work_order_with_words(store, loaded_config
     r = rec_of(store, eng.on_detection(det).recommendation_id)
     assert r.decision_class == "work_order" and r.confidence == 0.83
     assert "bearing temperature trend over 6 h raises the score" in r.rationale
+    assert json.loads(r.params)["fault_mode"] == "bearing"  # from the strongest contribution
     assert json.loads(r.params)["window_id"] == "MW-B-01"
 
 

@@ -82,7 +82,7 @@ def test_bearing_fault_to_outcome(store, loaded_config, frozen_clock):
     frozen_clock.set(wos[0].window_end)  # maintenance done in the window
     eng.complete_work_order(wos[0].id, "maya", PINS["maya"])
     eng.run_outbox()
-    assert plant.named("complete_work_order") == [("A-LATHE1", wos[0].id,
+    assert plant.named("complete_work_order") == [("A-LATHE1", wos[0].id, "bearing",
                                                    f"{wos[0].id}:complete")]
     assert eng.evaluate() == []  # window still open: until predicted failure + margin
     frozen_clock.set(predicted + timedelta(hours=25))

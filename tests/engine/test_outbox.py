@@ -151,7 +151,8 @@ def test_interlock_refuses_out_of_limit_setpoint_before_writing(store, loaded_co
 
 
 def test_replenish_moves_stock_once(store, loaded_config, frozen_clock):
-    eng = make_engine(store, loaded_config, frozen_clock)
+    plant = RecordingPlant()  # repeats of the same command are kept once, as the twin does
+    eng = make_engine(store, loaded_config, frozen_clock, plant=plant)
     det = detection(kind="material", detector_id="material_short", problem_key="A:M-ST20",
                     equipment_id="A-LATHE1", line_id="A", tag_id=None, priority="medium",
                     onset=PLANT_START, value=None, summary="M-ST20 short at 14:00",
@@ -171,6 +172,7 @@ def test_replenish_moves_stock_once(store, loaded_config, frozen_clock):
         s.commit()
     [again] = eng.run_outbox()
     assert again.result["already_done"] is True
+    assert plant.named("replenish") == [("A", "M-ST20", "B-0003", act.idempotency_key)]
     with store.session() as s:
         assert s.get(Stock, "WH:B-0003").quantity == 600.0
         assert s.get(Stock, "A-LS:B-0003").quantity == 400.0

@@ -32,7 +32,7 @@ def default_adapters(store: Store, clock: Clock, plant: PlantCommands,
     """Action kind -> adapter. Without a device writer, setpoint writes fail clearly."""
     adapters: list[Adapter] = [
         QualityAdapter(store, clock, plant), MaintenanceAdapter(store, clock, plant),
-        SchedulingAdapter(store, clock, activate_plan), MaterialAdapter(store, clock),
+        SchedulingAdapter(store, clock, activate_plan), MaterialAdapter(store, clock, plant),
     ]
     if device is not None:
         adapters.append(DeviceAdapter(store, device, loop))

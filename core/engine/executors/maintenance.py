@@ -70,7 +70,8 @@ class MaintenanceAdapter:
                     status="done", completed_at=now))
                 audit.append(conn, "system:outbox", "work_order.completed", "work_order",
                              wo_id, {"action_id": a.id}, ts=now)
-        resolve(self.plant.complete_work_order(wo.equipment_id, wo_id, a.idempotency_key))
+        resolve(self.plant.complete_work_order(wo.equipment_id, wo_id, wo.fault_mode,
+                                               a.idempotency_key))
         return {"work_order_id": wo_id, "already_done": done}
 
     def _cancel(self, a: ActionView) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from sqlalchemy import insert, select, update
 
 from core import audit
 from core.clock import Clock
-from core.engine.executors.base import ActionFailed, ActionView
+from core.engine.executors.base import ActionFailed, ActionView, resolve
+from core.engine.executors.plant import PlantCommands
 from core.store.db import Store, guard
 from core.store.models import Meta, Stock
 
@@ -24,8 +25,8 @@ META = Meta.__table__  # type: ignore[attr-defined]
 class MaterialAdapter:
     kinds = ("replenish",)
 
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self.store, self.clock = store, clock
+    def __init__(self, store: Store, clock: Clock, plant: PlantCommands | None = None) -> None:
+        self.store, self.clock, self.plant = store, clock, plant
 
     def execute(self, a: ActionView) -> dict[str, Any]:
         p = a.params
@@ -34,7 +35,9 @@ class MaterialAdapter:
         with guard(self.store), self.store.begin() as conn:
             seen = conn.execute(select(META.c.value).where(META.c.key == marker)).first()
             if seen is not None:
-                return {**json.loads(seen.value), "already_done": True}
+                result = json.loads(seen.value)
+                self._tell_plant(result, a)
+                return {**result, "already_done": True}
             qty = float(p.get("quantity") or 0)
             if qty <= 0:
                 raise ActionFailed("nothing to move (quantity 0)")
@@ -59,4 +62,13 @@ class MaterialAdapter:
             conn.execute(insert(META).values(key=marker, value=json.dumps(result)))
             audit.append(conn, "system:outbox", "stock.moved", "stock", dest_id,
                          {**result, "action_id": a.id}, ts=now)
+        self._tell_plant(result, a)
         return {**result, "already_done": False}
+
+    def _tell_plant(self, result: dict[str, Any], a: ActionView) -> None:
+        """Line-side moves only: the plant brings the material to the line (repeat-safe)."""
+        to = str(result.get("to", ""))
+        loc = to.split(":", 1)[0]
+        if self.plant is not None and loc.endswith("-LS"):
+            resolve(self.plant.replenish(loc.removesuffix("-LS"), str(result["material_id"]),
+                                         result.get("batch_id"), a.idempotency_key))

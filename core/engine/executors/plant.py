@@ -14,11 +14,18 @@ from typing import Any, Protocol
 
 
 class PlantCommands(Protocol):
-    def hold_lot(self, lot_id: str, key: str) -> Any: ...
+    """Each method may return a value or an awaitable (a driver write); a refusal raises."""
 
-    def release_lot(self, lot_id: str, disposition: str, key: str) -> Any: ...
+    def hold_lot(self, lot_id: str, equipment_id: str | None, key: str) -> Any: ...
 
-    def complete_work_order(self, equipment_id: str, work_order_id: str, key: str) -> Any: ...
+    def release_lot(self, lot_id: str, equipment_id: str | None, disposition: str,
+                    key: str) -> Any: ...
+
+    def complete_work_order(self, equipment_id: str, work_order_id: str, fault_mode: str,
+                            key: str) -> Any: ...
+
+    def replenish(self, line_id: str, material_id: str, batch_id: str | None,
+                  key: str) -> Any: ...
 
 
 @dataclass
@@ -38,14 +45,20 @@ class RecordingPlant:
             self._seen.add((name, args))
             self.calls.append((name, args))
 
-    def hold_lot(self, lot_id: str, key: str) -> None:
-        self._record("hold_lot", lot_id, key)
+    def hold_lot(self, lot_id: str, equipment_id: str | None, key: str) -> None:
+        self._record("hold_lot", lot_id, equipment_id, key)
 
-    def release_lot(self, lot_id: str, disposition: str, key: str) -> None:
-        self._record("release_lot", lot_id, disposition, key)
+    def release_lot(self, lot_id: str, equipment_id: str | None, disposition: str,
+                    key: str) -> None:
+        self._record("release_lot", lot_id, equipment_id, disposition, key)
 
-    def complete_work_order(self, equipment_id: str, work_order_id: str, key: str) -> None:
-        self._record("complete_work_order", equipment_id, work_order_id, key)
+    def complete_work_order(self, equipment_id: str, work_order_id: str, fault_mode: str,
+                            key: str) -> None:
+        self._record("complete_work_order", equipment_id, work_order_id, fault_mode, key)
+
+    def replenish(self, line_id: str, material_id: str, batch_id: str | None,
+                  key: str) -> None:
+        self._record("replenish", line_id, material_id, batch_id, key)
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.calls if n == name]

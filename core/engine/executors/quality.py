@@ -41,6 +41,8 @@ class QualityAdapter:
         hold_id = key_id("NCR-", a.idempotency_key)
         now = self.clock.now()
         with guard(self.store), self.store.begin() as conn:
+            where = {r.id: r.equipment_id for r in conn.execute(
+                select(LOT.c.id, LOT.c.equipment_id).where(LOT.c.id.in_(lots)))}
             existing = conn.execute(select(HOLD.c.id).where(HOLD.c.id == hold_id)).first()
             if existing is None:
                 known = {r.id: r.status for r in conn.execute(
@@ -59,7 +61,7 @@ class QualityAdapter:
                 audit.append(conn, "system:outbox", "hold.created", "hold", hold_id,
                              {"lots": lots, "previous": known, "action_id": a.id}, ts=now)
         for lot in lots:  # plant side: holding a held lot is a no-op there
-            resolve(self.plant.hold_lot(lot, a.idempotency_key))
+            resolve(self.plant.hold_lot(lot, where.get(lot), a.idempotency_key))
         return {"hold_id": hold_id, "lots": lots, "already_done": existing is not None}
 
     def _release(self, a: ActionView) -> dict[str, Any]:
@@ -74,6 +76,8 @@ class QualityAdapter:
                 raise ActionFailed(f"no hold {hold_id!r}")
             lots = [r.lot_id for r in conn.execute(
                 select(HOLD_LOT.c.lot_id).where(HOLD_LOT.c.hold_id == hold_id))]
+            where = {r.id: r.equipment_id for r in conn.execute(
+                select(LOT.c.id, LOT.c.equipment_id).where(LOT.c.id.in_(lots)))}
             done = hold.status == "closed"
             if not done:
                 conn.execute(update(HOLD).where(HOLD.c.id == hold_id).values(
@@ -92,6 +96,7 @@ class QualityAdapter:
                              {"disposition": disposition, "lots": lots, "action_id": a.id},
                              ts=now)
         for lot in lots:
-            resolve(self.plant.release_lot(lot, disposition, a.idempotency_key))
+            resolve(self.plant.release_lot(lot, where.get(lot), disposition,
+                                           a.idempotency_key))
         return {"hold_id": hold_id, "disposition": disposition, "lots": lots,
                 "already_done": done}
