@@ -17,6 +17,11 @@ Poison: a batch the database rejects for a non-transient reason (constraint, typ
 is bisected; good rows land, each bad row goes to ``quarantine.jsonl`` with the reason.
 Nothing is retried forever.
 
+Rollups: stored rows are folded into 1-minute partials (``rollups``) merged every
+``rollup_every_s``, with the highest sample id they cover (``meta``) in the same
+transaction; on start, rows above that mark (stored by a killed writer whose
+partials were lost) are folded in again, so rollups stay exact across a crash.
+
 Counters: ``received = stored + quarantined + queued + in_flight + spilled`` at
 every instant (``WriterStats.balanced``); ``dropped`` counts what never entered.
 A row is *acknowledged* (survives a kill) once it is stored or spilled.
@@ -38,13 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from core.ingest.rollups import MERGE_SQL, RollupAccumulator
-from core.ingest.rows import INSERT_SQL, Row, row_dict, to_row, ts_text
+from core.ingest.rows import INSERT_SQL, ROW_COLUMNS, Row, row_dict, to_row, ts_text
 from core.ingest.spill import SpillBuffer
 from core.samples import ContextSample
 
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "ingest.spill_cursor"
+ROLLUP_KEY = "ingest.rollup_through"  # highest sample id folded into sample_rollup
+_META_UPSERT = ("INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
 _TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
 
 
@@ -115,6 +123,8 @@ class StoreWriter:
         self._thread: threading.Thread | None = None
         self._con: sqlite3.Connection | None = None
         self._started = threading.Event()
+        self._pending_id = 0  # last row id of the latest insert
+        self._rolled_id = 0  # highest row id handed to the rollup accumulator
 
     @classmethod
     def from_config(cls, loaded: Any, **kw: Any) -> StoreWriter:
@@ -213,6 +223,25 @@ class StoreWriter:
         no, off = row[0].split(":")
         return int(no), int(off)
 
+    def _recover_rollups(self) -> None:
+        """Fold rows stored after the last rollup merge (a killed writer's) into rollups."""
+        con = self._con
+        if self.rollups is None or con is None:
+            return
+        row = con.execute("SELECT value FROM meta WHERE key = ?", (ROLLUP_KEY,)).fetchone()
+        top = con.execute("SELECT max(id) FROM sample").fetchone()[0] or 0
+        through = int(row[0]) if row else top  # first run: earlier rows are not ours
+        cols = ", ".join(ROW_COLUMNS)
+        while through < top:
+            chunk = con.execute(f"SELECT id, {cols} FROM sample WHERE id > ? ORDER BY id "
+                                "LIMIT 50000", (through,)).fetchall()
+            if not chunk:
+                break
+            self.rollups.add(r[1:] for r in chunk)
+            through = chunk[-1][0]
+        self._rolled_id = through
+        self._flush_rollups(force=True)
+
     def _run(self) -> None:
         try:
             self._con = self._connect()
@@ -226,6 +255,7 @@ class StoreWriter:
                     if not is_transient(e):
                         raise
                     time.sleep(self.retry_s)
+            self._recover_rollups()
             n = self.spill.recover(cursor)
             with self._cond:
                 self.stats.recovered = n
@@ -379,9 +409,10 @@ class StoreWriter:
         try:
             con.execute("BEGIN IMMEDIATE")
             con.executemany(INSERT_SQL, rows)
+            if rows:
+                self._pending_id = con.execute("SELECT last_insert_rowid()").fetchone()[0]
             if cursor is not None:
-                con.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                            "DO UPDATE SET value = excluded.value", (CURSOR_KEY, cursor))
+                con.execute(_META_UPSERT, (CURSOR_KEY, cursor))
             con.execute("COMMIT")
             return None
         except sqlite3.Error as e:
@@ -440,6 +471,7 @@ class StoreWriter:
                 self.stats.in_flight -= n
         if self.rollups is not None:
             self.rollups.add(rows)
+            self._rolled_id = max(self._rolled_id, self._pending_id)
         if self.on_stored is not None:
             try:
                 self.on_stored(rows)
@@ -469,8 +501,10 @@ class StoreWriter:
             self.stats.quarantined += 1
             self.stats.in_flight -= 1
 
-    def _flush_rollups(self) -> None:
-        if self.rollups is None or not len(self.rollups) or self._con is None:
+    def _flush_rollups(self, force: bool = False) -> None:
+        if self.rollups is None or self._con is None:
+            return
+        if not len(self.rollups) and not force:
             return
         if time.monotonic() < self._retry_at:
             return
@@ -479,6 +513,8 @@ class StoreWriter:
         try:
             con.execute("BEGIN IMMEDIATE")
             con.executemany(MERGE_SQL, params)
+            # the rows these partials cover, committed with them (crash recovery)
+            con.execute(_META_UPSERT, (ROLLUP_KEY, str(self._rolled_id)))
             con.execute("COMMIT")
             self.stats.rollup_rows += len(params)
         except sqlite3.Error as e:

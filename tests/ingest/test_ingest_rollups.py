@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from ingest_helpers import CTX, at, rows
@@ -82,4 +86,36 @@ def test_accumulator_partials_merge_and_rebuild_agree(tmp_path: Path) -> None:
     con.execute("DELETE FROM sample_rollup")
     rebuild(con, "2026-01-05 06:00:00.000000", "2026-01-05 06:02:00.000000")
     con.close()
+    _check(_rollups(db))
+
+
+CHILD = """
+import sys, time
+from core.ingest.writer import StoreWriter
+from test_ingest_rollups import _series
+w = StoreWriter(sys.argv[1], sys.argv[2], flush_ms=10, rollup_every_s=3600).start()
+w.submit(_series())
+print("stored" if w.wait_until(lambda s: s.stored == 120, 60) else "timeout", flush=True)
+time.sleep(600)
+"""
+
+
+def test_rollups_of_a_killed_writer_are_recovered(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    open_store(str(db)).close()
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": f"{here.parents[1]}{os.pathsep}{here}"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(tmp_path / "spill")],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "stored"
+    finally:
+        child.send_signal(signal.SIGKILL)  # rows committed, rollup partials only in memory
+        child.wait(30)
+    assert _rollups(db) == []
+    with StoreWriter(db, tmp_path / "spill", flush_ms=10):
+        pass  # start folds the rows after the last rollup watermark back in
+    _check(_rollups(db))
+    with StoreWriter(db, tmp_path / "spill", flush_ms=10):
+        pass  # and a second start does not count them again
     _check(_rollups(db))
