@@ -1,6 +1,9 @@
 """Plant twin: simulated days per wall minute (core, core + servers) and tag updates/s served.
 
-    python -m bench sim [--days 1] [--scale 10] [--seconds 20] [--json]
+    python -m bench sim [--days 1] [--reps 3] [--scale 10] [--seconds 20] [--skip-served]
+                        [--json]
+
+Day figures are medians of ``--reps`` runs (core and baseline interleaved).
 
 1. Core only: ``Plant.run(86400 × days)`` on the default plant, beside a raw baseline
    loop that draws the same number of Gaussian numbers per machine-second (the floor
@@ -24,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,30 +54,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def core_day(days: float) -> dict[str, float]:
+def core_day(days: float, reps: int) -> dict[str, float]:
+    """Core and raw loop interleaved, ``reps`` times each; medians."""
     cfg = load_config(ROOT / "config.toml")
     master = load_master(cfg.master_data_path)
-    p = Plant(cfg, master, seed=1, start=START, truth=TruthLog(None),
-              random_faults_per_day=2.0)
     n = int(86400 * days)
-    t = time.perf_counter()
-    p.run(n)
-    core_s = time.perf_counter() - t
-    machines = len(p.machines)
-    rng = random.Random(1)
-    gauss = rng.gauss
-    t = time.perf_counter()
-    for _ in range(n):
-        for _m in range(machines):
-            for _k in range(GAUSS_PER_MACHINE_SECOND):
-                gauss(0.0, 1.0)
-    raw_s = time.perf_counter() - t
+    cores, raws = [], []
+    machines = 0
+    for _ in range(reps):
+        p = Plant(cfg, master, seed=1, start=START, truth=TruthLog(None),
+                  random_faults_per_day=2.0)
+        t = time.perf_counter()
+        p.run(n)
+        cores.append(time.perf_counter() - t)
+        machines = len(p.machines)
+        rng = random.Random(1)
+        gauss = rng.gauss
+        t = time.perf_counter()
+        for _ in range(n):
+            for _m in range(machines):
+                for _k in range(GAUSS_PER_MACHINE_SECOND):
+                    gauss(0.0, 1.0)
+        raws.append(time.perf_counter() - t)
+    core_s, raw_s = statistics.median(cores), statistics.median(raws)
     return {"core_wall_s_per_day": core_s / days, "raw_wall_s_per_day": raw_s / days,
             "core_days_per_wall_min": 60.0 * days / core_s,
             "raw_days_per_wall_min": 60.0 * days / raw_s, "machines": machines}
 
 
-async def _servers_day(days: float) -> dict[str, float]:
+async def _servers_day(days: float, reps: int) -> dict[str, float]:
+    walls: list[float] = []
+    res: dict[str, float] = {}
+    for _ in range(reps):
+        res = await _servers_day_once(days)
+        walls.append(res["servers_wall_s_per_day"])
+    wall = statistics.median(walls)
+    res.update(servers_wall_s_per_day=wall, servers_days_per_wall_min=60.0 / wall)
+    return res
+
+
+async def _servers_day_once(days: float) -> dict[str, float]:
     from sim.modbus_server import ModbusTwinServer
     from sim.opcua_server import OpcUaTwinServer
 
@@ -214,16 +234,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the day runs (medians)")
     ap.add_argument("--skip-served", action="store_true", help="only the simulated-day figures")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     out: dict[str, Any] = {}
-    out.update(core_day(a.days))
+    out.update(core_day(a.days, a.reps))
     print(f"core only      : {out['core_days_per_wall_min']:.2f} simulated days / wall min "
           f"({out['core_wall_s_per_day']:.1f} s per day, {out['machines']} machines); "
           f"raw gauss loop {out['raw_days_per_wall_min']:.2f} days/min; ratio core/raw "
           f"{out['core_days_per_wall_min'] / out['raw_days_per_wall_min']:.2f}", flush=True)
-    out.update(asyncio.run(_servers_day(a.days)))
+    out.update(asyncio.run(_servers_day(a.days, a.reps)))
     print(f"core + servers : {out['servers_days_per_wall_min']:.2f} simulated days / wall min "
           f"({out['servers_wall_s_per_day']:.1f} s per day; publish every 180 twin s); "
           f"ratio to core only "
