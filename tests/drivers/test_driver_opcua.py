@@ -231,9 +231,9 @@ async def test_deadband_and_many_subscriptions_and_sessions(tmp_path: Path, plc:
         await drv.stop()
 
 
-async def test_unknown_node_is_bad_with_reason(tmp_path: Path, plc: Plc) -> None:
+async def test_unknown_node_and_refused_write(tmp_path: Path, plc: Plc) -> None:
     tags = [
-        *ua_tags(plc.ns, ["Temp"]),
+        *ua_tags(plc.ns, ["Temp"], Temp={"writable": True}),  # config says yes, server says no
         {"name": "ghost", "address": f"ns={plc.ns};s=M1.Ghost", "data_type": "float64"},
     ]
     drv, sink = await started(tmp_path, plc, tags=tags)
@@ -241,6 +241,10 @@ async def test_unknown_node_is_bad_with_reason(tmp_path: Path, plc: Plc) -> None
         await sink.wait_for(lambda: bool(sink.of("M1.ghost")) and bool(sink.good("M1.temp")))
         g = sink.of("M1.ghost")[0]
         assert g.quality is Quality.BAD and "BadNodeIdUnknown" in (g.reason or "")
+        assert "M1.ghost" in drv.stale_tags(0.0)  # never delivered a value
+        r = await drv.write("M1.temp", 5.0)
+        assert not r.ok and "server refused: Bad" in (r.error or "")
+        assert drv.state.state is ConnState.CONNECTED
     finally:
         await drv.stop()
 
