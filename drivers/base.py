@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loopline.drivers")
 
-Sink = Callable[[list[Sample]], None]
+Sink = Callable[[list[Sample]], object]  # return value ignored
 StateListener = Callable[["ConnectionState"], None]
 
 CONNECTION_LOST = "connection lost"
@@ -43,6 +43,9 @@ class DriverConfigError(DriverError):
 
 
 class ConnState(StrEnum):
+    """connecting: never connected yet; reconnecting: lost, retrying with backoff;
+    down: stopped, or a config problem that retrying cannot fix (see last_error)."""
+
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
