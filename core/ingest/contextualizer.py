@@ -296,8 +296,9 @@ class Contextualizer:
         snap.line_of = {**self._snap.line_of, **snap.line_of}
         self._snap = snap
         if snap.calendar is not None:
+            if self._calendar is None or self._calendar.shifts != snap.calendar.shifts:
+                self._window = None  # new shift definitions: find the window again
             self._calendar = snap.calendar
-            self._window = None
         for eq, line in snap.line_of.items():
             self._set(eq, {"line_id": line}, now, "store")
         for eq in snap.line_of:
@@ -309,8 +310,8 @@ class Contextualizer:
             if lot is None and (eq, "order_id") not in self._from_tag:
                 up.update(order_id=None, operation_id=None, step=None)
             self._set(eq, up, now, "store")
-        if now is not None:
-            self._shift_for(now)
+        if now is not None and self._window is None:
+            self._shift_for(now)  # later, the samples' own times move the shift on
 
     def refresh(self, store: Store, now: datetime | None = None) -> None:
         """Re-read the store (blocking; run it off the event loop) and apply it."""

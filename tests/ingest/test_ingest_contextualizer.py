@@ -85,6 +85,8 @@ def test_shift_change_follows_sample_time(store: Store, loaded_config: LoadedCon
     assert cz.context("A-MILL1").shift_id == "late"
     changes = [c for c in cz.drain_changes() if c.field == "shift_id"]
     assert {(c.old, c.new) for c in changes} == {("early", "late")}
+    cz.refresh(store, now=T0)  # a lagging clock at refresh does not move the shift back
+    assert cz.context("A-MILL1").shift_id == "late" and not cz.drain_changes()
 
 
 def test_nan_is_bad_and_context_id_rules() -> None:
