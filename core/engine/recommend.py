@@ -13,6 +13,7 @@ failed`` belongs to the outbox).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,9 +38,11 @@ from core.engine.rules import (
     propose,
 )
 from core.engine.txn import write_txn
+from core.store import StoreError
 from core.store.db import Store, guard
 from core.store.models import Recommendation
 
+log = logging.getLogger(__name__)
 REC = Recommendation.__table__  # type: ignore[attr-defined]
 OPEN = ("proposed", "withheld")
 IN_FLIGHT = ("approved", "executing")
@@ -113,8 +116,17 @@ class Recommender:
             return Submitted("ignored", message="detection cleared: nothing to recommend")
         self.expire_stale()
         an = analyze(self.store, det)
-        prop = self._reuse_open_replan(det) if decision_class_for(det) == "replan" else None
-        prop = prop or propose(RuleContext(self.store, now, self.replanner), det, an)
+        try:
+            prop = self._reuse_open_replan(det) if decision_class_for(det) == "replan" \
+                else None
+            prop = prop or propose(RuleContext(self.store, now, self.replanner), det, an)
+        except StoreError:
+            raise
+        except Exception as e:  # a broken rule (or scheduler) must not stop the loop
+            log.exception("recommendation rule failed for %s", det.problem_key)
+            audit.append(self.store.engine, ACTOR, "rec.rule_failed", "problem",
+                         det.problem_key, {"error": f"{type(e).__name__}: {e}"}, ts=now)
+            return Submitted("ignored", message=f"the rule for {det.problem_key} failed: {e}")
         if prop is None:
             return Submitted("ignored", message=f"no action answers a {det.kind} detection "
                                                 f"from {det.detector_id}")

@@ -268,3 +268,41 @@ def test_async_device_writer_and_transient_retry(store, loaded_config, frozen_cl
     a = one_action(store)
     assert (a.status, a.attempts, dev.writes) == ("done", 2, [235.0])
     assert "action.retry" in audit_actions(store)
+
+
+def test_executor_thread_drains_the_outbox_until_stopped(store, loaded_config, frozen_clock):
+    import threading
+
+    from core.engine.events import ExecutionEvent
+    add_genealogy(store, PLANT_START)
+    eng = make_engine(store, loaded_config, frozen_clock)
+    finished = threading.Event()
+    eng.bus.subscribe(lambda ev: finished.set() if isinstance(ev, ExecutionEvent)
+                      and ev.status == "done" else None)
+    stop = threading.Event()
+    worker = threading.Thread(target=eng.executor.run_forever, args=(stop, 0.05))
+    worker.start()
+    try:
+        rid = eng.on_detection(spc(PLANT_START)).recommendation_id
+        eng.approve(rid, user_id="quinn", pin=PINS["quinn"])
+        assert finished.wait(60)
+    finally:
+        stop.set()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert one_action(store).status == "done" and len(rows(store, Hold)) == 1
+
+
+def test_a_failing_rule_is_audited_and_does_not_raise(store, loaded_config, frozen_clock):
+    def broken(*_a):
+        raise RuntimeError("solver crashed")
+
+    eng = make_engine(store, loaded_config, frozen_clock, replanner=broken)
+    det = detection(kind="state", detector_id="unplanned_down", problem_key="s:A-MILL1",
+                    equipment_id="A-MILL1", line_id="A", tag_id="A-MILL1.state",
+                    priority="high", onset=PLANT_START, value=None, summary="down",
+                    evidence={"problem": "down_unplanned"})
+    res = eng.on_detection(det)
+    assert res.outcome == "ignored" and "solver crashed" in res.message
+    last = audit.recent(store.engine, 1)[0]
+    assert last.action == "rec.rule_failed" and "solver crashed" in last.detail["error"]
