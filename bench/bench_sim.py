@@ -13,9 +13,9 @@ Day figures are medians of ``--reps`` runs (core and baseline interleaved).
 3. Served updates at speed 1 with ``--scale`` copies (10 → 2,041 tags): the twin runs
    as a child process (``python -m sim``); a plain asyncua client subscribes to every
    OPC UA node and a plain pymodbus client reads every Modbus register once a second.
-   Baseline: the value changes the twin itself produced in the same wall window
-   (counted in-process on an identical plant), so the ratio says how much of what the
-   twin generates reaches a client.
+   Baseline: the value changes the twin produced in the same twin-time window (read
+   from Plant.Clock at both ends, replayed in-process on an identical plant), so the
+   ratio says how much of what the twin generates reaches a client.
 """
 
 from __future__ import annotations
@@ -121,28 +121,29 @@ async def _servers_day_once(days: float) -> dict[str, float]:
             "opcua_updates": op.updates, "modbus_register_updates": mb.updates}
 
 
-def produced_per_s(scale: int, seconds: int) -> tuple[float, int, int]:
-    """Value changes per twin second the plant generates (OPC UA tags, Modbus tags)."""
+def produced_per_s(scale: int, t_from: int, t_to: int) -> tuple[float, int, int]:
+    """Value changes per twin second the plant generates in [t_from, t_to) twin seconds
+    (the window the clients measured), on an identical in-process plant."""
     cfg = load_config(ROOT / "config.toml")
     master = load_master(cfg.master_data_path)
-    p = Plant(cfg, master, seed=42, start=START, scale=scale, truth=TruthLog(None))
-    tags = [(t, p.machines[t.equipment_id]) for t in p.loaded.tags if t.equipment_id]
+    p = Plant(cfg, master, seed=42, start=START, scale=scale, truth=TruthLog(None),
+              random_faults_per_day=cfg.config.simulator.random_faults_per_day)
+    tags = [(t, p.machines[t.equipment_id]) for t in p.loaded.tags
+            if t.equipment_id and t.spec.kind != "command"]
     last: dict[str, Any] = {}
     changes = 0
-    for _ in range(60):  # warm-up like the child (lots on machines)
+    p.run(max(0, t_from - 1))
+    while p.t < t_to:
         p.step()
-    for _ in range(seconds):
-        p.step()
+        counting = p.t > t_from
         snaps = {m.id: m.snapshot() for m in p.machines.values()}
         for t, m in tags:
-            if t.spec.kind == "command":
-                continue
             v = snaps[m.id].get(t.name)
             if last.get(t.id) != v:
-                changes += 1
+                changes += counting
                 last[t.id] = v
     n_op = sum(1 for t in p.loaded.tags if t.driver_id == "opcua")
-    return changes / seconds, n_op, len(p.loaded.tags) - n_op
+    return changes / max(1, t_to - t_from), n_op, len(p.loaded.tags) - n_op
 
 
 async def _client_updates(scale: int, seconds: float) -> dict[str, float]:
@@ -196,6 +197,8 @@ async def _client_updates(scale: int, seconds: float) -> dict[str, float]:
         await asyncio.sleep(2.0)  # initial notifications flushed
         counts["opcua"] = 0
         last: dict[int, int] = {}
+        clock = client.get_node("ns=2;s=Plant.Clock")
+        twin_from = await clock.read_value()
         t0 = time.monotonic()
         polls = 0
         while time.monotonic() - t0 < seconds:
@@ -215,9 +218,13 @@ async def _client_updates(scale: int, seconds: float) -> dict[str, float]:
             polls += 1
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         wall = time.monotonic() - t0
+        twin_to = await clock.read_value()
         mbc.close()
         await client.disconnect()
-        return {"opcua_updates_per_s": counts["opcua"] / wall,
+        span = [int((datetime.fromisoformat(x.replace("Z", "+00:00")) - START).total_seconds())
+                for x in (twin_from, twin_to)]
+        return {"twin_from_s": span[0], "twin_to_s": span[1],
+                "opcua_updates_per_s": counts["opcua"] / wall,
                 "modbus_updates_per_s": counts["modbus"] / wall,
                 "client_updates_per_s": (counts["opcua"] + counts["modbus"]) / wall,
                 "tags": len(cfg.tags), "wall_s": wall}
@@ -251,9 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{out['servers_days_per_wall_min'] / out['core_days_per_wall_min']:.2f}",
           flush=True)
     if not a.skip_served:
-        base, n_op, n_mb = produced_per_s(a.scale, a.seconds)
-        out["produced_updates_per_s"] = base
         out.update(asyncio.run(_client_updates(a.scale, a.seconds)))
+        base, n_op, n_mb = produced_per_s(a.scale, out["twin_from_s"], out["twin_to_s"])
+        out["produced_updates_per_s"] = base
         print(f"served at 1×   : {out['client_updates_per_s']:.0f} tag updates/s seen by plain "
               f"clients ({out['opcua_updates_per_s']:.0f} OPC UA subscription on {n_op} tags, "
               f"{out['modbus_updates_per_s']:.0f} Modbus 1 s polls on {n_mb} tags; "
