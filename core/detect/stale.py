@@ -1,11 +1,21 @@
-"""Stale tags (no update for ``stale_after_s`` of plant time) and runs of Bad data.
+"""Stale tags (silent for ``stale_after_s`` of plant time) and runs of Bad data.
 
-A tag is stale when its newest sample (any quality) is older than its limit; it is
-checked in ``tick(now)`` because a silent tag by definition sends nothing. Tags that
-are expected but never heard of count from ``expect(..., since)``. A Bad or
-Uncertain run is a problem once it has lasted ``bad_after_s`` (a single timeout is
-not), and ends with the next Good sample. Limits never see these samples, so this
-is where an unknown value becomes visible.
+Most drivers report by exception (OPC UA subscriptions send changes only; the
+driver's keep-alives cover the rest), so silence alone proves nothing: a bearing
+temperature rounded to 0.001 °C may hold still for a minute. A tag is therefore
+checked only when silence is news:
+
+- it has been heard from, and its usual interval between updates (an EWMA learnt
+  while its machine runs) is at most a tenth of its limit, so a whole silent window
+  is an unlikely accident (a stuck sensor, a dead channel); and
+- its machine is running (when the machine's state tag is known), counting from
+  the later of the last update and the start of running.
+
+A tag never heard from since ``expect(..., since)`` is stale after its limit. Checks
+run in ``tick(now)``: a silent tag by definition sends nothing. A Bad or Uncertain
+run is a problem once it has lasted ``bad_after_s`` (a single timeout is not), and
+ends with the next Good sample. Limits never see those samples, so this is where an
+unknown value becomes visible.
 """
 
 from __future__ import annotations
@@ -17,16 +27,26 @@ from core.detect.events import Detection, Priority, context_ids
 from core.detect.tags import TagInfo
 from core.samples import Context, ContextSample, Quality
 
+_INF = float("inf")
+
+
+MIN_UPDATES = 20  # updates seen before a tag's usual interval is trusted
+SILENCE_FACTOR = 10.0  # a limit must span this many usual intervals to be checked
+RUNNING = 1
+
 
 class _Tag:
-    __slots__ = ("bad_active", "bad_quality", "bad_since", "ctx", "info", "last", "limit",
-                 "reason", "stale")
+    __slots__ = ("bad_active", "bad_quality", "bad_since", "ctx", "info", "interval",
+                 "is_state", "last", "limit", "reason", "stale", "updates")
 
     def __init__(self, info: TagInfo, limit: float, since: datetime | None) -> None:
         self.info = info
         self.limit = limit
         self.last = since
         self.stale = False
+        self.updates = 0
+        self.interval = 0.0  # EWMA of seconds between updates while running
+        self.is_state = info.kind == "state" and info.name == "state"
         self.bad_since: datetime | None = None
         self.bad_active = False
         self.bad_quality = Quality.BAD
@@ -47,6 +67,7 @@ class StaleDetector:
         self.check_stale = check_stale
         self._tags: dict[str, _Tag] = {}
         self._bad: set[str] = set()  # tags inside a Bad run not yet reported
+        self._running_since: dict[str, datetime | None] = {}  # equipment -> None: stopped
 
     def add_tag(self, info: TagInfo, stale_after_s: float | None = None, *,
                 check_stale: bool = True) -> bool:
@@ -55,7 +76,7 @@ class StaleDetector:
         Tags that publish only on change (context, state, setpoints) are silent
         when nothing happens, so only noisy analog signals are checked for staleness.
         """
-        limit = (stale_after_s or self.stale_after_s) if check_stale else float("inf")
+        limit = (stale_after_s or self.stale_after_s) if check_stale else _INF
         self._tags[info.tag_id] = _Tag(info, limit, None)
         return True
 
@@ -71,7 +92,16 @@ class StaleDetector:
         if st is None:
             return None
         ts = cs.source_ts
+        prev = st.last
         st.last = ts
+        if st.is_state:
+            self._note_state(st.info.equipment_id, cs.value, ts)
+        elif prev is not None and st.limit != _INF:
+            eq = st.info.equipment_id
+            if eq is None or self._running_since.get(eq, ts) is not None:
+                dt = min((ts - prev).total_seconds(), st.limit)
+                st.interval = dt if st.updates == 0 else 0.9 * st.interval + 0.1 * dt
+                st.updates += 1
         out: list[Detection] | None = None
         if st.stale:
             st.stale = False
@@ -95,12 +125,40 @@ class StaleDetector:
             (out := out or []).append(self._det(st, "bad_data", ts, cleared=False))
         return out
 
+    def _note_state(self, equipment_id: str | None, value: object, ts: datetime) -> None:
+        if equipment_id is None or type(value) is not int:
+            return
+        running = value == RUNNING
+        was = self._running_since.get(equipment_id)
+        if running and was is None:
+            self._running_since[equipment_id] = ts
+        elif not running:
+            self._running_since[equipment_id] = None
+
+    def watched(self, tag_id: str) -> bool:
+        """Whether silence of this tag would be reported now (its interval is known)."""
+        st = self._tags.get(tag_id)
+        return st is not None and st.limit != _INF and (
+            st.updates >= MIN_UPDATES and st.interval * SILENCE_FACTOR <= st.limit)
+
     def tick(self, now: datetime) -> list[Detection]:
         out: list[Detection] = []
         if self.check_stale:
+            running = self._running_since
             for st in self._tags.values():
-                if not st.stale and st.last is not None and \
-                        (now - st.last).total_seconds() > st.limit:
+                if st.stale or st.last is None or st.limit == _INF:
+                    continue
+                since = st.last
+                if st.updates:  # heard from: only a tag that usually moves, while running
+                    if st.updates < MIN_UPDATES or st.interval * SILENCE_FACTOR > st.limit:
+                        continue
+                    eq = st.info.equipment_id
+                    if eq is not None and eq in running:
+                        start = running[eq]
+                        if start is None:
+                            continue
+                        since = max(since, start)
+                if (now - since).total_seconds() > st.limit:
                     st.stale = True
                     out.append(self._det(st, "stale", now, cleared=False))
         for tag_id in list(self._bad):

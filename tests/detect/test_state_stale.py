@@ -93,7 +93,14 @@ TAG = "A-LATHE1.vibration_rms"
 INFO = TagInfo(TAG, "vibration_rms", "A-LATHE1", "A", "signal", "mm/s")
 
 
-def test_stale_tag_after_its_limit_of_plant_time_and_back() -> None:
+def regular(d: StaleDetector, tag: str, start: float, end: float, every: float = 1.0) -> None:
+    t = start
+    while t < end:
+        assert not d.feed(sample(tag, t, 2.0 + t / 1000))
+        t += every
+
+
+def test_a_tag_never_heard_from_is_stale_after_its_limit() -> None:
     d = StaleDetector("stale_data", "low", stale_after_s=30)
     d.add_tag(INFO)
     d.expect([TAG], at(0))
@@ -104,18 +111,51 @@ def test_stale_tag_after_its_limit_of_plant_time_and_back() -> None:
     assert d.tick(at(100)) == []  # reported once
     back = d.feed(sample(TAG, 120, 2.0)) or []
     assert [(g.kind, g.cleared) for g in back] == [("stale", True)]
-    assert d.tick(at(140)) == []
-    assert len(d.tick(at(151))) == 1
 
 
-def test_per_tag_limit_and_tags_not_checked_for_staleness() -> None:
+def test_a_tag_that_usually_moves_is_stale_when_it_falls_silent() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    d.add_tag(INFO)
+    regular(d, TAG, 0, 60)  # every second: its usual interval is 1 s
+    assert d.watched(TAG)
+    assert d.tick(at(89)) == []
+    got = d.tick(at(90))
+    assert [(g.kind, g.tag_id) for g in got] == [("stale", TAG)]
+    assert "no update for 31 s" in got[0].summary
+    assert [g.cleared for g in d.feed(sample(TAG, 95, 2.5)) or []] == [True]
+
+
+def test_a_slow_or_new_tag_is_not_checked_for_silence() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    d.add_tag(INFO)
+    regular(d, TAG, 0, 10)  # ten updates: not enough to know its rhythm
+    assert not d.watched(TAG) and d.tick(at(300)) == []
+    slow = TagInfo("A-LATHE1.bearing_temp", "bearing_temp", "A-LATHE1", "A", "signal", "°C")
+    d.add_tag(slow)
+    regular(d, slow.tag_id, 0, 25 * 6, every=6)  # a change every 6 s: 30 s of quiet is normal
+    assert not d.watched(slow.tag_id) and d.tick(at(600)) == []
+
+
+def test_silence_while_the_machine_is_stopped_is_not_stale() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    state = TagInfo("A-LATHE1.state", "state", "A-LATHE1", "A", "state")
+    d.add_tag(state, check_stale=False)
+    d.add_tag(INFO)
+    d.feed(sample(state.tag_id, 0, 1))
+    regular(d, TAG, 0, 60)
+    d.feed(sample(state.tag_id, 60, 4))  # down: vibration holds still, rightly
+    assert d.tick(at(600)) == []
+    d.feed(sample(state.tag_id, 600, 1))  # running again: the clock starts now
+    assert d.tick(at(630)) == []
+    assert [g.tag_id for g in d.tick(at(631))] == [TAG]
+
+
+def test_tags_not_checked_for_staleness_never_go_stale() -> None:
     d = StaleDetector("stale_data", stale_after_s=30)
-    d.add_tag(INFO, stale_after_s=300)
     ctx = TagInfo("A-LATHE1.lot", "lot", "A-LATHE1", "A", "context")
     d.add_tag(ctx, check_stale=False)
-    d.expect([TAG, ctx.tag_id], at(0))
-    assert d.tick(at(299)) == []
-    assert [g.tag_id for g in d.tick(at(301))] == [TAG]
+    d.expect([ctx.tag_id], at(0))
+    assert d.tick(at(3600)) == []
 
 
 def test_a_bad_run_is_reported_once_it_lasts_and_ends_with_good_data() -> None:
