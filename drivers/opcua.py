@@ -193,6 +193,10 @@ class _Session:
         client.connection_lost_callback = on_lost
         try:
             await asyncio.wait_for(client.connect(auto_reconnect=False), d.cfg.timeout_s * 2 + 1.0)
+        except asyncio.CancelledError:  # stopped mid-connect: drop the socket, no awaiting
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+            raise
         except Exception as e:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 1.0)
