@@ -22,16 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import or_, select
 
-from core.ingest.rows import ts_text
 from core.ingest.shifts import calendar_from_store
-from core.production import ensure_schema
+from core.production import PRODUCTION_COUNT, ensure_schema
 from core.store.db import Store, guard
-from core.store.types import UTCDateTime
+from core.store.models import Equipment, EquipmentStateInterval
 
 NOT_PLANNED = ("down_planned", "unknown")
-_conv = UTCDateTime().process_result_value
 
 
 @dataclass(frozen=True)
@@ -124,26 +122,26 @@ def compute(scope: str, key: str, spans: Iterable[StateSpan], counts: Iterable[C
 
 
 def load_spans(store: Store, start: datetime, end: datetime) -> list[StateSpan]:
+    esi = EquipmentStateInterval.__table__  # type: ignore[attr-defined]
+    q = select(esi.c.equipment_id, esi.c.state, esi.c.start, esi.c.end).where(
+        esi.c.start < end, or_(esi.c.end.is_(None), esi.c.end > start))
     with guard(store), store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            'SELECT equipment_id, state, start, "end" FROM equipment_state_interval '
-            'WHERE start < ? AND ("end" IS NULL OR "end" > ?)',
-            (ts_text(end), ts_text(start))).fetchall()
-    return [StateSpan(eq, st, _conv(s, None), _conv(e, None)) for eq, st, s, e in rows]
+        return [StateSpan(*r) for r in conn.execute(q).all()]
 
 
 def load_counts(store: Store, start: datetime, end: datetime) -> list[CountRow]:
     ensure_schema(store)
+    pc = PRODUCTION_COUNT
+    q = select(pc.c.equipment_id, pc.c.ts, pc.c.good, pc.c.scrap, pc.c.shift_id,
+               pc.c.line_id).where(pc.c.ts >= start, pc.c.ts < end)
     with guard(store), store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT equipment_id, ts, good, scrap, shift_id, line_id FROM production_count "
-            "WHERE ts >= ? AND ts < ?", (ts_text(start), ts_text(end))).fetchall()
-    return [CountRow(eq, _conv(ts, None), g, s, sh, ln) for eq, ts, g, s, sh, ln in rows]
+        return [CountRow(*r) for r in conn.execute(q).all()]
 
 
 def _equipment(store: Store) -> dict[str, tuple[str, float]]:
+    eq = Equipment.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, line_id, ideal_cycle_s FROM equipment")).fetchall()
+        rows = conn.execute(select(eq.c.id, eq.c.line_id, eq.c.ideal_cycle_s)).all()
     return {r[0]: (r[1], float(r[2])) for r in rows}
 
 

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, text
 from sqlmodel import select
 
 from core.config.loader import ResolvedTag
@@ -73,6 +73,16 @@ PRODUCTION_COUNT_DDL = (
     "CREATE INDEX IF NOT EXISTS ix_production_count_eq_ts ON production_count (equipment_id, ts)",
     "CREATE INDEX IF NOT EXISTS ix_production_count_lot ON production_count (lot_id)",
 )
+
+
+# Core view of the table for queries (kept out of SQLModel.metadata: not a model)
+PRODUCTION_COUNT = Table(
+    "production_count", MetaData(),
+    Column("id", Integer, primary_key=True), Column("equipment_id", String, nullable=False),
+    Column("line_id", String), Column("lot_id", String), Column("order_id", String),
+    Column("operation_id", String), Column("shift_id", String),
+    Column("ts", UTCDateTime, nullable=False), Column("good", Integer, nullable=False),
+    Column("scrap", Integer, nullable=False))
 
 
 def ensure_schema(target: Engine | Connection | Store) -> None:
@@ -343,20 +353,18 @@ class ProductionTracker:
                                                         esi.c.end.is_(None))
                                      .values(reason_code=p["reason"]))
                 if counts:
-                    rows = [{"eq": k[0], "line": k[1], "lot": k[2], "order": k[3], "op": k[4],
-                             "shift": k[5], "ts": k[6].replace(tzinfo=None).isoformat(
-                                 " ", "microseconds"), "good": g, "scrap": sc}
+                    rows = [{"equipment_id": k[0], "line_id": k[1], "lot_id": k[2],
+                             "order_id": k[3], "operation_id": k[4], "shift_id": k[5],
+                             "ts": k[6], "good": g, "scrap": sc}
                             for k, (g, sc) in counts.items()]
-                    conn.execute(text(
-                        "INSERT INTO production_count (equipment_id, line_id, lot_id, order_id,"
-                        " operation_id, shift_id, ts, good, scrap) VALUES (:eq, :line, :lot,"
-                        " :order, :op, :shift, :ts, :good, :scrap)"), rows)
+                    conn.execute(PRODUCTION_COUNT.insert(), rows)
                     # the counters' last values commit with the deltas they produced, so a
                     # restart counts from there: nothing counted twice or lost
                     conn.execute(text("INSERT INTO meta (key, value) VALUES (:k, :v) "
                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
                                  {"k": BASELINE_KEY, "v": baselines})
-                    ops_qty = [r for r in rows if r["op"]]
+                    ops_qty = [{"op": r["operation_id"], "good": r["good"], "scrap": r["scrap"]}
+                               for r in rows if r["operation_id"]]
                     if ops_qty:
                         conn.execute(text("UPDATE operation SET qty_good = qty_good + :good,"
                                           " qty_scrap = qty_scrap + :scrap WHERE id = :op"),
