@@ -35,13 +35,17 @@ ACT = Action.__table__  # type: ignore[attr-defined]
 class Engine:
     def __init__(self, store: Store, config: Config, clock: Clock, *, plant: PlantCommands,
                  device: DeviceWriter | None = None, replanner: Replanner | None = None,
-                 use_scheduler: bool = True, bus: EventBus | None = None) -> None:
+                 use_scheduler: bool = True, bus: EventBus | None = None,
+                 publish_detections: bool = False) -> None:
+        """``publish_detections``: also put each detection on the bus (leave False when
+        core.detect's DetectLoop publishes them to the same bus already)."""
         self.store, self.config, self.clock = store, config, clock
         self.bus = bus or EventBus()
         self.auth = Authenticator(store.engine, config.users, config.auth, clock)
         if replanner is None and use_scheduler:
             replanner = scheduler_replanner(store)
-        self.recommender = Recommender(store, clock, config.auth, self.bus, replanner)
+        self.recommender = Recommender(store, clock, config.auth, self.bus, replanner,
+                                       publish_detections)
         self.decider = Decider(store, self.auth, config.autonomy, clock, self.bus)
         self.executor = Executor(store, default_adapters(store, clock, plant, device), clock,
                                  self.bus)

@@ -89,8 +89,10 @@ class Submitted:
 
 class Recommender:
     def __init__(self, store: Store, clock: Clock, auth_settings: AuthSettings | None = None,
-                 bus: EventBus | None = None, replanner: Replanner | None = None) -> None:
+                 bus: EventBus | None = None, replanner: Replanner | None = None,
+                 publish_detections: bool = False) -> None:
         self.store = store
+        self.publish_detections = publish_detections  # DetectLoop already publishes them
         self.clock = clock
         self.perms = (auth_settings or AuthSettings()).permissions
         self.bus = bus or EventBus()
@@ -108,10 +110,11 @@ class Recommender:
         """Analyse a detection and create, merge, supersede or withhold its recommendation."""
         now = self.clock.now()
         c = context_of(det)
-        self.bus.publish(DetectionEvent(
-            now, det.summary, det.equipment_id, det.line_id, c.lot_id, c.order_id,
-            None, {"value": det.value, "onset": _iso(det.onset), "tag_id": det.tag_id},
-            det.problem_key, det.detector_id, det.priority))
+        if self.publish_detections:
+            self.bus.publish(DetectionEvent(
+                now, det.summary, det.equipment_id, det.line_id, c.lot_id, c.order_id,
+                None, {"value": det.value, "onset": _iso(det.onset), "tag_id": det.tag_id},
+                det.problem_key, det.detector_id, det.priority))
         if det.cleared:
             return Submitted("ignored", message="detection cleared: nothing to recommend")
         self.expire_stale()

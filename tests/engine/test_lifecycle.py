@@ -46,7 +46,7 @@ def rec(store, rec_id: str) -> Recommendation:
 
 def test_bearing_fault_to_outcome(store, loaded_config, frozen_clock):
     plant = RecordingPlant()
-    eng = make_engine(store, loaded_config, frozen_clock, plant=plant)
+    eng = make_engine(store, loaded_config, frozen_clock, plant=plant, publish_detections=True)
     log = EventLog(eng.bus)
     predicted = PLANT_START + timedelta(hours=30)
     res = eng.on_detection(bearing(PLANT_START, predicted=predicted))
