@@ -170,6 +170,8 @@ class ModbusDriver(Driver):
         self._set_state(ConnState.CONNECTED)
 
     async def start(self, sink: Sink) -> None:
+        if self._tasks:
+            raise DriverError(f"driver {self.id} is already started")
         self._begin(sink)
         self._stopping = False
         if self._client is None:

@@ -491,6 +491,8 @@ class OpcUaDriver(Driver):
             raise DriverError(msg)
 
     async def start(self, sink: Sink) -> None:
+        if any(s.task is not None for s in self.sessions):
+            raise DriverError(f"driver {self.id} is already started")
         self._begin(sink)
         self._stopping = False
         if self._state.state is ConnState.DOWN:
