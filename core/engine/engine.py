@@ -99,9 +99,14 @@ class Engine:
             wo = s.get(WorkOrder, wo_id)
         if wo is None:
             raise DecisionError(f"no work order {wo_id!r}")
-        self.auth.require(user_id, "work_order")
-        sig = self.auth.sign(user_id, pin, f"work order {wo_id} done",
-                             audit.record_hash({"work_order": wo_id, "status": wo.status}))
+        try:
+            self.auth.require(user_id, "work_order")
+            sig = self.auth.sign(user_id, pin, f"work order {wo_id} done",
+                                 audit.record_hash({"work_order": wo_id, "status": wo.status}))
+        except AuthError as e:
+            audit.append(self.store.engine, user_id, "decision.refused", "work_order", wo_id,
+                         {"attempt": "complete", "reason": str(e)}, ts=self.clock.now())
+            raise
         key = f"{wo_id}:complete"
         now = self.clock.now()
         with guard(self.store), self.store.begin() as conn:

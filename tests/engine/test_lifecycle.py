@@ -80,6 +80,9 @@ def test_bearing_fault_to_outcome(store, loaded_config, frozen_clock):
     assert wos[0].recommendation_id == r.id
 
     frozen_clock.set(wos[0].window_end)  # maintenance done in the window
+    with pytest.raises(AuthError, match="may not decide work_order"):
+        eng.complete_work_order(wos[0].id, "quinn", PINS["quinn"])
+    assert audit.recent(store.engine, 1)[0].action == "decision.refused"
     eng.complete_work_order(wos[0].id, "maya", PINS["maya"])
     eng.run_outbox()
     assert plant.named("complete_work_order") == [("A-LATHE1", wos[0].id, "bearing",
