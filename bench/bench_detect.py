@@ -252,6 +252,7 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
     last: dict[str, Any] = {}
     dets_by_eq: dict[str, list[tuple[datetime, str]]] = {}
     by_kind: dict[str, int] = {}
+    spc_rules: dict[str, int] = {}
     n_samples = 0
     det_s = 0.0
     with tempfile.TemporaryDirectory() as d:
@@ -298,6 +299,9 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
                 for dd in dets:
                     if not dd.cleared:
                         by_kind[dd.kind] = by_kind.get(dd.kind, 0) + 1
+                        if dd.kind == "spc":
+                            r = f"rule{dd.evidence.get('rule', '?')}"
+                            spc_rules[r] = spc_rules.get(r, 0) + 1
                         if dd.equipment_id:
                             dets_by_eq.setdefault(dd.equipment_id, []).append((dd.onset,
                                                                                 dd.kind))
@@ -322,7 +326,7 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
         elif ev["event"] == "failure":
             at = datetime.fromisoformat(ev["t"].replace("Z", "+00:00"))
             prior = [o for o, k in dets_by_eq.get(ev["equipment"], [])
-                     if k in ("limit", "spc", "ml_score") and o <= at]
+                     if k == "limit" and o <= at]  # no ML models in this run
             failures.append({"equipment": ev["equipment"], "kind": ev["kind"],
                              "at": ev["t"], "detected_before": bool(prior),
                              "lead_min": round((at - min(prior)).total_seconds() / 60)
@@ -330,7 +334,8 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
     return {"hours": hours, "seed": seed, "faults_per_day": faults_per_day,
             "scan_s": scan_s, "samples": n_samples, "wall_s": round(wall, 1),
             "detect_samples_per_s": round(n_samples / det_s) if det_s else None,
-            "detections_by_kind": by_kind, "positions": per_pos,
+            "detections_by_kind": by_kind, "spc_by_rule": dict(sorted(spc_rules.items())),
+            "positions": per_pos,
             "truth": {"faults_started": faults, "failures": failures}}
 
 
@@ -389,10 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  position {p}: {v['alarms']:>4} alarms  {v['per_hour']:>6.2f}/h  "
                   f"flood {v['flood_pct']:>5.2f} % ({v['floods']} floods)  {ok}")
         print(f"  detections by kind: {tw['detections_by_kind']}")
+        print(f"  SPC detections by Nelson rule: {tw['spc_by_rule']}")
         print(f"  ground truth: faults started {tw['truth']['faults_started']}")
         for f in tw["truth"]["failures"]:
-            seen = (f"detected {f['lead_min']} min before" if f["detected_before"]
-                    else "NOT detected before")
+            seen = (f"limit detection {f['lead_min']} min before" if f["detected_before"]
+                    else "no limit detection before it")
             print(f"    failure {f['kind']} on {f['equipment']} at {f['at']}: {seen}")
     return 0
 

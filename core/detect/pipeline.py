@@ -49,6 +49,7 @@ class DetectorSet:
         self.material: list[MaterialDetector] = []
         self._route: dict[str, list[Handler]] = {}
         self._names: dict[str, list[str]] = {}
+        self.spc_rules: tuple[int, ...] = tuple(range(1, 9))
 
     # ---------------------------------------------------------------- building
 
@@ -60,10 +61,13 @@ class DetectorSet:
     def from_config(cls, cfg: LoadedConfig, clock: Clock, *,
                     score_sources: Mapping[str, ScoreSource] | None = None,
                     stale_kinds: Iterable[str] = STALE_KINDS,
-                    characteristics: Mapping[str, str] | None = None) -> DetectorSet:
+                    characteristics: Mapping[str, str] | None = None,
+                    spc_rules: Iterable[int] = range(1, 9)) -> DetectorSet:
         """``characteristics``: recipe -> quality characteristic id for SPC charts
-        (``core.detect.spc.characteristics_from_store``)."""
+        (``core.detect.spc.characteristics_from_store``); ``spc_rules``: the Nelson rules
+        charts test (all eight by default)."""
         ds = cls(clock)
+        ds.spc_rules = tuple(spc_rules)
         infos = tag_infos(cfg)
         ds.build(cfg.config.detectors, infos.values(), score_sources or {}, tuple(stale_kinds),
                  characteristics)
@@ -91,7 +95,7 @@ class DetectorSet:
                 self.timed.append(lim)
             elif d.kind == "spc":
                 spc = SpcDetector(d.id, d.priority, characteristic=d.characteristic,
-                                  characteristic_of=characteristics)
+                                  characteristic_of=characteristics, rules=self.spc_rules)
                 for t in matched:
                     spc.add_tag(t.tag_id, t.equipment_id, t.line_id, t.unit)
                     self._add_route(t.tag_id, spc.feed, d.id)

@@ -316,8 +316,10 @@ class SpcDetector:
 
     def __init__(self, detector_id: str, priority: Priority = "medium", *,
                  baseline_n: int = 100, characteristic: str | None = None,
-                 characteristic_of: Mapping[str, str] | None = None) -> None:
+                 characteristic_of: Mapping[str, str] | None = None,
+                 rules: Iterable[int] = range(1, 9)) -> None:
         self.detector_id = detector_id
+        self.rules = tuple(rules)
         self.priority: Priority = priority
         self.baseline_n = baseline_n
         self.characteristic = characteristic
@@ -345,7 +347,8 @@ class SpcDetector:
         if ch is None:
             ch = SpcChart(self.detector_id, characteristic, equipment_id=equipment_id,
                           line_id=line_id, tag_id=tag_id, unit=unit,
-                          baseline_n=self.baseline_n, priority=self.priority)
+                          baseline_n=self.baseline_n, priority=self.priority,
+                          rules=self.rules)
             self.charts[key] = ch
         return ch
 

@@ -8,6 +8,7 @@ from detect_helpers import at, sample
 from core.config.schema import Detector
 from core.detect import Detection, DetectorSet
 from core.detect.ml_score import Score
+from core.detect.spc import ControlLimits
 from core.detect.tags import TagInfo
 from core.samples import Quality
 
@@ -87,3 +88,13 @@ def test_detections_become_engine_events() -> None:
     ev = d.as_event()
     assert ev.kind == "detection" and ev.problem_key == d.problem_key
     assert ev.lot_id == "L-00101" and ev.detail["onset"] == at(0).isoformat()
+
+
+@pytest.mark.parametrize(("rules", "fired"), [(range(1, 9), [7]), ((1, 2), [])])
+def test_spc_rules_can_be_narrowed(loaded_config, frozen_clock, rules, fired) -> None:  # type: ignore[no-untyped-def]
+    ds = DetectorSet.from_config(loaded_config, frozen_clock, spc_rules=rules)
+    spc = next(d for d in ds.detectors if getattr(d, "kind", "") == "spc")
+    spc.set_limits("quality_value[R-SH20]", ControlLimits(0.0, 1.0), "A-LATHE1", "A")
+    got = ds.process_many(sample("A-LATHE1.quality_value", i, v)
+                          for i, v in enumerate([0.5, 0.3, -0.5, -0.3] * 4))  # rule 7 only
+    assert [d.evidence["rule"] for d in got] == fired
