@@ -16,7 +16,8 @@ from driver_helpers import Collector, free_port, wait_until, write_config
 
 from core.samples import Quality
 from drivers.base import CONNECTION_LOST, ConnState, DriverError, make_driver
-from drivers.opcua import OpcUaDriver, to_variant
+from drivers.opcua import OpcUaDriver
+from drivers.opcua_values import to_variant
 
 NS_URI = "urn:loopline:test-plc"
 
