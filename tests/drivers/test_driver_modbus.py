@@ -538,3 +538,30 @@ def test_block_planning_limits() -> None:
     ]:
         with pytest.raises(DriverConfigError, match=msg):
             parse_address(rt("z", bad, "int16" if bad != "hr:1.16" else "bool"))
+
+
+async def test_a_failing_sink_does_not_stop_the_driver(tmp_path: Path, device: Device) -> None:
+    await device.set_hr(3, [4])
+    loaded = write_config(
+        tmp_path,
+        "plc",
+        mb_driver(device.port),
+        [{"name": "a", "address": "hr:3", "data_type": "uint16"}],
+    )
+    drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags)
+    got = Collector()
+    calls = 0
+
+    def flaky(batch: list) -> None:  # type: ignore[type-arg]
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("downstream hiccup")
+        got(batch)
+
+    await drv.start(flaky)
+    try:
+        await got.wait_for(lambda: len(got.good("M1.a")) >= 2)
+        assert drv.stats.errors >= 2 and drv.state.state is ConnState.CONNECTED
+    finally:
+        await drv.stop()
