@@ -28,7 +28,9 @@ Every method returns ``AlarmChange`` events for the event stream
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -140,6 +142,15 @@ class AlarmRecord:
         return "cleared, acknowledged" if self.acked else "returned to normal, unacknowledged"
 
 
+def _locked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The console acknowledges on its thread while the engine raises on another."""
+    @functools.wraps(fn)
+    def wrapper(self: AlarmManager, *a: Any, **kw: Any) -> Any:
+        with self._lock:
+            return fn(self, *a, **kw)
+    return wrapper
+
+
 def _prio_rank(p: str) -> int:
     return PRIORITIES.index(p) if p in PRIORITIES else 1  # type: ignore[arg-type]
 
@@ -173,6 +184,7 @@ class AlarmManager:
         self.floods: dict[str, int] = {}
         self.annunciated_count: dict[str, int] = {}
         self._groups: dict[str, set[str]] = {}  # group key -> member problem keys
+        self._lock = threading.RLock()
 
     @classmethod
     def from_config(cls, store: Any, cfg: Any, clock: Clock, **kw: Any) -> AlarmManager:
@@ -197,6 +209,7 @@ class AlarmManager:
     def by_key(self, problem_key: str) -> AlarmRecord | None:
         return self._open.get(problem_key)
 
+    @_locked
     def open_alarms(self, position: str | None = None, *, include_hidden: bool = False
                     ) -> list[AlarmRecord]:
         """What an operator's alarm list shows: active or unacked, highest priority first."""
@@ -218,6 +231,7 @@ class AlarmManager:
 
     # ---------------------------------------------------------------- detections
 
+    @_locked
     def on_detection(self, d: Detection) -> list[AlarmChange]:
         """Raise, re-raise or clear the alarm of a detection's problem."""
         if d.kind == "spc" and d.evidence.get("rule") is not None \
@@ -242,6 +256,7 @@ class AlarmManager:
             out.extend(self._reevaluate_suppression(ts))
         return out
 
+    @_locked
     def on_detections(self, ds: Iterable[Detection]) -> list[AlarmChange]:
         out: list[AlarmChange] = []
         for d in ds:
@@ -278,6 +293,7 @@ class AlarmManager:
         self.down[d.equipment_id] = "down unplanned"
         return True
 
+    @_locked
     def set_equipment_down(self, equipment_id: str, down: bool, why: str = "down planned"
                            ) -> list[AlarmChange]:
         """Planned downtime (or any outside knowledge) drives suppression too."""
@@ -386,6 +402,7 @@ class AlarmManager:
             raise AlarmError(f"unknown user {user!r}")
         return user
 
+    @_locked
     def ack(self, alarm_id: int, user: str, comment: str = "") -> list[AlarmChange]:
         user = self._user(user)
         rec = self._require(alarm_id)
@@ -403,6 +420,7 @@ class AlarmManager:
             out.extend(self._normal(rec, now))
         return out
 
+    @_locked
     def ack_position(self, position: str, user: str) -> list[AlarmChange]:
         """Acknowledge every visible unacked alarm of one position (the "ack page" key)."""
         out: list[AlarmChange] = []
@@ -411,6 +429,7 @@ class AlarmManager:
                 out.extend(self.ack(rec.id, user))
         return out
 
+    @_locked
     def shelve(self, alarm_id: int, user: str, reason: str, *, until: datetime | None = None,
                duration_s: float | None = None) -> list[AlarmChange]:
         """One-shot without ``until``/``duration_s``, else timed; both audited with the reason."""
@@ -449,6 +468,7 @@ class AlarmManager:
             self._persist(rec, c)
         return [self._change("shelved", rec, now, actor=user, detail=detail)]
 
+    @_locked
     def unshelve(self, alarm_id: int, user: str, reason: str = "") -> list[AlarmChange]:
         user = self._user(user)
         rec = self._require(alarm_id)
@@ -471,6 +491,7 @@ class AlarmManager:
 
     # ---------------------------------------------------------------- timers
 
+    @_locked
     def tick(self, now: datetime | None = None) -> list[AlarmChange]:
         """Expire timed shelving and end floods whose window has emptied."""
         now = ensure_utc(now or self.clock.now())
@@ -569,6 +590,7 @@ class AlarmManager:
         audit.append(conn, actor, action, "alarm", str(rec.id),
                      {"problem_key": rec.problem_key, "priority": rec.priority, **detail}, ts)
 
+    @_locked
     def load(self) -> int:
         """Rebuild the open set after a restart: active or unacked rows of the table.
 

@@ -10,6 +10,7 @@ recommendation and the matching alarm instead of opening a second one.
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -22,6 +23,7 @@ Priority = Literal["low", "medium", "high", "critical"]
 PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high", "critical")
 
 _seq = itertools.count(1)
+_RUN = uuid.uuid4().hex[:8]  # this process
 
 
 def escalate(priority: str, steps: int = 1) -> Priority:
@@ -68,8 +70,8 @@ class Detection:
     def __post_init__(self) -> None:
         self.onset = ensure_utc(self.onset)
         self.ts = ensure_utc(self.ts) if self.ts is not None else self.onset
-        if not self.id:
-            self.id = f"D{next(_seq):08d}"
+        if not self.id:  # unique across restarts: the engine keeps detections as evidence
+            self.id = f"D{_RUN}{next(_seq):06d}"
 
     @property
     def source(self) -> str:
