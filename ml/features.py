@@ -93,11 +93,13 @@ def recipe_baselines(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_S
 
 def _cadence(history: pl.DataFrame) -> pl.DataFrame:
     """Median sampling interval (s) per equipment and signal, from samples of any quality."""
-    h = history.select("equipment_id", contract.signal_of(pl.col("tag_id")).alias("signal"),
-                       "tag_id", "ts").sort("tag_id", "ts")
+    h = history.select("equipment_id", "tag_id", "ts")
+    if not h["ts"].is_sorted():
+        h = h.sort("ts")  # store frames come sorted by ts; within each tag that suffices
     d = h.with_columns(pl.col("ts").diff().over("tag_id").dt.total_microseconds().alias("dt"))
-    return d.group_by("equipment_id", "signal").agg(
-        (pl.col("dt").median() / 1e6).alias("cadence_s"))
+    c = d.group_by("equipment_id", "tag_id").agg((pl.col("dt").median() / 1e6).alias("cadence_s"))
+    return c.select("equipment_id", contract.signal_of(pl.col("tag_id")).alias("signal"),
+                    "cadence_s")
 
 
 def equipment_features(history: pl.DataFrame, events: Events | None = None,
@@ -133,7 +135,9 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     g = g.with_columns(
         (pl.col("value") - pl.col("baseline")).alias("delta"),
         ((pl.col("ts") - t0).dt.total_microseconds() / 3.6e9).alias("th"),
-    ).sort("equipment_id", "signal", "ts")
+    )
+    if not g["ts"].is_sorted():
+        g = g.sort("ts")  # sorted by time overall means sorted within every group
     x, th = pl.col("value"), pl.col("th")
     buckets = g.group_by_dynamic(
         "ts", every=every, offset=offset, closed="right", label="right",
@@ -181,16 +185,20 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             .fill_null(True).cast(pl.Float64).alias("low"))
         if latest:
             agg = agg.filter(pl.col("ts") == as_of)
-        long = agg.unpivot(index=["equipment_id", "signal", "ts"], on=[*STATS, "low"],
-                           variable_name="stat", value_name="v")
-        longs.append(long.with_columns(
-            (pl.col("signal") + "__" + pl.col("stat") + "_" + pl.lit(w)).alias("feature")))
+        longs.append((w, agg))
     recipe = (grid.group_by("equipment_id", "ts").agg(pl.col("recipe_id").drop_nulls().first())
               .sort("equipment_id", "ts")
               .with_columns(pl.col("recipe_id").forward_fill().over("equipment_id")))
-    long = pl.concat(longs)
-    wide = long.pivot(on="feature", index=["equipment_id", "ts"], values="v",
-                      aggregate_function="first").sort("equipment_id", "ts")
+    # Wide: one join per (window, signal) on (equipment, ts) — far cheaper than a pivot.
+    wide = recipe.select("equipment_id", "ts")
+    if latest:
+        wide = wide.filter(pl.col("ts") == as_of)
+    for w, agg in longs:
+        for sig, part in agg.partition_by("signal", as_dict=True).items():
+            cols = [pl.col(st).cast(pl.Float64).alias(f"{sig[0]}__{st}_{w}")
+                    for st in (*STATS, "low")]
+            wide = wide.join(part.select("equipment_id", "ts", *cols),
+                             on=["equipment_id", "ts"], how="left")
     wide = _complete_columns(wide, spec, history)
     low_cols = [c for c in wide.columns if "__low_" in c]
     wide = wide.with_columns(

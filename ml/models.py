@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,8 @@ def matrix(df: pl.DataFrame, names: list[str]) -> np.ndarray:
     missing = [c for c in names if c not in df.columns]
     if missing:
         df = df.with_columns([pl.lit(None, pl.Float64).alias(c) for c in missing])
-    return df.select([pl.col(c).cast(pl.Float64) for c in names]).to_numpy()
+    # Row-major: xgboost would otherwise copy polars' column-major array on every predict.
+    return df.select([pl.col(c).cast(pl.Float64) for c in names]).to_numpy(order="c")
 
 
 def time_split(df: pl.DataFrame, col: str, frac: float) -> tuple[pl.DataFrame, pl.DataFrame,
@@ -208,6 +209,7 @@ def train_equipment(kind: str, history: pl.DataFrame, events: Events, *, name: s
     base_end = lo + (hi - lo) * baseline_frac  # type: ignore[operator]
     baselines = recipe_baselines(history.filter(pl.col("ts") <= base_end), spec.signals)
     feats = equipment_features(history, events, spec, baselines)
+    t_feat = time.perf_counter() - t0
     cats = vocabulary(feats, EQUIPMENT_CATEGORIES)
     feats = encode(feats, cats)
     if kind == "anomaly":
@@ -224,12 +226,15 @@ def train_equipment(kind: str, history: pl.DataFrame, events: Events, *, name: s
     if kind == "failure":
         pos = max(1, int(tr[target].sum()))
         p.setdefault("scale_pos_weight", min(50.0, (tr.height - pos) / pos))
+    t1 = time.perf_counter()
     booster = _fit(matrix(tr, names), tr[target].to_numpy(), names, p, n_estimators)
+    t_fit = time.perf_counter() - t1
     model = Model(name or kind, kind, {"main": booster}, {"main": names}, cats, spec, baselines,
                   {"horizon_h": horizon_h, "rul_cap_h": rul_cap_h, "n_estimators": n_estimators,
                    "seed": seed}, (lo, hi), cut)  # type: ignore[arg-type]
     model.metrics = evaluate(model, ho)
-    model.metrics["train_rows"] = tr.height
+    model.metrics.update(train_rows=tr.height, features_s=round(t_feat, 3),
+                         fit_s=round(t_fit, 3))
     model.reference = drift.reference(tr, [c for c in names if c not in CLOCKS])
     model.medians = _medians(tr, names)
     model.train_s = time.perf_counter() - t0
@@ -456,7 +461,3 @@ def train(kind: str, history: pl.DataFrame, events: Events | None = None,
     if kind in ("scrap", "quality"):
         return train_lot(kind, history, quality, **kw)
     return train_equipment(kind, history, events or Events.empty(), **kw)
-
-
-def hours(td: timedelta) -> float:
-    return td.total_seconds() / 3600.0
