@@ -50,6 +50,7 @@ from core.detect import DetectorSet
 from core.samples import Context, ContextSample, Quality
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
+_BAD = object()  # marks a tag whose last report was Bad
 REPO = Path(__file__).resolve().parent.parent
 NORMAL = {"vibration_rms": (2.5, 0.3), "bearing_temp": (55.0, 1.5), "motor_current": (20.0, 2.0),
           "cycle_time": (40.0, 0.8), "quality_value": (20.0, 0.01), "zone_temp": (180.0, 1.0),
@@ -231,6 +232,44 @@ def measure_shift(cfg: LoadedConfig, hours: float, seed: int) -> dict[str, Any]:
             "targets": {"per_hour": 6, "flood_pct": 1.0}}
 
 
+def twin_tags(cfg: LoadedConfig, plant: Any) -> dict[str, list[tuple[str, str]]]:
+    """Equipment -> (tag id, tag name) for the twin's machines."""
+    tags: dict[str, list[tuple[str, str]]] = {}
+    for t in cfg.tags:
+        if t.equipment_id in plant.machines:
+            tags.setdefault(t.equipment_id, []).append((t.id, t.name))
+    return tags
+
+
+def twin_batch(plant: Any, tags: dict[str, list[tuple[str, str]]], last: dict[str, Any]
+               ) -> list[ContextSample]:
+    """What a report-by-exception driver delivers for the twin's current second: changed
+    values, and one Bad sample per tag when a machine's comms go down."""
+    ts = plant.now()
+    batch: list[ContextSample] = []
+    for eq_id, m in plant.machines.items():
+        snap = m.snapshot()
+        ok = m.comms_ok(plant.t)
+        ctx = Context(equipment_id=eq_id, line_id=m.line.id, order_id=snap["order"] or None,
+                      lot_id=snap["lot"] or None, recipe_id=snap["recipe"] or None,
+                      batch_id=snap["batch"] or None, operator_id=snap["operator"] or None)
+        for tag_id, name in tags.get(eq_id, ()):
+            if name not in snap:
+                continue
+            if not ok:
+                if last.get(tag_id) is not _BAD:
+                    batch.append(ContextSample(tag_id, ts, None, Quality.BAD, "comms lost",
+                                               ctx))
+                    last[tag_id] = _BAD
+                continue
+            v = snap[name]
+            prev = last.get(tag_id, _BAD)
+            if prev is _BAD or prev != v:
+                last[tag_id] = v
+                batch.append(ContextSample(tag_id, ts, v, Quality.GOOD, None, ctx))
+    return batch
+
+
 def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: float,
                  scan_s: int = 1) -> dict[str, Any]:
     """The plant twin's core in-process (no servers): values reported by exception every
@@ -245,10 +284,7 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
     plant = Plant(cfg, load_master(cfg.master_data_path), seed=seed, start=T0, truth=truth,
                   random_faults_per_day=faults_per_day)
     clock = FrozenClock(T0)
-    tags: dict[str, list[tuple[str, str]]] = {}
-    for t in cfg.tags:
-        if t.equipment_id in plant.machines:
-            tags.setdefault(t.equipment_id, []).append((t.id, t.name))
+    tags = twin_tags(cfg, plant)
     last: dict[str, Any] = {}
     dets_by_eq: dict[str, list[tuple[datetime, str]]] = {}
     by_kind: dict[str, int] = {}
@@ -269,28 +305,7 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
                     continue
                 ts = plant.now()
                 clock.set(ts)
-                batch: list[ContextSample] = []
-                for eq_id, m in plant.machines.items():
-                    snap = m.snapshot()
-                    ok = m.comms_ok(plant.t)
-                    ctx = Context(equipment_id=eq_id, line_id=m.line.id,
-                                  order_id=snap["order"] or None, lot_id=snap["lot"] or None,
-                                  recipe_id=snap["recipe"] or None,
-                                  batch_id=snap["batch"] or None,
-                                  operator_id=snap["operator"] or None)
-                    for tag_id, name in tags.get(eq_id, ()):
-                        if name not in snap:
-                            continue
-                        if not ok:
-                            if last.get(tag_id) is not _BAD:
-                                batch.append(ContextSample(tag_id, ts, None, Quality.BAD,
-                                                           "comms lost", ctx))
-                                last[tag_id] = _BAD
-                            continue
-                        v = snap[name]
-                        if last.get(tag_id, _BAD) != v or last.get(tag_id) is _BAD:
-                            last[tag_id] = v
-                            batch.append(ContextSample(tag_id, ts, v, Quality.GOOD, None, ctx))
+                batch = twin_batch(plant, tags, last)
                 n_samples += len(batch)
                 t1 = time.perf_counter()
                 dets = ds.process_many(batch)
@@ -338,8 +353,6 @@ def measure_twin(cfg: LoadedConfig, hours: float, seed: int, faults_per_day: flo
             "positions": per_pos,
             "truth": {"faults_started": faults, "failures": failures}}
 
-
-_BAD = object()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,7 @@ RUNNING = 1
 
 
 class _Tag:
-    __slots__ = ("bad_active", "bad_quality", "bad_since", "ctx", "info", "interval",
+    __slots__ = ("bad_active", "bad_quality", "bad_since", "ctx", "heard", "info", "interval",
                  "is_state", "last", "limit", "reason", "stale", "updates")
 
     def __init__(self, info: TagInfo, limit: float, since: datetime | None) -> None:
@@ -44,7 +44,8 @@ class _Tag:
         self.limit = limit
         self.last = since
         self.stale = False
-        self.updates = 0
+        self.heard = False  # any sample at all
+        self.updates = 0  # samples while its machine ran (the interval is learnt from these)
         self.interval = 0.0  # EWMA of seconds between updates while running
         self.is_state = info.kind == "state" and info.name == "state"
         self.bad_since: datetime | None = None
@@ -94,6 +95,7 @@ class StaleDetector:
         ts = cs.source_ts
         prev = st.last
         st.last = ts
+        st.heard = True
         if st.is_state:
             self._note_state(st.info.equipment_id, cs.value, ts)
         elif prev is not None and st.limit != _INF:
@@ -146,10 +148,10 @@ class StaleDetector:
         if self.check_stale:
             running = self._running_since
             for st in self._tags.values():
-                if st.stale or st.last is None or st.limit == _INF:
-                    continue
+                if st.stale or st.last is None or st.limit == _INF or st.bad_since is not None:
+                    continue  # a Bad run is reported as such, not twice as silence too
                 since = st.last
-                if st.updates:  # heard from: only a tag that usually moves, while running
+                if st.heard:  # only a tag that usually moves, and only while running
                     if st.updates < MIN_UPDATES or st.interval * SILENCE_FACTOR > st.limit:
                         continue
                     eq = st.info.equipment_id

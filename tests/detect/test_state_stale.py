@@ -180,3 +180,24 @@ def test_uncertain_run_reported_from_the_sample_itself() -> None:
     d.feed(sample(TAG, 0, 2.0, Quality.UNCERTAIN))
     got = d.feed(sample(TAG, 25, 2.0, Quality.UNCERTAIN)) or []
     assert [(g.kind, g.quality) for g in got] == [("bad_data", Quality.UNCERTAIN)]
+
+
+def test_a_tag_heard_only_while_stopped_is_not_taken_for_never_heard() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    state = TagInfo("A-WASH1.state", "state", "A-WASH1", "A", "state")
+    vib = TagInfo("A-WASH1.vibration_rms", "vibration_rms", "A-WASH1", "A", "signal")
+    d.add_tag(state, check_stale=False)
+    d.add_tag(vib)
+    d.expect([vib.tag_id], at(0))
+    d.feed(sample(state.tag_id, 1, 5))  # starved from the start
+    d.feed(sample(vib.tag_id, 1, 0.05))  # settles and holds still, rightly
+    assert d.tick(at(3600)) == []
+
+
+def test_silence_during_a_bad_run_is_reported_as_bad_data_only() -> None:
+    d = StaleDetector("stale_data", "low", stale_after_s=30)
+    d.add_tag(INFO)
+    regular(d, TAG, 0, 60)
+    d.feed(sample(TAG, 60, None, Quality.BAD, "comms lost"))  # then nothing
+    got = d.tick(at(200))
+    assert [g.kind for g in got] == ["bad_data"]
