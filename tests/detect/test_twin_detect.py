@@ -57,3 +57,27 @@ def test_comms_drop_and_stuck_sensor_are_found_without_false_stale(store, loaded
     assert {d.tag_id for d in stale} == {"A-LATHE1.vibration_rms", "A-LATHE1.bearing_temp"}
     assert all(stuck_start + timedelta(seconds=30) < d.ts <= stuck_start +
                timedelta(seconds=32) for d in stale)
+
+
+def test_a_bearing_fault_is_detected_by_its_limits_before_the_failure(store,  # type: ignore[no-untyped-def]
+                                                                      loaded_config) -> None:
+    plant = Plant(loaded_config, load_master(loaded_config.master_data_path), seed=3,
+                  start=T0, truth=TruthLog(None))
+    plant.inject("bearing", "A-LATHE1", 60)
+    while not truth(plant, "fault_started", "bearing"):
+        plant.step()
+    fail_at = parse_utc(truth(plant, "fault_started", "bearing")[0]["failure_at"])
+    clock = FrozenClock(T0)
+    ds = DetectorSet.from_config(loaded_config, clock)
+    tags, last = twin_tags(loaded_config, plant), {}
+    first = None
+    while plant.now() <= fail_at:
+        plant.step()
+        for d in ds.process_many(twin_batch(plant, tags, last)):
+            if first is None and d.kind == "limit" and d.equipment_id == "A-LATHE1":
+                first = d
+    assert truth(plant, "failure", "bearing"), "the twin did not fail as its truth said"
+    assert first is not None, "no limit detection before the failure"
+    assert fail_at - first.ts >= timedelta(minutes=10)
+    assert first.problem_key.startswith("limit:A-LATHE1.") and "rising" in first.summary
+    assert first.context["lot_id"] and first.context["recipe_id"]
