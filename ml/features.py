@@ -13,7 +13,7 @@ map a contribution back to a signal (see ml.explain.parse_feature).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -56,7 +56,6 @@ class FeatureSpec:
     every: str = "15m"
     windows: tuple[str, ...] = ("1h", "6h")
     min_good_frac: float = 0.5  # of the samples the tag's cadence would give in the window
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ev = duration(self.every)
