@@ -120,12 +120,12 @@ def models_list(args: argparse.Namespace) -> int:
         print(f"no trained models in {reg.root} (run `loopline train`)")
         return 0
     print(f"{'NAME':<16}{'VER':>4}  {'KIND':<9}{'STATUS':<12}{'TRAINED':<22}"
-          f"{'WINDOW (UTC)':<36}HOLD-OUT")
+          f"{'WINDOW (UTC)':<38}HOLD-OUT")
     for r in recs:
         tw = r.get("train_window") or [None, None]
         win = f"{(tw[0] or '')[:16]} .. {(tw[1] or '')[:16]}"
         print(f"{r['name']:<16}{r['version']:>4}  {r['kind']:<9}{r['status']:<12}"
-              f"{r['created'][:19]:<22}{win:<36}{_primary(r)}")
+              f"{r['created'][:19]:<22}{win:<38}{_primary(r)}")
     return 0
 
 
