@@ -8,7 +8,7 @@ from datetime import timedelta
 from bench.bench_detect import T0, twin_batch, twin_tags
 from core.alarms import AlarmManager
 from core.clock import FrozenClock, parse_utc
-from core.detect import DetectorSet
+from core.detect import DetectLoop, DetectorSet
 from sim.master import load_master
 from sim.plant import Plant
 from sim.truth import TruthLog
@@ -61,23 +61,44 @@ def test_comms_drop_and_stuck_sensor_are_found_without_false_stale(store, loaded
 
 def test_a_bearing_fault_is_detected_by_its_limits_before_the_failure(store,  # type: ignore[no-untyped-def]
                                                                       loaded_config) -> None:
+    """Twin → DetectorSet → alarms and the engine: a work order is recommended in time."""
+    from sqlmodel import select
+
+    from core.engine.engine import Engine
+    from core.engine.executors import RecordingPlant
+    from core.store.models import Recommendation
+
     plant = Plant(loaded_config, load_master(loaded_config.master_data_path), seed=3,
                   start=T0, truth=TruthLog(None))
     plant.inject("bearing", "A-LATHE1", 60)
     while not truth(plant, "fault_started", "bearing"):
         plant.step()
     fail_at = parse_utc(truth(plant, "fault_started", "bearing")[0]["failure_at"])
-    clock = FrozenClock(T0)
+    clock = FrozenClock(plant.now())
+    engine = Engine(store, loaded_config.config, clock, plant=RecordingPlant(),
+                    use_scheduler=False)
     ds = DetectorSet.from_config(loaded_config, clock)
+    loop = DetectLoop(ds, clock, alarms=AlarmManager.from_config(store, loaded_config, clock),
+                      on_detection=engine.on_detection)
     tags, last = twin_tags(loaded_config, plant), {}
     first = None
     while plant.now() <= fail_at:
         plant.step()
-        for d in ds.process_many(twin_batch(plant, tags, last)):
+        clock.set(plant.now())
+        for d in loop.on_samples(twin_batch(plant, tags, last)):
             if first is None and d.kind == "limit" and d.equipment_id == "A-LATHE1":
                 first = d
+        if plant.t % 10 == 0:
+            loop.tick(plant.now())
     assert truth(plant, "failure", "bearing"), "the twin did not fail as its truth said"
     assert first is not None, "no limit detection before the failure"
     assert fail_at - first.ts >= timedelta(minutes=10)
     assert first.problem_key.startswith("limit:A-LATHE1.") and "rising" in first.summary
     assert first.context["lot_id"] and first.context["recipe_id"]
+    assert loop.stats.consumer_errors == 0
+    assert loop.alarms.by_key(first.problem_key) is not None  # unacked: still listed
+    with store.session() as s:
+        wos = s.exec(select(Recommendation).where(
+            Recommendation.decision_class == "work_order",
+            Recommendation.target == "A-LATHE1")).all()
+    assert wos and min(w.created_at for w in wos) < fail_at
