@@ -75,22 +75,38 @@ def history(df: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass
 class Events:
-    """Equipment state intervals and maintenance work-order completions."""
+    """Equipment state intervals, maintenance work-order completions and prevented failures.
+
+    ``prevented`` (equipment_id, fault, ts) are executed maintenance actions whose outcome
+    was labelled effective (the fault was found): once the loop works, failures stop
+    happening, and without these the models would learn that worn machines never fail.
+    """
 
     states: pl.DataFrame
     maintenance: pl.DataFrame
+    prevented: pl.DataFrame | None = None
 
     @classmethod
     def empty(cls) -> Events:
         return cls(pl.DataFrame(schema=STATES_SCHEMA), pl.DataFrame(schema=MAINTENANCE_SCHEMA))
 
     def conformed(self) -> Events:
+        prev = self.prevented if self.prevented is not None else pl.DataFrame(
+            schema=MAINTENANCE_SCHEMA)
         return Events(conform(self.states, STATES_SCHEMA, "states"),
-                      conform(self.maintenance, MAINTENANCE_SCHEMA, "maintenance"))
+                      conform(self.maintenance, MAINTENANCE_SCHEMA, "maintenance"),
+                      conform(prev, MAINTENANCE_SCHEMA, "prevented"))
 
     def unplanned(self) -> pl.DataFrame:
         """Unplanned down intervals: the failure events the maintenance models predict."""
         return self.states.filter(pl.col("state").is_in(list(UNPLANNED_DOWN)))
+
+    def failures(self) -> pl.DataFrame:
+        """(equipment_id, ts) of every failure: unplanned down starts and prevented ones."""
+        downs = self.unplanned().select("equipment_id", pl.col("start").alias("ts"))
+        if self.prevented is None or self.prevented.height == 0:
+            return downs
+        return pl.concat([downs, self.prevented.select("equipment_id", "ts")])
 
 
 def signal_of(tag: pl.Expr) -> pl.Expr:

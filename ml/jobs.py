@@ -53,8 +53,10 @@ class FrameSource:
         return f if start is None else f.filter(pl.col("ts") > start)
 
     def events(self, start: datetime | None, end: datetime) -> Events:
+        prev = self.event_data.prevented
         return Events(self.event_data.states.filter(pl.col("start") <= end),
-                      self.event_data.maintenance.filter(pl.col("ts") <= end))
+                      self.event_data.maintenance.filter(pl.col("ts") <= end),
+                      None if prev is None else prev.filter(pl.col("ts") <= end))
 
     def quality(self, start: datetime | None, end: datetime) -> pl.DataFrame | None:
         q = self.quality_data

@@ -161,13 +161,15 @@ def label_failures(feats: pl.DataFrame, events: Events, horizon_h: float,
 
     Windows inside a down interval are dropped (the machine is not running); windows
     whose future is shorter than the horizon and show no failure are censored, not
-    counted as healthy. RUL is capped like C-MAPSS; unknown beyond the data -> null.
+    counted as healthy. A failure prevented by an effective action counts as a failure
+    at the action's time. RUL is capped like C-MAPSS; unknown beyond the data -> null.
     """
     ev = events.conformed()
     downs = ev.unplanned().select("equipment_id", "start", "end").sort("start")
     end_of_data = feats["ts"].max()
     f = feats.sort("ts")
-    nxt = f.join_asof(downs.select("equipment_id", pl.col("start").alias("next_fail")),
+    fails = ev.failures().select("equipment_id", pl.col("ts").alias("next_fail"))
+    nxt = f.join_asof(fails.sort("next_fail"),
                       left_on="ts", right_on="next_fail", by="equipment_id",
                       strategy="forward", allow_exact_matches=False, check_sortedness=False)
     prev = nxt.join_asof(downs.select("equipment_id", pl.col("start").alias("ps"),

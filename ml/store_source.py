@@ -18,8 +18,10 @@ from sqlmodel import select
 from core import history as core_history
 from core.store.db import Store
 from core.store.models import (
+    Action,
     EquipmentStateInterval,
     ModelVersion,
+    Outcome,
     QualityMeasurement,
     WorkOrder,
 )
@@ -58,8 +60,19 @@ class StoreSource:
                                         WorkOrder.completed_at.is_not(None),  # type: ignore[union-attr]
                                         WorkOrder.completed_at <= end)  # type: ignore[operator]
             maint = [(r.equipment_id, r.fault_mode or r.kind, r.completed_at) for r in s.exec(w)]
+            # Outcomes labelled effective: the work order of that recommendation found the
+            # fault, so a failure was prevented at its completion.
+            p = (select(WorkOrder)
+                 .join(Action, Action.recommendation_id == WorkOrder.recommendation_id)  # type: ignore[arg-type]
+                 .join(Outcome, Outcome.action_id == Action.id)  # type: ignore[arg-type]
+                 .where(Outcome.label == "effective", WorkOrder.completed_at.is_not(None),  # type: ignore[union-attr]
+                        WorkOrder.completed_at <= end))  # type: ignore[operator]
+            prevented = {(r.equipment_id, r.fault_mode or r.kind, r.completed_at)
+                         for r in s.exec(p)}
         return Events(_frame(states, contract.STATES_SCHEMA),
-                      _frame(maint, contract.MAINTENANCE_SCHEMA)).conformed()
+                      _frame(maint, contract.MAINTENANCE_SCHEMA),
+                      _frame(sorted(prevented, key=lambda r: r[2]),
+                             contract.MAINTENANCE_SCHEMA)).conformed()
 
     def quality(self, start: datetime | None, end: datetime) -> pl.DataFrame | None:
         with self.store.session() as s:

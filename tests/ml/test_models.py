@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml import models, synthetic
+from ml import features, models, synthetic
+from ml.contract import Events
 from ml.models import TrainingError
 
 TREES = 60
@@ -92,3 +93,20 @@ def test_training_without_failures_says_why(plant: synthetic.SyntheticPlant) -> 
         models.train_equipment("failure", quiet, plant.events.__class__.empty())
     with pytest.raises(TrainingError, match="no history"):
         models.train_equipment("failure", quiet.head(0), plant.events)
+
+
+def test_a_prevented_failure_still_labels_its_run_up(plant: synthetic.SyntheticPlant) -> None:
+    """Once the loop works, failures stop: effective actions must keep the labels coming."""
+    f = features.equipment_features(plant.history.filter(pl.col("ts") < plant.at(100)),
+                                    plant.events)
+    m4 = pl.col("equipment_id") == "M0004"  # healthy in the data; pretend we caught a fault
+    plain = models.label_failures(f, plant.events, 8.0, 72.0).filter(m4)
+    assert plain["y_failure"].drop_nulls().sum() == 0
+    caught = pl.DataFrame({"equipment_id": ["M0004"], "fault": ["bearing"],
+                           "ts": [plant.at(50)]})
+    ev = Events(plant.events.states, plant.events.maintenance, caught)
+    lab = models.label_failures(f, ev, 8.0, 72.0).filter(m4)
+    pos = lab.filter(pl.col("y_failure") == 1.0)["ts"]
+    assert pos.min() >= plant.at(42) and pos.max() < plant.at(50)
+    assert pos.len() == 32  # every 15-min window of the 8 h run-up
+    assert lab.filter(pl.col("ts") == plant.at(46))["y_rul"].item() == 4.0

@@ -9,7 +9,14 @@ import polars as pl
 from sqlmodel import select
 
 from core.store.db import Store
-from core.store.models import EquipmentStateInterval, ModelVersion, WorkOrder
+from core.store.models import (
+    Action,
+    EquipmentStateInterval,
+    ModelVersion,
+    Outcome,
+    Recommendation,
+    WorkOrder,
+)
 from core.store.sample_writer import write_samples
 from ml import models, synthetic
 from ml.jobs import train_and_register
@@ -40,6 +47,21 @@ def _plant_in_store(store: Store) -> synthetic.SyntheticPlant:
             s.add(WorkOrder(id=f"WO-T{i}", kind="corrective", equipment_id=eq,
                             fault_mode="bearing", status="done", completed_at=row["end"],
                             created_at=row["start"]))
+        # A predictive work order on B-MOLD1 whose outcome says it found the fault.
+        at = plant.at(60)
+        s.add(Recommendation(id="R-1", decision_class="work_order", target="B-MOLD1",
+                             action="create_work_order", problem_key="wear:B-MOLD1",
+                             created_at=at - timedelta(hours=5)))
+        s.add(WorkOrder(id="WO-P1", kind="predictive", equipment_id="B-MOLD1",
+                        fault_mode="bearing", status="done", completed_at=at,
+                        created_at=at - timedelta(hours=4), recommendation_id="R-1"))
+        s.flush()
+        act = Action(recommendation_id="R-1", kind="work_order", idempotency_key="k-1",
+                     status="done", created_at=at - timedelta(hours=4))
+        s.add(act)
+        s.flush()
+        s.add(Outcome(action_id=act.id, window_start=at, window_end=at + timedelta(hours=8),
+                      label="effective", recorded_at=at + timedelta(hours=8)))
         s.commit()
     plant.history = h.drop("text_value", "reason")
     return plant
@@ -62,7 +84,10 @@ def test_store_source_feeds_training_and_models_are_mirrored(store: Store,
     assert later["ts"].min() > plant.at(70) and later["ts"].max() <= end
     ev = src.events(None, end)
     assert ev.unplanned().height == 2
-    assert sorted(ev.maintenance["equipment_id"].to_list()) == ["A-GRIND1", "A-MILL1"]
+    assert sorted(ev.maintenance["equipment_id"].to_list()) == ["A-GRIND1", "A-MILL1",
+                                                                "B-MOLD1"]
+    assert ev.prevented is not None
+    assert ev.prevented.select("equipment_id", "ts").rows() == [("B-MOLD1", plant.at(60))]
     assert src.quality(None, end) is None  # no quality measurements recorded yet
 
     reg = Registry(tmp_path / "models")
