@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core.config.schema import MlJob
-from ml import drift, models
+from ml import drift, explain, models
 from ml.contract import Events
 from ml.features import FeatureSpec, duration
 from ml.registry import Registry, RegistryError
@@ -90,6 +92,24 @@ def train_and_register(models_dir: str, job: MlJob, history: pl.DataFrame, event
             "decision": dec.as_dict(), "train_s": round(model.train_s, 3)}
 
 
+def with_explanations(model: models.Model, frame: pl.DataFrame, scores: pl.DataFrame,
+                      top: int) -> pl.DataFrame:
+    """Add a ``why`` column (JSON list of contributions) to the ``top`` most worrying rows.
+
+    Worrying = highest score, or lowest remaining life for RUL. Anomaly scores explain
+    themselves per signal (the anomaly__<signal> columns), so they get none.
+    """
+    if top <= 0 or model.kind == "anomaly" or scores.height == 0:
+        return scores.with_columns(pl.lit(None, pl.String).alias("why"))
+    idx = np.argsort(scores["score"].to_numpy())
+    pick = idx[:top] if model.kind == "rul" else idx[::-1][:top]
+    items = explain.explain(model, frame[pick.tolist()])
+    why = [None] * scores.height
+    for i, it in zip(pick.tolist(), items, strict=True):
+        why[i] = json.dumps(it, ensure_ascii=False)
+    return scores.with_columns(pl.Series("why", why, dtype=pl.String))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -103,12 +123,14 @@ class MlJobs:
                  on_scores: ScoreSink | None = None, on_drift: DriftSink | None = None,
                  clock: Callable[[], datetime] = _now, train_days: float = 30.0,
                  n_estimators: int = 150, executor: Executor | None = None,
-                 drift_every_s: float = 3600.0, drift_hours: float = 24.0) -> None:
+                 drift_every_s: float = 3600.0, drift_hours: float = 24.0,
+                 explain_top: int = 5) -> None:
         self.jobs = {j.name: j for j in jobs if j.enabled}
         self.registry, self.source = registry, source
         self.on_scores, self.on_drift = on_scores, on_drift
         self.clock, self.train_days, self.n_estimators = clock, train_days, n_estimators
         self.drift_every_s, self.drift_hours = drift_every_s, drift_hours
+        self.explain_top = explain_top
         self._executor = executor
         self._own_executor = executor is None
         self._cache: dict[str, tuple[int, models.Model]] = {}
@@ -170,7 +192,9 @@ class MlJobs:
         hist = self.source.history(start, now)
         if hist.height == 0:
             return pl.DataFrame()
-        return models.score_history(model, hist, self.source.events(None, now), as_of=now)
+        frame = models.features_for(model, hist, self.source.events(None, now), as_of=now)
+        scores = models.score(model, frame)
+        return with_explanations(model, frame, scores, self.explain_top)
 
     async def retrain(self, name: str) -> dict[str, Any]:
         """Train a challenger in the process pool and promote it if it wins."""

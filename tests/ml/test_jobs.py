@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import polars as pl
@@ -44,7 +45,11 @@ async def test_retrain_score_and_drift_on_an_in_memory_source(
         assert res["version"] == 1 and res["decision"]["promoted"]
         scores = await jobs.score("failure_risk")
         assert scores is not None and scores.height == 8
-        assert scores.sort("score", descending=True)["equipment_id"][0] == "M0002"
+        top = scores.sort("score", descending=True)
+        assert top["equipment_id"][0] == "M0002"
+        why = json.loads(top["why"][0])  # the engine gets the reasons with the score
+        assert why and why[0]["contribution"] != 0 and ("signal" in why[0] or "context" in why[0])
+        assert top["why"].null_count() == 8 - 5
         assert got and got[0][0] == "failure_risk"
         d = await jobs.check_drift("failure_risk")
         assert d is not None and {"feature", "psi", "drift"} <= set(d.columns)
