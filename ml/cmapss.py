@@ -28,6 +28,7 @@ SENSORS = [c for c in COLUMNS[2:] if c not in DROPPED]
 RUL_CAP = 125
 WINDOWS = (5, 10, 20, 30, 50)
 SLOPE_WINDOWS = (10, 20, 40, 80)
+BASE_CYCLES = 20
 MIN_HISTORY = 31  # shortest trajectory in the official FD001 test set
 
 
@@ -103,8 +104,14 @@ def features(df: pl.DataFrame) -> pl.DataFrame:
         exprs.append(x.rolling_std(10, min_samples=2).over("unit").alias(f"f_{s}_std10"))
         for w in SLOPE_WINDOWS:
             exprs.append(slope_expr(x, t, w, "unit").alias(f"f_{s}_slope{w}"))
-        exprs.append(x.cum_sum().over("unit") / t.cum_count().over("unit").cast(pl.Float64))
-        exprs[-1] = exprs[-1].alias(f"f_{s}_expmean")
+        exprs.append((x.cum_sum().over("unit") / t.cum_count().over("unit").cast(pl.Float64))
+                     .alias(f"f_{s}_expmean"))
+        # Change against the engine's own early life (first BASE_CYCLES, causal): engines
+        # start with different wear, as machines start with different offsets.
+        early = pl.when(t <= BASE_CYCLES).then(x).otherwise(0.0).cum_sum().over("unit")
+        base = early / pl.min_horizontal(t, pl.lit(float(BASE_CYCLES)))
+        exprs.append((x.rolling_mean(10, min_samples=1).over("unit") - base)
+                     .alias(f"f_{s}_dbase"))
     return df.with_columns(exprs)
 
 
