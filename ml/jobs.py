@@ -1,8 +1,9 @@
 """Scheduled ML work for the runtime: score every N s, retrain on cron, check drift.
 
 ``MlJobs`` takes the config's [[ml.jobs]], a registry and a data source (anything with
-``history``/``events``/``quality`` for a time range, e.g. ``FrameSource`` in tests or
-core.history later) and puts its jobs on an APScheduler AsyncIOScheduler. Scoring runs
+``history``/``events``/``quality`` for a time range: ``FrameSource`` in tests,
+``ml.store_source.StoreSource`` on the plant) and puts its jobs on an APScheduler
+AsyncIOScheduler. Scoring runs
 in a thread and training in a process pool, so the event loop (console, drivers) never
 stalls; a job that is still running is not started twice.
 """
