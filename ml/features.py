@@ -308,4 +308,4 @@ def lot_features(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_SIGNA
         num = [c for c, t in table.schema.items() if c != key and t.is_numeric()]
         out = out.join(table.select(key, *[pl.col(c).alias(f"{key}__{c}") for c in num]),
                        on=key, how="left")
-    return out.sort("start")
+    return out.sort("start", "lot_id")  # lots of many machines start together: keep order stable

@@ -336,7 +336,7 @@ def train_lot(kind: str, history: pl.DataFrame, quality: pl.DataFrame | None = N
     cats = vocabulary(lots, LOT_CATEGORIES)
     lots = encode(label_lots(lots, quality, history), cats)
     target = "y_scrap" if kind == "scrap" else "y_quality"
-    lab = lots.filter(pl.col(target).is_not_null() & ~pl.col("low_data"))
+    lab = lots.filter(pl.col(target).is_not_null() & ~pl.col("low_data")).sort("start", "lot_id")
     if lab.height < 10:
         raise TrainingError(f"only {lab.height} lots with a {kind} result: need at least 10")
     names = lot_inputs(lots)
