@@ -143,7 +143,9 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
         raise ConfigError(f"{p}: {e}") from None
     base = p.resolve().parent
     db_url, db_path = _store_location(cfg, base, db)
-    return LoadedConfig(path=p, config=cfg, base_dir=base, db_url=db_url, db_path=db_path, tags=tags)
+    return LoadedConfig(
+        path=p, config=cfg, base_dir=base, db_url=db_url, db_path=db_path, tags=tags
+    )
 
 
 def _store_location(cfg: Config, base: Path, override: str | None) -> tuple[str, Path | None]:

@@ -21,7 +21,9 @@ DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "re
 
 AutonomyLevel = Literal["advise", "approve", "auto"]
 
-TagKind = Literal["signal", "counter", "state", "setpoint", "context", "command", "clock", "quality"]
+TagKind = Literal[
+    "signal", "counter", "state", "setpoint", "context", "command", "clock", "quality"
+]
 DataType = Literal[
     "bool", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "string"
 ]
