@@ -26,6 +26,11 @@ COMMAND_MODULES = [
     "console.commands.sim_cmd",
     "console.commands.plan_cmd",
     "console.commands.ml_cmd",
+    "console.commands.recs_cmd",
+    "console.commands.decide_cmd",
+    "console.commands.lists_cmd",
+    "console.commands.export_cmd",
+    "console.commands.report_cmd",
 ]
 
 

@@ -1,0 +1,57 @@
+"""`loopline recs [--status S] [--json]`: the recommendation queue, ranked as in the console.
+
+Reads the store only, so it can run beside a live console or headless runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from console.commands.output import print_json, table
+from core.engine.recommend import OPEN
+from core.listing import REC_STATUSES, recommendations
+
+COLUMNS = [("id", "id"), ("decision_class", "class"), ("target", "target"),
+           ("action", "action"), ("status", "status"), ("impact_score", "impact"),
+           ("confidence", "conf."), ("required_role", "role"), ("expires_at", "expires"),
+           ("rationale", "why")]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recs", help="recommendations, highest expected impact first")
+    p.add_argument("--status", metavar="S", default="open",
+                   help="open (proposed + withheld, the default), all, or a comma-separated "
+                   f"list of: {', '.join(REC_STATUSES)}")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=run)
+
+
+def statuses_of(text: str) -> tuple[str, ...]:
+    from console.cli import UserError
+
+    if text == "open":
+        return OPEN
+    if text == "all":
+        return REC_STATUSES
+    wanted = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in wanted if s not in REC_STATUSES]
+    if bad or not wanted:
+        raise UserError(f"unknown status {', '.join(bad) or repr(text)}; use open, all or "
+                        f"some of {', '.join(REC_STATUSES)}")
+    return wanted
+
+
+def run(args: argparse.Namespace) -> int:
+    from console.commands.status import open_cli_store
+
+    statuses = statuses_of(args.status)
+    _, store = open_cli_store(args)
+    try:
+        rows = recommendations(store, statuses)
+    finally:
+        store.close()
+    if args.json:
+        print_json(rows)
+    else:
+        table(rows, COLUMNS, f"Recommendations ({', '.join(statuses)})")
+    return 0
