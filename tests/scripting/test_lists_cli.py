@@ -1,0 +1,97 @@
+"""`loopline holds|wo|lots|alarms` and `lots --trace` on constructed rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from engine.helpers import PLANT_START
+
+from core.store.models import Alarm, Hold, HoldLot, LotGenealogy, WorkOrder
+
+T = PLANT_START
+
+
+def _genealogy(store) -> None:
+    """B-0001 → L-00101, L-00102; L-00102 split → L-00104; L-00101 + L-00104 merge →
+    L-00201; B-0004 → L-00201 too. L-00103 stands alone."""
+    edges = [("L-00101", None, "B-0001", "consume", 100), ("L-00102", None, "B-0001",
+             "consume", 100), ("L-00104", "L-00102", None, "split", 50),
+             ("L-00201", "L-00101", None, "merge", 100), ("L-00201", "L-00104", None,
+             "merge", 50), ("L-00201", None, "B-0004", "consume", 30)]
+    with store.session() as s:
+        for i, (child, parent, batch, rel, q) in enumerate(edges):
+            s.add(LotGenealogy(child_lot_id=child, parent_lot_id=parent, batch_id=batch,
+                               relation=rel, quantity=q, ts=T + timedelta(minutes=i)))
+        s.commit()
+
+
+def test_trace_lot_both_ways(store, cli):
+    _genealogy(store)
+    rc, out, err = cli("lots", "--trace", "L-00104", "--json")
+    assert rc == 0, err
+    tr = json.loads(out)
+    assert tr["kind"] == "lot"
+    assert tr["upstream_lots"] == ["L-00102"] and tr["upstream_batches"] == ["B-0001"]
+    assert tr["downstream_lots"] == ["L-00201"]
+    assert [(x["depth"], x["parent"], x["child"]) for x in tr["upstream"]] == [
+        (1, "L-00102", "L-00104"), (2, "B-0001", "L-00102")]
+    assert set(tr["lots"]) == {"L-00102", "L-00104", "L-00201"}
+    # the merged lot: two parent lots, their batches, and a batch of its own
+    rc, out, _ = cli("lots", "--trace", "L-00201", "--json")
+    tr = json.loads(out)
+    assert sorted(tr["upstream_lots"]) == ["L-00101", "L-00102", "L-00104"]
+    assert sorted(tr["upstream_batches"]) == ["B-0001", "B-0004"]
+    assert tr["downstream_lots"] == []
+    rc, out, _ = cli("lots", "--trace", "L-00103", "--json")
+    tr = json.loads(out)
+    assert tr["upstream"] == [] and tr["downstream"] == []
+
+
+def test_trace_batch_downstream_and_tree_text(store, cli):
+    _genealogy(store)
+    rc, out, _ = cli("lots", "--trace", "B-0001", "--json")
+    tr = json.loads(out)
+    assert tr["kind"] == "batch" and tr["upstream"] == []
+    assert tr["downstream_lots"] == ["L-00101", "L-00102", "L-00104", "L-00201"]
+    assert [x["depth"] for x in tr["downstream"]] == [1, 1, 2, 2, 3]
+    rc, out, err = cli("lots", "--trace", "L-00102")
+    assert rc == 0, err
+    assert "made from" in out and "B-0001" in out and "L-00104" in out and "L-00201" in out
+    rc, _, err = cli("lots", "--trace", "L-99999")
+    assert rc == 1 and "neither a lot nor a material batch" in err
+
+
+def test_holds_wo_lots_alarms(store, cli):
+    with store.session() as s:
+        s.add(Hold(id="NCR-1", reason="diameter out of spec", created_at=T,
+                   created_by="quinn"))
+        s.add(HoldLot(hold_id="NCR-1", lot_id="L-00101"))
+        s.add(HoldLot(hold_id="NCR-1", lot_id="L-00102"))
+        s.add(Hold(id="NCR-0", reason="old", status="closed", created_at=T - timedelta(1)))
+        s.add(WorkOrder(id="WO-1", kind="predictive", equipment_id="A-LATHE1",
+                        fault_mode="bearing", created_at=T, priority=1))
+        s.add(WorkOrder(id="WO-0", kind="corrective", equipment_id="A-LATHE1",
+                        status="done", created_at=T))
+        s.add(Alarm(source="limit:A-LATHE1.bearing_temp:hi", message="hot", raised_at=T,
+                    priority="high"))
+        s.add(Alarm(source="x", message="gone", state="cleared", acked=True, raised_at=T))
+        s.commit()
+    rc, out, err = cli("holds", "--json")
+    assert rc == 0, err
+    [h] = json.loads(out)
+    assert h["id"] == "NCR-1" and h["lots"] == ["L-00101", "L-00102"]
+    assert len(json.loads(cli("holds", "--all", "--json")[1])) == 2
+    assert [w["id"] for w in json.loads(cli("wo", "--json")[1])] == ["WO-1"]
+    assert [w["id"] for w in json.loads(cli("wo", "--status", "done", "--json")[1])] == [
+        "WO-0"]
+    assert cli("wo", "--status", "finished")[0] == 1
+    lots = json.loads(cli("lots", "--json")[1])
+    assert lots and {x["status"] for x in lots} <= {"planned", "wip", "held"}
+    [a] = json.loads(cli("alarms", "--json")[1])
+    assert a["message"] == "hot" and a["state"] == "active" and a["acked"] is False
+    assert len(json.loads(cli("alarms", "--all", "--json")[1])) == 2
+    for cmd in ("holds", "wo", "lots", "alarms"):
+        rc, out, err = cli(cmd)
+        assert rc == 0 and out and not err
+    assert "NCR-1" in cli("holds")[1] and "WO-1" in cli("wo")[1]
