@@ -1,0 +1,121 @@
+"""`loopline report {oee,downtime,scrap}`: the figures a plant manager asks for.
+
+ISO 22400 OEE (core.oee definitions), downtime Pareto by reason code, scrap rate; per
+line, equipment, shift or product. Rich tables on a terminal, ``--json`` for scripts,
+``--plot FILE.svg`` for a bar chart. Computations live in core.reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from console.commands.output import add_range, print_json, table, time_range
+from core.reports import DOWNTIME_STATES, GROUPS, LOSS_STATES
+
+KINDS = ("oee", "downtime", "scrap")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="OEE, downtime Pareto or scrap rate, grouped")
+    p.add_argument("kind", choices=KINDS, help="which report")
+    p.add_argument("--by", choices=GROUPS, default="line",
+                   help="group by (default: line; plant = one total)")
+    add_range(p)
+    p.add_argument("--states", metavar="S", default=",".join(DOWNTIME_STATES),
+                   help="downtime: states counted, comma-separated (default: "
+                   f"down_unplanned; losses: {', '.join(LOSS_STATES)})")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--plot", metavar="FILE", help="also write an SVG bar chart")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from console.cli import UserError
+    from console.commands.status import open_cli_store
+    from core import reports
+
+    since, until = time_range(args)
+    states = tuple(s.strip() for s in args.states.split(",") if s.strip())
+    bad = [s for s in states if s not in (*LOSS_STATES, "running", "unknown")]
+    if bad or not states:
+        raise UserError(f"unknown state {', '.join(bad) or repr(args.states)} in --states; "
+                        f"use some of {', '.join(LOSS_STATES)}")
+    if args.plot and not args.plot.lower().endswith(".svg"):
+        raise UserError(f"--plot writes SVG: give a file ending in .svg (got {args.plot})")
+    _, store = open_cli_store(args)
+    try:
+        start, end = reports.resolve_range(store, since, until)
+        if args.kind == "oee":
+            rows = reports.oee_rows(reports.oee_report(store, args.by, start, end))
+        elif args.kind == "downtime":
+            rows = reports.downtime_report(store, args.by, start, end, states)
+        else:
+            rows = reports.scrap_report(store, args.by, start, end)
+    except reports.ReportError as e:
+        raise UserError(str(e)) from None
+    finally:
+        store.close()
+    doc = {"report": args.kind, "by": args.by, "start": start.isoformat(),
+           "end": end.isoformat(), "rows": rows}
+    if args.kind == "downtime":
+        doc["states"] = list(states)
+    if args.plot:
+        _plot(Path(args.plot), args.kind, args.by, rows, start, end)
+    if args.json:
+        print_json(doc)
+        return 0
+    title = (f"{args.kind.upper() if args.kind == 'oee' else args.kind.capitalize()} by "
+             f"{args.by}, {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC")
+    table(_pct(rows), COLUMNS[args.kind], title)
+    if args.plot:
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "oee": [("group", "group"), ("oee", "OEE %"), ("availability", "avail. %"),
+            ("performance", "perf. %"), ("quality", "quality %"), ("planned_busy_h", "PBT h"),
+            ("run_h", "APT h"), ("good", "good"), ("scrap", "scrap")],
+    "downtime": [("group", "group"), ("reason", "reason"), ("hours", "hours"),
+                 ("stops", "stops"), ("share", "share %"), ("cumulative_share", "cum. %")],
+    "scrap": [("group", "group"), ("produced", "produced"), ("good", "good"),
+              ("scrap", "scrap"), ("scrap_rate", "scrap %")],
+}
+_PCT = ("oee", "availability", "performance", "quality", "share", "cumulative_share",
+        "scrap_rate")
+
+
+def _pct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ratios as percentages with one decimal for the table (JSON keeps the ratios)."""
+    return [{k: (f"{100 * v:.1f}" if k in _PCT and v is not None else
+                 f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()}
+            for r in rows]
+
+
+def _plot(path: Path, kind: str, by: str, rows: list[dict[str, Any]], start: Any,
+          end: Any) -> None:
+    from console.cli import UserError
+    from core.svgchart import bar_chart
+
+    when = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
+    if kind == "oee":
+        svg = bar_chart(f"OEE by {by}, {when}", [r["group"] for r in rows],
+                        [None if r["oee"] is None else 100 * r["oee"] for r in rows],
+                        unit=" %")
+    elif kind == "scrap":
+        svg = bar_chart(f"Scrap rate by {by}, {when}", [r["group"] for r in rows],
+                        [None if r["scrap_rate"] is None else 100 * r["scrap_rate"]
+                         for r in rows], unit=" %", fmt="{:.2f}")
+    else:
+        labels = [r["reason"] if by == "plant" else f"{r['group']}: {r['reason']}"
+                  for r in rows]
+        svg = bar_chart(f"Downtime Pareto by reason ({by}), {when}", labels,
+                        [r["hours"] for r in rows], unit=" h", fmt="{:.2f}",
+                        cumulative=[r["cumulative_share"] for r in rows])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the chart to {path}: {e.strerror}") from None
