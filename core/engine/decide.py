@@ -207,12 +207,15 @@ class Decider:
                                        verdict="approved", user_id=user))
         return int(aid)
 
-    def auto_approve(self, rec_id: str) -> int | None:
-        """Approve by policy when the class is ``auto``; returns the action id or None."""
+    def auto_approve(self, rec_id: str, *, force: bool = False) -> int | None:
+        """Approve by policy when the class is ``auto``; returns the action id or None.
+
+        ``force``: approve whatever the class's level (a headless run started with
+        ``--approve auto``, e.g. the evaluation's loop-on arm); still audited as policy."""
         row = self._row(rec_id)
         if row is None or row.status != "proposed":
             return None
-        if self.autonomy_for(row.decision_class) != "auto":
+        if not force and self.autonomy_for(row.decision_class) != "auto":
             return None
         now = self.clock.now()
         if row.expires_at is not None and ensure_utc(row.expires_at) <= now:

@@ -97,6 +97,33 @@ class ModelEvent(EngineEvent):
     status: str = ""
 
 
+@dataclass(frozen=True)
+class ConnectionEvent(EngineEvent):
+    """A driver's connection changed (connected, reconnecting, down since...)."""
+
+    kind: ClassVar[str] = "connection"
+    driver_id: str = ""
+    state: str = ""
+    since: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StatsEvent(EngineEvent):
+    """The runtime's counters every few seconds (ingest, detection, outbox, drivers)."""
+
+    kind: ClassVar[str] = "stats"
+
+
+@dataclass(frozen=True)
+class RuntimeEvent(EngineEvent):
+    """Runtime life: started, stopping, summary, error (``level`` says how bad)."""
+
+    kind: ClassVar[str] = "runtime"
+    event: str = ""
+    level: str = "info"
+
+
 Subscriber = Callable[[EngineEvent], None]
 
 

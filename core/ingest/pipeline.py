@@ -29,6 +29,7 @@ from core.clock import Clock
 from core.config import LoadedConfig
 from core.ingest.archive import Archiver, ArchiveReport
 from core.ingest.contextualizer import Contextualizer, snapshot_from_store
+from core.ingest.lots import register_lots
 from core.ingest.writer import StoreWriter
 from core.production import ProductionTracker
 from core.samples import ContextSample, Sample
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 class MaintenanceReport:
     production_rows: int = 0
     archived_rows: int = 0
+    lots_created: int = 0
+    lots_moved: int = 0
     errors: list[str] | None = None
 
 
@@ -87,6 +90,12 @@ class IngestPipeline:
             rep.production_rows = self.tracker.flush(self.store)
         except Exception as e:  # kept in memory for the next pass
             rep.errors.append(f"production facts: {e}")
+        try:
+            lots = register_lots(self.store, self.contextualizer.drain_changes(),
+                                 self.contextualizer.contexts(), self.clock.now())
+            rep.lots_created, rep.lots_moved = lots.created, lots.moved
+        except Exception as e:
+            rep.errors.append(f"lots: {e}")
         try:
             self.contextualizer.apply_snapshot(snapshot_from_store(self.store), self.clock.now())
         except Exception as e:

@@ -1,0 +1,474 @@
+"""The loopline runtime: the plant twin (when configured), drivers, ingest, detection,
+the closed-loop engine and the ML jobs, wired on one asyncio loop.
+
+The console hosts it in-process; ``loopline run --headless`` hosts it without a UI.
+Threads and what runs where:
+
+- event loop: drivers (their sinks only stamp and enqueue), the ML scheduler, the
+  upkeep timer (ingest upkeep runs in ``to_thread``);
+- ``loopline-detect``: detection, alarms and the engine's recommend/decide steps
+  (store writes), fed by a bounded queue that counts what it drops;
+- ``loopline-outbox``: the executor, which also picks up decisions made in other
+  processes (``loopline approve``, a second console): all of them go through the store;
+- the store writer's own thread (``core.ingest.writer``).
+
+Everything a person or script should know is published on the ``EventBus``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from core.alarms import AlarmManager
+from core.clock import Clock, TwinClock, WallClock, ensure_utc, parse_utc
+from core.config import LoadedConfig
+from core.detect import DetectLoop, DetectorSet
+from core.detect.ml_score import Score
+from core.engine.engine import Engine
+from core.engine.events import (
+    ConnectionEvent,
+    EngineEvent,
+    EventBus,
+    RuntimeEvent,
+    StatsEvent,
+)
+from core.ingest.pipeline import IngestPipeline
+from core.samples import Quality, Sample
+from core.store.db import Store
+from drivers.base import ConnectionState, Driver, make_drivers
+
+log = logging.getLogger(__name__)
+
+ApproveMode = Literal["never", "auto", "policy"]
+APPROVE_MODES: tuple[str, ...] = ("never", "auto", "policy")
+
+
+class RuntimeError_(Exception):
+    """The runtime cannot start or went down; str() says why in plain words."""
+
+
+@dataclass
+class RuntimeOptions:
+    """What the CLI or the console asks of the runtime (None: the config's value)."""
+
+    speed: float | None = None
+    seed: int | None = None
+    inject: list[str] = field(default_factory=list)
+    truth: Path | None = None
+    approve: ApproveMode = "policy"
+    spawn_twin: bool | None = None  # None: as [simulator] enabled says
+    opcua_port: int | None = None
+    modbus_port: int | None = None
+    twin_args: list[str] = field(default_factory=list)
+    ml: bool = True
+    stats_every_s: float = 5.0
+    upkeep_every_s: float = 2.0
+    tick_every_s: float = 0.25
+    detect_queue_max: int = 2_000  # batches
+
+
+@dataclass
+class RuntimeCounters:
+    batches: int = 0
+    samples: int = 0
+    detect_dropped: int = 0  # batches the detection queue refused (full)
+    detect_errors: int = 0
+    upkeep_errors: int = 0
+    policy_approved: int = 0
+
+
+class Runtime:
+    """One running plant connection. ``await start()``, ``await stop()``; or ``run()``."""
+
+    def __init__(self, loaded: LoadedConfig, store: Store, opts: RuntimeOptions | None = None,
+                 *, bus: EventBus | None = None) -> None:
+        self.loaded, self.store = loaded, store
+        self.opts = opts or RuntimeOptions()
+        self.bus = bus or EventBus()
+        self.counters = RuntimeCounters()
+        self.twin: Any = None  # console.twin_launcher.TwinProcess
+        self.clock: Clock = WallClock()
+        self.drivers: dict[str, Driver] = {}
+        self.pipe: IngestPipeline | None = None
+        self.engine: Engine | None = None
+        self.alarms: AlarmManager | None = None
+        self.detect: DetectLoop | None = None
+        self.ml_jobs: Any = None
+        self.scheduler: Any = None
+        self.scores: dict[str, dict[str, Score]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._q: queue.Queue[list[Any] | None] = queue.Queue(self.opts.detect_queue_max)
+        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._io: Any = None
+        self._clock_tags: set[str] = {t.id for t in loaded.tags if t.spec.kind == "clock"}
+        self.started_at: float | None = None
+        self.errors: list[str] = []
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self) -> Runtime:
+        from console.plant_io import DriverIO, DriverPlant
+
+        self._loop = asyncio.get_running_loop()
+        self.started_at = time.monotonic()
+        sim = self.loaded.config.simulator
+        spawn = sim.enabled if self.opts.spawn_twin is None else self.opts.spawn_twin
+        if spawn:
+            await self._start_twin()
+        elif self.opts.speed or self.opts.inject or self.opts.seed is not None:
+            self._publish(RuntimeEvent(self.clock.now(), "--speed/--seed/--inject apply to the "
+                                       "plant twin, which is not started", event="warning",
+                                       level="warning"))
+        self.drivers = make_drivers(self.loaded)
+        self._io = DriverIO(self.loaded, self.drivers, self._loop)
+        self.pipe = IngestPipeline(self.loaded, self.store, self.clock).start()
+        self.engine = Engine(self.store, self.loaded.config, self.clock,
+                             plant=DriverPlant(self._io, self.loaded), device=self._io,
+                             bus=self.bus)
+        self.alarms = AlarmManager.from_config(self.store, self.loaded, self.clock)
+        self._build_detection()
+        recovered = self.engine.executor.recover()
+        if recovered:
+            self._publish(RuntimeEvent(self.clock.now(), f"resuming {len(recovered)} action(s) "
+                                       "left running by a previous run", event="recovered",
+                                       detail={"action_ids": recovered}))
+        self._spawn_thread("loopline-detect", self._detect_worker)
+        self._spawn_thread("loopline-outbox", self._outbox_worker)
+        for d in self.drivers.values():
+            d.on_state_change(lambda st, d=d: self._on_state(d.id, st))
+            await d.start(self._sink)
+        if self.opts.ml:
+            self._start_ml()
+        self._tasks.append(asyncio.create_task(self._upkeep(), name="loopline-upkeep"))
+        self._publish(RuntimeEvent(self.clock.now(), "runtime started", event="started",
+                                   detail={"drivers": sorted(self.drivers),
+                                           "twin": bool(self.twin), "approve": self.opts.approve,
+                                           "speed": getattr(self.clock, "speed", 1.0)}))
+        return self
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop everything in order, drain the store writer, return the summary."""
+        self._publish(RuntimeEvent(self.clock.now(), "stopping", event="stopping"))
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
+        for d in self.drivers.values():
+            with contextlib.suppress(Exception):
+                await d.stop()
+        self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._q.put_nowait(None)
+        for th in self._threads:
+            await asyncio.to_thread(th.join, 30)
+        ingest: dict[str, Any] = {}
+        if self.pipe is not None:
+            ingest = await asyncio.to_thread(self.pipe.close)
+        if self.ml_jobs is not None:
+            with contextlib.suppress(Exception):
+                self.ml_jobs.close()
+        if self.twin is not None:
+            await asyncio.to_thread(self.twin.stop)
+        summary = self.summary(ingest)
+        self._publish(RuntimeEvent(self.clock.now(), "stopped", event="summary", detail=summary))
+        return summary
+
+    async def run(self, stop: asyncio.Event, duration_s: float | None = None) -> dict[str, Any]:
+        """Start, run until ``stop`` is set or ``duration_s`` wall seconds pass, stop."""
+        await self.start()
+        try:
+            if duration_s is None:
+                await stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration_s)
+        finally:
+            summary = await self.stop()
+        return summary
+
+    # ------------------------------------------------------------ twin
+
+    async def _start_twin(self) -> None:
+        from console.twin_launcher import TwinStartError, start_twin
+
+        extra: list[str] = list(self.opts.twin_args)
+        if self.opts.speed is not None:
+            extra += ["--speed", f"{self.opts.speed:g}"]
+        if self.opts.seed is not None:
+            extra += ["--seed", str(self.opts.seed)]
+        for spec in self.opts.inject:
+            extra += ["--inject", spec]
+        if self.opts.truth is not None:
+            extra += ["--truth", str(Path(self.opts.truth).resolve())]
+        try:
+            self.twin = await asyncio.to_thread(
+                start_twin, self.loaded, opcua_port=self.opts.opcua_port,
+                modbus_port=self.opts.modbus_port, extra_args=extra)
+        except TwinStartError as e:
+            raise RuntimeError_(f"the plant twin did not start: {e}") from None
+        point_drivers_at_twin(self.loaded, self.twin.host, self.twin.opcua_port,
+                              self.twin.modbus_port)
+        speed = self.opts.speed or self.loaded.config.simulator.speed
+        start = self.twin.info.get("start")
+        self.clock = TwinClock(parse_utc(start) if start else WallClock().now(), speed)
+        self._publish(RuntimeEvent(self.clock.now(), f"plant twin serving at speed {speed:g}",
+                                   event="twin", detail={"opcua": self.twin.opcua_endpoint,
+                                                         "modbus_port": self.twin.modbus_port,
+                                                         "pid": self.twin.proc.pid}))
+
+    # ------------------------------------------------------------ samples
+
+    def _sink(self, samples: list[Sample]) -> None:
+        """Driver callback on the event loop: stamp, enqueue; never blocks."""
+        assert self.pipe is not None
+        if self._clock_tags:
+            self._sync_clock(samples)
+        stamped = self.pipe.handle(samples)
+        self.counters.batches += 1
+        self.counters.samples += len(samples)
+        io = self._io
+        for s in samples:
+            if s.quality == Quality.GOOD:
+                io.observe(s.tag_id, s.value)
+        try:
+            self._q.put_nowait(stamped)
+        except queue.Full:
+            self.counters.detect_dropped += 1
+
+    def _sync_clock(self, samples: list[Sample]) -> None:
+        if not isinstance(self.clock, TwinClock):
+            return
+        for s in samples:
+            if s.tag_id in self._clock_tags and isinstance(s.value, str) and s.value:
+                with contextlib.suppress(ValueError):
+                    self.clock.sync(parse_utc(s.value))
+
+    def _build_detection(self) -> None:
+        from core.detect.spc import characteristics_from_store
+
+        try:
+            chars = characteristics_from_store(self.store)
+        except Exception as e:  # SPC then waits for its characteristics; the rest runs
+            log.warning("no SPC characteristics from the store: %s", e)
+            chars = {}
+        models = {d.model for d in self.loaded.config.detectors if getattr(d, "model", None)}
+        sources = {m: (lambda m=m: self.scores.get(m, {})) for m in models}
+        ds = DetectorSet.from_config(self.loaded, self.clock, score_sources=sources,
+                                     characteristics=chars)
+        lines = [ln.id for ln in self.loaded.config.lines]
+        self.detect = DetectLoop(ds, self.clock, alarms=self.alarms,
+                                 on_detection=self._on_detection, publish=self.bus.publish,
+                                 store=self.store, lines=lines)
+
+    def _on_detection(self, det: Any) -> Any:
+        eng = self.engine
+        assert eng is not None
+        res = eng.recommender.submit(det)
+        rid = res.recommendation_id
+        if rid and res.outcome in ("created", "merged", "superseded"):
+            mode = self.opts.approve
+            if mode == "policy":
+                aid = eng.decider.auto_approve(rid)
+            elif mode == "auto":
+                aid = eng.decider.auto_approve(rid, force=True)
+            else:
+                aid = None
+            if aid is not None:
+                self.counters.policy_approved += 1
+        return res
+
+    def _detect_worker(self) -> None:
+        assert self.detect is not None
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                batch = self._q.get(timeout=timeout)
+            except queue.Empty:
+                batch = []
+            if batch is None:
+                break
+            try:
+                if batch:
+                    self.detect.on_samples(batch)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.opts.tick_every_s
+                    self.detect.tick()
+            except Exception as e:  # detection must go on with the next batch
+                self.counters.detect_errors += 1
+                self._error("detection", e)
+
+    def _outbox_worker(self) -> None:
+        assert self.engine is not None
+        try:
+            self.engine.executor.run_forever(self._stop, poll_s=0.25)
+        except Exception as e:
+            self._error("outbox executor", e)
+
+    def _spawn_thread(self, name: str, target: Any) -> None:
+        th = threading.Thread(target=target, name=name, daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    # ------------------------------------------------------------ upkeep, ML
+
+    async def _upkeep(self) -> None:
+        """Ingest upkeep, expiry, outcome windows, stats: off the loop, on a timer."""
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(self.opts.upkeep_every_s)
+            try:
+                await asyncio.to_thread(self._upkeep_sync)
+            except Exception as e:
+                self.counters.upkeep_errors += 1
+                self._error("upkeep", e)
+            if time.monotonic() - last_stats >= self.opts.stats_every_s:
+                last_stats = time.monotonic()
+                self._publish(StatsEvent(self.clock.now(), "runtime counters",
+                                         detail=self.stats()))
+
+    def _upkeep_sync(self) -> None:
+        assert self.pipe is not None and self.engine is not None
+        rep = self.pipe.maintain()
+        for err in rep.errors or []:
+            self._publish(RuntimeEvent(self.clock.now(), err, event="error", level="warning"))
+        self.engine.recommender.expire_stale()
+        self.engine.evaluate()
+
+    def _start_ml(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from ml.jobs import MlJobs
+        from ml.registry import Registry
+        from ml.store_source import StoreSource
+
+        jobs = [j for j in self.loaded.config.ml.jobs if j.enabled]
+        if not jobs:
+            return
+        try:
+            source = StoreSource(self.store, self.loaded.archive_dir,
+                                 [t.id for t in self.loaded.tags])
+            self.ml_jobs = MlJobs(jobs, Registry(self.loaded.models_dir), source,
+                                  on_scores=self._on_scores, clock=self.clock.now)
+            self.scheduler = AsyncIOScheduler(timezone="UTC")
+            self.ml_jobs.schedule(self.scheduler)
+            # retraining belongs to the schedule (plant nights), not to wall-clock cron here
+            # when the twin runs fast; ``loopline train`` retrains on demand
+            self.scheduler.start()
+        except Exception as e:
+            self._error("ML jobs (the loop runs without model scores)", e)
+
+    def _on_scores(self, name: str, frame: Any) -> None:
+        self.scores[name] = scores_from_frame(frame)
+
+    # ------------------------------------------------------------ events, stats
+
+    def _on_state(self, driver_id: str, st: ConnectionState) -> None:
+        d = st.as_dict()
+        self._publish(ConnectionEvent(self.clock.now(), f"{driver_id}: {d.get('state')}",
+                                      driver_id=driver_id, state=str(d.get("state")),
+                                      since=d.get("since"), error=d.get("last_error")))
+
+    def _publish(self, ev: EngineEvent) -> None:
+        self.bus.publish(ev)
+
+    def _error(self, where: str, e: BaseException) -> None:
+        msg = f"{where}: {type(e).__name__}: {e}".splitlines()[0]
+        self.errors.append(msg)
+        log.error("%s", msg, exc_info=e)
+        self._publish(RuntimeEvent(self.clock.now(), msg, event="error", level="error"))
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        out: dict[str, Any] = {
+            "plant_time": ensure_utc(self.clock.now()).isoformat(),
+            "uptime_s": round(time.monotonic() - (self.started_at or time.monotonic()), 1),
+            "samples": c.samples, "batches": c.batches, "detect_dropped": c.detect_dropped,
+            "detect_queue": self._q.qsize(), "detect_errors": c.detect_errors,
+            "policy_approved": c.policy_approved,
+        }
+        if self.pipe is not None:
+            out["ingest"] = self.pipe.stats()
+        if self.detect is not None:
+            out["detections"] = dict(self.detect.stats.detections)
+            out["alarm_changes"] = self.detect.stats.alarm_changes
+            out["consumer_errors"] = self.detect.stats.consumer_errors
+        out["drivers"] = {k: {**d.state.as_dict(), **d.stats.as_dict()}
+                          for k, d in self.drivers.items()}
+        return out
+
+    def summary(self, ingest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from core.views import plant_snapshot
+
+        s = self.stats()
+        if ingest:
+            s["ingest"] = dict(ingest)
+        try:
+            s["plant"] = plant_snapshot(self.store.engine).counts
+        except Exception as e:
+            s["plant"] = {"error": str(e)}
+        s["errors"] = self.errors[-20:]
+        return s
+
+
+def scores_from_frame(frame: Any) -> dict[str, Score]:
+    """The ML jobs' score frame → the detectors' ``Score`` per equipment (or lot)."""
+    import json
+
+    from ml.explain import sentence
+
+    out: dict[str, Score] = {}
+    if frame is None or getattr(frame, "height", 0) == 0 or "score" not in frame.columns:
+        return out
+    key = "equipment_id" if "equipment_id" in frame.columns else "lot_id"
+    for row in frame.iter_rows(named=True):
+        if row.get("low_data") or row.get("score") is None:
+            continue  # too little good data: no score rather than a guess
+        contribs: dict[str, float] = {}
+        words = ""
+        why = row.get("why")
+        if why:
+            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                items = json.loads(why)
+                for it in items:
+                    name = f"{it.get('signal') or it.get('context')}.{it.get('feature')}"
+                    contribs[name] = float(it.get("contribution", 0.0))
+                words = "; ".join(sentence(it) for it in items[:3])
+        ts = row.get("ts")
+        out[str(row[key])] = Score(float(row["score"]),
+                                   ts=ts if isinstance(ts, datetime) else None,
+                                   contributions=contribs, explanation=words)
+    return out
+
+
+_ENDPOINT = re.compile(r"^(opc\.tcp://)([^:/]+):(\d+)(.*)$")
+
+
+def point_drivers_at_twin(loaded: LoadedConfig, host: str, opcua_port: int,
+                          modbus_port: int) -> None:
+    """Drivers that address the configured twin ports follow the ports it really uses."""
+    sim = loaded.config.simulator
+    for drv in loaded.config.drivers.values():
+        if drv.kind == "opcua":
+            m = _ENDPOINT.match(drv.endpoint)
+            if m and int(m.group(3)) == sim.opcua_port:
+                drv.endpoint = f"{m.group(1)}{host}:{opcua_port}{m.group(4)}"
+        elif drv.kind == "modbus" and drv.port == sim.modbus_port:
+            drv.port = modbus_port
