@@ -1,15 +1,20 @@
 """The loopline console: one app factory used by the CLI and the tests.
 
 Keyboard first, in the manner of k9s: `:` opens the command bar (`:lines`, `:orders`,
-`:lots`, `:holds`, `:actions`, `:wo`, `:alarms`, `:eq NAME`), `/` filters the current
-table, `?` explains the current view, Enter drills down, Esc goes back.
+`:lots`, `:holds`, `:actions`, `:wo`, `:alarms`, `:plan`, `:events`, `:eq NAME`,
+`:login`), `/` filters the current view, `?` explains it, Enter drills down, Esc goes
+back. `a`/`r` approve or reject a recommendation, `k`/`s` acknowledge or shelve an
+alarm — offered only when the signed-in user may (``check_action``), never failing late.
 
-The store is read in a thread worker; results come back only as ``SnapshotReady``
-messages, so the event loop never waits on the database.
+Nothing here waits on the database or on the runtime: the store is read in thread
+workers whose results come back as typed messages, and the runtime's event bus (called
+from any thread) only appends to a buffer and posts one ``BusActivity`` per batch.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,33 +22,85 @@ from sqlalchemy import Engine
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
-from textual.widgets import ContentSwitcher, Footer, Input, Static
+from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
 
-from console.messages import SnapshotReady, StoreUnavailable
+from console.messages import (
+    ActionDone,
+    BusActivity,
+    LotLoaded,
+    OeeReady,
+    PlanReady,
+    RecommendationLoaded,
+    SnapshotReady,
+    StoreUnavailable,
+)
+from console.screens.details import LotScreen, RecommendationScreen, what_will_happen
+from console.screens.dialogs import ActionDialog, SignInScreen
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
-from console.views import COMMANDS, VIEWS
+from console.views import COMMANDS, VIEWS, ViewData
+from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
+from core import oee as oee_mod
+from core.alarms import AlarmManager
+from core.auth import Authenticator, Identity, SigningSession
 from core.clock import Clock, WallClock
 from core.config import LoadedConfig
-from core.views import PlantSnapshot, plant_snapshot
+from core.config.schema import DECISION_CLASSES
+from core.engine.decide import REJECT_REASONS, Decider
+from core.engine.events import EngineEvent, EventBus
+from core.engine.recommend import record_hash_of
+from core.store.db import Store
+from core.store.models import Recommendation
+from core.views import (
+    AlarmView,
+    PlantSnapshot,
+    RecommendationView,
+    lot_detail,
+    plan_timeline,
+    plant_day_start,
+    plant_snapshot,
+    recommendation_detail,
+)
+
+EVENT_BACKLOG = 300  # rows kept in the event log view
+REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
+SHELVE_CHOICES = (("one_shot", "one-shot: until it clears (at most 8 h)"),
+                  ("900", "15 min"), ("3600", "1 h"), ("28800", "8 h"))
+REASON_LABELS = {"false_alarm": "false alarm — the problem is not real",
+                 "not_now": "not now — right action, wrong time",
+                 "wrong_action": "wrong action — the problem is real, the fix is not",
+                 "already_done": "already done — someone acted already",
+                 "other": "other — say why below"}
 
 
 @dataclass
 class AppDeps:
-    """Everything the console needs, passed in (tests pass a frozen clock and a temp store)."""
+    """Everything the console needs, passed in (tests pass a frozen clock and a temp store).
+
+    ``bus`` and ``alarms`` come from the runtime when it runs in this process: the event
+    log follows the bus, and acknowledge/shelve go through the runtime's alarm manager
+    (without one the alarms view is read-only and says so). Decisions are written to the
+    store's outbox; the runtime's executor picks them up.
+    """
 
     config: LoadedConfig
     engine: Engine
     clock: Clock
     refresh_s: float = 0.5
     auto_refresh: bool = True
+    bus: EventBus | None = None
+    alarms: AlarmManager | None = None
+    store: Store | None = None  # built over ``engine`` when not given
+    sign_in_at_start: bool = True
+    oee_s: float = 10.0  # OEE and plan are heavier reads on their own, slower cadence
+    plan_s: float = 15.0
 
 
 class StatusBar(Static):
-    """Top line: plant, view, plant time and the counts a shift lead watches."""
+    """Top line: plant, plant time, who is signed in and the counts a shift lead watches."""
 
 
 class LooplineApp(App[None]):
@@ -56,6 +113,11 @@ class LooplineApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("enter", "drill", "Open", id="drill", show=False),
         Binding("escape", "back", "Back", id="back"),
+        Binding("a", "approve", "Approve", id="approve"),
+        Binding("r", "reject", "Reject", id="reject"),
+        Binding("k", "acknowledge", "Ack", id="acknowledge"),
+        Binding("s", "shelve", "Shelve", id="shelve"),
+        Binding("ctrl+l", "sign_in", "Sign in", id="sign_in"),
         Binding("ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme"),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -70,6 +132,22 @@ class LooplineApp(App[None]):
         self.theme = (
             "textual-light" if deps.config.config.console.theme == "light" else "textual-dark"
         )
+        cfg = deps.config.config
+        self.store = deps.store or Store(deps.engine, str(deps.engine.url), None)
+        self.bus = deps.bus or EventBus()  # a private bus still feeds the event log
+        self.auth = Authenticator(deps.engine, cfg.users, cfg.auth, deps.clock)
+        self.session = SigningSession(self.auth)
+        self.decider = Decider(self.store, self.auth, cfg.autonomy, deps.clock, self.bus)
+        self.identity: Identity | None = None
+        self._signed_once = False  # the first signature of a sign-in always asks the PIN
+        self.autonomy: dict[str, str] = {}
+        self.oee: dict[str, oee_mod.Oee] = {}
+        self.events: deque[EngineEvent] = deque(maxlen=EVENT_BACKLOG)
+        self._inbox: list[EngineEvent] = []
+        self._inbox_lock = threading.Lock()
+        self._inbox_posted = False
+        self._dirty = False
+        self._unsubscribe = None
 
     # ------------------------------------------------------------ layout
 
@@ -79,7 +157,11 @@ class LooplineApp(App[None]):
             yield Static(id="view-title")
             with ContentSwitcher(initial="view-lines", id="views"):
                 for spec in VIEWS.values():
-                    yield SnapshotTable(spec.columns, spec.rows, id=f"view-{spec.name}")
+                    if spec.kind == "plan":
+                        with VerticalScroll(id=f"view-{spec.name}"):
+                            yield PlanGantt(id="plan-gantt")
+                    else:
+                        yield SnapshotTable(spec.columns, spec.rows, id=f"view-{spec.name}")
         yield Input(placeholder="command: " + " ".join(COMMANDS), id="command",
                     suggester=SuggestFromList(COMMANDS, case_sensitive=False))
         yield Input(placeholder="filter rows (Enter keeps it, Esc clears)", id="filter")
@@ -91,15 +173,40 @@ class LooplineApp(App[None]):
             self.set_keymap(keymap)
         self.query_one("#command").display = False
         self.query_one("#filter").display = False
+        self._unsubscribe = self.bus.subscribe(self._on_bus_event)
         self._render_title()
+        self._render_status()
         self.refresh_snapshot()
+        self.refresh_oee()
+        self.refresh_plan()
         if self.deps.auto_refresh:
             self.set_interval(self.deps.refresh_s, self.refresh_snapshot)
-        self.table.focus()
+            self.set_interval(self.deps.oee_s, self.refresh_oee)
+            self.set_interval(self.deps.plan_s, self.refresh_plan)
+            self.set_interval(0.25, self._refresh_if_dirty)
+        self.view_widget.focus()
+        if self.deps.sign_in_at_start:
+            self.action_sign_in()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    @property
+    def view_widget(self) -> SnapshotTable | PlanGantt:
+        if VIEWS[self.current_view].kind == "plan":
+            return self.query_one("#plan-gantt", PlanGantt)
+        return self.query_one(f"#view-{self.current_view}", SnapshotTable)
 
     @property
     def table(self) -> SnapshotTable:
-        return self.query_one(f"#view-{self.current_view}", SnapshotTable)
+        """The current view's table (the plan view has none: its timeline is returned)."""
+        return self.view_widget  # type: ignore[return-value]
+
+    def view_data(self) -> ViewData | None:
+        if self.snapshot is None:
+            return None
+        return ViewData(self.snapshot, self.deps.clock.now(), self.oee, tuple(self.events))
 
     # ------------------------------------------------------------ data
 
@@ -108,33 +215,102 @@ class LooplineApp(App[None]):
         """Read the store off the event loop; hand the result over as a message."""
         try:
             snap = plant_snapshot(self.deps.engine)
+            autonomy = {c: self.decider.autonomy_for(c) for c in DECISION_CLASSES}
         except Exception as e:
             self.post_message(StoreUnavailable(f"{type(e).__name__}: {e}".splitlines()[0]))
             return
-        self.post_message(SnapshotReady(snap))
+        self.post_message(SnapshotReady(snap, autonomy))
+
+    @work(exclusive=True, group="oee", thread=True, exit_on_error=False)
+    def refresh_oee(self) -> None:
+        """OEE today per equipment (time- and piece-weighted, core.oee)."""
+        try:
+            now = self.deps.clock.now()
+            by_eq = oee_mod.by_equipment(self.store, plant_day_start(self.deps.engine, now),
+                                         now, now)
+        except Exception as e:
+            self.post_message(StoreUnavailable(f"OEE: {type(e).__name__}: {e}".splitlines()[0]))
+            return
+        self.post_message(OeeReady(by_eq))
+
+    @work(exclusive=True, group="plan", thread=True, exit_on_error=False)
+    def refresh_plan(self) -> None:
+        try:
+            tl = plan_timeline(self.deps.engine)
+        except Exception as e:
+            self.post_message(StoreUnavailable(f"plan: {type(e).__name__}: {e}".splitlines()[0]))
+            return
+        self.post_message(PlanReady(tl))
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         self.snapshot = msg.snapshot
+        self.autonomy = msg.autonomy
         self.store_error = None
-        for spec in VIEWS.values():
-            self.query_one(f"#view-{spec.name}", SnapshotTable).show(msg.snapshot)
+        self._show_tables()
         self._render_status()
+        self.refresh_bindings()
         if isinstance(self.screen, EquipmentScreen):
             self.screen.show(msg.snapshot)
+
+    def _show_tables(self, only: str | None = None) -> None:
+        data = self.view_data()
+        if data is None:
+            return
+        for spec in VIEWS.values():
+            if spec.kind == "table" and (only is None or spec.name == only):
+                self.query_one(f"#view-{spec.name}", SnapshotTable).show(data)
+
+    def on_oee_ready(self, msg: OeeReady) -> None:
+        self.oee = msg.oee
+        self._show_tables("lines")
+
+    def on_plan_ready(self, msg: PlanReady) -> None:
+        self.query_one("#plan-gantt", PlanGantt).show(msg.timeline, self.deps.clock.now())
 
     def on_store_unavailable(self, msg: StoreUnavailable) -> None:
         self.store_error = msg.reason
         self._render_status()
 
+    # ------------------------------------------------------------ the runtime's bus
+
+    def _on_bus_event(self, event: EngineEvent) -> None:
+        """Called on the publisher's thread: buffer, and post one message per batch."""
+        with self._inbox_lock:
+            self._inbox.append(event)
+            if self._inbox_posted:
+                return
+            self._inbox_posted = True
+        self.post_message(BusActivity())
+
+    def on_bus_activity(self, _: BusActivity) -> None:
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_posted = False
+        self.events.extend(batch)
+        if any(e.kind in REFRESHING_KINDS for e in batch):
+            self._dirty = True  # re-read the store soon, at most every 0.25 s
+            if not self.deps.auto_refresh:
+                self._refresh_if_dirty()
+        self._show_tables("events")
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.refresh_snapshot()
+
+    # ------------------------------------------------------------ rendering
+
     def _render_status(self) -> None:
         s = self.snapshot
         now = self.deps.clock.now().strftime("%Y-%m-%d %H:%M:%S UTC")
+        who = (f"[b]{self.identity.user_id}[/] ({', '.join(self.identity.roles)})"
+               if self.identity else "[dim]not signed in (ctrl+l)[/]")
         if s is None:
-            text = f"[b]loopline[/]  {now}  reading the store…"
+            text = f"[b]loopline[/]  {now}  {who}  reading the store…"
         else:
             c = s.counts
             text = (
-                f"[b]{s.site_name}[/]  {now}   "
+                f"[b]{s.site_name}[/]  {now}  {who}   "
                 f"orders {c['open_orders']}  lots {c['open_lots']}  "
                 f"holds [b]{c['open_holds']}[/]  actions [b]{c['pending_recommendations']}[/]  "
                 f"alarms [b]{c['active_alarms']}[/]  WOs {c['open_work_orders']}"
@@ -145,9 +321,197 @@ class LooplineApp(App[None]):
 
     def _render_title(self) -> None:
         spec = VIEWS[self.current_view]
-        flt = self.table.filter_text
+        flt = self.view_widget.filter_text
         suffix = f"  [dim]/{flt}[/]" if flt else ""
+        if spec.name == "alarms" and self.deps.alarms is None:
+            suffix += "  [dim](read-only: no alarm manager runs in this console)[/]"
+        if spec.name in ("actions", "alarms") and self.identity is None:
+            suffix += "  [dim](sign in with ctrl+l to act)[/]"
         self.query_one("#view-title", Static).update(f"[b]{spec.title}[/]{suffix}")
+
+    # ------------------------------------------------------------ what is offered
+
+    def _current_rec(self) -> RecommendationView | None:
+        if self.current_view != "actions" or self.snapshot is None:
+            return None
+        key = self.table.current_key()
+        return next((r for r in self.snapshot.recommendations if r.id == key), None)
+
+    def _current_alarm(self) -> AlarmView | None:
+        if self.current_view != "alarms" or self.snapshot is None:
+            return None
+        key = self.table.current_key()
+        return next((a for a in self.snapshot.alarms if str(a.id) == key), None)
+
+    def may_decide(self, rec: RecommendationView, verdict: str) -> bool:
+        """Whether to offer approve/reject on a row: open, a class this user may decide,
+        and (to approve) not advise-only."""
+        if self.identity is None:
+            return False
+        if verdict == "approve" and (rec.status != "proposed"
+                                     or self.autonomy.get(rec.decision_class) == "advise"):
+            return False
+        if verdict == "reject" and rec.status not in ("proposed", "withheld"):
+            return False
+        return self.auth.may_decide(self.identity.user_id, rec.decision_class)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("approve", "reject"):
+            rec = self._current_rec()
+            return rec is not None and self.may_decide(rec, action)
+        if action in ("acknowledge", "shelve"):
+            alarm = self._current_alarm()
+            if alarm is None or self.deps.alarms is None or self.identity is None:
+                return False
+            return not alarm.acked if action == "acknowledge" else alarm.shelved_until is None
+        return True
+
+    @on(DataTable.RowHighlighted)
+    def _row_moved(self) -> None:
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------ sign-in
+
+    def action_sign_in(self) -> None:
+        users = [u.id for u in self.deps.config.config.users]
+        self.push_screen(SignInScreen(self.session.sign_in, users), self._signed_in)
+
+    def _signed_in(self, who: Identity | None) -> None:
+        if who is not None:
+            self.identity = who
+            self._signed_once = False
+            self.notify(f"signed in as {who.name} ({', '.join(who.roles)})")
+        self._after_identity_change()
+
+    def sign_out(self) -> None:
+        self.session.sign_out()
+        self.identity = None
+        self._after_identity_change()
+
+    def _after_identity_change(self) -> None:
+        self._render_status()
+        self._render_title()
+        self.refresh_bindings()
+        self.view_widget.focus()
+
+    def needs_pin(self) -> bool:
+        return not self._signed_once or self.session.needs_pin()
+
+    # ------------------------------------------------------------ decisions
+
+    def action_approve(self) -> None:
+        rec = self._current_rec()
+        if rec is not None and self.may_decide(rec, "approve"):
+            self.load_recommendation(rec.id, "approve")
+
+    def action_reject(self) -> None:
+        rec = self._current_rec()
+        if rec is not None and self.may_decide(rec, "reject"):
+            self.load_recommendation(rec.id, "reject")
+
+    @work(exclusive=True, group="recommendation", thread=True, exit_on_error=False)
+    def load_recommendation(self, rec_id: str, purpose: str) -> None:
+        """Read what the person will be shown, and the hash their signature binds to."""
+        try:
+            detail = recommendation_detail(self.deps.engine, rec_id)
+            with self.store.session() as s:
+                row = s.get(Recommendation, rec_id)
+                h = record_hash_of(row) if row is not None else ""
+        except Exception as e:
+            self.post_message(ActionDone("read", False, f"cannot read {rec_id}: {e}"))
+            return
+        self.post_message(RecommendationLoaded(detail, h, purpose))
+
+    def on_recommendation_loaded(self, msg: RecommendationLoaded) -> None:
+        d, h = msg.detail, msg.record_hash
+        rec_id = d.view.id
+        if msg.purpose == "show":
+            self.push_screen(RecommendationScreen(d))
+            return
+        ask_pin = self.needs_pin()
+        if msg.purpose == "approve":
+            def approve(_: str | None, comment: str, pin: str | None) -> str:
+                a = self.decider.approve(rec_id, session=self.session,
+                                         pin=pin if ask_pin else None, comment=comment,
+                                         seen_hash=h)
+                self._signed_once = True
+                if a.waiting_for_second:
+                    return f"{rec_id}: first signature recorded; a second person must approve"
+                return f"{rec_id} approved: action #{a.action_id} queued for execution"
+
+            self.push_screen(ActionDialog(
+                f"Approve {rec_id}?", what_will_happen(d), approve,
+                text_label="comment (optional)", ask_pin=ask_pin,
+                confirm="Enter signs the approval"), self._decided)
+        else:
+            def reject(reason: str | None, text: str, pin: str | None) -> str:
+                self.decider.reject(rec_id, self.identity.user_id if self.identity else "",
+                                    pin if ask_pin else None, reason or "", text,
+                                    session=self.session)
+                self._signed_once = True
+                return f"{rec_id} rejected: {reason}"
+
+            body = (f"Reject [b]{rec_id}[/]: {d.view.action.replace('_', ' ')} on "
+                    f"{d.view.target}.\nWhy: {d.view.rationale}\n\nPick the reason (it "
+                    "teaches the loop what was wrong):")
+            self.push_screen(ActionDialog(
+                f"Reject {rec_id}", body, reject,
+                choices=[(r, REASON_LABELS.get(r, r)) for r in REJECT_REASONS],
+                text_label="a few words (required for 'other')", ask_pin=ask_pin,
+                confirm="Enter signs the rejection"), self._decided)
+
+    def _decided(self, result: str | None) -> None:
+        if result:
+            self.notify(result)
+            self.refresh_snapshot()
+        self.view_widget.focus()
+
+    # ------------------------------------------------------------ alarms
+
+    def action_acknowledge(self) -> None:
+        alarm = self._current_alarm()
+        if alarm is not None and self.identity is not None and self.deps.alarms is not None:
+            self.ack_alarm(alarm.id, self.identity.user_id)
+
+    @work(exclusive=True, group="alarm", thread=True, exit_on_error=False)
+    def ack_alarm(self, alarm_id: int, user: str) -> None:
+        assert self.deps.alarms is not None
+        try:
+            changes = self.deps.alarms.ack(alarm_id, user)
+        except Exception as e:
+            self.post_message(ActionDone("ack", False, str(e)))
+            return
+        for ch in changes:
+            self.bus.publish(ch.as_event())
+        self.post_message(ActionDone("ack", True, f"alarm {alarm_id} acknowledged"))
+
+    def action_shelve(self) -> None:
+        alarm = self._current_alarm()
+        if alarm is None or self.identity is None or self.deps.alarms is None:
+            return
+        mgr, user, aid = self.deps.alarms, self.identity.user_id, alarm.id
+
+        def shelve(choice: str | None, reason: str, _: str | None) -> str:
+            duration = None if choice in (None, "one_shot") else float(choice)
+            changes = mgr.shelve(aid, user, reason, duration_s=duration)
+            for ch in changes:
+                self.bus.publish(ch.as_event())
+            label = dict(SHELVE_CHOICES).get(choice or "one_shot", "")
+            return f"alarm {aid} shelved ({label.split(':')[0]})"
+
+        body = (f"Shelve alarm [b]{aid}[/] ({alarm.priority}) {alarm.source}:\n"
+                f"{alarm.message}\n\nA shelved alarm is recorded but not annunciated. "
+                "For how long?")
+        self.push_screen(ActionDialog(f"Shelve alarm {aid}", body, shelve,
+                                      choices=SHELVE_CHOICES, text_label="reason (required)",
+                                      confirm="Enter shelves"), self._decided)
+
+    def on_action_done(self, msg: ActionDone) -> None:
+        if msg.ok:
+            self.notify(msg.text)
+            self.refresh_snapshot()
+        else:
+            self.notify(msg.text, severity="error", timeout=8)
 
     # ------------------------------------------------------------ navigation
 
@@ -157,8 +521,11 @@ class LooplineApp(App[None]):
             return
         self.current_view = name
         self.query_one(ContentSwitcher).current = f"view-{name}"
+        if VIEWS[name].kind == "plan":
+            self.refresh_plan()
         self._render_title()
-        self.table.focus()
+        self.view_widget.focus()
+        self.refresh_bindings()
 
     def action_command_mode(self) -> None:
         box = self.query_one("#command", Input)
@@ -168,7 +535,7 @@ class LooplineApp(App[None]):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        box.value = self.table.filter_text
+        box.value = self.view_widget.filter_text
         box.display = True
         box.focus()
 
@@ -177,6 +544,8 @@ class LooplineApp(App[None]):
 
     def action_refresh(self) -> None:
         self.refresh_snapshot()
+        self.refresh_oee()
+        self.refresh_plan()
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -186,20 +555,40 @@ class LooplineApp(App[None]):
             box = self.query_one(box_id, Input)
             if box.display:
                 if box_id == "#filter":
-                    self.table.set_filter("")
+                    self.view_widget.set_filter("")
                     self._render_title()
                 box.display = False
-                self.table.focus()
+                self.view_widget.focus()
                 return
-        if self.table.filter_text:
-            self.table.set_filter("")
+        if self.view_widget.filter_text:
+            self.view_widget.set_filter("")
             self._render_title()
 
     def action_drill(self) -> None:
         spec = VIEWS[self.current_view]
+        if spec.kind != "table":
+            return
         key = self.table.current_key()
-        if key and spec.drill == "equipment":
+        if not key:
+            return
+        if spec.drill == "equipment":
             self.open_equipment(key)
+        elif spec.drill == "lot":
+            self.load_lot(key)
+        elif spec.drill == "recommendation":
+            self.load_recommendation(key, "show")
+
+    @work(exclusive=True, group="lot", thread=True, exit_on_error=False)
+    def load_lot(self, lot_id: str) -> None:
+        try:
+            detail = lot_detail(self.deps.engine, lot_id)
+        except Exception as e:
+            self.post_message(ActionDone("read", False, f"cannot read lot {lot_id}: {e}"))
+            return
+        self.post_message(LotLoaded(detail))
+
+    def on_lot_loaded(self, msg: LotLoaded) -> None:
+        self.push_screen(LotScreen(msg.detail))
 
     def open_equipment(self, name: str) -> None:
         snap = self.snapshot
@@ -221,18 +610,18 @@ class LooplineApp(App[None]):
     def _command_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
         self.run_command(event.value)
-        if not isinstance(self.screen, EquipmentScreen):
-            self.table.focus()
+        if self.screen is self.screen_stack[0]:
+            self.view_widget.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.table.set_filter(event.value)
+        self.view_widget.set_filter(event.value)
         self._render_title()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
-        self.table.focus()
+        self.view_widget.focus()
 
     def run_command(self, text: str) -> None:
         parts = text.strip().lstrip(":").split()
@@ -246,6 +635,10 @@ class LooplineApp(App[None]):
                 self.open_equipment(args[0])
             else:
                 self.notify("usage: :eq NAME", severity="warning")
+        elif cmd in ("login", "signin"):
+            self.action_sign_in()
+        elif cmd in ("logout", "signout"):
+            self.sign_out()
         elif cmd in ("q", "quit"):
             self.exit()
         elif cmd == "theme":

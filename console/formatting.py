@@ -49,3 +49,35 @@ def num(v: float | None, unit: str = "", digits: int = 2) -> str:
     if v is None:
         return "—"
     return f"{v:.{digits}f} {unit}".strip()
+
+
+REC_STYLES = {"proposed": "bold", "approved": "cyan", "executing": "cyan",
+              "executed": "green", "failed": "bold red", "rejected": "dim"}
+LIVE_S = 15.0  # a key tag heard within this is "live"
+
+
+def pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+def ago(ts: datetime | None, now: datetime) -> str:
+    """Compact age (``42s``, ``5m``, ``3h``, ``2d``) against the plant clock, never wall time."""
+    if ts is None:
+        return "—"
+    s = max(0.0, (now - ts).total_seconds())
+    if s < 60:
+        return f"{s:.0f}s"
+    if s < 3600:
+        return f"{s / 60:.0f}m"
+    if s < 86400:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
+
+
+def connection_text(last: datetime | None, now: datetime) -> Text:
+    """Whether the machine's data is arriving: the age of its key tag's newest sample."""
+    if last is None:
+        return Text("no data", style="dim")
+    if (now - last).total_seconds() <= LIVE_S:
+        return Text("live", style="green")
+    return Text(f"silent {ago(last, now)}", style="yellow")

@@ -1,17 +1,20 @@
-"""Typed messages: the only way background work reaches widgets."""
+"""Typed messages: the only way background work (workers, the runtime's bus) reaches widgets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
-from core.views import PlantSnapshot
+from core.views import LotDetail, PlanTimeline, PlantSnapshot, RecommendationDetail
 
 
 class SnapshotReady(Message):
     """A fresh read of the store; views diff it against what they show."""
 
-    def __init__(self, snapshot: PlantSnapshot) -> None:
+    def __init__(self, snapshot: PlantSnapshot, autonomy: dict[str, str] | None = None) -> None:
         self.snapshot = snapshot
+        self.autonomy = autonomy or {}
         super().__init__()
 
 
@@ -28,4 +31,48 @@ class CommandEntered(Message):
 
     def __init__(self, command: str) -> None:
         self.command = command
+        super().__init__()
+
+
+class BusActivity(Message):
+    """Engine events are waiting in the app's buffer; one message drains many (coalesced)."""
+
+
+class OeeReady(Message):
+    """OEE today per equipment (core.oee.Oee by equipment id)."""
+
+    def __init__(self, oee: dict[str, Any]) -> None:
+        self.oee = oee
+        super().__init__()
+
+
+class PlanReady(Message):
+    def __init__(self, timeline: PlanTimeline) -> None:
+        self.timeline = timeline
+        super().__init__()
+
+
+class RecommendationLoaded(Message):
+    """A recommendation read for a purpose: 'approve', 'reject' or 'show'."""
+
+    def __init__(self, detail: RecommendationDetail, record_hash: str, purpose: str) -> None:
+        self.detail = detail
+        self.record_hash = record_hash
+        self.purpose = purpose
+        super().__init__()
+
+
+class LotLoaded(Message):
+    def __init__(self, detail: LotDetail) -> None:
+        self.detail = detail
+        super().__init__()
+
+
+class ActionDone(Message):
+    """A decision or alarm operation finished (ok) or was refused (the reason in text)."""
+
+    def __init__(self, what: str, ok: bool, text: str) -> None:
+        self.what = what
+        self.ok = ok
+        self.text = text
         super().__init__()

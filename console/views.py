@@ -1,27 +1,46 @@
-"""The console's views: one table each, fed from the plant snapshot.
+"""The console's views: one table each, fed from the plant snapshot and the runtime's events.
 
 A view is a name (the `:` command that opens it), a title, a help text, columns and
-a row builder. Adding a view is adding one entry to ``VIEWS``.
+a row builder over ``ViewData`` (snapshot, OEE, plant time, recent events). Adding a
+view is adding one entry to ``VIEWS``. The plan view is a timeline, not a table
+(``kind="plan"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 
 from console.formatting import (
     LOT_STYLES,
     PRIORITY_STYLES,
+    REC_STYLES,
+    ago,
+    connection_text,
     hhmm,
     num,
+    pct,
     sparkline,
     state_text,
     styled,
 )
 from console.widgets.snapshot_table import Column, Row
+from core.engine.events import EngineEvent
 from core.views import PlantSnapshot
+
+
+@dataclass(frozen=True)
+class ViewData:
+    """What the row builders see: the snapshot plus what arrives on its own cadence."""
+
+    snapshot: PlantSnapshot
+    now: datetime
+    oee: dict[str, Any] = field(default_factory=dict)  # equipment id -> core.oee.Oee
+    events: Sequence[EngineEvent] = ()
 
 
 @dataclass(frozen=True)
@@ -30,66 +49,84 @@ class ViewSpec:
     title: str
     help: str
     columns: tuple[Column, ...]
-    rows: Callable[[PlantSnapshot], list[Row]]
-    drill: str | None = None  # what Enter opens: "equipment", "order", "lot"
+    rows: Callable[[ViewData], list[Row]]
+    drill: str | None = None  # what Enter opens: "equipment", "lot", "recommendation"
+    kind: str = "table"  # "table" or "plan"
 
 
-def _line_rows(s: PlantSnapshot) -> list[Row]:
+def _line_rows(d: ViewData) -> list[Row]:
     out: list[Row] = []
-    for ln in s.lines:
+    for ln in d.snapshot.lines:
         for e in ln.equipment:
             key = f"{e.key_signal or ''} {num(e.key_value, e.key_unit)}".strip()
+            o = d.oee.get(e.id)
+            a, p, q, oee = ((o.availability, o.performance, o.quality, o.oee) if o is not None
+                            else (None, None, None, None))
             out.append((e.id, (
                 Text(ln.id, style="bold"), e.id, e.name, state_text(e.state),
                 e.state_reason or "", e.order_id or "—", e.lot_id or "—",
+                Text(pct(oee), style="bold"), pct(a), pct(p), pct(q),
                 key or "—", Text(sparkline(e.key_values), style="cyan"),
+                connection_text(e.last_sample_at, d.now),
             )))
     return out
 
 
-def _order_rows(s: PlantSnapshot) -> list[Row]:
+def _order_rows(d: ViewData) -> list[Row]:
     return [(o.id, (
         o.id, o.product_id, o.line_id or "—", str(o.quantity), o.status,
         str(o.priority), o.customer, hhmm(o.release_at), hhmm(o.due_at),
         f"{o.lots_done}/{o.lots}",
-    )) for o in s.orders]
+    )) for o in d.snapshot.orders]
 
 
-def _lot_rows(s: PlantSnapshot) -> list[Row]:
+def _lot_rows(d: ViewData) -> list[Row]:
     return [(lot.id, (
         lot.id, lot.order_id, lot.product_id, str(lot.quantity),
         styled(lot.status, LOT_STYLES), lot.equipment_id or "—",
-    )) for lot in s.lots]
+    )) for lot in d.snapshot.lots]
 
 
-def _hold_rows(s: PlantSnapshot) -> list[Row]:
+def _hold_rows(d: ViewData) -> list[Row]:
     return [(h.id, (
         h.id, h.reason, ", ".join(h.lots), h.status, h.disposition or "pending",
         hhmm(h.created_at),
-    )) for h in s.holds]
+    )) for h in d.snapshot.holds]
 
 
-def _rec_rows(s: PlantSnapshot) -> list[Row]:
+def _rec_rows(d: ViewData) -> list[Row]:
     return [(r.id, (
-        r.id, r.decision_class, r.target, r.action, r.rationale, r.expected_impact,
-        f"{r.confidence:.0%}" if r.confidence is not None else "—", r.status,
+        r.id, r.decision_class, r.target, r.action.replace("_", " "), r.rationale,
+        r.expected_impact, f"{r.confidence:.0%}" if r.confidence is not None else "—",
+        styled(r.status, REC_STYLES), Text(r.outcome, style=REC_STYLES.get(r.status, "")),
         r.required_role, hhmm(r.expires_at),
-    )) for r in s.recommendations]
+    )) for r in d.snapshot.recommendations]
 
 
-def _alarm_rows(s: PlantSnapshot) -> list[Row]:
+def _event_rows(d: ViewData) -> list[Row]:
+    out: list[Row] = []
+    for i, e in enumerate(reversed(d.events)):
+        where = e.equipment_id or e.line_id or e.recommendation_id or ""
+        out.append((f"{len(d.events) - i}", (
+            e.ts.strftime("%H:%M:%S"), e.kind, where, e.summary,
+        )))
+    return out
+
+
+def _alarm_rows(d: ViewData) -> list[Row]:
     return [(str(a.id), (
         styled(a.priority, PRIORITY_STYLES), a.source, a.message, a.state,
         "yes" if a.acked else Text("no", style="bold"),
         hhmm(a.shelved_until) if a.shelved_until else "", hhmm(a.raised_at),
-    )) for a in s.alarms]
+        ago(a.raised_at, d.now),
+    )) for a in d.snapshot.alarms]
 
 
-def _wo_rows(s: PlantSnapshot) -> list[Row]:
+def _wo_rows(d: ViewData) -> list[Row]:
     return [(w.id, (
         w.id, w.kind, w.equipment_id, w.fault_mode, w.status, hhmm(w.window_start),
         hhmm(w.created_at),
-    )) for w in s.work_orders]
+    )) for w in d.snapshot.work_orders]
 
 
 C = Column
@@ -97,10 +134,14 @@ VIEWS: dict[str, ViewSpec] = {
     v.name: v
     for v in (
         ViewSpec("lines", "Lines", "Every line and its equipment: state, current order and lot, "
-                 "key signal with its recent trend. Enter opens the equipment.",
-                 (C("line", "Line", 4), C("id", "Equipment", 10), C("name", "Name", 22),
-                  C("state", "State", 14), C("reason", "Reason", 12), C("order", "Order", 8),
-                  C("lot", "Lot", 8), C("key", "Key signal", 22), C("trend", "Trend", 16)),
+                 "OEE today with availability, performance and quality, the key signal with "
+                 "its recent trend, and whether data is arriving (live, or how long silent). "
+                 "Enter opens the equipment.",
+                 (C("line", "Line", 4), C("id", "Equipment", 10), C("name", "Name", 18),
+                  C("state", "State", 14), C("reason", "Reason", 10), C("order", "Order", 8),
+                  C("lot", "Lot", 8), C("oee", "OEE", 4), C("a", "A", 4), C("p", "P", 4),
+                  C("q", "Q", 4), C("key", "Key signal", 20), C("trend", "Trend", 16),
+                  C("conn", "Data", 9)),
                  _line_rows, drill="equipment"),
         ViewSpec("orders", "Orders", "Open production orders by due date.",
                  (C("id", "Order", 8), C("product", "Product", 8), C("line", "Line", 4),
@@ -108,33 +149,46 @@ VIEWS: dict[str, ViewSpec] = {
                   C("customer", "Customer", 22), C("release", "Release", 13),
                   C("due", "Due", 13), C("lots", "Lots", 6)),
                  _order_rows),
-        ViewSpec("lots", "Lots", "Work in progress and planned lots; held lots in red.",
+        ViewSpec("lots", "Lots", "Work in progress and planned lots; held lots in red. "
+                 "Enter opens the lot's genealogy.",
                  (C("id", "Lot", 8), C("order", "Order", 8), C("product", "Product", 8),
                   C("qty", "Qty", 6), C("status", "Status", 8), C("where", "At", 10)),
-                 _lot_rows),
+                 _lot_rows, drill="lot"),
         ViewSpec("holds", "Quality holds", "Open holds (NCRs): reason, lots, disposition.",
                  (C("id", "Hold", 8), C("reason", "Reason", 36), C("lots", "Lots", 24),
                   C("status", "Status", 7), C("disp", "Disposition", 12),
                   C("created", "Created", 13)),
                  _hold_rows),
-        ViewSpec("actions", "Recommended actions", "The ranked queue of recommendations. "
-                 "a approves (with your PIN), r rejects with a reason.",
+        ViewSpec("actions", "Recommended actions", "The ranked queue of recommendations (open ones "
+                 "first, by expected impact), then the latest decided ones with their result. "
+                 "a approves (the dialog says what will happen and asks for your PIN), r "
+                 "rejects with a reason, Enter shows the evidence. a and r are offered only "
+                 "on recommendations your role may decide.",
                  (C("id", "Id", 8), C("class", "Class", 10), C("target", "Target", 10),
-                  C("action", "Action", 20), C("why", "Why", 40), C("impact", "Impact", 16),
-                  C("conf", "Conf", 5), C("status", "Status", 9), C("role", "Role", 11),
-                  C("expires", "Expires", 13)),
-                 _rec_rows),
+                  C("action", "Action", 18), C("why", "Why", 36), C("impact", "Impact", 16),
+                  C("conf", "Conf", 5), C("status", "Status", 9), C("result", "Result", 18),
+                  C("role", "Role", 11), C("expires", "Expires", 13)),
+                 _rec_rows, drill="recommendation"),
         ViewSpec("wo", "Work orders", "Maintenance queue and windows.",
                  (C("id", "WO", 10), C("kind", "Kind", 11), C("eq", "Equipment", 10),
                   C("fault", "Fault", 10), C("status", "Status", 11),
                   C("window", "Window", 13), C("created", "Created", 13)),
                  _wo_rows),
-        ViewSpec("alarms", "Alarms", "ISA-18.2 alarms: active or unacknowledged.",
-                 (C("prio", "Prio", 8), C("source", "Source", 22), C("msg", "Message", 40),
+        ViewSpec("alarms", "Alarms", "ISA-18.2 alarms: active or unacknowledged. "
+                 "k acknowledges, s shelves (one-shot, 15 min, 1 h or 8 h, with a reason).",
+                 (C("prio", "Prio", 8), C("source", "Source", 22), C("msg", "Message", 36),
                   C("state", "State", 8), C("acked", "Acked", 5), C("shelved", "Shelved", 13),
-                  C("raised", "Raised", 13)),
+                  C("raised", "Raised", 13), C("age", "Age", 6)),
                  _alarm_rows),
+        ViewSpec("plan", "Plan", "The active plan as a timeline per line and machine: one "
+                 "bar per operation, labelled with its order; | marks now.",
+                 (), lambda d: [], kind="plan"),
+        ViewSpec("events", "Event log", "What the runtime did, newest first: detections, "
+                 "recommendations, decisions, executions, alarms, models.",
+                 (C("ts", "Time", 8), C("kind", "Kind", 14), C("where", "Where", 12),
+                  C("summary", "Summary", 60)),
+                 _event_rows),
     )
 }
 
-COMMANDS = [*VIEWS, "eq", "theme", "quit", "help"]
+COMMANDS = [*VIEWS, "eq", "login", "logout", "theme", "quit", "help"]

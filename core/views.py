@@ -6,6 +6,7 @@ and a snapshot is cheap to compare with the previous one (tables update changed 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -14,14 +15,22 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from core.store.models import (
+    Action,
     Alarm,
+    Decision,
     Equipment,
     EquipmentStateInterval,
     Hold,
     HoldLot,
     Line,
     Lot,
+    LotGenealogy,
+    MaterialBatch,
+    Operation,
+    Plan,
+    PlanItem,
     ProductionOrder,
+    QualityMeasurement,
     Recommendation,
     Sample,
     Site,
@@ -31,6 +40,11 @@ from core.store.models import (
 
 OPEN_ORDER_STATES = ("planned", "released", "in_progress")
 OPEN_LOT_STATES = ("planned", "wip", "held")
+# the queue shows open recommendations and the last decided ones, so a result (executed,
+# failed with its reason, rejected) appears in place of the row that was approved
+OPEN_REC_STATES = ("proposed", "approved", "executing")
+DONE_REC_STATES = ("executed", "failed", "rejected")
+RECENT_DONE_RECS = 20
 SPARK_POINTS = 40
 
 
@@ -52,6 +66,7 @@ class EquipmentView:
     key_signal: str | None = None
     key_unit: str = ""
     key_values: tuple[float, ...] = ()
+    last_sample_at: datetime | None = None  # newest sample of the key tag, any quality
 
     @property
     def key_value(self) -> float | None:
@@ -114,6 +129,20 @@ class RecommendationView:
     required_role: str
     created_at: datetime | None
     expires_at: datetime | None
+    impact_score: float = 0.0
+    action_status: str = ""  # the outbox row: pending | running | done | failed
+    action_result: str = ""  # its result message (the reason when it failed)
+
+    @property
+    def outcome(self) -> str:
+        """What happened after the decision, in words, for the row's result column."""
+        if self.status == "failed":
+            return f"failed: {self.action_result}" if self.action_result else "failed"
+        if self.status == "executed":
+            return "executed"
+        if self.action_status == "pending":
+            return "queued"
+        return self.action_status or ""
 
 
 @dataclass(frozen=True)
@@ -219,6 +248,10 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
                 .limit(spark_points)
             ).scalars().all()
             spark[eq_id] = tuple(reversed([float(v) for v in vals]))
+        last_ts = {
+            eq_id: c.execute(select(func.max(st.c.ts)).where(st.c.tag_id == tag.id)).scalar()
+            for eq_id, tag in keys.items()
+        }
 
         by_line: dict[str, list[EquipmentView]] = defaultdict(list)
         for e in eqs:
@@ -235,6 +268,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
                 key_signal=key.name if key else None,
                 key_unit=key.unit if key else "",
                 key_values=spark.get(e.id, ()),
+                last_sample_at=last_ts.get(e.id),
             ))
         line_views = tuple(
             LineView(ln.id, ln.name, ln.driver, tuple(by_line.get(ln.id, ())))
@@ -272,18 +306,31 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
                 select(ht).where(ht.c.status == "open").order_by(ht.c.created_at.desc())
             )
         )
-        rt = _t(Recommendation)
-        recs = tuple(
-            RecommendationView(
+        rt, act = _t(Recommendation), _t(Action)
+        rec_rows = list(c.execute(
+            select(rt).where(rt.c.status.in_(OPEN_REC_STATES)).order_by(rt.c.created_at.desc())
+        ))
+        rec_rows += list(c.execute(
+            select(rt).where(rt.c.status.in_(DONE_REC_STATES))
+            .order_by(rt.c.updated_at.desc(), rt.c.id).limit(RECENT_DONE_RECS)
+        ))
+        acts: dict[str, Any] = {}
+        ids = [r.id for r in rec_rows]
+        if ids:
+            for a in c.execute(select(act).where(act.c.recommendation_id.in_(ids))
+                               .order_by(act.c.id)):
+                acts[a.recommendation_id] = a  # the latest action of each
+        recs = tuple(sorted(
+            (RecommendationView(
                 r.id, r.decision_class, r.target, r.action, r.rationale, r.status,
                 r.confidence, str(r.expected_impact or ""), r.required_role,
-                r.created_at, r.expires_at,
-            )
-            for r in c.execute(
-                select(rt).where(rt.c.status.in_(("proposed", "approved", "executing")))
-                .order_by(rt.c.created_at.desc())
-            )
-        )
+                r.created_at, r.expires_at, _impact(r.evidence),
+                acts[r.id].status if r.id in acts else "",
+                _result_text(acts[r.id].result) if r.id in acts else "",
+            ) for r in rec_rows),
+            key=lambda v: (v.status != "proposed", v.status not in OPEN_REC_STATES,
+                           -v.impact_score, v.id),
+        ))
         at = _t(Alarm)
         alarms = tuple(
             AlarmView(r.id, r.source, r.priority, r.message, r.state, r.acked,
@@ -361,3 +408,242 @@ def equipment_detail(engine: Engine, equipment_id: str, points: int = 60) -> Equ
                                 last.quality if last else None, last.ts if last else None,
                                 recent))
     return EquipmentDetail(e.id, e.name, e.type, e.line_id, tuple(tags))
+
+
+def _impact(evidence: str | None) -> float:
+    try:
+        return float(json.loads(evidence or "{}").get("impact", {}).get("score", 0.0))
+    except (ValueError, AttributeError, TypeError):
+        return 0.0
+
+
+def _result_text(result: str | None) -> str:
+    """An action's result as one line: the error or message when it has one."""
+    if not result:
+        return ""
+    try:
+        data = json.loads(result)
+    except ValueError:
+        return result.splitlines()[0]
+    if isinstance(data, dict):
+        for k in ("error", "reason", "message", "detail"):
+            if data.get(k):
+                return str(data[k]).splitlines()[0]
+        return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))[:120]
+    return str(data)[:120]
+
+
+# ------------------------------------------------------------------ recommendation detail
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    verdict: str
+    user_id: str
+    signed_name: str
+    signed_at: datetime
+    reason: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class RecommendationDetail:
+    """Everything a person is shown before signing: what will happen and why."""
+
+    view: RecommendationView
+    params: dict[str, Any]
+    evidence: dict[str, Any]
+    problem_key: str
+    decisions: tuple[DecisionRow, ...]
+
+
+def recommendation_detail(engine: Engine, rec_id: str) -> RecommendationDetail:
+    rt, act, dt = _t(Recommendation), _t(Action), _t(Decision)
+    with engine.connect() as c:
+        r = c.execute(select(rt).where(rt.c.id == rec_id)).first()
+        if r is None:
+            raise KeyError(rec_id)
+        a = c.execute(select(act).where(act.c.recommendation_id == rec_id)
+                      .order_by(act.c.id.desc()).limit(1)).first()
+        decs = tuple(
+            DecisionRow(d.verdict, d.user_id, d.signed_name, d.signed_at, d.reason, d.comment)
+            for d in c.execute(select(dt).where(dt.c.recommendation_id == rec_id)
+                               .order_by(dt.c.id))
+        )
+    view = RecommendationView(
+        r.id, r.decision_class, r.target, r.action, r.rationale, r.status, r.confidence,
+        str(r.expected_impact or ""), r.required_role, r.created_at, r.expires_at,
+        _impact(r.evidence), a.status if a else "", _result_text(a.result) if a else "")
+    return RecommendationDetail(view, _loads(r.params), _loads(r.evidence), r.problem_key, decs)
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    try:
+        v = json.loads(text or "{}")
+    except ValueError:
+        return {"raw": text}
+    return v if isinstance(v, dict) else {"value": v}
+
+
+# ------------------------------------------------------------------ plan timeline
+
+
+@dataclass(frozen=True)
+class PlanBar:
+    operation_id: str
+    order_id: str
+    equipment_id: str
+    start: datetime
+    end: datetime
+    setup_min: float
+
+
+@dataclass(frozen=True)
+class PlanTimeline:
+    """The active plan grouped by line, then equipment (flow order), bars by start."""
+
+    plan_id: str | None
+    created_at: datetime | None
+    reason: str
+    lines: tuple[tuple[str, tuple[tuple[str, tuple[PlanBar, ...]], ...]], ...]
+
+    @property
+    def bars(self) -> list[PlanBar]:
+        return [b for _, eqs in self.lines for _, bs in eqs for b in bs]
+
+
+def plan_timeline(engine: Engine) -> PlanTimeline:
+    """The active plan, read only (computing one is the scheduler's job, not the viewer's)."""
+    pt, it, op, et = _t(Plan), _t(PlanItem), _t(Operation), _t(Equipment)
+    with engine.connect() as c:
+        p = c.execute(select(pt).where(pt.c.status == "active")
+                      .order_by(pt.c.created_at.desc()).limit(1)).first()
+        eqs = c.execute(select(et.c.id, et.c.line_id)
+                        .order_by(et.c.line_id, et.c.position)).all()
+        if p is None:
+            return PlanTimeline(None, None, "", ())
+        items = c.execute(
+            select(it.c.operation_id, it.c.equipment_id, it.c.start, it.c.end, it.c.setup_min,
+                   op.c.order_id)
+            .join(op, op.c.id == it.c.operation_id)
+            .where(it.c.plan_id == p.id).order_by(it.c.equipment_id, it.c.start)
+        ).all()
+    by_eq: dict[str, list[PlanBar]] = defaultdict(list)
+    for r in items:
+        by_eq[r.equipment_id].append(PlanBar(r.operation_id, r.order_id, r.equipment_id,
+                                             r.start, r.end, float(r.setup_min or 0.0)))
+    by_line: dict[str, list[tuple[str, tuple[PlanBar, ...]]]] = defaultdict(list)
+    for e in eqs:
+        by_line[e.line_id].append((e.id, tuple(by_eq.get(e.id, ()))))
+    return PlanTimeline(p.id, p.created_at, p.reason,
+                        tuple((ln, tuple(v)) for ln, v in by_line.items()))
+
+
+# ------------------------------------------------------------------ lot genealogy
+
+
+@dataclass(frozen=True)
+class GenealogyLink:
+    relation: str  # consume | split | merge
+    lot_id: str | None
+    batch_id: str | None
+    material_id: str | None
+    quantity: float
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class LotDetail:
+    lot: LotView
+    parents: tuple[GenealogyLink, ...]  # lots and batches that went into this lot
+    children: tuple[GenealogyLink, ...]  # lots made from it
+    holds: tuple[HoldView, ...]
+    measurements: tuple[tuple[str, float, bool, datetime], ...]  # characteristic, value, ok
+
+
+def lot_detail(engine: Engine, lot_id: str, measurements: int = 20) -> LotDetail:
+    """One lot with its genealogy one level up and down, holds and latest measurements."""
+    lt, gt, bt = _t(Lot), _t(LotGenealogy), _t(MaterialBatch)
+    hl, ht, qm = _t(HoldLot), _t(Hold), _t(QualityMeasurement)
+    with engine.connect() as c:
+        r = c.execute(select(lt).where(lt.c.id == lot_id)).first()
+        if r is None:
+            raise KeyError(lot_id)
+        mat = {b.id: b.material_id for b in c.execute(select(bt.c.id, bt.c.material_id))}
+        parents = tuple(
+            GenealogyLink(g.relation, g.parent_lot_id, g.batch_id, mat.get(g.batch_id or ""),
+                          float(g.quantity or 0.0), g.ts)
+            for g in c.execute(select(gt).where(gt.c.child_lot_id == lot_id).order_by(gt.c.id))
+        )
+        children = tuple(
+            GenealogyLink(g.relation, g.child_lot_id, None, None, float(g.quantity or 0.0), g.ts)
+            for g in c.execute(select(gt).where(gt.c.parent_lot_id == lot_id)
+                               .order_by(gt.c.id))
+        )
+        hold_ids = [h.hold_id for h in c.execute(select(hl.c.hold_id)
+                                                 .where(hl.c.lot_id == lot_id))]
+        holds = tuple(
+            HoldView(h.id, h.reason, h.status, h.disposition, h.created_at, (lot_id,))
+            for h in c.execute(select(ht).where(ht.c.id.in_(hold_ids))
+                               .order_by(ht.c.created_at))
+        ) if hold_ids else ()
+        meas = tuple(
+            (m.characteristic_id, float(m.value), bool(m.in_spec), m.ts)
+            for m in c.execute(select(qm).where(qm.c.lot_id == lot_id)
+                               .order_by(qm.c.ts.desc()).limit(measurements))
+        )
+    return LotDetail(LotView(r.id, r.order_id, r.product_id, r.quantity, r.status,
+                             r.equipment_id), parents, children, holds, meas)
+
+
+# ------------------------------------------------------------------ model explanation
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The latest model explanation behind an equipment's risk, from recommendation evidence."""
+
+    source: str  # the recommendation it came from
+    model: str
+    score: float | None
+    at: datetime | None
+    summary: str
+    contributions: tuple[dict[str, Any], ...]
+
+
+def equipment_explanation(engine: Engine, equipment_id: str) -> Explanation | None:
+    """Newest recommendation on this equipment whose evidence carries model contributions."""
+    rt = _t(Recommendation)
+    with engine.connect() as c:
+        rows = c.execute(
+            select(rt.c.id, rt.c.evidence, rt.c.rationale, rt.c.created_at)
+            .where((rt.c.target == equipment_id) | rt.c.target.like(f"{equipment_id}.%")
+                   | rt.c.evidence.like(f"%{equipment_id}%"),
+                   rt.c.evidence.like("%contribution%"))
+            .order_by(rt.c.created_at.desc()).limit(20)
+        ).all()
+    for r in rows:
+        ev = _loads(r.evidence)
+        contribs = ev.get("contributions") or []
+        if not contribs:
+            continue
+        return Explanation(r.id, str(ev.get("model", "")),
+                           float(ev["score"]) if isinstance(ev.get("score"), int | float)
+                           else None, r.created_at, r.rationale,
+                           tuple(x for x in contribs if isinstance(x, dict)))
+    return None
+
+
+def plant_day_start(engine: Engine, now: datetime) -> datetime:
+    """Midnight of ``now``'s day in the site's time zone (OEE "today"), as UTC."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    with engine.connect() as c:
+        tz_name = c.execute(select(_t(Site).c.timezone).limit(1)).scalar() or "UTC"
+    try:
+        tz = ZoneInfo(tz_name)
+    except Exception:
+        tz = ZoneInfo("UTC")
+    local = now.astimezone(tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)

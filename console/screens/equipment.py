@@ -1,4 +1,5 @@
-"""Equipment detail: every tag with its latest value, quality and recent trend."""
+"""Equipment detail: every tag with its latest value, quality and trend, and the latest model
+explanation behind its risk (top contributions from the recommendation evidence)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from console.formatting import sparkline
-from core.views import EquipmentDetail, PlantSnapshot, equipment_detail
+from console.formatting import hhmm, sparkline
+from core.views import (
+    EquipmentDetail,
+    Explanation,
+    PlantSnapshot,
+    equipment_detail,
+    equipment_explanation,
+)
 
 if TYPE_CHECKING:
     from console.app import AppDeps
@@ -33,6 +40,7 @@ class EquipmentScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="eq-header")
         yield DataTable(id="eq-tags", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="eq-why")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -56,14 +64,17 @@ class EquipmentScreen(Screen[None]):
     def load(self) -> None:
         try:
             detail = equipment_detail(self.deps.engine, self.equipment_id)
+            why = equipment_explanation(self.deps.engine, self.equipment_id)
         except Exception as e:
             self.app.call_from_thread(self.notify, f"cannot read {self.equipment_id}: {e}",
                                       severity="error")
             return
-        self.app.call_from_thread(self._fill, detail)
+        self.app.call_from_thread(self._fill, detail, why)
 
-    def _fill(self, d: EquipmentDetail) -> None:
+    def _fill(self, d: EquipmentDetail, why: Explanation | None = None) -> None:
+        self.query_one("#eq-why", Static).update(explanation_text(why))
         t = self.query_one("#eq-tags", DataTable)
+        cursor = t.cursor_row
         t.clear()
         for tag in d.tags:
             v = tag.value
@@ -74,5 +85,26 @@ class EquipmentScreen(Screen[None]):
             t.add_row(tag.name, tag.kind, shown, QUALITY.get(tag.quality, QUALITY[None]),
                       tag.ts.strftime("%H:%M:%S") if tag.ts else "—",
                       Text(sparkline(tag.recent, 24), style="cyan"), key=tag.id)
+        if t.row_count:
+            t.move_cursor(row=min(cursor, t.row_count - 1))
         if not self._header_set:
             self.query_one("#eq-header", Static).update(f"[b]{d.id}[/] {d.name} · line {d.line_id}")
+
+
+def explanation_text(why: Explanation | None) -> str:
+    """The model's reasons, largest contribution first; says so when there is none."""
+    if why is None:
+        return "[b]Model explanation[/] [dim]none yet: no model has flagged this machine[/]"
+    score = f" score {why.score:.2f}" if why.score is not None else ""
+    head = (f"[b]Model explanation[/] {why.model or 'model'}{score} · {hhmm(why.at)} · "
+            f"from {why.source}")
+    parts = []
+    ranked = sorted(why.contributions, key=lambda c: -abs(float(c.get("contribution", 0) or 0)))
+    for c in ranked[:5]:
+        val, base = c.get("value"), c.get("baseline")
+        figures = f" {val:.3g} vs {base:.3g}" if isinstance(val, int | float) and \
+            isinstance(base, int | float) else ""
+        parts.append(f"  {c.get('signal', '?')} {c.get('feature', '')} "
+                     f"{c.get('direction', '')} by {float(c.get('contribution', 0) or 0):.2f}"
+                     f"{figures} {c.get('unit', '')}")
+    return "\n".join([head, *parts])

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
-
-from core.views import PlantSnapshot
 
 Cell = str | Text
 Row = tuple[str, Sequence[Cell]]
@@ -27,12 +26,12 @@ class Column:
 
 
 class SnapshotTable(DataTable[Cell]):
-    """Rows come from ``row_source(snapshot)``; keys must be unique per row."""
+    """Rows come from ``row_source(data)``; keys must be unique per row."""
 
     DEFAULT_CSS = ""
 
     def __init__(self, columns: Sequence[Column],
-                 row_source: Callable[[PlantSnapshot], list[Row]], **kw: object) -> None:
+                 row_source: Callable[[Any], list[Row]], **kw: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
         self._columns = list(columns)
         self._row_source = row_source
@@ -54,8 +53,8 @@ class SnapshotTable(DataTable[Cell]):
         needle = self.filter_text.lower()
         return any(needle in s.lower() for s in (row[0], *self._plain(row[1])))
 
-    def show(self, snapshot: PlantSnapshot) -> None:
-        self._all_rows = self._row_source(snapshot)
+    def show(self, data: Any) -> None:
+        self._all_rows = self._row_source(data)
         self._apply()
 
     def set_filter(self, text: str) -> None:

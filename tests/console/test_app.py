@@ -17,7 +17,8 @@ from core.store.models import EquipmentStateInterval, Sample
 
 
 def _deps(loaded_config: LoadedConfig, store: Store, clock: FrozenClock) -> AppDeps:
-    return AppDeps(config=loaded_config, engine=store.engine, clock=clock, auto_refresh=False)
+    return AppDeps(config=loaded_config, engine=store.engine, clock=clock, auto_refresh=False,
+                   sign_in_at_start=False)
 
 
 async def _ready(app: LooplineApp, pilot) -> None:

@@ -1,0 +1,189 @@
+"""Modal dialogs that sign or act: sign-in, approve, reject, shelve.
+
+A dialog states what will happen, collects what the rule needs (a choice, a few words,
+the PIN) and runs the act in a thread worker; the result comes back as a typed message.
+A refusal (wrong PIN, locked out, stale record) is shown in the dialog, which stays open
+so the person can correct it; success closes it with the result text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Input, OptionList, Static
+
+from core.auth import Identity
+
+Submit = Callable[[str | None, str, str | None], str]  # (choice, text, pin) -> result text
+
+
+class DialogFinished(Message):
+    def __init__(self, ok: bool, text: str, result: object = None) -> None:
+        self.ok, self.text, self.result = ok, text, result
+        super().__init__()
+
+
+class ActionDialog(ModalScreen[str | None]):
+    """Body text, then optionally a choice list, a text line and a PIN; Enter signs."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog_cancel")]
+
+    def __init__(self, title: str, body: str, submit: Submit, *,
+                 choices: Sequence[tuple[str, str]] = (), text_label: str | None = None,
+                 ask_pin: bool = False, confirm: str = "Enter to sign") -> None:
+        super().__init__()
+        self.title_text, self.body, self.submit = title, body, submit
+        self.choices = list(choices)
+        self.text_label, self.ask_pin, self.confirm = text_label, ask_pin, confirm
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]{self.title_text}[/]", id="dialog-title")
+            with VerticalScroll(id="dialog-body"):
+                yield Static(self.body)
+            if self.choices:
+                yield OptionList(*[label for _, label in self.choices], id="dialog-choice")
+            if self.text_label is not None:
+                yield Input(placeholder=self.text_label, id="dialog-text")
+            if self.ask_pin:
+                yield Input(placeholder="PIN", password=True, id="dialog-pin")
+            yield Static("", id="dialog-error")
+            hint = f"{self.confirm} · Esc cancels"
+            if not self.ask_pin and not self.choices and self.text_label is None:
+                hint = "Enter confirms · Esc cancels"
+            yield Static(hint, id="dialog-hint")
+
+    def on_mount(self) -> None:
+        if self.choices:
+            self.query_one(OptionList).highlighted = 0
+        self.focus_next_field(None)
+
+    def focus_next_field(self, after: str | None) -> None:
+        order = [w for w in ("dialog-choice", "dialog-text", "dialog-pin")
+                 if self.query(f"#{w}")]
+        nxt = order[order.index(after) + 1] if after in order and \
+            order.index(after) + 1 < len(order) else (None if after else
+                                                     (order[0] if order else None))
+        if nxt is None:
+            if after is not None or not order:
+                self.do_submit()
+            return
+        self.query_one(f"#{nxt}").focus()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self) -> None:
+        self.focus_next_field("dialog-choice")
+
+    @on(Input.Submitted)
+    def _entered(self, event: Input.Submitted) -> None:
+        self.focus_next_field(event.input.id)
+
+    def key_enter(self) -> None:
+        if not self.query("Input, OptionList"):
+            self.do_submit()
+
+    def do_submit(self) -> None:
+        if self.busy:
+            return
+        choice = None
+        if self.choices:
+            idx = self.query_one(OptionList).highlighted
+            choice = self.choices[idx if idx is not None else 0][0]
+        text = self.query_one("#dialog-text", Input).value if self.query("#dialog-text") else ""
+        pin = self.query_one("#dialog-pin", Input).value if self.ask_pin else None
+        self.busy = True
+        self.query_one("#dialog-error", Static).update("[dim]working…[/]")
+        self.run_submit(choice, text, pin)
+
+    @work(thread=True, exclusive=True, group="dialog", exit_on_error=False)
+    def run_submit(self, choice: str | None, text: str, pin: str | None) -> None:
+        try:
+            result = self.submit(choice, text, pin)
+        except Exception as e:  # every refusal carries a message a person can act on
+            self.post_message(DialogFinished(False, str(e) or type(e).__name__))
+            return
+        self.post_message(DialogFinished(True, result))
+
+    def on_dialog_finished(self, msg: DialogFinished) -> None:
+        self.busy = False
+        if msg.ok:
+            self.dismiss(msg.text)
+            return
+        self.query_one("#dialog-error", Static).update(f"[b red]{msg.text}[/]")
+        if self.ask_pin:
+            pin = self.query_one("#dialog-pin", Input)
+            pin.value = ""
+            pin.focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+SignIn = Callable[[str, str], Identity]
+
+
+class SignInScreen(ModalScreen[Identity | None]):
+    """User id + PIN, checked by core.auth (wrong PIN and lock-out say so)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Continue without signing in", id="signin_cancel")]
+
+    def __init__(self, sign_in: SignIn, users: Sequence[str], current: str | None = None
+                 ) -> None:
+        super().__init__()
+        self.sign_in, self.users, self.current = sign_in, list(users), current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("[b]Sign in[/]", id="dialog-title")
+            yield Static("Your user id and PIN. Your role decides which actions the console "
+                         "offers you.\nUsers: " + ", ".join(self.users), id="signin-help")
+            yield Input(value=self.current or "", placeholder="user id", id="signin-user")
+            yield Input(placeholder="PIN", password=True, id="signin-pin")
+            yield Static("", id="dialog-error")
+            yield Static("Enter signs in · Esc continues read-only", id="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#signin-pin" if self.current else "#signin-user").focus()
+
+    @on(Input.Submitted, "#signin-user")
+    def _user_entered(self) -> None:
+        self.query_one("#signin-pin").focus()
+
+    @on(Input.Submitted, "#signin-pin")
+    def _pin_entered(self) -> None:
+        user = self.query_one("#signin-user", Input).value.strip()
+        pin = self.query_one("#signin-pin", Input).value
+        if not user:
+            self.query_one("#dialog-error", Static).update("[b red]enter your user id[/]")
+            self.query_one("#signin-user").focus()
+            return
+        self.query_one("#dialog-error", Static).update("[dim]checking…[/]")
+        self.check(user, pin)
+
+    @work(thread=True, exclusive=True, group="signin", exit_on_error=False)
+    def check(self, user: str, pin: str) -> None:
+        try:
+            who = self.sign_in(user, pin)
+        except Exception as e:
+            self.post_message(DialogFinished(False, str(e)))
+            return
+        self.post_message(DialogFinished(True, "", who))
+
+    def on_dialog_finished(self, msg: DialogFinished) -> None:
+        if msg.ok:
+            self.dismiss(msg.result)  # type: ignore[arg-type]
+            return
+        self.query_one("#dialog-error", Static).update(f"[b red]{msg.text}[/]")
+        pin = self.query_one("#signin-pin", Input)
+        pin.value = ""
+        pin.focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
