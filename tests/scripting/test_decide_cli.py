@@ -20,6 +20,9 @@ from core.engine.outbox import Executor
 from core.store.models import Action, Decision, Recommendation
 
 REPO = Path(__file__).resolve().parents[2]
+# the installed console script, as a shell would run it (python -m as a fallback)
+_SCRIPT = Path(sys.executable).with_name("loopline")
+LOOPLINE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "console.cli"]
 
 
 def _rec(store, loaded_config, clock, det) -> str:
@@ -139,7 +142,7 @@ def test_approval_from_a_second_process_is_executed_once(store, loaded_config, n
     runner.start()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "console.cli", "approve", rid, "--user", "quinn",
+            [*LOOPLINE, "approve", rid, "--user", "quinn",
              "--pin", PINS["quinn"], "--config", str(config_path), "--db", str(db_path)],
             cwd=REPO, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
