@@ -310,10 +310,11 @@ class LooplineApp(App[None]):
         else:
             c = s.counts
             text = (
-                f"[b]{s.site_name}[/]  {now}  {who}   "
-                f"orders {c['open_orders']}  lots {c['open_lots']}  "
-                f"holds [b]{c['open_holds']}[/]  actions [b]{c['pending_recommendations']}[/]  "
-                f"alarms [b]{c['active_alarms']}[/]  WOs {c['open_work_orders']}"
+                f"[b]{s.site_name}[/]  {now}  {who}  "
+                f"actions [b]{c['pending_recommendations']}[/]  "
+                f"alarms [b]{c['active_alarms']}[/]  holds [b]{c['open_holds']}[/]  "
+                f"WOs {c['open_work_orders']}  orders {c['open_orders']}  "
+                f"lots {c['open_lots']}"
             )
         if self.store_error:
             text += f"   [red]store: {self.store_error}[/]"

@@ -63,11 +63,10 @@ def _line_rows(d: ViewData) -> list[Row]:
             a, p, q, oee = ((o.availability, o.performance, o.quality, o.oee) if o is not None
                             else (None, None, None, None))
             out.append((e.id, (
-                Text(ln.id, style="bold"), e.id, e.name, state_text(e.state),
-                e.state_reason or "", e.order_id or "—", e.lot_id or "—",
+                Text(ln.id, style="bold"), e.id, state_text(e.state), e.state_reason or "",
                 Text(pct(oee), style="bold"), pct(a), pct(p), pct(q),
-                key or "—", Text(sparkline(e.key_values), style="cyan"),
-                connection_text(e.last_sample_at, d.now),
+                connection_text(e.last_sample_at, d.now), e.order_id or "—", e.lot_id or "—",
+                key or "—", Text(sparkline(e.key_values), style="cyan"), e.name,
             )))
     return out
 
@@ -137,11 +136,11 @@ VIEWS: dict[str, ViewSpec] = {
                  "OEE today with availability, performance and quality, the key signal with "
                  "its recent trend, and whether data is arriving (live, or how long silent). "
                  "Enter opens the equipment.",
-                 (C("line", "Line", 4), C("id", "Equipment", 10), C("name", "Name", 18),
-                  C("state", "State", 14), C("reason", "Reason", 10), C("order", "Order", 8),
-                  C("lot", "Lot", 8), C("oee", "OEE", 4), C("a", "A", 4), C("p", "P", 4),
-                  C("q", "Q", 4), C("key", "Key signal", 20), C("trend", "Trend", 16),
-                  C("conn", "Data", 9)),
+                 (C("line", "Line", 4), C("id", "Equipment", 9), C("state", "State", 14),
+                  C("reason", "Reason", 10), C("oee", "OEE", 4), C("a", "A", 4),
+                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 10),
+                  C("order", "Order", 8), C("lot", "Lot", 8), C("key", "Key signal", 20),
+                  C("trend", "Trend", 16), C("name", "Name", 18)),
                  _line_rows, drill="equipment"),
         ViewSpec("orders", "Orders", "Open production orders by due date.",
                  (C("id", "Order", 8), C("product", "Product", 8), C("line", "Line", 4),

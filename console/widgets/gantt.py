@@ -24,6 +24,11 @@ def order_style(order_id: str) -> str:
     return PALETTE[sum(order_id.encode()) % len(PALETTE)]
 
 
+def short_label(order_id: str) -> str:
+    """The distinctive part of an order id ("PO-0012" -> "0012"): bars are short."""
+    return order_id.rsplit("-", 1)[-1]
+
+
 class PlanGantt(Widget, can_focus=True):
     """A Gantt-like timeline; redraws on resize because the scale is the width."""
 
@@ -86,17 +91,17 @@ class PlanGantt(Widget, can_focus=True):
             out.append(f"line {line_id}\n", style="bold")
             for eq, bars in shown:
                 cells: list[tuple[str, str]] = [(" ", "")] * cols
-                if 0 <= now_c < cols:
-                    cells[now_c] = ("│", "bold red")
                 for b in bars:
                     c0, c1 = max(0, col(b.start)), min(cols, max(col(b.end), col(b.start) + 1))
                     if c1 <= 0 or c0 >= cols:
                         continue
                     style = order_style(b.order_id)
-                    label = b.order_id
+                    label = short_label(b.order_id)
                     for i in range(c0, c1):
-                        ch = label[i - c0] if i - c0 < len(label) else " "
+                        ch = label[i - c0] if i - c0 < len(label) and c1 - c0 > 1 else " "
                         cells[i] = (ch, style)
+                if 0 <= now_c < cols:  # now on top of everything
+                    cells[now_c] = ("│", f"bold red {cells[now_c][1]}".strip())
                 out.append(f"{eq[:LABEL - 1]:<{LABEL}}")
                 for ch, style in cells:
                     out.append(ch, style=style)

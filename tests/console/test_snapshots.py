@@ -1,0 +1,46 @@
+"""Snapshot tests of the main views on a seeded store with a frozen clock (stable SVGs).
+
+Regenerate after an intended change with ``pytest tests/console --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from console.app import LooplineApp
+
+MakeApp = Callable[..., LooplineApp]
+
+
+def _before(view: str | None, row: int = 0) -> Callable[..., object]:
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app: LooplineApp = pilot.app
+        for _ in range(3):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+        if view is not None:
+            app.show_view(view)
+            for _ in range(2):
+                await pilot.pause()
+                await app.workers.wait_for_complete()
+            if row:
+                app.table.move_cursor(row=row)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("view", ["lines", "actions", "alarms", "plan"])
+def test_main_views(view: str, make_app: MakeApp, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(), terminal_size=(130, 34), run_before=_before(view))
+
+
+def test_lines_at_80x24_light_theme(make_app: MakeApp, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _before(None)(pilot)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
