@@ -19,6 +19,7 @@ from core.config import ConfigError
 # Order is the order of `loopline --help`. Add a module here to add a command.
 COMMAND_MODULES = [
     "console.commands.tui",
+    "console.commands.run_cmd",
     "console.commands.config_cmd",
     "console.commands.status",
     "console.commands.audit_cmd",
@@ -97,4 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m console.cli`: run the importable module's main, so the error classes the
+    # commands raise (console.cli.UserError) are the ones main() catches
+    from console.cli import main as _main
+
+    sys.exit(_main())

@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--approve", choices=("never", "auto", "policy"), default="policy",
                    help="policy: execute what [autonomy] marks auto, leave the rest pending "
                    "(default); auto: approve every recommendation; never: approve nothing")
+    p.add_argument("--opcua-port", type=int, metavar="P",
+                   help="port for the twin's OPC UA server (default: [simulator])")
+    p.add_argument("--modbus-port", type=int, metavar="P",
+                   help="port for the twin's Modbus server (default: [simulator])")
     p.add_argument("--no-sim", action="store_true",
                    help="do not start the plant twin even if the config enables it")
     p.add_argument("--no-ml", action="store_true", help="do not run the ML scoring jobs")
@@ -130,7 +134,8 @@ def run_headless(args: argparse.Namespace) -> int:
     opts = RuntimeOptions(speed=args.speed, seed=args.seed, inject=list(args.inject),
                           truth=Path(args.truth) if args.truth else None,
                           approve=args.approve, spawn_twin=False if args.no_sim else None,
-                          ml=not args.no_ml, stats_every_s=args.stats_every)
+                          ml=not args.no_ml, stats_every_s=args.stats_every,
+                          opcua_port=args.opcua_port, modbus_port=args.modbus_port)
     rt = Runtime(loaded, store, opts, bus=bus)
     try:
         summary = asyncio.run(_main(rt, duration))

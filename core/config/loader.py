@@ -143,6 +143,12 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
         raise ConfigError(f"{p}: {e}") from None
     base = p.resolve().parent
     db_url, db_path = _store_location(cfg, base, db)
+    if (db or os.environ.get("LOOPLINE_DB")) and db_path is not None:
+        # a store named on the command line brings its own spill buffer and archive, so
+        # two stores (a test, an evaluation arm) never share them
+        stem = db_path.with_suffix("")
+        cfg.store.spill_dir = str(stem) + "-spill"
+        cfg.store.archive_dir = str(stem) + "-history"
     return LoadedConfig(
         path=p, config=cfg, base_dir=base, db_url=db_url, db_path=db_path, tags=tags
     )
