@@ -133,6 +133,8 @@ class Runtime:
                                        "plant twin, which is not started", event="warning",
                                        level="warning"))
         self.drivers = make_drivers(self.loaded)
+        for d in self.drivers.values():
+            d.now = self.clock.now
         self._io = DriverIO(self.loaded, self.drivers, self._loop)
         self.pipe = IngestPipeline(self.loaded, self.store, self.clock).start()
         self.engine = Engine(self.store, self.loaded.config, self.clock,
@@ -472,3 +474,60 @@ def point_drivers_at_twin(loaded: LoadedConfig, host: str, opcua_port: int,
                 drv.endpoint = f"{m.group(1)}{host}:{opcua_port}{m.group(4)}"
         elif drv.kind == "modbus" and drv.port == sim.modbus_port:
             drv.port = modbus_port
+
+
+class BackgroundRuntime:
+    """The runtime on its own event loop in a thread: the console's loop stays free of
+    driver callbacks, and the console talks to it only through the bus, the alarm
+    manager (thread-safe) and the store."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.summary: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._main, name="loopline-runtime", daemon=True)
+
+    def start(self, timeout_s: float = 120.0) -> Runtime:
+        """Start and wait until the plant is connected or the start failed (raised)."""
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError_(f"the runtime did not start within {timeout_s:.0f} s")
+        if self._error is not None:
+            raise self._error
+        return self.runtime
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.runtime.start()
+        except BaseException as e:
+            self._error = e if isinstance(e, RuntimeError_) else RuntimeError_(
+                f"the runtime failed to start: {type(e).__name__}: {e}")
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                await self.runtime.stop()
+            self._stopped.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            try:
+                self.summary = await self.runtime.stop()
+            finally:
+                self._stopped.set()
+
+    def stop(self, timeout_s: float = 90.0) -> dict[str, Any] | None:
+        if self._loop is not None and self._stop is not None and not self._stopped.is_set():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._stopped.wait(timeout_s)
+        self._thread.join(5)
+        return self.summary

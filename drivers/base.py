@@ -93,6 +93,10 @@ class WriteResult:
     mismatch: bool = False  # written, but the device reports something else
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Driver(ABC):
     """Base class: subclasses implement the protocol, this class keeps the books."""
 
@@ -100,6 +104,9 @@ class Driver(ABC):
 
     def __init__(self, driver_id: str, tags: Sequence[ResolvedTag]) -> None:
         self.id = driver_id
+        # stamps what the protocol does not: Modbus polls, outage markers. The runtime sets
+        # it to the plant clock so a sped-up twin's history stays in one time base.
+        self.now: Callable[[], datetime] = _utcnow
         self.tags: dict[str, ResolvedTag] = {t.id: t for t in tags}
         self.stats = DriverStats()
         self._state = ConnectionState(ConnState.DOWN, datetime.now(UTC), None)
@@ -220,7 +227,7 @@ class Driver(ABC):
 
     def _mark_lost(self, tag_ids: Iterable[str], reason: str = CONNECTION_LOST) -> None:
         """An explicit Bad/no-value sample per tag so history shows the gap."""
-        now = datetime.now(UTC)
+        now = self.now()
         self._emit([Sample(t, now, None, Quality.BAD, reason) for t in tag_ids], fresh=False)
 
     def _begin(self, sink: Sink) -> None:

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -94,11 +94,16 @@ class ModbusDriver(Driver):
         cfg: ModbusDriverCfg,
         tags: Sequence[ResolvedTag],
         unit_ids: Mapping[str, int] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``unit_ids`` maps equipment ids to their device id when it differs from the
-        driver's ``unit_id`` (several devices behind one gateway)."""
+        driver's ``unit_id`` (several devices behind one gateway). ``clock`` stamps the
+        samples: Modbus carries no source time, so a poll is stamped with the plant's
+        clock (the wall clock by default; the runtime passes a sped-up twin's)."""
         super().__init__(driver_id, tags)
         self.cfg = cfg
+        if clock is not None:
+            self.now = clock
         units = unit_ids or {}
         self.items: dict[str, Item] = {
             t.id: parse_address(t, units.get(t.equipment_id or "", cfg.unit_id)) for t in tags
@@ -324,16 +329,16 @@ class ModbusDriver(Driver):
                 return out
             g.failed_blocks += 1
             self.stats.errors += 1
-            now = datetime.now(UTC)
+            now = self.now()
             return [Sample(it.tag.id, now, None, Quality.BAD, str(e)) for it in block.items]
         except _Timeout as e:
             g.failed_blocks += 1
-            now = datetime.now(UTC)
+            now = self.now()
             bad = [Sample(it.tag.id, now, None, Quality.BAD, str(e)) for it in block.items]
             self._emit(bad)
             self._lose(str(e))
             raise _Lost(str(e)) from None
-        return self._decode_block(block, data, datetime.now(UTC))
+        return self._decode_block(block, data, self.now())
 
     async def _poll_loop(self, g: PollGroupRuntime) -> None:
         next_t = time.monotonic()
@@ -359,7 +364,7 @@ class ModbusDriver(Driver):
                 self._set_state(self._state.state, f"poll group {g.name}: {e}")
                 continue
             g.polls += 1
-            g.last_poll = datetime.now(UTC)
+            g.last_poll = self.now()
             self._emit(samples)
             next_t += g.interval_s
             now = time.monotonic()
@@ -418,7 +423,7 @@ class ModbusDriver(Driver):
             log.exception("driver %s: write to %s failed", self.id, tag_id)
             return self._write_failed(tag_id, value, f"write failed: {e or type(e).__name__}")
         back = self._decode_block(
-            Block(it.table, it.address, it.count, [it]), data, datetime.now(UTC)
+            Block(it.table, it.address, it.count, [it]), data, self.now()
         )[0]
         self.stats.writes += 1
         ok = compare_read_back(spec.data_type, expected, back.value)

@@ -21,7 +21,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +156,7 @@ class _Session:
                         failures.append(
                             Sample(
                                 tag.id,
-                                datetime.now(UTC),
+                                self.driver.now(),
                                 None,
                                 Quality.BAD,
                                 f"invalid node id {tag.spec.address!r}",
@@ -181,7 +180,7 @@ class _Session:
                     failures.append(
                         Sample(
                             tag.id,
-                            datetime.now(UTC),
+                            self.driver.now(),
                             None,
                             Quality.BAD,
                             f"cannot monitor {tag.spec.address}: {mid.name}",

@@ -1,8 +1,16 @@
-"""`loopline` (no command) or `loopline tui`: the console on the configured plant."""
+"""`loopline` (no command) or `loopline tui`: the console on the configured plant.
+
+With ``[simulator] enabled = true`` the runtime starts the plant twin, connects the
+drivers and runs the closed loop in a background thread of this process; the console
+follows it through its event bus and the store. ``--no-runtime`` opens the console on
+the store alone (a second console beside a headless runtime, or a look at old data).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from core.clock import WallClock
 
@@ -11,18 +19,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the console (the default without a command)")
     p.add_argument("--no-sim", action="store_true",
                    help="do not start the plant twin even if the config enables it")
+    p.add_argument("--no-runtime", action="store_true",
+                   help="only read the store: no drivers, no loop (a second console)")
+    p.add_argument("--speed", type=float, help="twin speed, 1..3600 (default: [simulator])")
+    p.add_argument("--seed", type=int, help="twin random seed (default: [simulator])")
+    p.add_argument("--approve", choices=("never", "auto", "policy"), default="policy",
+                   help="what the loop approves on its own (default: policy = [autonomy])")
     p.set_defaults(func=run_tui)
 
 
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
+    from console.cli import UserError
     from console.commands.status import open_cli_store
+    from console.runtime import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
 
     loaded, store = open_cli_store(args)
+    log_path = loaded.resolve("data/loopline.log") if loaded.db_path is None else \
+        loaded.db_path.with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # the console owns the terminal: runtime warnings go to a log file beside the store
+    logging.basicConfig(filename=str(log_path), level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    speed = getattr(args, "speed", None)
+    if speed is not None and not 1 <= speed <= 3600:
+        store.close()
+        raise UserError(f"--speed {speed:g} is out of range 1..3600")
+    bg: BackgroundRuntime | None = None
+    clock = WallClock()
+    bus = alarms = None
+    if not getattr(args, "no_runtime", False):
+        opts = RuntimeOptions(speed=speed, seed=getattr(args, "seed", None),
+                              approve=getattr(args, "approve", "policy"),
+                              spawn_twin=False if getattr(args, "no_sim", False) else None)
+        rt = Runtime(loaded, store, opts)
+        bg = BackgroundRuntime(rt)
+        if loaded.config.simulator.enabled and not getattr(args, "no_sim", False):
+            print("loopline: starting the plant twin and connecting…", file=sys.stderr)
+        try:
+            bg.start()
+        except RuntimeError_ as e:
+            bg.stop()
+            store.close()
+            raise UserError(f"{e}\n(use --no-runtime to open the console on the store "
+                            "alone)") from None
+        clock, bus, alarms = rt.clock, rt.bus, rt.alarms  # type: ignore[assignment]
     try:
-        app = create_app(AppDeps(config=loaded, engine=store.engine, clock=WallClock(),
-                                 refresh_s=loaded.config.console.refresh_ms / 1000))
+        app = create_app(AppDeps(config=loaded, engine=store.engine, clock=clock,
+                                 refresh_s=loaded.config.console.refresh_ms / 1000,
+                                 bus=bus, alarms=alarms, store=store))
         app.run()
     finally:
+        if bg is not None:
+            print("loopline: stopping the runtime (draining the store writer)…",
+                  file=sys.stderr)
+            bg.stop()
         store.close()
     return 0
