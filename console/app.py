@@ -253,12 +253,12 @@ class LooplineApp(App[None]):
             self.screen.show(msg.snapshot)
 
     def _show_tables(self, only: str | None = None) -> None:
+        """Update the visible table only; a hidden one catches up when it is shown."""
         data = self.view_data()
-        if data is None:
+        name = self.current_view
+        if data is None or VIEWS[name].kind != "table" or only not in (None, name):
             return
-        for spec in VIEWS.values():
-            if spec.kind == "table" and (only is None or spec.name == only):
-                self.query_one(f"#view-{spec.name}", SnapshotTable).show(data)
+        self.query_one(f"#view-{name}", SnapshotTable).show(data)
 
     def on_oee_ready(self, msg: OeeReady) -> None:
         self.oee = msg.oee
@@ -524,6 +524,8 @@ class LooplineApp(App[None]):
         self.query_one(ContentSwitcher).current = f"view-{name}"
         if VIEWS[name].kind == "plan":
             self.refresh_plan()
+        else:
+            self._show_tables(name)
         self._render_title()
         self.view_widget.focus()
         self.refresh_bindings()
