@@ -4,7 +4,8 @@ Keyboard first, in the manner of k9s: `:` opens the command bar (`:lines`, `:ord
 `:lots`, `:holds`, `:actions`, `:wo`, `:alarms`, `:plan`, `:events`, `:eq NAME`,
 `:login`), `/` filters the current view, `?` explains it, Enter drills down, Esc goes
 back. `a`/`r` approve or reject a recommendation, `k`/`s` acknowledge or shelve an
-alarm — offered only when the signed-in user may (``check_action``), never failing late.
+alarm, `d` disposes a quality hold, `c` signs a work order off — each offered only when
+the signed-in user's role may (``check_action``), never failing late.
 
 Nothing here waits on the database or on the runtime: the store is read in thread
 workers whose results come back as typed messages, and the runtime's event bus (called
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -26,6 +28,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
 
+from console.connections import DriverStates, equipment_drivers
+from console.formatting import ago, live_window_s
 from console.messages import (
     ActionDone,
     BusActivity,
@@ -50,14 +54,25 @@ from core.clock import Clock, WallClock
 from core.config import LoadedConfig
 from core.config.schema import DECISION_CLASSES
 from core.engine.decide import REJECT_REASONS, Decider
-from core.engine.events import EngineEvent, EventBus
+from core.engine.engine import complete_work_order, request_release
+from core.engine.events import (
+    ConnectionEvent,
+    DecisionEvent,
+    EngineEvent,
+    EventBus,
+    RecommendationEvent,
+    StatsEvent,
+)
+from core.engine.executors.quality import DISPOSITIONS
 from core.engine.recommend import record_hash_of
 from core.store.db import Store
 from core.store.models import Recommendation
 from core.views import (
     AlarmView,
+    HoldView,
     PlantSnapshot,
     RecommendationView,
+    WorkOrderView,
     lot_detail,
     plan_timeline,
     plant_day_start,
@@ -69,6 +84,11 @@ EVENT_BACKLOG = 300  # rows kept in the event log view
 REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
 SHELVE_CHOICES = (("one_shot", "one-shot: until it clears (at most 8 h)"),
                   ("900", "15 min"), ("3600", "1 h"), ("28800", "8 h"))
+DISPOSITION_LABELS = {"use_as_is": "use as is — the lots ship unchanged",
+                      "rework": "rework — back to work in progress",
+                      "scrap": "scrap — the lots are destroyed",
+                      "return_to_supplier": "return to supplier — the lots leave as scrap"}
+OPEN_WO_STATES = ("open", "scheduled", "in_progress")
 REASON_LABELS = {"false_alarm": "false alarm — the problem is not real",
                  "not_now": "not now — right action, wrong time",
                  "wrong_action": "wrong action — the problem is real, the fix is not",
@@ -117,6 +137,8 @@ class LooplineApp(App[None]):
         Binding("r", "reject", "Reject", id="reject"),
         Binding("k", "acknowledge", "Ack", id="acknowledge"),
         Binding("s", "shelve", "Shelve", id="shelve"),
+        Binding("d", "disposition", "Disposition", id="disposition"),
+        Binding("c", "complete_work_order", "Complete WO", id="complete_work_order"),
         Binding("ctrl+l", "sign_in", "Sign in", id="sign_in"),
         Binding("ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme"),
@@ -127,6 +149,7 @@ class LooplineApp(App[None]):
         super().__init__()
         self.deps = deps
         self.snapshot: PlantSnapshot | None = None
+        self.snapshot_at: datetime | None = None  # plant time the snapshot was read
         self.current_view = "lines"
         self.store_error: str | None = None
         self.theme = (
@@ -143,7 +166,9 @@ class LooplineApp(App[None]):
         self.autonomy: dict[str, str] = {}
         self.oee: dict[str, oee_mod.Oee] = {}
         self.events: deque[EngineEvent] = deque(maxlen=EVENT_BACKLOG)
-        self._inbox: list[EngineEvent] = []
+        self.links = DriverStates(equipment_drivers(deps.config),
+                                  speed=float(getattr(deps.clock, "speed", 1.0)))
+        self._inbox: list[tuple[EngineEvent, datetime | None]] = []
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
         self._dirty = False
@@ -206,7 +231,9 @@ class LooplineApp(App[None]):
     def view_data(self) -> ViewData | None:
         if self.snapshot is None:
             return None
-        return ViewData(self.snapshot, self.deps.clock.now(), self.oee, tuple(self.events))
+        return ViewData(self.snapshot, self.deps.clock.now(), self.oee, tuple(self.events),
+                        data_at=self.snapshot_at, live_s=live_window_s(self.links.speed),
+                        links=self.links if self.deps.bus is not None else None)
 
     # ------------------------------------------------------------ data
 
@@ -214,12 +241,13 @@ class LooplineApp(App[None]):
     def refresh_snapshot(self) -> None:
         """Read the store off the event loop; hand the result over as a message."""
         try:
+            taken_at = self.deps.clock.now()  # before the read: ages are never understated
             snap = plant_snapshot(self.deps.engine)
             autonomy = {c: self.decider.autonomy_for(c) for c in DECISION_CLASSES}
         except Exception as e:
             self.post_message(StoreUnavailable(f"{type(e).__name__}: {e}".splitlines()[0]))
             return
-        self.post_message(SnapshotReady(snap, autonomy))
+        self.post_message(SnapshotReady(snap, autonomy, taken_at))
 
     @work(exclusive=True, group="oee", thread=True, exit_on_error=False)
     def refresh_oee(self) -> None:
@@ -244,6 +272,7 @@ class LooplineApp(App[None]):
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         self.snapshot = msg.snapshot
+        self.snapshot_at = msg.taken_at
         self.autonomy = msg.autonomy
         self.store_error = None
         self._show_tables()
@@ -274,9 +303,11 @@ class LooplineApp(App[None]):
     # ------------------------------------------------------------ the runtime's bus
 
     def _on_bus_event(self, event: EngineEvent) -> None:
-        """Called on the publisher's thread: buffer, and post one message per batch."""
+        """Called on the publisher's thread: buffer, and post one message per batch.
+        Connection news is stamped with the wall time it was published (see DriverStates)."""
+        wall = datetime.now(UTC) if isinstance(event, ConnectionEvent | StatsEvent) else None
         with self._inbox_lock:
-            self._inbox.append(event)
+            self._inbox.append((event, wall))
             if self._inbox_posted:
                 return
             self._inbox_posted = True
@@ -284,9 +315,17 @@ class LooplineApp(App[None]):
 
     def on_bus_activity(self, _: BusActivity) -> None:
         with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
+            stamped, self._inbox = self._inbox, []
             self._inbox_posted = False
+        batch = [e for e, _ in stamped]
         self.events.extend(batch)
+        links_changed = False
+        for e, wall in stamped:
+            if wall is not None:
+                links_changed |= self.links.update(e, wall)
+        if links_changed:
+            self._show_tables("lines")
+            self._render_status()
         if any(e.kind in REFRESHING_KINDS for e in batch):
             self._dirty = True  # re-read the store soon, at most every 0.25 s
             if not self.deps.auto_refresh:
@@ -316,9 +355,23 @@ class LooplineApp(App[None]):
                 f"WOs {c['open_work_orders']}  orders {c['open_orders']}  "
                 f"lots {c['open_lots']}"
             )
+        text += self._comm_text()
         if self.store_error:
             text += f"   [red]store: {self.store_error}[/]"
         self.query_one(StatusBar).update(text)
+
+    def _comm_text(self) -> str:
+        """Each driver's state from the runtime (nothing until the bus has reported one)."""
+        parts = []
+        now = self.deps.clock.now()
+        for ln in self.links.all():
+            if ln.lost:
+                parts.append(f"{ln.driver_id} [b red]down {ago(ln.since, now)}[/]")
+            elif ln.state == "connected":
+                parts.append(f"{ln.driver_id} [green]ok[/]")
+            else:
+                parts.append(f"{ln.driver_id} [yellow]{ln.state}[/]")
+        return "  comm " + " ".join(parts) if parts else ""
 
     def _render_title(self) -> None:
         spec = VIEWS[self.current_view]
@@ -344,6 +397,35 @@ class LooplineApp(App[None]):
         key = self.table.current_key()
         return next((a for a in self.snapshot.alarms if str(a.id) == key), None)
 
+    def _current_hold(self) -> HoldView | None:
+        if self.current_view != "holds" or self.snapshot is None:
+            return None
+        key = self.table.current_key()
+        return next((h for h in self.snapshot.holds if h.id == key), None)
+
+    def _current_wo(self) -> WorkOrderView | None:
+        if self.current_view != "wo" or self.snapshot is None:
+            return None
+        key = self.table.current_key()
+        return next((w for w in self.snapshot.work_orders if w.id == key), None)
+
+    def may_dispose(self, hold: HoldView) -> bool:
+        """Quality's act, on an open hold nobody has asked to release yet."""
+        return (self.identity is not None and hold.status == "open" and not hold.release
+                and not hold.disposition
+                and self.auth.may_act(self.identity.user_id, "dispose"))
+
+    def may_sign_release(self) -> bool:
+        """Whether the disposition dialog may also approve the release it asks for."""
+        return (self.identity is not None and self.autonomy.get("lot_release") != "advise"
+                and self.auth.may_decide(self.identity.user_id, "lot_release"))
+
+    def may_complete(self, wo: WorkOrderView) -> bool:
+        """Whoever may decide work orders signs them off, once, while they are open."""
+        return (self.identity is not None and wo.status in OPEN_WO_STATES
+                and not wo.completion
+                and self.auth.may_decide(self.identity.user_id, "work_order"))
+
     def may_decide(self, rec: RecommendationView, verdict: str) -> bool:
         """Whether to offer approve/reject on a row: open, a class this user may decide,
         and (to approve) not advise-only."""
@@ -362,10 +444,22 @@ class LooplineApp(App[None]):
             return rec is not None and self.may_decide(rec, action)
         if action in ("acknowledge", "shelve"):
             alarm = self._current_alarm()
-            if alarm is None or self.deps.alarms is None or self.identity is None:
-                return False
-            return not alarm.acked if action == "acknowledge" else alarm.shelved_until is None
+            return alarm is not None and self.may_handle_alarm(alarm, action)
+        if action == "disposition":
+            hold = self._current_hold()
+            return hold is not None and self.may_dispose(hold)
+        if action == "complete_work_order":
+            wo = self._current_wo()
+            return wo is not None and self.may_complete(wo)
         return True
+
+    def may_handle_alarm(self, alarm: AlarmView, act: str) -> bool:
+        """Acknowledge: every operating role; shelve: shift leads and admins (FLOOR_ROLES)."""
+        if self.deps.alarms is None or self.identity is None:
+            return False
+        if not self.auth.may_act(self.identity.user_id, act):
+            return False
+        return not alarm.acked if act == "acknowledge" else alarm.shelved_until is None
 
     @on(DataTable.RowHighlighted)
     def _row_moved(self) -> None:
@@ -471,7 +565,8 @@ class LooplineApp(App[None]):
 
     def action_acknowledge(self) -> None:
         alarm = self._current_alarm()
-        if alarm is not None and self.identity is not None and self.deps.alarms is not None:
+        if alarm is not None and self.identity is not None and \
+                self.may_handle_alarm(alarm, "acknowledge"):
             self.ack_alarm(alarm.id, self.identity.user_id)
 
     @work(exclusive=True, group="alarm", thread=True, exit_on_error=False)
@@ -488,7 +583,8 @@ class LooplineApp(App[None]):
 
     def action_shelve(self) -> None:
         alarm = self._current_alarm()
-        if alarm is None or self.identity is None or self.deps.alarms is None:
+        if alarm is None or self.identity is None or self.deps.alarms is None or \
+                not self.may_handle_alarm(alarm, "shelve"):
             return
         mgr, user, aid = self.deps.alarms, self.identity.user_id, alarm.id
 
@@ -506,6 +602,87 @@ class LooplineApp(App[None]):
         self.push_screen(ActionDialog(f"Shelve alarm {aid}", body, shelve,
                                       choices=SHELVE_CHOICES, text_label="reason (required)",
                                       confirm="Enter shelves"), self._decided)
+
+    # ------------------------------------------------------------ quality, maintenance
+
+    def action_disposition(self) -> None:
+        """Dispose a hold: ask for its release; sign it at once when the role may."""
+        hold = self._current_hold()
+        if hold is None or self.identity is None or not self.may_dispose(hold):
+            return
+        user, hold_id = self.identity.user_id, hold.id
+        sign_now = self.may_sign_release()
+        requested: dict[str, str] = {}  # survives a refused PIN: one request per dialog
+
+        def dispose(choice: str | None, note: str, pin: str | None) -> str:
+            disposition = choice or DISPOSITIONS[0]
+            rid = requested.get("id")
+            if rid is None:
+                rid = request_release(self.store, self.deps.clock, hold_id, disposition, user,
+                                      self._required_role("lot_release"), note.strip())
+                requested["id"] = rid
+                self.bus.publish(RecommendationEvent(
+                    self.deps.clock.now(), f"{user} asks to release {hold_id} as {disposition}",
+                    recommendation_id=rid, status="requested", decision_class="lot_release",
+                    detail={"hold_id": hold_id, "disposition": disposition}))
+            if not (sign_now and pin):
+                return f"{rid}: release of {hold_id} as {disposition} requested; it awaits approval"
+            with self.store.session() as s:
+                row = s.get(Recommendation, rid)
+                h = record_hash_of(row) if row is not None else ""
+            try:
+                a = self.decider.approve(rid, session=self.session, pin=pin, seen_hash=h)
+            except Exception as e:
+                raise RuntimeError(f"{rid} requested, not signed: {e}") from e
+            self._signed_once = True
+            if a.waiting_for_second:
+                return f"{rid}: release requested and signed; a second person must approve"
+            return f"{rid}: release of {hold_id} as {disposition} approved: action #{a.action_id}"
+
+        lots = ", ".join(hold.lots) or "no lots"
+        body = (f"Dispose hold [b]{hold_id}[/] ({lots}):\n{hold.reason}\n\n"
+                "This asks for the lots' release with the disposition you pick; the release "
+                "is a lot_release recommendation, signed like any other. ")
+        body += ("Enter your PIN to sign it now, or leave the PIN empty to leave it for "
+                 "another approver." if sign_now else
+                 "Your role may not approve releases: it will wait for someone who may.")
+        self.push_screen(ActionDialog(
+            f"Disposition of {hold_id}", body, dispose,
+            choices=[(d, DISPOSITION_LABELS.get(d, d)) for d in DISPOSITIONS],
+            text_label="note: why this disposition (goes with the request)", ask_pin=sign_now,
+            pin_label="PIN signs the release now (empty: request only)",
+            confirm="Enter requests" + (" (and signs with a PIN)" if sign_now else "")),
+            self._decided)
+
+    def _required_role(self, decision_class: str) -> str:
+        """As the recommender names it: the least privileged role that may decide."""
+        roles = self.auth.roles_for(decision_class)
+        plain = [r for r in roles if r != "admin"]
+        return (plain or roles or ["admin"])[0]
+
+    def action_complete_work_order(self) -> None:
+        """Sign a work order off as done (PIN every time: it closes the plant's record)."""
+        wo = self._current_wo()
+        if wo is None or self.identity is None or not self.may_complete(wo):
+            return
+        user, wo_id, eq = self.identity.user_id, wo.id, wo.equipment_id
+
+        def complete(_: str | None, __: str, pin: str | None) -> str:
+            aid = complete_work_order(self.store, self.auth, self.deps.clock, wo_id, user,
+                                      pin or "")
+            self._signed_once = True
+            self.bus.publish(DecisionEvent(
+                self.deps.clock.now(), f"{user} signed {wo_id} off as done",
+                equipment_id=eq, verdict="completion_signed", user_id=user,
+                detail={"work_order_id": wo_id, "action_id": aid}))
+            return f"{wo_id} signed off: action #{aid} tells the plant and closes it"
+
+        body = (f"Sign work order [b]{wo_id}[/] off as done: {wo.kind} · {wo.fault_mode} on "
+                f"[b]{eq}[/] (now {wo.status}).\n\nThe runtime tells the plant the work is "
+                "complete and closes the work order. Your PIN is your electronic signature, "
+                f"meaning \"work order {wo_id} done\".")
+        self.push_screen(ActionDialog(f"Complete {wo_id}", body, complete, ask_pin=True,
+                                      confirm="Enter signs"), self._decided)
 
     def on_action_done(self, msg: ActionDone) -> None:
         if msg.ok:

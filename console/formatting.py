@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from console.connections import DriverState
 
 STATE_STYLES = {
     "running": "bold green",
@@ -53,7 +57,14 @@ def num(v: float | None, unit: str = "", digits: int = 2) -> str:
 
 REC_STYLES = {"proposed": "bold", "approved": "cyan", "executing": "cyan",
               "executed": "green", "failed": "bold red", "rejected": "dim"}
-LIVE_S = 15.0  # a key tag heard within this is "live"
+LIVE_S = 15.0  # a key tag heard within this much plant time is "live"...
+LIVE_WALL_S = 2.0  # ...or within this much wall time: flushes and polls take wall time
+
+
+def live_window_s(speed: float) -> float:
+    """Plant seconds a key tag may stay quiet and still count as live: the pipeline's
+    latency (poll, publish, store flush, refresh) is wall time, so it scales with speed."""
+    return max(LIVE_S, LIVE_WALL_S * max(speed, 1.0))
 
 
 def pct(v: float | None) -> str:
@@ -74,10 +85,18 @@ def ago(ts: datetime | None, now: datetime) -> str:
     return f"{s / 86400:.0f}d"
 
 
-def connection_text(last: datetime | None, now: datetime) -> Text:
-    """Whether the machine's data is arriving: the age of its key tag's newest sample."""
+def connection_text(last: datetime | None, data_at: datetime, *,
+                    link: DriverState | None = None, now: datetime | None = None,
+                    live_s: float = LIVE_S) -> Text:
+    """Whether the machine's data is arriving. The driver's own state first (``comm down
+    2m`` since it was lost, against ``now``); else the age of the key tag's newest sample
+    against ``data_at``, the plant time the store was read (not when it is drawn)."""
+    if link is not None and link.lost:
+        return Text(f"comm down {ago(link.since, now or data_at)}", style="bold red")
+    if link is not None and link.state == "connecting":
+        return Text("connecting", style="yellow")
     if last is None:
         return Text("no data", style="dim")
-    if (now - last).total_seconds() <= LIVE_S:
+    if (data_at - last).total_seconds() <= live_s:
         return Text("live", style="green")
-    return Text(f"silent {ago(last, now)}", style="yellow")
+    return Text(f"silent {ago(last, data_at)}", style="yellow")

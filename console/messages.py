@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from textual.message import Message
@@ -12,9 +13,11 @@ from core.views import LotDetail, PlanTimeline, PlantSnapshot, RecommendationDet
 class SnapshotReady(Message):
     """A fresh read of the store; views diff it against what they show."""
 
-    def __init__(self, snapshot: PlantSnapshot, autonomy: dict[str, str] | None = None) -> None:
+    def __init__(self, snapshot: PlantSnapshot, autonomy: dict[str, str] | None = None,
+                 taken_at: datetime | None = None) -> None:
         self.snapshot = snapshot
         self.autonomy = autonomy or {}
+        self.taken_at = taken_at  # plant time when the read began
         super().__init__()
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from rich.text import Text
 
+from console.connections import DriverStates
 from console.formatting import (
+    LIVE_S,
     LOT_STYLES,
     PRIORITY_STYLES,
     REC_STYLES,
@@ -41,6 +43,9 @@ class ViewData:
     now: datetime
     oee: dict[str, Any] = field(default_factory=dict)  # equipment id -> core.oee.Oee
     events: Sequence[EngineEvent] = ()
+    data_at: datetime | None = None  # plant time the snapshot was read (freshness)
+    live_s: float = LIVE_S  # plant seconds a key tag may be quiet and still be live
+    links: DriverStates | None = None  # drivers' states from the runtime's bus
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,14 @@ def _line_rows(d: ViewData) -> list[Row]:
         for e in ln.equipment:
             key = f"{e.key_signal or ''} {num(e.key_value, e.key_unit)}".strip()
             o = d.oee.get(e.id)
+            link = d.links.for_equipment(e.id) if d.links is not None else None
             a, p, q, oee = ((o.availability, o.performance, o.quality, o.oee) if o is not None
                             else (None, None, None, None))
             out.append((e.id, (
                 Text(ln.id, style="bold"), e.id, state_text(e.state), e.state_reason or "",
                 Text(pct(oee), style="bold"), pct(a), pct(p), pct(q),
-                connection_text(e.last_sample_at, d.now), e.order_id or "—", e.lot_id or "—",
+                connection_text(e.last_sample_at, d.data_at or d.now, link=link, now=d.now,
+                                live_s=d.live_s), e.order_id or "—", e.lot_id or "—",
                 key or "—", Text(sparkline(e.key_values), style="cyan"), e.name,
             )))
     return out
@@ -89,7 +96,7 @@ def _lot_rows(d: ViewData) -> list[Row]:
 def _hold_rows(d: ViewData) -> list[Row]:
     return [(h.id, (
         h.id, h.reason, ", ".join(h.lots), h.status, h.disposition or "pending",
-        hhmm(h.created_at),
+        h.release or "—", hhmm(h.created_at),
     )) for h in d.snapshot.holds]
 
 
@@ -123,9 +130,14 @@ def _alarm_rows(d: ViewData) -> list[Row]:
 
 def _wo_rows(d: ViewData) -> list[Row]:
     return [(w.id, (
-        w.id, w.kind, w.equipment_id, w.fault_mode, w.status, hhmm(w.window_start),
+        w.id, w.kind, w.equipment_id, w.fault_mode, w.status,
+        COMPLETION_WORDS.get(w.completion, w.completion) or "—", hhmm(w.window_start),
         hhmm(w.created_at),
     )) for w in d.snapshot.work_orders]
+
+
+COMPLETION_WORDS = {"pending": "signed, queued", "running": "signed, sending",
+                    "done": "done", "failed": "failed"}
 
 
 C = Column
@@ -134,11 +146,12 @@ VIEWS: dict[str, ViewSpec] = {
     for v in (
         ViewSpec("lines", "Lines", "Every line and its equipment: state, current order and lot, "
                  "OEE today with availability, performance and quality, the key signal with "
-                 "its recent trend, and whether data is arriving (live, or how long silent). "
+                 "its recent trend, and whether data is arriving: comm down (the driver lost "
+                 "the connection, and for how long), live, or how long silent. "
                  "Enter opens the equipment.",
                  (C("line", "Line", 4), C("id", "Equipment", 9), C("state", "State", 14),
                   C("reason", "Reason", 10), C("oee", "OEE", 4), C("a", "A", 4),
-                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 10),
+                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 12),
                   C("order", "Order", 8), C("lot", "Lot", 8), C("key", "Key signal", 20),
                   C("trend", "Trend", 16), C("name", "Name", 18)),
                  _line_rows, drill="equipment"),
@@ -153,10 +166,14 @@ VIEWS: dict[str, ViewSpec] = {
                  (C("id", "Lot", 8), C("order", "Order", 8), C("product", "Product", 8),
                   C("qty", "Qty", 6), C("status", "Status", 8), C("where", "At", 10)),
                  _lot_rows, drill="lot"),
-        ViewSpec("holds", "Quality holds", "Open holds (NCRs): reason, lots, disposition.",
+        ViewSpec("holds", "Quality holds", "Open holds (NCRs): reason, lots, disposition, and "
+                 "the release asked for. d disposes a hold (use as is, rework, scrap, return "
+                 "to supplier): it asks for the release, which is signed like any "
+                 "recommendation — with your PIN in the same dialog if your role may approve "
+                 "releases. Offered to quality.",
                  (C("id", "Hold", 8), C("reason", "Reason", 36), C("lots", "Lots", 24),
                   C("status", "Status", 7), C("disp", "Disposition", 12),
-                  C("created", "Created", 13)),
+                  C("release", "Release requested", 28), C("created", "Created", 13)),
                  _hold_rows),
         ViewSpec("actions", "Recommended actions", "The ranked queue of recommendations (open ones "
                  "first, by expected impact), then the latest decided ones with their result. "
@@ -168,13 +185,17 @@ VIEWS: dict[str, ViewSpec] = {
                   C("conf", "Conf", 5), C("status", "Status", 9), C("result", "Result", 18),
                   C("role", "Role", 11), C("expires", "Expires", 13)),
                  _rec_rows, drill="recommendation"),
-        ViewSpec("wo", "Work orders", "Maintenance queue and windows.",
+        ViewSpec("wo", "Work orders", "Maintenance queue and windows. c signs a work order "
+                 "off as done (your PIN): the runtime tells the plant and closes it. Offered "
+                 "to roles that may decide work orders (maintenance).",
                  (C("id", "WO", 10), C("kind", "Kind", 11), C("eq", "Equipment", 10),
                   C("fault", "Fault", 10), C("status", "Status", 11),
-                  C("window", "Window", 13), C("created", "Created", 13)),
+                  C("done", "Completion", 15), C("window", "Window", 13),
+                  C("created", "Created", 13)),
                  _wo_rows),
         ViewSpec("alarms", "Alarms", "ISA-18.2 alarms: active or unacknowledged. "
-                 "k acknowledges, s shelves (one-shot, 15 min, 1 h or 8 h, with a reason).",
+                 "k acknowledges (every operating role), s shelves (one-shot, 15 min, 1 h or "
+                 "8 h, with a reason; shift leads and admins).",
                  (C("prio", "Prio", 8), C("source", "Source", 22), C("msg", "Message", 36),
                   C("state", "State", 8), C("acked", "Acked", 5), C("shelved", "Shelved", 13),
                   C("raised", "Raised", 13), C("age", "Age", 6)),

@@ -25,6 +25,18 @@ from core.store.models import User
 _USERS = User.__table__  # type: ignore[attr-defined]
 
 
+# Floor acts that are not decision classes, and the roles that may take them. Every role
+# that runs the floor acknowledges alarms; shelving hides an alarm from annunciation, so
+# only those answerable for the shift may; disposing a hold (asking for its release as
+# use-as-is, rework, scrap...) is quality's call. Approving the release it asks for is a
+# decision class (lot_release) like any other.
+FLOOR_ROLES: dict[str, frozenset[str]] = {
+    "acknowledge": frozenset({"operator", "shift_lead", "maintenance", "quality", "admin"}),
+    "shelve": frozenset({"shift_lead", "admin"}),
+    "dispose": frozenset({"quality", "admin"}),
+}
+
+
 class AuthError(Exception):
     """Refused: str() says why in words a person can act on."""
 
@@ -87,6 +99,12 @@ class Authenticator:
             return False
         perms = self.settings.permissions
         return any(decision_class in perms.get(role, []) for role in spec.roles)
+
+    def may_act(self, user_id: str, act: str) -> bool:
+        """``act``: acknowledge, shelve or dispose (``FLOOR_ROLES``)."""
+        spec = self.users.get(user_id)
+        allowed = FLOOR_ROLES.get(act, frozenset())
+        return spec is not None and any(r in allowed for r in spec.roles)
 
     def roles_for(self, decision_class: str) -> list[str]:
         """Roles that may decide a class: shown when someone without them tries."""

@@ -114,6 +114,7 @@ class HoldView:
     disposition: str | None
     created_at: datetime
     lots: tuple[str, ...]
+    release: str = ""  # an open release request: "scrap: REC-… proposed"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class WorkOrderView:
     status: str
     window_start: datetime | None
     created_at: datetime
+    completion: str = ""  # the completion's outbox row: pending | running | done | failed
 
 
 @dataclass(frozen=True)
@@ -298,18 +300,20 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         held: dict[str, list[str]] = defaultdict(list)
         for r in c.execute(select(hl)):
             held[r.hold_id].append(r.lot_id)
-        ht = _t(Hold)
-        holds = tuple(
-            HoldView(r.id, r.reason, r.status, r.disposition, r.created_at,
-                     tuple(sorted(held[r.id])))
-            for r in c.execute(
-                select(ht).where(ht.c.status == "open").order_by(ht.c.created_at.desc())
-            )
-        )
         rt, act = _t(Recommendation), _t(Action)
         rec_rows = list(c.execute(
             select(rt).where(rt.c.status.in_(OPEN_REC_STATES)).order_by(rt.c.created_at.desc())
         ))
+        releases = {r.target: f"{_loads(r.params).get('disposition', '?')}: {r.id} {r.status}"
+                    for r in reversed(rec_rows) if r.decision_class == "lot_release"}
+        ht = _t(Hold)
+        holds = tuple(
+            HoldView(r.id, r.reason, r.status, r.disposition, r.created_at,
+                     tuple(sorted(held[r.id])), releases.get(r.id, ""))
+            for r in c.execute(
+                select(ht).where(ht.c.status == "open").order_by(ht.c.created_at.desc())
+            )
+        )
         rec_rows += list(c.execute(
             select(rt).where(rt.c.status.in_(DONE_REC_STATES))
             .order_by(rt.c.updated_at.desc(), rt.c.id).limit(RECENT_DONE_RECS)
@@ -341,9 +345,14 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             )
         )
         wt = _t(WorkOrder)
+        completions = {
+            r.idempotency_key.removesuffix(":complete"): r.status
+            for r in c.execute(select(act.c.idempotency_key, act.c.status)
+                               .where(act.c.kind == "complete_work_order"))
+        }
         wos = tuple(
             WorkOrderView(r.id, r.kind, r.equipment_id, r.fault_mode, r.status,
-                          r.window_start, r.created_at)
+                          r.window_start, r.created_at, completions.get(r.id, ""))
             for r in c.execute(
                 select(wt).where(wt.c.status.in_(("open", "scheduled", "in_progress")))
                 .order_by(wt.c.created_at)

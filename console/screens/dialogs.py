@@ -36,11 +36,13 @@ class ActionDialog(ModalScreen[str | None]):
 
     def __init__(self, title: str, body: str, submit: Submit, *,
                  choices: Sequence[tuple[str, str]] = (), text_label: str | None = None,
-                 ask_pin: bool = False, confirm: str = "Enter to sign") -> None:
+                 ask_pin: bool = False, confirm: str = "Enter to sign",
+                 pin_label: str = "PIN") -> None:
         super().__init__()
         self.title_text, self.body, self.submit = title, body, submit
         self.choices = list(choices)
         self.text_label, self.ask_pin, self.confirm = text_label, ask_pin, confirm
+        self.pin_label = pin_label
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -53,7 +55,7 @@ class ActionDialog(ModalScreen[str | None]):
             if self.text_label is not None:
                 yield Input(placeholder=self.text_label, id="dialog-text")
             if self.ask_pin:
-                yield Input(placeholder="PIN", password=True, id="dialog-pin")
+                yield Input(placeholder=self.pin_label, password=True, id="dialog-pin")
             yield Static("", id="dialog-error")
             hint = f"{self.confirm} · Esc cancels"
             if not self.ask_pin and not self.choices and self.text_label is None:

@@ -82,57 +82,81 @@ class Engine:
     def request_release(self, hold_id: str, disposition: str, user_id: str,
                         note: str = "") -> str:
         """Ask to release a hold with a disposition; it is approved like any recommendation."""
-        if disposition not in DISPOSITIONS:
-            raise DecisionError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
-        with guard(self.store), self.store.session() as s:
-            hold = s.get(Hold, hold_id)
-        if hold is None or hold.status != "open":
-            raise DecisionError(f"no open hold {hold_id!r}")
-        return request(self.store, self.clock, "lot_release", hold_id, "release_lots",
-                       {"hold_id": hold_id, "disposition": disposition, "reason": note},
-                       f"release {hold_id} as {disposition}" + (f": {note}" if note else ""),
-                       user_id, self.recommender.required_role("lot_release"))
+        return request_release(self.store, self.clock, hold_id, disposition, user_id,
+                               self.recommender.required_role("lot_release"), note)
 
     def complete_work_order(self, wo_id: str, user_id: str, pin: str) -> int:
         """Maintenance signs a WO off; the completion reaches the plant through the outbox."""
-        with guard(self.store), self.store.session() as s:
-            wo = s.get(WorkOrder, wo_id)
-        if wo is None:
-            raise DecisionError(f"no work order {wo_id!r}")
-        try:
-            self.auth.require(user_id, "work_order")
-            sig = self.auth.sign(user_id, pin, f"work order {wo_id} done",
-                                 audit.record_hash({"work_order": wo_id, "status": wo.status}))
-        except AuthError as e:
-            audit.append(self.store.engine, user_id, "decision.refused", "work_order", wo_id,
-                         {"attempt": "complete", "reason": str(e)}, ts=self.clock.now())
-            raise
-        return self._queue_completion(wo, user_id, sig.as_dict())
+        return complete_work_order(self.store, self.auth, self.clock, wo_id, user_id, pin)
 
     def complete_work_order_by_policy(self, wo_id: str, actor: str) -> int:
         """A stand-in crew signs a WO off (the evaluation's maintenance team); audited
         under ``actor`` with no personal signature, like any policy decision."""
-        with guard(self.store), self.store.session() as s:
-            wo = s.get(WorkOrder, wo_id)
-        if wo is None:
-            raise DecisionError(f"no work order {wo_id!r}")
-        return self._queue_completion(wo, actor, None)
-
-    def _queue_completion(self, wo: WorkOrder, actor: str,
-                          signature: dict | None) -> int:
-        key = f"{wo.id}:complete"
-        now = self.clock.now()
-        with guard(self.store), self.store.begin() as conn:
-            row = conn.execute(select(ACT.c.id).where(ACT.c.idempotency_key == key)).first()
-            if row is not None:
-                return int(row.id)
-            aid = conn.execute(insert(ACT).values(
-                recommendation_id=wo.recommendation_id, kind="complete_work_order",
-                params=json.dumps({"work_order_id": wo.id}), idempotency_key=key,
-                status="pending", attempts=0, result="", created_at=now)).inserted_primary_key[0]
-            audit.append(conn, actor, "work_order.completion_signed", "work_order", wo.id,
-                         {"action_id": aid, "signature": signature}, ts=now)
-        return int(aid)
+        return queue_completion(self.store, self.clock, _work_order(self.store, wo_id),
+                                actor, None)
 
 
-__all__ = ["AuthError", "DecisionError", "Engine"]
+# ---------------------------------------------------------------- over the store alone
+# Person-initiated acts need no Executor: they write the store (a recommendation, or an
+# outbox row) and whichever runtime follows that store executes them. The console uses
+# these directly; ``Engine`` delegates to them.
+
+
+def request_release(store: Store, clock: Clock, hold_id: str, disposition: str,
+                    user_id: str, required_role: str, note: str = "") -> str:
+    """A lot_release recommendation for an open hold; returns its id."""
+    if disposition not in DISPOSITIONS:
+        raise DecisionError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+    with guard(store), store.session() as s:
+        hold = s.get(Hold, hold_id)
+    if hold is None or hold.status != "open":
+        raise DecisionError(f"no open hold {hold_id!r}")
+    return request(store, clock, "lot_release", hold_id, "release_lots",
+                   {"hold_id": hold_id, "disposition": disposition, "reason": note},
+                   f"release {hold_id} as {disposition}" + (f": {note}" if note else ""),
+                   user_id, required_role)
+
+
+def complete_work_order(store: Store, auth: Authenticator, clock: Clock, wo_id: str,
+                        user_id: str, pin: str) -> int:
+    """Sign a WO off with user id + PIN (a refusal is audited); returns the outbox action."""
+    wo = _work_order(store, wo_id)
+    try:
+        auth.require(user_id, "work_order")
+        sig = auth.sign(user_id, pin, f"work order {wo_id} done",
+                        audit.record_hash({"work_order": wo_id, "status": wo.status}))
+    except AuthError as e:
+        audit.append(store.engine, user_id, "decision.refused", "work_order", wo_id,
+                     {"attempt": "complete", "reason": str(e)}, ts=clock.now())
+        raise
+    return queue_completion(store, clock, wo, user_id, sig.as_dict())
+
+
+def queue_completion(store: Store, clock: Clock, wo: WorkOrder, actor: str,
+                     signature: dict | None) -> int:
+    """The outbox row that completes ``wo`` (once: idempotent per work order)."""
+    key = f"{wo.id}:complete"
+    now = clock.now()
+    with guard(store), store.begin() as conn:
+        row = conn.execute(select(ACT.c.id).where(ACT.c.idempotency_key == key)).first()
+        if row is not None:
+            return int(row.id)
+        aid = conn.execute(insert(ACT).values(
+            recommendation_id=wo.recommendation_id, kind="complete_work_order",
+            params=json.dumps({"work_order_id": wo.id}), idempotency_key=key,
+            status="pending", attempts=0, result="", created_at=now)).inserted_primary_key[0]
+        audit.append(conn, actor, "work_order.completion_signed", "work_order", wo.id,
+                     {"action_id": aid, "signature": signature}, ts=now)
+    return int(aid)
+
+
+def _work_order(store: Store, wo_id: str) -> WorkOrder:
+    with guard(store), store.session() as s:
+        wo = s.get(WorkOrder, wo_id)
+    if wo is None:
+        raise DecisionError(f"no work order {wo_id!r}")
+    return wo
+
+
+__all__ = ["AuthError", "DecisionError", "Engine", "complete_work_order", "queue_completion",
+           "request_release"]
