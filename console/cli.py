@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "console.commands.lists_cmd",
     "console.commands.export_cmd",
     "console.commands.report_cmd",
+    "console.commands.eval_cmd",
 ]
 
 

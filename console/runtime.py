@@ -228,6 +228,7 @@ class Runtime:
         point_drivers_at_twin(self.loaded, self.twin.host, self.twin.opcua_port,
                               self.twin.modbus_port)
         speed = self.opts.speed or self.loaded.config.simulator.speed
+        scale_io_to_speed(self.loaded, speed)
         start = self.twin.info.get("start")
         self.clock = TwinClock(parse_utc(start) if start else WallClock().now(), speed)
         self._publish(RuntimeEvent(self.clock.now(), f"plant twin serving at speed {speed:g}",
@@ -531,3 +532,30 @@ class BackgroundRuntime:
         self._stopped.wait(timeout_s)
         self._thread.join(5)
         return self.summary
+
+
+IO_TUNED_SPEED = 60.0  # the config's intervals are tuned for a twin at this speed
+IO_FLOOR_MS = 50
+
+
+def scale_io_to_speed(loaded: LoadedConfig, speed: float) -> None:
+    """A twin running faster than the config's intervals were tuned for would be sampled
+    too coarsely (a 500 ms poll is 15 plant minutes at 1800×): shorten publishing,
+    sampling and polling intervals in proportion, down to 50 ms, so plant-time
+    resolution stays near the tuned one."""
+    if speed <= IO_TUNED_SPEED:
+        return
+    f = IO_TUNED_SPEED / speed
+
+    def scaled(ms: int) -> int:
+        return max(IO_FLOOR_MS, int(ms * f)) if ms > IO_FLOOR_MS else ms
+
+    for drv in loaded.config.drivers.values():
+        if drv.kind == "opcua":
+            drv.publishing_interval_ms = scaled(drv.publishing_interval_ms)
+            drv.sampling_interval_ms = min(drv.sampling_interval_ms,
+                                           drv.publishing_interval_ms)
+        elif drv.kind == "modbus":
+            drv.poll_interval_ms = scaled(drv.poll_interval_ms)
+            for g in drv.poll_groups:
+                g.interval_ms = scaled(g.interval_ms)

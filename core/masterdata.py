@@ -107,6 +107,9 @@ class SetpointSpec(_Strict):
     lo: float
     hi: float
     unit: str = ""
+    # change of the product's key characteristic per unit of this setpoint, as the
+    # process engineers measured it (DOE); lets the loop size a run-to-run correction
+    effect: float | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> SetpointSpec:
@@ -492,6 +495,9 @@ def _upsert(session: Session, model: type[SQLModel], rows: Iterable[dict[str, An
     return ins, upd
 
 
+EFFECT_PREFIX = "r2r.effect."  # + recipe setpoint id: the engineers' sensitivity
+
+
 def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) -> LoadReport:
     """Validate master.toml against the config, then upsert everything in one transaction."""
     path = loaded_config.master_data_path
@@ -510,6 +516,11 @@ def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) ->
             name = model.__tablename__  # type: ignore[attr-defined]
             report.inserted[name] = ins
             report.updated[name] = upd
+        for r in spec.recipes:
+            for sp in r.setpoints:
+                if sp.effect is not None:
+                    session.merge(Meta(key=f"{EFFECT_PREFIX}{r.id}.{sp.equipment_type}.{sp.name}",
+                                       value=repr(float(sp.effect))))
         session.merge(Meta(key=FINGERPRINT_KEY, value=fingerprint(loaded_config, text)))
         session.commit()
     return report

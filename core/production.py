@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, text
+from sqlalchemy import select as select_
 from sqlmodel import select
 
 from core.config.loader import ResolvedTag
@@ -314,7 +315,7 @@ class ProductionTracker:
             return  # no characteristic to measure against
         char_id, lsl, usl = spec
         self._measurements.append({
-            "lot": c.lot_id if c.lot_id in lk.lot_product else None,
+            "lot": c.lot_id,  # checked against the store's lots when written
             "eq": eq if eq in lk.equipment else None, "char": char_id, "value": v,
             "lsl": lsl, "usl": usl, "in_spec": lsl <= v <= usl, "ts": s.source_ts})
 
@@ -370,8 +371,15 @@ class ProductionTracker:
                                           " qty_scrap = qty_scrap + :scrap WHERE id = :op"),
                                      ops_qty)
                 if meas:
+                    # lots the plant numbered are registered by the ingest upkeep; one the
+                    # store does not know (yet) is measured without a lot, never refused
+                    raw = {m["lot"] for m in meas if m["lot"]}
+                    lot_t = Lot.__table__  # type: ignore[attr-defined]
+                    known = {r[0] for r in conn.execute(
+                        select_(lot_t.c.id).where(lot_t.c.id.in_(raw)))} if raw else set()
                     conn.execute(qm.insert(), [
-                        {"lot_id": m["lot"], "equipment_id": m["eq"],
+                        {"lot_id": m["lot"] if m["lot"] in known else None,
+                         "equipment_id": m["eq"],
                          "characteristic_id": m["char"], "value": m["value"], "lsl": m["lsl"],
                          "usl": m["usl"], "in_spec": m["in_spec"], "ts": m["ts"]}
                         for m in meas])

@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select
 
 from core import audit
 from core.clock import Clock, ensure_utc, parse_utc
+from core.engine import r2r
 from core.engine.events import EventBus, OutcomeEvent
 from core.store.db import Store, guard
 from core.store.models import (
@@ -163,7 +164,7 @@ class Learner:
                   r: dict[str, Any]) -> tuple[str, dict[str, Any], datetime] | None:
         eq = p.get("equipment_id")
         with guard(self.store), self.store.begin() as conn:
-            after = list(conn.execute(select(QM.c.lot_id, QM.c.in_spec, QM.c.ts).where(
+            after = list(conn.execute(select(QM.c.lot_id, QM.c.in_spec, QM.c.ts, QM.c.value).where(
                 QM.c.equipment_id == eq, QM.c.ts >= start).order_by(QM.c.ts)))
             lots: list[str] = []
             for m in after:
@@ -177,7 +178,7 @@ class Learner:
             after = [m for m in after if m.lot_id in keep] if enough else after
             end = ensure_utc(after[-1].ts) if after else now
             span = max(end - start, timedelta(minutes=1))
-            before = list(conn.execute(select(QM.c.in_spec).where(
+            before = list(conn.execute(select(QM.c.in_spec, QM.c.value).where(
                 QM.c.equipment_id == eq, QM.c.ts < start, QM.c.ts >= start - span)))
         rate_b = _share_bad([m.in_spec for m in before])
         rate_a = _share_bad([m.in_spec for m in after])
@@ -187,10 +188,27 @@ class Learner:
                                "impact_realised": 0.0}, end
         label = "effective" if rate_a < rate_b else "harmful" if rate_a > rate_b \
             else "ineffective"
+        learned = self._learn_effect(p, [m.value for m in before], [m.value for m in after])
         return label, {"scrap_rate_before": round(rate_b, 4), "scrap_rate_after":
                        round(rate_a, 4), "measurements_after": len(after),
+                       "effect_learned": learned,
                        "lots": sorted(keep) if enough else lots,
                        "impact_realised": round((rate_b - rate_a) * len(after), 3)}, end
+
+    def _learn_effect(self, p: dict[str, Any], before: list[float], after: list[float]
+                      ) -> float | None:
+        """A run-to-run correction teaches the next one what the setpoint really does."""
+        if "r2r" not in p or len(before) < 5 or len(after) < 5:
+            return None
+        try:
+            delta_sp = float(p["value"]) - float(p["previous"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if delta_sp == 0:
+            return None
+        observed = (sum(after) / len(after) - sum(before) / len(before)) / delta_sp
+        return r2r.learn_effect(self.store, str(p.get("recipe_id")),
+                                str(p.get("equipment_type")), str(p.get("name")), observed)
 
     def _replenish(self, start: datetime, now: datetime, p: dict[str, Any],
                    r: dict[str, Any]) -> tuple[str, dict[str, Any], datetime] | None:

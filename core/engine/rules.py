@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core.clock import ensure_utc, parse_utc
+from core.engine import r2r
 from core.engine.analyze import Analysis, signal_words
 from core.engine.detection import DetectionLike, evidence_of, values_of
 from core.store.db import Store, guard
@@ -28,6 +29,7 @@ from core.store.models import (
     Lot,
     LotGenealogy,
     MaintenanceWindow,
+    QualityCharacteristic,
     RecipeSetpoint,
     Stock,
     StockLocation,
@@ -37,6 +39,7 @@ from core.store.models import (
 DOWNTIME_H = 100.0  # unit equivalents per hour of unplanned downtime
 SCRAP_UNIT = 1.0
 PRIORITY_CONFIDENCE = {"low": 0.4, "medium": 0.6, "high": 0.8, "critical": 0.9}
+SHIFT_RULES = r2r.SHIFT_RULES
 WEAR_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current")
 # which failure mode a signal points at (the twin's and maintenance's fault vocabulary)
 FAULT_OF_SIGNAL = {"vibration_rms": "bearing", "bearing_temp": "bearing",
@@ -104,7 +107,16 @@ def decision_class_for(det: DetectionLike) -> str | None:
     tag = (det.tag_id or "").rsplit(".", 1)[-1]
     model = str(ev.get("model") or det.detector_id or "").lower()
     if det.kind == "spc":
-        return "lot_hold"
+        # A run or a trend (rules 2, 3) says the mean moved: re-centre it (run-to-run),
+        # and hold the lots (with their batch's downstream lots) only when no setpoint
+        # can. A lone point beyond 3σ (rule 1) on a machine that measures every unit is
+        # already scrapped there; it and rules 4–8 (alternation, clusters,
+        # stratification, mixture) point at causes to investigate: an alarm, not a
+        # reason to stop product. Evidence without a rule number is treated as a shift.
+        rule = _rule_number(ev.get("rule"))
+        if rule is None:
+            return "lot_hold"
+        return "setpoint" if rule in SHIFT_RULES else None
     if det.kind == "limit":
         if tag in WEAR_SIGNALS:
             return "work_order"
@@ -247,6 +259,11 @@ def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Propos
     else:
         params["priority"] = 1
         note = "no maintenance window ahead on this line: schedule as soon as possible"
+    if predicted is None and det.kind == "limit" and det.priority in ("high", "critical") \
+            and params["priority"] != 1:
+        params["priority"] = 1
+        note += ("; the signal is already beyond its alarm limit: do not wait for the "
+                 "window, stop at the next lot change")
     return Proposal("work_order", eq_id, params,
                     f"avoids about {downtime_h:g} h of unplanned downtime on {eq_id}",
                     round(downtime_h * DOWNTIME_H * conf, 2), conf, note, TTL_S["work_order"])
@@ -260,6 +277,8 @@ def rule_setpoint(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal
     sp = ev.get("setpoint")
     eq_id, recipe_id, eq_type = (an.context.get("equipment_id"), an.context.get("recipe_id"),
                                  an.context.get("equipment_type"))
+    if sp is None and det.kind == "spc" and eq_id and recipe_id and eq_type:
+        return _spc_correction(rc, det, an, str(eq_id), str(recipe_id), str(eq_type))
     if not isinstance(sp, dict) or not sp.get("name") or not (eq_id and recipe_id and eq_type):
         return None
     with guard(rc.store), rc.store.session() as s:
@@ -289,6 +308,50 @@ def rule_setpoint(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal
          "previous": current, "lo": row.lo, "hi": row.hi, "unit": row.unit},
         f"about {scrap:g} fewer scrap units over the next lots", round(scrap * conf, 2),
         conf, note, TTL_S["setpoint"])
+
+
+def _spc_correction(rc: RuleContext, det: DetectionLike, an: Analysis, eq_id: str,
+                    recipe_id: str, eq_type: str) -> Proposal | None:
+    """Run-to-run: the setpoint move that puts the characteristic back on target."""
+    ev, vals = evidence_of(det), values_of(det)
+    pts = [float(p[1]) for p in ev.get("points", []) if isinstance(p, (list, tuple))
+           and len(p) == 2 and isinstance(p[1], (int, float))]
+    sigma = vals.get("sigma") if isinstance(vals.get("sigma"), (int, float)) else None
+    centre = vals.get("centre") if isinstance(vals.get("centre"), (int, float)) else None
+    char = ev.get("characteristic")
+    corr = r2r.propose(rc.store, equipment_id=eq_id, recipe_id=recipe_id,
+                       equipment_type=eq_type, characteristic=char if isinstance(char, str)
+                       else None, points=pts, centre=centre, sigma=sigma)
+    if corr is None:
+        return None
+    with guard(rc.store), rc.store.session() as s:
+        row = s.get(RecipeSetpoint, f"{recipe_id}.{eq_type}.{corr.name}")
+        ch = s.get(QualityCharacteristic, char) if isinstance(char, str) else None
+        lot = s.get(Lot, an.context.get("lot_id") or "")
+    if row is None:
+        return None
+    scrap_now = scrap_after = 0.0
+    if ch is not None:
+        scrap_now = r2r.out_of_spec_share(ch.target + corr.shift, corr.sigma, ch.lsl, ch.usl)
+        scrap_after = r2r.out_of_spec_share(ch.target + corr.expected_after, corr.sigma,
+                                            ch.lsl, ch.usl)
+    units = float(lot.quantity) if lot is not None else 100.0
+    saved = max(0.0, (scrap_now - scrap_after) * units)
+    conf = confidence_of(det)
+    note = (f"{signal_words(row.name)} {corr.current:g} → {corr.target:g} {row.unit} re-centres "
+            f"{ch.name if ch else 'the characteristic'} (off target by {corr.shift:+.3g}, "
+            f"expected {corr.expected_after:+.3g} after; effect {corr.effect:.3g} per "
+            f"{row.unit or 'unit'} from the {corr.source}'s figure; recipe range "
+            f"{row.lo:g}–{row.hi:g})")
+    return Proposal(
+        "setpoint", f"{eq_id}.{row.name}",
+        {"tag_id": f"{eq_id}.{row.name}", "equipment_id": eq_id, "name": row.name,
+         "recipe_id": recipe_id, "equipment_type": eq_type, "value": corr.target,
+         "previous": corr.current, "lo": row.lo, "hi": row.hi, "unit": row.unit,
+         "characteristic": char, "r2r": corr.as_evidence()},
+        f"about {saved:.0f} fewer scrap units per lot (out of spec {100 * scrap_now:.1f} % → "
+        f"{100 * scrap_after:.1f} %)", round(saved * conf + 1.0, 2), conf, note,
+        TTL_S["setpoint"], extra_evidence={"r2r": corr.as_evidence()})
 
 
 # ---------------------------------------------------------------- re-plan
@@ -363,7 +426,20 @@ RULES: dict[str, Callable[[RuleContext, DetectionLike, Analysis], Proposal | Non
 def propose(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
     cls = decision_class_for(det)
     rule = RULES.get(cls) if cls else None
-    return rule(rc, det, an) if rule else None
+    prop = rule(rc, det, an) if rule else None
+    if prop is None and cls == "setpoint" and det.kind == "spc":
+        return rule_lot_hold(rc, det, an)  # the mean moved and no setpoint can bring it back
+    return prop
+
+
+def _rule_number(rule: Any) -> int | None:
+    """Nelson rule as a number (core.detect gives an int; older evidence a sentence)."""
+    if isinstance(rule, int):
+        return rule
+    if isinstance(rule, str):
+        digits = "".join(ch if ch.isdigit() else " " for ch in rule).split()
+        return int(digits[0]) if digits else None
+    return None
 
 
 def scheduler_replanner(store: Store) -> Replanner:

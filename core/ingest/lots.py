@@ -36,6 +36,7 @@ class LotReport:
     created: int = 0
     moved: int = 0
     edges: int = 0
+    left: int = 0  # lots that left their machine (between machines or finished)
     unknown_orders: int = 0  # lots reported under an order the store does not know
 
 
@@ -44,14 +45,20 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
     """Create or move the lots named by lot/batch context changes; idempotent."""
     rep = LotReport()
     seen: dict[str, tuple[str, datetime]] = {}  # lot -> (equipment, ts), last wins
+    left: dict[str, tuple[str, datetime]] = {}  # lot -> (equipment it left, ts)
     batches: set[tuple[str, str]] = set()
     for ch in changes:
         ctx = contexts.get(ch.equipment_id)
+        if ch.field == "lot_id" and ch.old:
+            left[ch.old] = (ch.equipment_id, ch.ts or now)
+            if seen.get(ch.old, ("",))[0] == ch.equipment_id:
+                del seen[ch.old]
         if ch.field == "lot_id" and ch.new:
             seen[ch.new] = (ch.equipment_id, ch.ts or now)
+            left.pop(ch.new, None)
         if ch.field in ("lot_id", "batch_id") and ctx is not None and ctx.lot_id and ctx.batch_id:
             batches.add((ctx.lot_id, ctx.batch_id))
-    if not seen and not batches:
+    if not seen and not batches and not left:
         return rep
     with guard(store), store.begin() as conn:
         known = {r.id: r for r in conn.execute(
@@ -79,6 +86,11 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
                 conn.execute(update(LOT).where(LOT.c.id == lot_id).values(
                     equipment_id=eq, status="wip", updated_at=ts))
                 rep.moved += 1
+        for lot_id, (eq, ts) in left.items():
+            # between machines, or finished: on no machine until one reports it again
+            res = conn.execute(update(LOT).where(LOT.c.id == lot_id, LOT.c.equipment_id == eq)
+                               .values(equipment_id=None, updated_at=ts))
+            rep.left += res.rowcount or 0
         if batches:
             have = {(r.child_lot_id, r.batch_id) for r in conn.execute(
                 select(GEN.c.child_lot_id, GEN.c.batch_id).where(

@@ -87,15 +87,15 @@ class IngestPipeline:
         rep = MaintenanceReport(errors=[])
         assert rep.errors is not None
         try:
-            rep.production_rows = self.tracker.flush(self.store)
-        except Exception as e:  # kept in memory for the next pass
-            rep.errors.append(f"production facts: {e}")
-        try:
             lots = register_lots(self.store, self.contextualizer.drain_changes(),
                                  self.contextualizer.contexts(), self.clock.now())
             rep.lots_created, rep.lots_moved = lots.created, lots.moved
         except Exception as e:
             rep.errors.append(f"lots: {e}")
+        try:
+            rep.production_rows = self.tracker.flush(self.store)
+        except Exception as e:  # kept in memory for the next pass
+            rep.errors.append(f"production facts: {e}")
         try:
             self.contextualizer.apply_snapshot(snapshot_from_store(self.store), self.clock.now())
         except Exception as e:

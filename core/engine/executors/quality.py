@@ -60,9 +60,24 @@ class QualityAdapter:
                     status="held", updated_at=now))
                 audit.append(conn, "system:outbox", "hold.created", "hold", hold_id,
                              {"lots": lots, "previous": known, "action_id": a.id}, ts=now)
-        for lot in lots:  # plant side: holding a held lot is a no-op there
-            resolve(self.plant.hold_lot(lot, where.get(lot), a.idempotency_key))
-        return {"hold_id": hold_id, "lots": lots, "already_done": existing is not None}
+        refused = self._tell_plant(lots, lambda lot: self.plant.hold_lot(
+            lot, where.get(lot), a.idempotency_key))  # holding a held lot: a no-op there
+        return {"hold_id": hold_id, "lots": lots, "already_done": existing is not None,
+                **({"plant_refused": refused} if refused else {})}
+
+    @staticmethod
+    def _tell_plant(lots: list[str], send: Any) -> dict[str, str]:
+        """The hold lives in the store (the MES); the plant command stops the lot where it
+        is. A machine refusing it (the lot just left it, or finished its route) does not
+        undo the hold: the refusal is reported with the result. An unreachable plant is
+        a transient error, retried."""
+        refused: dict[str, str] = {}
+        for lot in lots:
+            try:
+                resolve(send(lot))
+            except ActionFailed as e:
+                refused[lot] = str(e)
+        return refused
 
     def _release(self, a: ActionView) -> dict[str, Any]:
         hold_id = str(a.params.get("hold_id") or "")
@@ -95,8 +110,7 @@ class QualityAdapter:
                 audit.append(conn, "system:outbox", "hold.closed", "hold", hold_id,
                              {"disposition": disposition, "lots": lots, "action_id": a.id},
                              ts=now)
-        for lot in lots:
-            resolve(self.plant.release_lot(lot, where.get(lot), disposition,
-                                           a.idempotency_key))
+        refused = self._tell_plant(lots, lambda lot: self.plant.release_lot(
+            lot, where.get(lot), disposition, a.idempotency_key))
         return {"hold_id": hold_id, "disposition": disposition, "lots": lots,
-                "already_done": done}
+                "already_done": done, **({"plant_refused": refused} if refused else {})}

@@ -1,0 +1,114 @@
+"""`loopline eval`: the closed loop's A/B on the twin — KPIs off and on, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="A/B of the closed loop on the twin: the same seed and "
+                       "faults with the loop off and on; KPIs side by side")
+    p.add_argument("--days", type=float, default=7.0, help="simulated days per arm (default 7)")
+    p.add_argument("--seed", type=int, default=42, help="twin seed, the same for both arms")
+    p.add_argument("--speed", type=float, default=1800.0,
+                   help="twin speed, 1..3600 (default 1800: 7 days in ~6 min per arm)")
+    p.add_argument("--start", metavar="ISO", default="2026-01-05T06:00:00Z",
+                   help="twin start time, the same for both arms")
+    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T",
+                   help="extra fault for both arms, e.g. bearing:A-LATHE1@20h")
+    p.add_argument("--faults-per-day", type=float, help="random fault rate of the plant "
+                   "(default: [simulator] random_faults_per_day)")
+    p.add_argument("--workdir", metavar="DIR", default=None,
+                   help="where the arms' stores and truth logs go (default: data/eval)")
+    p.add_argument("--ml", action="store_true", help="also run the ML scoring jobs")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=eval_cmd)
+
+
+def eval_cmd(args: argparse.Namespace) -> int:
+    from console.cli import UserError
+    from console.evaluation import EvalOptions, evaluate
+    from console.runtime import RuntimeError_
+    from core.config import load_config
+    from sim.cli import SimUsageError, parse_inject
+
+    if not 1 <= args.speed <= 3600:
+        raise UserError(f"--speed {args.speed:g} is out of range 1..3600")
+    if not 0 < args.days <= 60:
+        raise UserError(f"--days {args.days:g}: give a number of days between 0 and 60")
+    try:
+        for spec in args.inject:
+            parse_inject(spec)
+        start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+    except SimUsageError as e:
+        raise UserError(str(e)) from None
+    except ValueError:
+        raise UserError(f"bad --start {args.start!r}: use ISO-8601, e.g. "
+                        "2026-01-05T06:00:00Z") from None
+    loaded = load_config(args.config)
+    workdir = Path(args.workdir) if args.workdir else loaded.resolve("data/eval")
+    opts = EvalOptions(days=args.days, seed=args.seed, speed=args.speed, start=start,
+                       inject=list(args.inject), faults_per_day=args.faults_per_day,
+                       workdir=workdir, ml=args.ml)
+    progress = _progress() if sys.stderr.isatty() and not args.json else None
+    try:
+        res = asyncio.run(evaluate(loaded, opts, log=progress))
+    except RuntimeError_ as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        _print_table(res)
+    return 0
+
+
+def _progress() -> Any:
+    last: dict[str, str] = {}
+
+    def log(arm: str, now: datetime, stats: dict[str, Any]) -> None:
+        stamp = now.strftime("%Y-%m-%d %H:%M")
+        if last.get(arm) != stamp[:13]:
+            last[arm] = stamp[:13]
+            print(f"\r  loop {arm:3}  plant {stamp}  samples {stats.get('samples', 0):,}",
+                  end="", file=sys.stderr, flush=True)
+
+    return log
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "—"
+    if kind == "pct":
+        return f"{100 * v:.1f} %"
+    if kind == "int":
+        return f"{v:,.0f}"
+    return f"{v:,.2f}"
+
+
+def _print_table(res: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    o = res["options"]
+    t = Table(title=f"closed loop A/B — {o['days']:g} days, seed {o['seed']}, "
+                    f"speed {o['speed']:g}", title_justify="left")
+    for col in ("KPI", "loop off", "loop on", "difference"):
+        t.add_column(col, justify="left" if col == "KPI" else "right")
+    for r in res["rows"]:
+        if r["diff"] is None:
+            diff = "—"
+        elif r["kind"] == "pct":
+            diff = f"{100 * r['diff']:+.1f} pts"
+        else:
+            diff = _fmt(r["diff"], r["kind"])
+            diff = diff if diff.startswith("-") else "+" + diff
+        if r["relative"] is not None and r["kind"] != "pct":
+            diff += f" ({100 * r['relative']:+.0f} %)"
+        t.add_row(r["label"], _fmt(r["off"], r["kind"]), _fmt(r["on"], r["kind"]), diff)
+    Console().print(t)

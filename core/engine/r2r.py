@@ -1,0 +1,148 @@
+"""Run-to-run correction: re-centre a shifted characteristic with one recipe setpoint.
+
+When SPC sees the process mean move (Nelson rules 2 and 3: a run on one side, a
+trend) the useful answer is often not to stop the line but to put the mean
+back on target. The size of the correction comes from the setpoint's *effect* on the
+characteristic: the process engineers' figure from master data, refined by what each
+executed correction actually did (``learn``). The correction stays inside the recipe's
+limits and moves a setpoint by at most half of its half-range at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from statistics import fmean
+from typing import Any
+
+from sqlalchemy import select
+
+from core.store.db import Store, guard
+from core.store.models import Meta, QualityCharacteristic, RecipeSetpoint, Sample
+
+EFFECT_PREFIX = "r2r.effect."  # engineers' figure (master data), per recipe setpoint id
+LEARNED_PREFIX = "r2r.learned."  # refined from executed corrections
+MAX_STEP = 0.5  # of the half-range, per correction
+SHIFT_RULES = (2, 3)  # the Nelson rules that say the mean moved (a run, a trend)
+META = Meta.__table__  # type: ignore[attr-defined]
+SAMPLE = Sample.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Correction:
+    name: str
+    current: float
+    target: float
+    effect: float
+    source: str  # "engineers" | "learned"
+    shift: float  # characteristic − target before the correction
+    expected_after: float  # predicted shift after it
+    sigma: float
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {"name": self.name, "current": self.current, "target": self.target,
+                "effect": self.effect, "effect_source": self.source,
+                "shift": round(self.shift, 6), "expected_shift_after":
+                round(self.expected_after, 6), "sigma": self.sigma}
+
+
+def effects(store: Store, recipe_id: str, equipment_type: str) -> dict[str, tuple[float, str]]:
+    """Setpoint name → (effect per unit, where the figure comes from); learned wins."""
+    stem = f"{recipe_id}.{equipment_type}."
+    out: dict[str, tuple[float, str]] = {}
+    with guard(store), store.engine.connect() as conn:
+        for prefix, source in ((EFFECT_PREFIX, "engineers"), (LEARNED_PREFIX, "learned")):
+            for key, value in conn.execute(select(META.c.key, META.c.value).where(
+                    META.c.key.like(prefix + stem + "%"))).all():
+                try:
+                    eff = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(eff) and eff != 0.0:
+                    out[key.removeprefix(prefix + stem)] = (eff, source)
+    return out
+
+
+def current_setpoint(store: Store, equipment_id: str, name: str) -> float | None:
+    """The newest Good value the machine reported for this setpoint."""
+    with guard(store), store.engine.connect() as conn:
+        row = conn.execute(select(SAMPLE.c.value).where(
+            SAMPLE.c.tag_id == f"{equipment_id}.{name}", SAMPLE.c.quality == 0)
+            .order_by(SAMPLE.c.ts.desc()).limit(1)).first()
+    return float(row[0]) if row is not None and row[0] is not None else None
+
+
+def propose(store: Store, *, equipment_id: str, recipe_id: str, equipment_type: str,
+            characteristic: str | None, points: list[float], centre: float | None,
+            sigma: float | None) -> Correction | None:
+    """The setpoint move that best puts the recent mean back on target, or None."""
+    if len(points) < 3 or not sigma or sigma <= 0:
+        return None
+    target = centre
+    if characteristic:
+        with guard(store), store.session() as s:
+            ch = s.get(QualityCharacteristic, characteristic)
+        if ch is not None:
+            target = ch.target
+    if target is None:
+        return None
+    shift = fmean(points) - target
+    if abs(shift) < 0.5 * sigma:  # within noise of the target: nothing to correct
+        return None
+    best: Correction | None = None
+    t = RecipeSetpoint.__table__  # type: ignore[attr-defined]
+    with guard(store), store.engine.connect() as conn:
+        rows = {r.name: r for r in conn.execute(select(t).where(
+            t.c.recipe_id == recipe_id, t.c.equipment_type == equipment_type)).all()}
+    for name, (eff, source) in sorted(effects(store, recipe_id, equipment_type).items()):
+        row = rows.get(name)
+        if row is None:
+            continue
+        cur = current_setpoint(store, equipment_id, name)
+        cur = row.value if cur is None else cur
+        step_max = MAX_STEP * (row.hi - row.lo) / 2
+        want = cur - shift / eff
+        value = min(max(want, cur - step_max, row.lo), cur + step_max, row.hi)
+        value = float(f"{value:.6g}")
+        if value == cur:
+            continue
+        after = shift + (value - cur) * eff
+        cand = Correction(name, cur, value, eff, source, shift, after, sigma)
+        if best is None or abs(after) < abs(best.expected_after):
+            best = cand
+    if best is None or abs(best.expected_after) > 0.75 * abs(shift):
+        return None  # no setpoint can move it enough: leave it to people (hold, inspect)
+    return best
+
+
+def out_of_spec_share(mean: float, sigma: float, lsl: float, usl: float) -> float:
+    """Share of units outside the spec for a normal process (for expected impact)."""
+    def phi(z: float) -> float:
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return phi((lsl - mean) / sigma) + 1.0 - phi((usl - mean) / sigma)
+
+
+def learn_effect(store: Store, recipe_id: str, equipment_type: str, name: str,
+                 observed: float, at: datetime | None = None) -> float | None:
+    """Blend what a correction did into the figure the next one uses.
+
+    Only a measurement with the expected sign counts (a batch change during the window
+    can flip it); the new figure moves halfway toward it and stays within ¼×–4× of
+    the engineers' figure, so one noisy window cannot wreck the controller.
+    """
+    effs = effects(store, recipe_id, equipment_type)
+    if name not in effs or not math.isfinite(observed) or observed == 0.0:
+        return None
+    prior = effs[name][0]
+    with guard(store), store.engine.connect() as conn:
+        eng = conn.execute(select(META.c.value).where(
+            META.c.key == f"{EFFECT_PREFIX}{recipe_id}.{equipment_type}.{name}")).first()
+    base = float(eng[0]) if eng else prior
+    if (observed > 0) != (base > 0):
+        return None
+    new = 0.5 * prior + 0.5 * observed
+    lo, hi = sorted((abs(base) / 4, abs(base) * 4))
+    new = math.copysign(min(max(abs(new), lo), hi), base)
+    store.set_meta(f"{LEARNED_PREFIX}{recipe_id}.{equipment_type}.{name}", repr(new))
+    return new
