@@ -1,0 +1,108 @@
+"""Run-to-run corrections: an SPC shift becomes a setpoint move that re-centres the
+characteristic, inside the recipe limits, sized by the setpoint's effect — and a
+correction's outcome refines that effect. Rules 4–8 alone recommend nothing; a shift
+no setpoint can correct falls back to a hold."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert
+from sqlmodel import select
+
+from core.engine import r2r
+from core.samples import Context
+from core.store.models import Recommendation, Sample
+from engine.helpers import PLANT_START, detection, make_engine
+
+T0 = PLANT_START + timedelta(hours=2)
+# R-SH20 on the lathe: feed_sp 0.20 (0.15..0.25) mm/rev, effect 0.3 mm per mm/rev;
+# P-SH20's diameter targets 20.00 mm
+CTX = Context(equipment_id="A-LATHE1", line_id="A", order_id="PO-0001", lot_id="L-00101",
+              recipe_id="R-SH20", batch_id="B-0001")
+
+
+def spc_shift(points: list[float], rule: int = 2, sigma: float = 0.01,
+              key: str = "spc:A-LATHE1:rule2") -> object:
+    return detection(kind="spc", detector_id="quality_spc", problem_key=key,
+                     equipment_id="A-LATHE1", line_id="A", tag_id="A-LATHE1.quality_value",
+                     priority="medium", onset=T0, ts=T0, value=points[-1],
+                     summary=f"P-SH20.diameter on A-LATHE1 out of control (Nelson rule {rule})",
+                     ctx=CTX, values={"centre": 20.0, "sigma": sigma},
+                     evidence={"rule": rule, "characteristic": "P-SH20.diameter",
+                               "points": [[T0.isoformat(), p] for p in points]})
+
+
+def recs(store) -> list[Recommendation]:  # type: ignore[no-untyped-def]
+    with store.session() as s:
+        return list(s.exec(select(Recommendation)).all())
+
+
+def test_a_run_above_target_lowers_the_setpoint_that_raises_it(store, loaded_config,
+                                                                frozen_clock) -> None:
+    frozen_clock.set(T0)
+    eng = make_engine(store, loaded_config, frozen_clock)
+    res = eng.on_detection(spc_shift([20.006, 20.007, 20.004, 20.005, 20.008, 20.006,
+                                      20.005, 20.007, 20.006]))
+    assert res.outcome == "created"
+    [rec] = recs(store)
+    assert rec.decision_class == "setpoint" and rec.action == "write_setpoint"
+    import json
+
+    p = json.loads(rec.params)
+    # +0.006 mm off target; lathe feed has +0.3 mm per mm/rev (speed only -2.5e-5 per rpm)
+    assert p["tag_id"] == "A-LATHE1.feed_sp" and p["previous"] == 0.20
+    assert abs(p["value"] - (0.20 - 0.006 / 0.3)) < 1e-6
+    assert abs(p["r2r"]["expected_shift_after"]) < 0.002
+    assert "re-centres" in rec.rationale and "engineers" in rec.rationale
+
+
+def test_the_current_value_comes_from_the_machine_and_moves_are_limited(
+        store, loaded_config, frozen_clock) -> None:
+    frozen_clock.set(T0)
+    with store.begin() as conn:  # the machine reports 0.17 (an earlier correction)
+        conn.execute(insert(Sample.__table__), [
+            {"tag_id": "A-LATHE1.feed_sp", "ts": T0 - timedelta(minutes=5), "value": 0.17,
+             "quality": 0}])
+    corr = r2r.propose(store, equipment_id="A-LATHE1", recipe_id="R-SH20",
+                       equipment_type="lathe", characteristic="P-SH20.diameter",
+                       points=[19.991] * 9, centre=20.0, sigma=0.01)
+    assert corr is not None and corr.current == 0.17
+    # -0.009 mm wants +0.03 mm/rev; at most half the half-range (0.025) per move
+    assert corr.name == "feed_sp" and abs(corr.target - 0.195) < 1e-9
+    assert abs(corr.expected_after) < abs(corr.shift)
+    # within noise of the target: nothing to correct
+    assert r2r.propose(store, equipment_id="A-LATHE1", recipe_id="R-SH20",
+                       equipment_type="lathe", characteristic="P-SH20.diameter",
+                       points=[20.002] * 9, centre=20.0, sigma=0.01) is None
+
+
+def test_rules_4_to_8_alone_recommend_nothing(store, loaded_config, frozen_clock) -> None:
+    frozen_clock.set(T0)
+    eng = make_engine(store, loaded_config, frozen_clock)
+    for rule in (4, 5, 6, 7, 8):
+        res = eng.on_detection(spc_shift([20.0, 20.01, 19.99], rule=rule,
+                                         key=f"spc:A-LATHE1:rule{rule}"))
+        assert res.outcome == "ignored", rule
+    assert recs(store) == []
+
+
+def test_a_shift_no_setpoint_can_correct_falls_back_to_a_hold(store, loaded_config,
+                                                              frozen_clock) -> None:
+    frozen_clock.set(T0)
+    eng = make_engine(store, loaded_config, frozen_clock)
+    # +0.2 mm: even the largest allowed feed move (0.025 × 0.3 = 0.0075 mm) cannot bring it
+    res = eng.on_detection(spc_shift([20.2] * 9))
+    assert res.outcome == "created"
+    [rec] = recs(store)
+    assert rec.decision_class == "lot_hold"
+
+
+def test_learning_moves_the_effect_halfway_and_refuses_the_wrong_sign(store) -> None:
+    base = dict(r2r.effects(store, "R-SH20", "lathe"))
+    assert base["feed_sp"] == (0.3, "engineers")
+    assert r2r.learn_effect(store, "R-SH20", "lathe", "feed_sp", -0.5) is None
+    assert r2r.learn_effect(store, "R-SH20", "lathe", "feed_sp", 0.5) == 0.4
+    assert r2r.effects(store, "R-SH20", "lathe")["feed_sp"] == (0.4, "learned")
+    # one wild window cannot push it beyond 4× the engineers' figure
+    assert r2r.learn_effect(store, "R-SH20", "lathe", "feed_sp", 50.0) == 1.2
