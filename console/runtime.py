@@ -40,6 +40,7 @@ from core.engine.events import (
     ConnectionEvent,
     EngineEvent,
     EventBus,
+    ModelEvent,
     RuntimeEvent,
     StatsEvent,
 )
@@ -116,6 +117,9 @@ class Runtime:
         self._clock_tags: set[str] = {t.id for t in loaded.tags if t.spec.kind == "clock"}
         self.started_at: float | None = None
         self.errors: list[str] = []
+        self.fatal: str | None = None  # why the runtime had to stop, if it had to
+        self._stop_event: asyncio.Event | None = None
+        self._lock_file: Any = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -124,6 +128,7 @@ class Runtime:
 
         self._loop = asyncio.get_running_loop()
         self.started_at = time.monotonic()
+        self._lock_store()
         sim = self.loaded.config.simulator
         spawn = sim.enabled if self.opts.spawn_twin is None else self.opts.spawn_twin
         if spawn:
@@ -189,12 +194,19 @@ class Runtime:
         if self.twin is not None:
             await asyncio.to_thread(self.twin.stop)
         summary = self.summary(ingest)
+        self._unlock_store()
         self._publish(RuntimeEvent(self.clock.now(), "stopped", event="summary", detail=summary))
         return summary
 
     async def run(self, stop: asyncio.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Start, run until ``stop`` is set or ``duration_s`` wall seconds pass, stop."""
-        await self.start()
+        self._stop_event = stop
+        try:
+            await self.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()  # a twin already spawned, a writer already started
+            raise
         try:
             if duration_s is None:
                 await stop.wait()
@@ -204,6 +216,39 @@ class Runtime:
         finally:
             summary = await self.stop()
         return summary
+
+    def _lock_store(self) -> None:
+        """One runtime per store: a second one would re-run the first one's in-flight
+        actions on recovery. An advisory lock beside the database, freed by the OS
+        when the process dies (a console with --no-runtime or a script needs none)."""
+        import fcntl
+
+        if self.store.path is None:
+            return
+        path = self.store.path.with_name(self.store.path.name + ".runtime.lock")
+        f = path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            f.close()
+            raise RuntimeError_(f"another loopline runtime is running on {self.store.path} "
+                                f"({who}); stop it, or open a second console with "
+                                "`loopline tui --no-runtime`") from None
+        f.seek(0)
+        f.truncate()
+        import os
+
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        self._lock_file = f
+
+    def _unlock_store(self) -> None:
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                self._lock_file.close()
+            self._lock_file = None
 
     # ------------------------------------------------------------ twin
 
@@ -281,20 +326,10 @@ class Runtime:
                                  store=self.store, lines=lines)
 
     def _on_detection(self, det: Any) -> Any:
-        eng = self.engine
-        assert eng is not None
-        res = eng.recommender.submit(det)
-        rid = res.recommendation_id
-        if rid and res.outcome in ("created", "merged", "superseded"):
-            mode = self.opts.approve
-            if mode == "policy":
-                aid = eng.decider.auto_approve(rid)
-            elif mode == "auto":
-                aid = eng.decider.auto_approve(rid, force=True)
-            else:
-                aid = None
-            if aid is not None:
-                self.counters.policy_approved += 1
+        assert self.engine is not None
+        res = self.engine.on_detection(det, approve=self.opts.approve)
+        if res.action_id is not None:
+            self.counters.policy_approved += 1
         return res
 
     def _detect_worker(self) -> None:
@@ -342,6 +377,13 @@ class Runtime:
             except Exception as e:
                 self.counters.upkeep_errors += 1
                 self._error("upkeep", e)
+            if self.twin is not None and not self.twin.running and not self.fatal:
+                self.fatal = (f"the plant twin exited (code {self.twin.proc.returncode}): "
+                              f"{self.twin.output_tail(3)}").strip()
+                self._publish(RuntimeEvent(self.clock.now(), self.fatal, event="error",
+                                           level="fatal"))
+                if self._stop_event is not None:
+                    self._stop_event.set()
             if time.monotonic() - last_stats >= self.opts.stats_every_s:
                 last_stats = time.monotonic()
                 self._publish(StatsEvent(self.clock.now(), "runtime counters",
@@ -369,17 +411,32 @@ class Runtime:
             source = StoreSource(self.store, self.loaded.archive_dir,
                                  [t.id for t in self.loaded.tags])
             self.ml_jobs = MlJobs(jobs, Registry(self.loaded.models_dir), source,
-                                  on_scores=self._on_scores, clock=self.clock.now)
+                                  on_scores=self._on_scores, on_drift=self._on_drift,
+                                  clock=self.clock.now)
             self.scheduler = AsyncIOScheduler(timezone="UTC")
+            # scoring every N wall seconds; retraining on its cron in wall-clock UTC (a
+            # fast twin does not speed it up); ``loopline train`` retrains on demand
             self.ml_jobs.schedule(self.scheduler)
-            # retraining belongs to the schedule (plant nights), not to wall-clock cron here
-            # when the twin runs fast; ``loopline train`` retrains on demand
             self.scheduler.start()
         except Exception as e:
             self._error("ML jobs (the loop runs without model scores)", e)
 
     def _on_scores(self, name: str, frame: Any) -> None:
         self.scores[name] = scores_from_frame(frame)
+        top = max(self.scores[name].items(), key=lambda kv: kv[1].value, default=None)
+        self._publish(ModelEvent(
+            self.clock.now(), f"{name}: scored {len(self.scores[name])}"
+            + (f"; highest {top[0]} {top[1].value:.2f}" if top else ""),
+            equipment_id=top[0] if top else None, model=name, status="scored",
+            detail={"scored": len(self.scores[name])}))
+
+    def _on_drift(self, name: str, frame: Any) -> None:
+        feats = [str(f) for f in frame["feature"].to_list()][:10] if "feature" in \
+            getattr(frame, "columns", []) else []
+        self._publish(ModelEvent(self.clock.now(), f"{name}: input drift in "
+                                 f"{', '.join(feats) or 'some features'}; retrain with "
+                                 f"`loopline train {name}`", model=name, status="drift",
+                                 detail={"features": feats}))
 
     # ------------------------------------------------------------ events, stats
 
@@ -428,6 +485,8 @@ class Runtime:
         except Exception as e:
             s["plant"] = {"error": str(e)}
         s["errors"] = self.errors[-20:]
+        if self.fatal:
+            s["fatal"] = self.fatal
         return s
 
 

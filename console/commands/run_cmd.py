@@ -100,6 +100,7 @@ def run_headless(args: argparse.Namespace) -> int:
     from console.commands.status import open_cli_store
     from console.runtime import Runtime, RuntimeError_, RuntimeOptions
     from core.engine.events import EventBus
+    from core.store import StoreError
     from sim.cli import SimUsageError, parse_duration, parse_inject
 
     if not args.headless:
@@ -139,7 +140,7 @@ def run_headless(args: argparse.Namespace) -> int:
     rt = Runtime(loaded, store, opts, bus=bus)
     try:
         summary = asyncio.run(_main(rt, duration))
-    except RuntimeError_ as e:
+    except (RuntimeError_, StoreError) as e:
         print(f"loopline: {e}", file=sys.stderr)
         return 1
     finally:
@@ -150,7 +151,10 @@ def run_headless(args: argparse.Namespace) -> int:
             out.close()
     if progress is not None or args.events not in (None, "-"):
         print(_summary_text(summary), file=sys.stderr)
-    return 1 if summary.get("fatal") else 0
+    if summary.get("fatal"):
+        print(f"loopline: stopped: {summary['fatal']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _main(rt: Any, duration: float | None) -> dict[str, Any]:

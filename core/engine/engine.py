@@ -51,11 +51,15 @@ class Engine:
                                  self.bus)
         self.learner = Learner(store, clock, self.bus)
 
-    def on_detection(self, det: DetectionLike) -> Submitted:
-        """Recommend; a class on ``auto`` is approved by policy at once (queued in the outbox)."""
+    def on_detection(self, det: DetectionLike, approve: str = "policy") -> Submitted:
+        """Recommend, then decide by policy: ``policy`` approves what the class's autonomy
+        marks ``auto``; ``auto`` approves every recommendation (a headless run that
+        stands in for its people); ``never`` leaves everything to people."""
         res = self.recommender.submit(det)
-        if res.recommendation_id and res.outcome in ("created", "merged", "superseded"):
-            self.decider.auto_approve(res.recommendation_id)
+        if res.recommendation_id and res.outcome in ("created", "merged", "superseded") \
+                and approve != "never":
+            res.action_id = self.decider.auto_approve(res.recommendation_id,
+                                                      force=approve == "auto")
         return res
 
     def approve(self, rec_id: str, *, session: SigningSession | None = None,

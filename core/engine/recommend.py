@@ -85,6 +85,7 @@ class Submitted:
     recommendation_id: str | None = None
     superseded_id: str | None = None
     message: str = ""
+    action_id: int | None = None  # set when policy approved it at once (outbox row)
 
 
 class Recommender:

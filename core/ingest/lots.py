@@ -15,19 +15,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from core.ingest.contextualizer import ContextChange
 from core.samples import Context
 from core.store.db import Store, guard
-from core.store.models import Lot, LotGenealogy, MaterialBatch, Product, ProductionOrder
+from core.store.models import (
+    Lot,
+    LotGenealogy,
+    MaterialBatch,
+    Product,
+    ProductionOrder,
+    RoutingStep,
+)
 
 LOT = Lot.__table__  # type: ignore[attr-defined]
 GEN = LotGenealogy.__table__  # type: ignore[attr-defined]
 ORDER = ProductionOrder.__table__  # type: ignore[attr-defined]
 PRODUCT = Product.__table__  # type: ignore[attr-defined]
 BATCH = MaterialBatch.__table__  # type: ignore[attr-defined]
+STEP = RoutingStep.__table__  # type: ignore[attr-defined]
 MOVABLE = ("planned", "wip")
 
 
@@ -37,6 +46,7 @@ class LotReport:
     moved: int = 0
     edges: int = 0
     left: int = 0  # lots that left their machine (between machines or finished)
+    completed: int = 0  # lots that left the last step of their route
     unknown_orders: int = 0  # lots reported under an order the store does not know
 
 
@@ -86,11 +96,20 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
                 conn.execute(update(LOT).where(LOT.c.id == lot_id).values(
                     equipment_id=eq, status="wip", updated_at=ts))
                 rep.moved += 1
+        last_steps = _last_step_equipment(conn) if left else {}
         for lot_id, (eq, ts) in left.items():
-            # between machines, or finished: on no machine until one reports it again
+            # between machines, or finished: on no machine until one reports it again;
+            # leaving a machine of its route's last step, a WIP lot is complete
             res = conn.execute(update(LOT).where(LOT.c.id == lot_id, LOT.c.equipment_id == eq)
                                .values(equipment_id=None, updated_at=ts))
             rep.left += res.rowcount or 0
+            order = conn.execute(select(LOT.c.order_id, LOT.c.status).where(
+                LOT.c.id == lot_id)).first()
+            if order is not None and order.status == "wip" and \
+                    eq in last_steps.get(order.order_id, ()):
+                conn.execute(update(LOT).where(LOT.c.id == lot_id, LOT.c.status == "wip")
+                             .values(status="complete", updated_at=ts))
+                rep.completed += 1
         if batches:
             have = {(r.child_lot_id, r.batch_id) for r in conn.execute(
                 select(GEN.c.child_lot_id, GEN.c.batch_id).where(
@@ -106,3 +125,20 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
                                                     relation="consume", ts=now))
                     rep.edges += 1
     return rep
+
+
+def _last_step_equipment(conn: Any) -> dict[str, tuple[str, ...]]:
+    """Order id → the machines of its recipe's last routing step."""
+    steps: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for r in conn.execute(select(STEP.c.recipe_id, STEP.c.step, STEP.c.equipment)).all():
+        cur = steps.get(r.recipe_id)
+        if cur is None or r.step > cur[0]:
+            steps[r.recipe_id] = (r.step, tuple(e for e in r.equipment.split(",") if e))
+    by_product = {r.product_id: r.recipe_id for r in conn.execute(
+        select(STEP.c.product_id, STEP.c.recipe_id)).all()}
+    out: dict[str, tuple[str, ...]] = {}
+    for o in conn.execute(select(ORDER.c.id, ORDER.c.recipe_id, ORDER.c.product_id)).all():
+        rid = o.recipe_id or by_product.get(o.product_id)
+        if rid in steps:
+            out[o.id] = steps[rid][1]
+    return out

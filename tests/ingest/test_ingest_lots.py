@@ -44,10 +44,15 @@ def test_a_new_lot_is_registered_moved_and_leaves(store) -> None:  # type: ignor
                           ch("A-LATHE1", "lot_id", "L-00001", None, 5)], ctx, T0)
     row = lot(store, "L-00001")
     assert row is not None and row.equipment_id == "A-MILL1"
-    # then it leaves the mill for good: on no machine
+    # then it leaves the mill: on no machine, still in work (grinder and washer to come)
     register_lots(store, [ch("A-MILL1", "lot_id", "L-00001", None, 9)], ctx, T0)
     row = lot(store, "L-00001")
-    assert row is not None and row.equipment_id is None
+    assert row is not None and row.equipment_id is None and row.status == "wip"
+    # through the last step of its route (the washer): complete
+    rep = register_lots(store, [ch("A-WASH1", "lot_id", None, "L-00001", 12),
+                                ch("A-WASH1", "lot_id", "L-00001", None, 15)], ctx, T0)
+    row = lot(store, "L-00001")
+    assert rep.completed == 1 and row is not None and row.status == "complete"
     with store.session() as s:
         edges = s.exec(select(LotGenealogy).where(LotGenealogy.child_lot_id == "L-00001")).all()
     assert [(e.batch_id, e.relation) for e in edges] == [("B-0001", "consume")]
