@@ -89,6 +89,9 @@ DISPOSITION_LABELS = {"use_as_is": "use as is — the lots ship unchanged",
                       "scrap": "scrap — the lots are destroyed",
                       "return_to_supplier": "return to supplier — the lots leave as scrap"}
 OPEN_WO_STATES = ("open", "scheduled", "in_progress")
+# bindings whose offer depends on the row, the role or the data (see check_action)
+OFFERED_ACTIONS = ("approve", "reject", "acknowledge", "shelve", "disposition",
+                   "complete_work_order")
 REASON_LABELS = {"false_alarm": "false alarm — the problem is not real",
                  "not_now": "not now — right action, wrong time",
                  "wrong_action": "wrong action — the problem is real, the fix is not",
@@ -172,6 +175,7 @@ class LooplineApp(App[None]):
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
         self._dirty = False
+        self._offered: tuple[object, ...] = ()
         self._unsubscribe = None
 
     # ------------------------------------------------------------ layout
@@ -277,7 +281,7 @@ class LooplineApp(App[None]):
         self.store_error = None
         self._show_tables()
         self._render_status()
-        self.refresh_bindings()
+        self._sync_bindings()
         if isinstance(self.screen, EquipmentScreen):
             self.screen.show(msg.snapshot)
 
@@ -463,7 +467,17 @@ class LooplineApp(App[None]):
 
     @on(DataTable.RowHighlighted)
     def _row_moved(self) -> None:
-        self.refresh_bindings()
+        self._sync_bindings()
+
+    def _sync_bindings(self) -> None:
+        """Redraw the footer only when what is offered changed: a refresh rebuilds every
+        footer key (styles included), which on each key press and each snapshot was the
+        largest cost on the UI thread."""
+        offered = (self.current_view, self.identity,
+                   *(self.check_action(a, ()) for a in OFFERED_ACTIONS))
+        if offered != self._offered:
+            self._offered = offered
+            self.refresh_bindings()
 
     # ------------------------------------------------------------ sign-in
 
@@ -486,7 +500,7 @@ class LooplineApp(App[None]):
     def _after_identity_change(self) -> None:
         self._render_status()
         self._render_title()
-        self.refresh_bindings()
+        self._sync_bindings()
         self.view_widget.focus()
 
     def needs_pin(self) -> bool:
@@ -705,7 +719,7 @@ class LooplineApp(App[None]):
             self._show_tables(name)
         self._render_title()
         self.view_widget.focus()
-        self.refresh_bindings()
+        self._sync_bindings()
 
     def action_command_mode(self) -> None:
         box = self.query_one("#command", Input)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, column, func, select, text
 
 from core.store.models import (
     Action,
@@ -240,20 +240,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             r.equipment_id: r
             for r in c.execute(select(tm).where(tm.c.is_key.is_(True)))
         }
-        st = _t(Sample)
-        spark: dict[str, tuple[float, ...]] = {}
-        for eq_id, tag in keys.items():
-            vals = c.execute(
-                select(st.c.value)
-                .where(st.c.tag_id == tag.id, st.c.quality == 0, st.c.value.is_not(None))
-                .order_by(st.c.ts.desc())
-                .limit(spark_points)
-            ).scalars().all()
-            spark[eq_id] = tuple(reversed([float(v) for v in vals]))
-        last_ts = {
-            eq_id: c.execute(select(func.max(st.c.ts)).where(st.c.tag_id == tag.id)).scalar()
-            for eq_id, tag in keys.items()
-        }
+        spark, last_ts = _key_signals(c, keys, spark_points)
 
         by_line: dict[str, list[EquipmentView]] = defaultdict(list)
         for e in eqs:
@@ -369,6 +356,33 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         "open_work_orders": len(wos),
     }
     return PlantSnapshot(site, line_views, orders, lots, holds, recs, alarms, wos, counts)
+
+
+def _key_signals(c: Any, keys: dict[str, Any], points: int
+                 ) -> tuple[dict[str, tuple[float, ...]], dict[str, datetime | None]]:
+    """Recent good values and the newest sample time of each key tag, in two statements
+    (one index seek per tag each). This runs every refresh beside a busy writer, and
+    building and compiling a statement per tag cost more Python (GIL held, the UI waits)
+    than SQLite spent on the seeks; plain SQL text compiles once."""
+    if not keys:
+        return {}, {}
+    st = _t(Sample)
+    tags = {tag.id: eq_id for eq_id, tag in keys.items()}
+    binds = {f"t{i}": tag_id for i, tag_id in enumerate(tags)}
+    recent_sql = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT tag_id, ts, value FROM {st.name} WHERE tag_id = :{b} "
+        "AND quality = 0 AND value IS NOT NULL ORDER BY ts DESC LIMIT :n)" for b in binds)
+    recent: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    stmt = text(recent_sql).columns(st.c.tag_id, st.c.ts, st.c.value)
+    for r in c.execute(stmt, {**binds, "n": points}):
+        recent[r.tag_id].append((r.ts, float(r.value)))
+    spark = {tags[t]: tuple(v for _, v in sorted(rows)) for t, rows in recent.items()}
+    newest_sql = "SELECT " + ", ".join(
+        f"(SELECT max(ts) FROM {st.name} WHERE tag_id = :{b}) AS {b}" for b in binds)
+    newest = c.execute(text(newest_sql).columns(*(column(b, st.c.ts.type) for b in binds)),
+                       binds).one()
+    last_ts = {tag_id: newest[i] for i, tag_id in enumerate(tags)}
+    return spark, {tags[t]: ts for t, ts in last_ts.items()}
 
 
 @dataclass(frozen=True)
