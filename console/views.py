@@ -151,7 +151,7 @@ VIEWS: dict[str, ViewSpec] = {
                  "Enter opens the equipment.",
                  (C("line", "Line", 4), C("id", "Equipment", 9), C("state", "State", 14),
                   C("reason", "Reason", 10), C("oee", "OEE", 4), C("a", "A", 4),
-                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 12),
+                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 13),
                   C("order", "Order", 8), C("lot", "Lot", 8), C("key", "Key signal", 20),
                   C("trend", "Trend", 16), C("name", "Name", 18)),
                  _line_rows, drill="equipment"),
