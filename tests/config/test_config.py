@@ -145,3 +145,18 @@ def test_schema_is_json_and_forbids_extras(capsys: pytest.CaptureFixture[str]) -
     schema = json.loads(capsys.readouterr().out)
     assert schema["additionalProperties"] is False
     assert "site" in schema["required"]
+
+
+def test_default_plant_ideal_cycles_are_not_slower_than_its_recipes(loaded_config) -> None:  # type: ignore[no-untyped-def]
+    """ISO 22400 performance = ideal time / run time: an ideal cycle slower than a recipe's
+    routing cycle would report performance above 100 %."""
+    import tomllib
+
+    master = tomllib.loads(loaded_config.master_data_path.read_text())
+    fastest: dict[str, float] = {}
+    for r in master["recipes"]:
+        for st in r["routing"]:
+            for eq in st["equipment"]:
+                fastest[eq] = min(fastest.get(eq, float("inf")), st["cycle_s"])
+    for _, eq in loaded_config.equipment():
+        assert eq.ideal_cycle_s <= fastest.get(eq.id, float("inf")), eq.id
