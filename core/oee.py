@@ -29,7 +29,9 @@ from core.production import PRODUCTION_COUNT, ensure_schema
 from core.store.db import Store, guard
 from core.store.models import Equipment, EquipmentStateInterval
 
-NOT_PLANNED = ("down_planned", "unknown")
+# not planned busy time (ISO 22400 PBT): planned maintenance, and idle — nothing was
+# scheduled to run (no order); starved and blocked stay losses of the line
+NOT_PLANNED = ("down_planned", "idle", "unknown")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class LotReport:
     created: int = 0
     moved: int = 0
     edges: int = 0
-    left: int = 0  # lots that left their machine (between machines or finished)
+    left: int = 0  # lots that left a machine (it stays their last known place)
     completed: int = 0  # lots that left the last step of their route
     unknown_orders: int = 0  # lots reported under an order the store does not know
 
@@ -98,11 +98,10 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
                 rep.moved += 1
         last_steps = _last_step_equipment(conn) if left else {}
         for lot_id, (eq, ts) in left.items():
-            # between machines, or finished: on no machine until one reports it again;
-            # leaving a machine of its route's last step, a WIP lot is complete
-            res = conn.execute(update(LOT).where(LOT.c.id == lot_id, LOT.c.equipment_id == eq)
-                               .values(equipment_id=None, updated_at=ts))
-            rep.left += res.rowcount or 0
+            # ``equipment_id`` stays the machine it was last on: a held lot waits in that
+            # machine's queue, and a release (a Modbus "release the lot held here") must
+            # go back there. Leaving a machine of its route's last step, it is complete.
+            rep.left += 1
             order = conn.execute(select(LOT.c.order_id, LOT.c.status).where(
                 LOT.c.id == lot_id)).first()
             if order is not None and order.status == "wip" and \

@@ -1,5 +1,5 @@
 """Lots the plant numbers itself become Lot rows under the order the machine reports,
-with their batch genealogy; they follow the machines and leave them; decisions stay."""
+with their batch genealogy; they follow the machines; decisions stay."""
 
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ def test_a_new_lot_is_registered_moved_and_leaves(store) -> None:  # type: ignor
                           ch("A-LATHE1", "lot_id", "L-00001", None, 5)], ctx, T0)
     row = lot(store, "L-00001")
     assert row is not None and row.equipment_id == "A-MILL1"
-    # then it leaves the mill: on no machine, still in work (grinder and washer to come)
+    # then it leaves the mill: still in work (grinder and washer to come), last seen there
     register_lots(store, [ch("A-MILL1", "lot_id", "L-00001", None, 9)], ctx, T0)
     row = lot(store, "L-00001")
-    assert row is not None and row.equipment_id is None and row.status == "wip"
+    assert row is not None and row.equipment_id == "A-MILL1" and row.status == "wip"
     # through the last step of its route (the washer): complete
     rep = register_lots(store, [ch("A-WASH1", "lot_id", None, "L-00001", 12),
                                 ch("A-WASH1", "lot_id", "L-00001", None, 15)], ctx, T0)
