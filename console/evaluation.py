@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,6 +142,60 @@ class Crew:
             if total and (scrap or 0) / total >= max(2 * base, 0.02):
                 return "scrap"
         return "use_as_is"
+
+
+ORDER_PERIOD_H = 48.0  # the default plant's order book, repeated every two days
+
+
+def prepare_plant(loaded: LoadedConfig, opts: EvalOptions) -> Path:
+    """A config for the evaluation whose order book lasts the whole run.
+
+    The default plant's master data holds about two days of orders; over a week the
+    lines would stand idle and the KPIs would measure an empty plant. The evaluation
+    repeats the order book every ``ORDER_PERIOD_H`` (new order ids, the same products,
+    quantities and due-date offsets) with fresh warehouse batches of every material,
+    writes that master data and a config pointing at it into the work folder. Both
+    arms and both twins read the same files.
+    """
+    import re
+    import tomllib
+
+    src = loaded.master_data_path.read_text(encoding="utf-8")
+    master = tomllib.loads(src)
+    repeats = max(0, math.ceil(opts.days * 24 / ORDER_PERIOD_H) - 1)
+    extra: list[str] = []
+    for k in range(1, repeats + 1):
+        shift = k * ORDER_PERIOD_H
+        for o in master.get("orders", []):
+            num = int(re.sub(r"\D", "", o["id"]) or 0)
+            oid = f"PO-{k}{num % 1000:03d}"
+            lines = [f'id = "{oid}"', f'product = "{o["product"]}"',
+                     f'quantity = {int(o["quantity"])}',
+                     f'release_h = {float(o["release_h"]) + shift:.1f}',
+                     f'due_h = {float(o["due_h"]) + shift:.1f}',
+                     f'priority = {int(o.get("priority", 3))}']
+            if o.get("customer"):
+                lines.append(f'customer = "{o["customer"]}"')
+            extra.append("[[orders]]\n" + "\n".join(lines) + "\n")
+        for b in master.get("batches", []):
+            num = int(re.sub(r"\D", "", b["id"]) or 0)
+            lines = [f'id = "B-{k}{num % 1000:03d}"', f'material = "{b["material"]}"',
+                     f'supplier = "{b.get("supplier", "")}"',
+                     f'quantity = {b["quantity"]}', 'location = "WH"']
+            extra.append("[[batches]]\n" + "\n".join(lines) + "\n")
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    master_path = opts.workdir / "master.toml"
+    master_path.write_text(src.rstrip() + "\n\n# repeated by loopline eval\n\n"
+                           + "\n".join(extra), encoding="utf-8")
+    cfg_text = loaded.path.read_text(encoding="utf-8")
+    cfg_text, n = re.subn(r'(?m)^master_data\s*=\s*".*"$',
+                          f'master_data = "{master_path.resolve()}"', cfg_text)
+    if n != 1:
+        cfg_text = f'master_data = "{master_path.resolve()}"\n' + cfg_text
+    cfg_path = opts.workdir / "config.toml"
+    cfg_path.write_text(cfg_text, encoding="utf-8")
+    load_config(cfg_path)  # fail here, clearly, rather than in a twin
+    return cfg_path
 
 
 async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
@@ -266,8 +321,9 @@ def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
 
 
 async def evaluate(loaded: LoadedConfig, opts: EvalOptions, log: Any = None) -> dict[str, Any]:
-    off = await run_arm(loaded, opts, loop_on=False, log=log)
-    on = await run_arm(loaded, opts, loop_on=True, log=log)
+    plant = load_config(prepare_plant(loaded, opts))
+    off = await run_arm(plant, opts, loop_on=False, log=log)
+    on = await run_arm(plant, opts, loop_on=True, log=log)
     res = compare(off, on)
     res["options"] = {"days": opts.days, "seed": opts.seed, "speed": opts.speed,
                       "start": opts.start.isoformat(), "inject": opts.inject,
