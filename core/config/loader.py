@@ -176,7 +176,7 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
     lines_by_key = key_lines(text)
     msgs = []
     for e in err.errors(include_url=False)[:8]:
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+        loc = _without_union_tags(tuple(e["loc"]))
         keypath = _fmt_loc(loc)
         line = _find_line(lines_by_key, loc)
         where = f"{path}:{line}" if line else f"{path}"
@@ -199,6 +199,17 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
 
 
 _UNION_TAGS = {"opcua", "modbus"}
+
+
+def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's discriminator step (``drivers.opcua.opcua.x`` → ``drivers.opcua.x``)
+    but keep a driver *named* like a kind: only a tag right after a drivers key goes."""
+    out: list[Any] = []
+    for i, x in enumerate(loc):
+        if isinstance(x, str) and x in _UNION_TAGS and i >= 2 and loc[i - 2] == "drivers":
+            continue
+        out.append(x)
+    return tuple(out)
 
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:

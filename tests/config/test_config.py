@@ -160,3 +160,17 @@ def test_default_plant_ideal_cycles_are_not_slower_than_its_recipes(loaded_confi
                 fastest[eq] = min(fastest.get(eq, float("inf")), st["cycle_s"])
     for _, eq in loaded_config.equipment():
         assert eq.ideal_cycle_s <= fastest.get(eq.id, float("inf")), eq.id
+
+
+def test_errors_inside_a_driver_name_the_driver_and_the_line(tmp_path: Path) -> None:
+    p = _mutate(tmp_path, "publishing_interval_ms = 250",
+                "publishing_interval_ms = 250\npublish_msec = 100")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    msg = str(ei.value)
+    assert "'drivers.opcua.publish_msec'" in msg
+    assert f"plant.toml:{_line_of(p, 'publish_msec')}:" in msg
+    p = _mutate(tmp_path, "port = 5020", 'port = "five"')
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert "drivers.modbus.port" in str(ei.value) and "'five'" in str(ei.value)
