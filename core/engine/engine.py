@@ -8,6 +8,7 @@ killed one stopped (``executor.recover()`` first).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from core import audit
 from core.auth import Authenticator, AuthError, SigningSession
 from core.clock import Clock
 from core.config.schema import Config
+from core.engine.analyze import analyze
 from core.engine.decide import Approval, Decider, DecisionError
 from core.engine.detection import DetectionLike
 from core.engine.events import EventBus
@@ -25,7 +27,12 @@ from core.engine.executors.quality import DISPOSITIONS
 from core.engine.learn import Learner, Measured, track_record
 from core.engine.outbox import Executed, Executor
 from core.engine.recommend import Recommender, Submitted, request
-from core.engine.rules import Replanner, scheduler_replanner
+from core.engine.rules import (
+    Replanner,
+    decision_class_for,
+    scheduler_replanner,
+    suspected_batch,
+)
 from core.store.db import Store, guard
 from core.store.models import Action, Hold, WorkOrder
 
@@ -55,12 +62,38 @@ class Engine:
         """Recommend, then decide by policy: ``policy`` approves what the class's autonomy
         marks ``auto``; ``auto`` approves every recommendation (a headless run that
         stands in for its people); ``never`` leaves everything to people."""
+        res = self._submit(det, approve)
+        batch = self._batch_problem(det)
+        if batch is not None:  # the batch's lots want a hold besides the machine's fix
+            self._submit(batch, approve)
+        return res
+
+    def _submit(self, det: DetectionLike, approve: str) -> Submitted:
         res = self.recommender.submit(det)
         if res.recommendation_id and res.outcome in ("created", "merged", "superseded") \
                 and approve != "never":
             res.action_id = self.decider.auto_approve(res.recommendation_id,
                                                       force=approve == "auto")
         return res
+
+    def _batch_problem(self, det: DetectionLike) -> DetectionLike | None:
+        """An SPC shift that follows a material batch becomes a problem of its own: hold
+        that batch's lots (and what was made from them), one recommendation per batch."""
+        if det.kind != "spc" or det.cleared or decision_class_for(det) != "setpoint":
+            return None
+        try:
+            suspect = suspected_batch(self.store, det, analyze(self.store, det))
+        except Exception:  # evidence is optional: never let it stop the main path
+            return None
+        if suspect is None or not dataclasses.is_dataclass(det):
+            return None
+        ev = {**det.evidence, "action": "lot_hold", "suspected_batch": suspect}
+        return dataclasses.replace(  # type: ignore[type-var]
+            det, problem_key=f"batch:{suspect['batch_id']}:{det.evidence.get('characteristic')}",
+            evidence=ev, id="",
+            summary=f"batch {suspect['batch_id']} suspected: {suspect['units']} units made "
+                    f"from it on {det.equipment_id} run {suspect['offset']:+.3g} off target, "
+                    f"other batches {suspect['other_offset']:+.3g}")
 
     def approve(self, rec_id: str, *, session: SigningSession | None = None,
                 user_id: str | None = None, pin: str | None = None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from core.clock import ensure_utc, parse_utc
@@ -30,6 +31,7 @@ from core.store.models import (
     LotGenealogy,
     MaintenanceWindow,
     QualityCharacteristic,
+    QualityMeasurement,
     RecipeSetpoint,
     Stock,
     StockLocation,
@@ -430,6 +432,45 @@ def propose(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | Non
     if prop is None and cls == "setpoint" and det.kind == "spc":
         return rule_lot_hold(rc, det, an)  # the mean moved and no setpoint can bring it back
     return prop
+
+
+def suspected_batch(store: Store, det: DetectionLike, an: Analysis,
+                    min_points: int = 12) -> dict[str, Any] | None:
+    """Does a quality shift follow a material batch? Units made from the detection's
+    batch on this machine sit off target while units from other batches do not: the
+    batch, not the process, is the cause, and its lots (downstream too) want a hold
+    even when a setpoint can re-centre the machine.
+    """
+    ev, vals = evidence_of(det), values_of(det)
+    batch, eq = an.context.get("batch_id"), an.context.get("equipment_id")
+    char = ev.get("characteristic")
+    sigma = vals.get("sigma")
+    if det.kind != "spc" or not batch or not eq or not isinstance(char, str) or \
+            not isinstance(sigma, (int, float)) or sigma <= 0:
+        return None
+    qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
+    gen = LotGenealogy.__table__  # type: ignore[attr-defined]
+    with guard(store), store.engine.connect() as conn:
+        ch = conn.execute(sa_select(QualityCharacteristic.__table__.c.target).where(  # type: ignore[attr-defined]
+            QualityCharacteristic.__table__.c.id == char)).first()  # type: ignore[attr-defined]
+        rows = conn.execute(
+            sa_select(qm.c.value, gen.c.batch_id).join(gen, gen.c.child_lot_id == qm.c.lot_id)
+            .where(qm.c.equipment_id == eq, qm.c.characteristic_id == char,
+                   gen.c.relation == "consume")
+            .order_by(qm.c.ts.desc()).limit(400)).all()
+    if ch is None:
+        return None
+    mine = [r.value for r in rows if r.batch_id == batch]
+    other = [r.value for r in rows if r.batch_id != batch]
+    if len(mine) < min_points or len(other) < min_points:
+        return None
+    off_mine = sum(mine) / len(mine) - ch.target
+    off_other = sum(other) / len(other) - ch.target
+    if abs(off_mine) < 1.0 * sigma or abs(off_other) > 0.5 * sigma or \
+            abs(off_mine) < 2 * abs(off_other):
+        return None
+    return {"batch_id": batch, "offset": round(off_mine, 6), "other_offset": round(off_other, 6),
+            "units": len(mine), "other_units": len(other), "sigma": sigma}
 
 
 def _rule_number(rule: Any) -> int | None:

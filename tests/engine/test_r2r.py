@@ -106,3 +106,41 @@ def test_learning_moves_the_effect_halfway_and_refuses_the_wrong_sign(store) -> 
     assert r2r.effects(store, "R-SH20", "lathe")["feed_sp"] == (0.4, "learned")
     # one wild window cannot push it beyond 4× the engineers' figure
     assert r2r.learn_effect(store, "R-SH20", "lathe", "feed_sp", 50.0) == 1.2
+
+
+def test_a_shift_that_follows_a_batch_also_holds_the_batch_lots(store, loaded_config,
+                                                                frozen_clock) -> None:
+    """Bad batch: units from B-0001 run off target on the lathe, units from B-0002 do not.
+    The machine gets its correction, and B-0001's lots (L-00101, and L-00103 made from the
+    same batch) a hold of their own; L-00102 (B-0002) is left alone."""
+    import json
+
+    from core.store.models import LotGenealogy, QualityMeasurement
+
+    frozen_clock.set(T0)
+    with store.session() as s:
+        for lot_id, batch in (("L-00101", "B-0001"), ("L-00103", "B-0001"),
+                              ("L-00102", "B-0002")):
+            s.add(LotGenealogy(child_lot_id=lot_id, batch_id=batch, relation="consume",
+                               quantity=100, ts=T0 - timedelta(hours=2)))
+        for i in range(15):
+            for lot_id, value in (("L-00102", 20.0 + (i % 3 - 1) * 0.002),
+                                  ("L-00101", 20.006 + (i % 3 - 1) * 0.002)):
+                s.add(QualityMeasurement(lot_id=lot_id, equipment_id="A-LATHE1",
+                                         characteristic_id="P-SH20.diameter", value=value,
+                                         lsl=19.95, usl=20.05, in_spec=True,
+                                         ts=T0 - timedelta(minutes=60 - i)))
+        s.commit()
+    eng = make_engine(store, loaded_config, frozen_clock)
+    eng.on_detection(spc_shift([20.006, 20.007, 20.005, 20.006, 20.006, 20.007, 20.005,
+                                20.006, 20.006], sigma=0.003))
+    by_class = {r.decision_class: r for r in recs(store)}
+    assert set(by_class) == {"setpoint", "lot_hold"}
+    hold = by_class["lot_hold"]
+    assert hold.problem_key == "batch:B-0001:P-SH20.diameter"
+    lots = json.loads(hold.params)["lots"]
+    assert "L-00101" in lots and "L-00103" in lots and "L-00102" not in lots
+    assert "B-0001" in json.loads(hold.evidence)["detection"]["summary"]
+    # the same evidence again merges into the two open recommendations
+    eng.on_detection(spc_shift([20.006] * 9, sigma=0.003))
+    assert len(recs(store)) == 2
