@@ -7,7 +7,7 @@ tables. Open intervals (the current state) end at the requested ``end``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,7 @@ class StoreSource:
                         WorkOrder.completed_at <= end))  # type: ignore[operator]
             prevented = {(r.equipment_id, r.fault_mode or r.kind, r.completed_at)
                          for r in s.exec(p)}
-        return Events(_frame(states, contract.STATES_SCHEMA),
-                      _frame(maint, contract.MAINTENANCE_SCHEMA),
-                      _frame(sorted(prevented, key=lambda r: r[2]),
-                             contract.MAINTENANCE_SCHEMA)).conformed()
+        return events_from_rows(states, maint, prevented)
 
     def quality(self, start: datetime | None, end: datetime) -> pl.DataFrame | None:
         with self.store.session() as s:
@@ -82,18 +79,42 @@ class StoreSource:
                 q = q.where(QualityMeasurement.ts > start)
             rows = [(r.lot_id, r.characteristic_id, r.ts, not r.in_spec, r.value)
                     for r in s.exec(q)]
-        if not rows:
-            return None
-        f = pl.DataFrame(rows, schema={"lot_id": pl.String, "characteristic": pl.String,
-                                       "ts": contract.TS, "scrap": pl.Boolean,
-                                       "value": pl.Float64}, orient="row")
-        key = self.characteristic or f["characteristic"].mode().sort().first()
-        # Scrap if any characteristic is out of spec; the value is the key characteristic's.
-        scrap = f.group_by("lot_id").agg(pl.col("scrap").any())
-        val = f.filter(pl.col("characteristic") == key).group_by("lot_id").agg(
-            pl.col("ts").max(), pl.col("value").mean())
-        return scrap.join(val, on="lot_id", how="left").select(
-            "lot_id", "ts", "scrap", "value")
+        return lot_quality(rows, self.characteristic)
+
+
+MEASUREMENT_SCHEMA: dict[str, pl.DataType] = {
+    "lot_id": pl.String(), "characteristic": pl.String(), "ts": contract.TS,
+    "scrap": pl.Boolean(), "value": pl.Float64()}
+
+
+def lot_quality(rows: list[tuple[Any, ...]], characteristic: str | None = None
+                ) -> pl.DataFrame | None:
+    """Quality measurements (lot, characteristic, ts, out of spec, value) -> one row per lot.
+
+    Shared with the twin-data generator (bench/ml_twin.py) so twin frames are built by
+    the same rule as the store's: scrap if any characteristic is out of spec; the value
+    is the key characteristic's (``characteristic``, else the most measured one).
+    """
+    if not rows:
+        return None
+    f = pl.DataFrame(rows, schema=MEASUREMENT_SCHEMA, orient="row")
+    key = characteristic or f["characteristic"].mode().sort().first()
+    scrap = f.group_by("lot_id").agg(pl.col("scrap").any())
+    val = f.filter(pl.col("characteristic") == key).group_by("lot_id").agg(
+        pl.col("ts").max(), pl.col("value").mean())
+    return scrap.join(val, on="lot_id", how="left").select("lot_id", "ts", "scrap", "value")
+
+
+def events_from_rows(states: list[tuple[Any, ...]], maintenance: list[tuple[Any, ...]],
+                     prevented: Iterable[tuple[Any, ...]] = ()) -> Events:
+    """Row tuples -> the contract's Events: (equipment, state, reason, start, end),
+    (equipment, fault, completed) and prevented failures (equipment, fault, ts).
+
+    Shared with the twin-data generator so its events are the frames the store gives."""
+    return Events(_frame(states, contract.STATES_SCHEMA),
+                  _frame(maintenance, contract.MAINTENANCE_SCHEMA),
+                  _frame(sorted(prevented, key=lambda r: r[2]),
+                         contract.MAINTENANCE_SCHEMA)).conformed()
 
 
 def _frame(rows: list[tuple[Any, ...]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
