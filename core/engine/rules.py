@@ -429,9 +429,28 @@ def propose(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | Non
     cls = decision_class_for(det)
     rule = RULES.get(cls) if cls else None
     prop = rule(rc, det, an) if rule else None
-    if prop is None and cls == "setpoint" and det.kind == "spc":
-        return rule_lot_hold(rc, det, an)  # the mean moved and no setpoint can bring it back
+    if prop is None and cls == "setpoint" and det.kind == "spc" and \
+            _making_nonconforming(rc, det):
+        return rule_lot_hold(rc, det, an)  # it moved, makes bad units, no setpoint helps
     return prop
+
+
+def _making_nonconforming(rc: RuleContext, det: DetectionLike) -> bool:
+    """A shift no setpoint can correct is worth stopping product for only when it makes
+    units outside the spec (a machine that measures every unit scraps those already; a
+    lot is held because more of the same may follow). Evidence without points is taken
+    as such (a person or another system sent it)."""
+    ev = evidence_of(det)
+    pts = [p[1] for p in ev.get("points", []) if isinstance(p, (list, tuple)) and len(p) == 2
+           and isinstance(p[1], (int, float))]
+    char = ev.get("characteristic")
+    if not pts or not isinstance(char, str):
+        return True
+    with guard(rc.store), rc.store.session() as s:
+        ch = s.get(QualityCharacteristic, char)
+    if ch is None:
+        return True
+    return sum(1 for v in pts if not ch.lsl <= v <= ch.usl) >= 2
 
 
 def suspected_batch(store: Store, det: DetectionLike, an: Analysis,

@@ -87,12 +87,17 @@ def test_rules_4_to_8_alone_recommend_nothing(store, loaded_config, frozen_clock
     assert recs(store) == []
 
 
-def test_a_shift_no_setpoint_can_correct_falls_back_to_a_hold(store, loaded_config,
-                                                              frozen_clock) -> None:
+def test_a_shift_no_setpoint_can_correct_holds_only_when_it_makes_bad_units(
+        store, loaded_config, frozen_clock) -> None:
     frozen_clock.set(T0)
+    with store.begin() as conn:  # nobody knows what the lathe's setpoints do
+        conn.exec_driver_sql("DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
     eng = make_engine(store, loaded_config, frozen_clock)
-    # +0.2 mm: even the largest allowed feed move (0.025 × 0.3 = 0.0075 mm) cannot bring it
-    res = eng.on_detection(spc_shift([20.2] * 9))
+    # +0.015 mm, inside the spec (20 ± 0.025): no correction, nothing out of spec: alarm only
+    res = eng.on_detection(spc_shift([20.015] * 9, key="spc:A-LATHE1:inspec"))
+    assert res.outcome == "ignored" and recs(store) == []
+    # +0.03 mm: the units are out of spec and no setpoint can bring it back: hold the lot
+    res = eng.on_detection(spc_shift([20.03] * 9))
     assert res.outcome == "created"
     [rec] = recs(store)
     assert rec.decision_class == "lot_hold"
