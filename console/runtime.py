@@ -120,6 +120,7 @@ class Runtime:
         self.fatal: str | None = None  # why the runtime had to stop, if it had to
         self._stop_event: asyncio.Event | None = None
         self._lock_file: Any = None
+        self._learn_speed = False
 
     # ------------------------------------------------------------ life cycle
 
@@ -133,7 +134,13 @@ class Runtime:
         spawn = sim.enabled if self.opts.spawn_twin is None else self.opts.spawn_twin
         if spawn:
             await self._start_twin()
-        elif self.opts.speed or self.opts.inject or self.opts.seed is not None:
+        elif self._clock_tags:
+            # a plant that publishes its clock (another process's twin, a line PC): follow
+            # it, learning its speed from successive readings, so windows and expiries run
+            # in plant time
+            self.clock = TwinClock(WallClock().now(), 1.0)
+            self._learn_speed = True
+        if not spawn and (self.opts.speed or self.opts.inject or self.opts.seed is not None):
             self._publish(RuntimeEvent(self.clock.now(), "--speed/--seed/--inject apply to the "
                                        "plant twin, which is not started", event="warning",
                                        level="warning"))
@@ -306,7 +313,7 @@ class Runtime:
         for s in samples:
             if s.tag_id in self._clock_tags and isinstance(s.value, str) and s.value:
                 with contextlib.suppress(ValueError):
-                    self.clock.sync(parse_utc(s.value))
+                    self.clock.sync(parse_utc(s.value), learn_speed=self._learn_speed)
 
     def _build_detection(self) -> None:
         from core.detect.spc import characteristics_from_store

@@ -57,17 +57,29 @@ class TwinClock:
         self._lock = threading.Lock()
         self._anchor_plant = ensure_utc(start)
         self._anchor_mono = time.monotonic()
+        self._last_sync: tuple[datetime, float] | None = None
 
     def now(self) -> datetime:
         with self._lock:
             elapsed = time.monotonic() - self._anchor_mono
             return self._anchor_plant + timedelta(seconds=elapsed * self.speed)
 
-    def sync(self, plant_now: datetime) -> None:
-        """Re-anchor on a clock reading from the twin."""
+    def sync(self, plant_now: datetime, *, learn_speed: bool = False) -> None:
+        """Re-anchor on a clock reading from the twin. ``learn_speed``: the speed is not
+        known (a twin someone else started): take it from successive readings."""
         with self._lock:
-            self._anchor_plant = ensure_utc(plant_now)
-            self._anchor_mono = time.monotonic()
+            now_mono = time.monotonic()
+            plant_now = ensure_utc(plant_now)
+            if learn_speed and self._last_sync is not None:
+                d_wall = now_mono - self._last_sync[1]
+                d_plant = (plant_now - self._last_sync[0]).total_seconds()
+                if d_wall >= 0.5 and d_plant > 0:
+                    self.speed = min(max(d_plant / d_wall, 0.1), 10_000.0)
+                    self._last_sync = (plant_now, now_mono)
+            elif learn_speed:
+                self._last_sync = (plant_now, now_mono)
+            self._anchor_plant = plant_now
+            self._anchor_mono = now_mono
 
     def wall_seconds(self, plant_seconds: float) -> float:
         return plant_seconds / self.speed
