@@ -62,7 +62,7 @@ class Engine:
         """Recommend, then decide by policy: ``policy`` approves what the class's autonomy
         marks ``auto``; ``auto`` approves every recommendation (a headless run that
         stands in for its people); ``never`` leaves everything to people."""
-        res = self._submit(det, approve)
+        res = self._submit(self._machine_problem(det), approve)
         batch = self._batch_problem(det)
         if batch is not None:  # the batch's lots want a hold besides the machine's fix
             self._submit(batch, approve)
@@ -75,6 +75,17 @@ class Engine:
             res.action_id = self.decider.auto_approve(res.recommendation_id,
                                                       force=approve == "auto")
         return res
+
+    @staticmethod
+    def _machine_problem(det: DetectionLike) -> DetectionLike:
+        """A run (rule 2) and a trend (rule 3) on one chart are one problem of the machine:
+        one open correction for its characteristic, not two that contradict each other."""
+        char = det.evidence.get("characteristic")
+        if det.kind != "spc" or det.cleared or decision_class_for(det) != "setpoint" or \
+                not det.equipment_id or not char or not dataclasses.is_dataclass(det):
+            return det
+        return dataclasses.replace(  # type: ignore[type-var]
+            det, problem_key=f"r2r:{det.equipment_id}:{char}", id="")
 
     def _batch_problem(self, det: DetectionLike) -> DetectionLike | None:
         """An SPC shift that follows a material batch becomes a problem of its own: hold

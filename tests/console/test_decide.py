@@ -278,3 +278,12 @@ async def test_alarms_read_only_without_manager(make_app: MakeApp) -> None:
         assert "read-only" in str(app.query_one("#view-title").render())
         assert app.check_action("acknowledge", ()) is False
         assert app.check_action("shelve", ()) is False
+
+
+async def test_sign_in_tab_moves_from_user_to_pin(make_app: MakeApp) -> None:
+    app = make_app(sign_in_at_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press(*"sam", "tab", *"2222", "enter")
+        await _ready(app, pilot)
+        assert app.identity is not None and app.identity.user_id == "sam"

@@ -149,3 +149,15 @@ def test_a_shift_that_follows_a_batch_also_holds_the_batch_lots(store, loaded_co
     # the same evidence again merges into the two open recommendations
     eng.on_detection(spc_shift([20.006] * 9, sigma=0.003))
     assert len(recs(store)) == 2
+
+
+def test_a_run_and_a_trend_on_one_chart_make_one_correction(store, loaded_config,
+                                                            frozen_clock) -> None:
+    frozen_clock.set(T0)
+    eng = make_engine(store, loaded_config, frozen_clock)
+    pts = [20.006, 20.007, 20.004, 20.005, 20.008, 20.006, 20.005, 20.007, 20.006]
+    first = eng.on_detection(spc_shift(pts, rule=2))
+    second = eng.on_detection(spc_shift(pts, rule=3, key="spc:A-LATHE1:rule3"))
+    assert first.outcome == "created" and second.outcome == "merged"
+    [rec] = recs(store)
+    assert rec.problem_key == "r2r:A-LATHE1:P-SH20.diameter"
