@@ -3,6 +3,9 @@
 Per equipment (``equipment_features``): for each signal and trailing window, the mean,
 std, slope per hour, RMS, max, number of good samples and the mean change against the
 same recipe's baseline, plus hours and (estimated) cycles since the last maintenance.
+The change statistics ``dmean``/``drms``/``dmax`` compare the window with the machine's
+own normal: the median of its ``every``-bucket means (bucket maxima for ``dmax``) over
+``spec.base`` before the longest window, past data only (``FeatureSpec.lookback``).
 Per lot (``lot_features``): process aggregates joined with recipe, batch, shift and
 operator. Only Good samples enter any feature; a window with too little good data is
 flagged in ``<signal>__low_<window>`` / ``low_data`` and left null, never filled.
@@ -24,7 +27,10 @@ from ml.contract import GOOD, Events
 
 DEFAULT_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current", "zone_temp", "pressure",
                    "flow", "cycle_time")
-STATS = ("mean", "std", "slope", "rms", "max", "dbase", "n")
+STATS = ("mean", "std", "slope", "rms", "max", "dbase", "dmean", "drms", "dmax", "n")
+# Absolute levels: they say which machine it is as much as how it is doing. The failure
+# and RUL models use the change statistics instead (d*: vs the machine's own normal).
+LEVEL_STATS = ("mean", "rms", "max")
 LOT_STATS = ("mean", "std", "min", "max")
 LOT_CONTEXT = ("recipe_id", "batch_id", "shift_id", "operator_id", "equipment_id", "line_id")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,22 +62,31 @@ class FeatureSpec:
     every: str = "15m"
     windows: tuple[str, ...] = ("1h", "6h")
     min_good_frac: float = 0.5  # of the samples the tag's cadence would give in the window
+    # The machine's own normal: median of its `every`-bucket means over this long window,
+    # ending where the longest feature window starts (so the change itself is not in it).
+    base: str = "12h"
 
     def __post_init__(self) -> None:
         ev = duration(self.every)
-        for w in self.windows:
+        for w in (*self.windows, self.base):
             if duration(w) % ev:
                 raise ValueError(f"window {w} is not a multiple of every={self.every}")
 
+    def lookback(self) -> timedelta:
+        """History that the features of one window end need: longest window plus base."""
+        return max(duration(w) for w in self.windows) + duration(self.base)
+
     def as_dict(self) -> dict[str, object]:
         return {"signals": list(self.signals), "every": self.every,
-                "windows": list(self.windows), "min_good_frac": self.min_good_frac}
+                "windows": list(self.windows), "min_good_frac": self.min_good_frac,
+                "base": self.base}
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> FeatureSpec:
         return cls(signals=tuple(d["signals"]), every=str(d["every"]),  # type: ignore[arg-type]
                    windows=tuple(d["windows"]),  # type: ignore[arg-type]
-                   min_good_frac=float(d["min_good_frac"]))  # type: ignore[arg-type]
+                   min_good_frac=float(d["min_good_frac"]),  # type: ignore[arg-type]
+                   base=str(d.get("base", "12h")))
 
 
 def good_samples(history: pl.DataFrame, signals: tuple[str, ...] | None = None) -> pl.DataFrame:
@@ -118,8 +133,9 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             raise ValueError("history is empty")
         as_of = last - (last - EPOCH) % every  # type: ignore[operator]
     longest = max(periods)
+    lookback = spec.lookback()
     if latest:
-        history = history.filter((pl.col("ts") > as_of - longest) & (pl.col("ts") <= as_of))
+        history = history.filter((pl.col("ts") > as_of - lookback) & (pl.col("ts") <= as_of))
     offset = (as_of - EPOCH) % every
     cad = _cadence(history)
     g = good_samples(history, spec.signals)
@@ -151,7 +167,7 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     tmin = history["ts"].min()
     n_b = int((as_of - tmin) // every) if tmin is not None and tmin < as_of else 0
     if latest:
-        n_b = min(n_b, int(longest // every) - 1)
+        n_b = min(n_b, int(lookback // every) - 1)
     labels = pl.DataFrame({"ts": pl.datetime_range(as_of - n_b * every, as_of, every,
                                                    time_unit="us", time_zone="UTC",
                                                    eager=True)})
@@ -163,11 +179,14 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             .with_columns([pl.col(c).fill_null(0.0) for c in sums])
             .sort("equipment_id", "signal", "ts"))
     key = ["equipment_id", "signal"]
+    kb, lag = int(duration(spec.base) // every), int(longest // every)
+    own = [_own_normal(grid, "sx", labels.height, kb, lag),
+           _own_normal(grid, "mx", labels.height, kb, lag)]
     longs = []
     for w, period in zip(spec.windows, periods, strict=True):
         k = int(period // every)
         r = grid.select("equipment_id", "signal", "ts").with_columns(
-            _rolling(grid, sums, k, labels.height))
+            [*_rolling(grid, sums, k, labels.height), *own])
         n = pl.col("n")
         den = n * pl.col("stt") - pl.col("st") ** 2
         var = (pl.col("sxx") - pl.col("sx") ** 2 / n) / (n - 1)
@@ -179,6 +198,10 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             pl.when(n > 0).then((pl.col("sxx") / n).sqrt()).alias("rms"),
             pl.when(n > 0).then(pl.col("mx")).alias("max"),
             pl.when(pl.col("nd") > 0).then(pl.col("sd") / pl.col("nd")).alias("dbase"),
+        ).with_columns(
+            (pl.col("mean") - pl.col("own")).alias("dmean"),
+            (pl.col("rms") - pl.col("own").abs()).alias("drms"),
+            (pl.col("max") - pl.col("own_mx")).alias("dmax"),
         ).join(cad, on=key, how="left").with_columns(
             (n < spec.min_good_frac * period.total_seconds() / pl.col("cadence_s"))
             .fill_null(True).cast(pl.Float64).alias("low"))
@@ -230,6 +253,33 @@ def _rolling(grid: pl.DataFrame, sums: list[str], k: int, length: int) -> list[p
     win = view(pad, k, axis=1).max(axis=2)
     out.append(pl.Series("mx", win.ravel()).replace(-np.inf, None))
     return out
+
+
+def _own_normal(grid: pl.DataFrame, col: str, length: int, kb: int, lag: int) -> pl.Series:
+    """Each machine's own normal per signal, causally: the median of its bucket means
+    (``sx``) or bucket maxima (``mx``) over the ``kb`` buckets that end ``lag`` buckets
+    before each window end.
+
+    Null until a quarter of those buckets had good data. Past data only, so training
+    on a long history and scoring on ``FeatureSpec.lookback`` give the same values.
+    """
+    g = grid.height // length if length else 0
+    n = grid["n"].to_numpy().reshape(g, length)
+    if col == "sx":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(n > 0, grid["sx"].to_numpy().reshape(g, length) / n, np.nan)
+    else:
+        means = grid[col].cast(pl.Float64).fill_null(np.nan).to_numpy().reshape(g, length)
+    pad = np.concatenate([np.full((g, lag + kb - 1), np.nan), means], axis=1)
+    out = np.full((g, length), np.nan)
+    step = max(1, 4_000_000 // max(1, length * kb))  # bounded memory for 1,000s of machines
+    view = np.lib.stride_tricks.sliding_window_view
+    for i in range(0, g, step):
+        win = view(pad[i:i + step], kb, axis=1)[:, :length]
+        ok = np.isfinite(win).sum(axis=2) >= max(1, kb // 4)
+        if ok.any():
+            out[i:i + step][ok] = np.nanmedian(win[ok], axis=1)
+    return pl.Series("own" if col == "sx" else f"own_{col}", out.ravel()).fill_nan(None)
 
 
 def _complete_columns(wide: pl.DataFrame, spec: FeatureSpec, history: pl.DataFrame

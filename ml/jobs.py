@@ -31,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from core.config.schema import MlJob
 from ml import drift, explain, models
 from ml.contract import Events
-from ml.features import FeatureSpec, duration
+from ml.features import FeatureSpec
 from ml.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ def spec_for(job: MlJob) -> FeatureSpec:
     """Feature windows from the job's window_min: the window and six times it."""
     w = int(job.window_min)
     every = "15m" if w % 15 == 0 else f"{w}m"
-    return FeatureSpec(every=every, windows=(f"{w}m", f"{6 * w}m"))
+    ev = 15 if w % 15 == 0 else w
+    base = -(-12 * 60 // ev) * ev  # the machine's own normal: 12 h, rounded up to `every`
+    return FeatureSpec(every=every, windows=(f"{w}m", f"{6 * w}m"), base=f"{base}m")
 
 
 def train_and_register(models_dir: str, job: MlJob, history: pl.DataFrame, events: Events,
@@ -182,7 +184,7 @@ class MlJobs:
         if model.grain == "lot":
             start = now - timedelta(days=1)
         else:
-            start = now - max(duration(w) for w in model.spec.windows)  # type: ignore[union-attr]
+            start = now - model.spec.lookback()  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         scores = await loop.run_in_executor(None, self._score_sync, model, start, now)
         self.last_scores[name] = scores

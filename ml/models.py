@@ -21,6 +21,7 @@ import xgboost as xgb
 from ml import contract, drift
 from ml.contract import Events
 from ml.features import (
+    LEVEL_STATS,
     LOT_CONTEXT,
     FeatureSpec,
     equipment_features,
@@ -189,8 +190,18 @@ def label_failures(feats: pl.DataFrame, events: Events, horizon_h: float,
         "equipment_id", "ts")
 
 
-def equipment_inputs(feats: pl.DataFrame) -> list[str]:
+def equipment_inputs(feats: pl.DataFrame, kind: str = "anomaly") -> list[str]:
+    """Model inputs of an equipment model. Failure and RUL see change, not identity.
+
+    Absolute levels (mean, RMS, max of a signal) tell the model which machine it is
+    looking at; with a handful of failures to learn from it then learns 'this machine
+    fails' instead of 'this machine has changed'. Those models get the same statistics
+    relative to the machine's own normal (d*) instead; anomaly keeps the levels.
+    """
     names = sorted(signal_features(feats)) + [f"ctx__{c}" for c in EQUIPMENT_CATEGORIES]
+    if kind in ("failure", "rul"):
+        level = tuple(f"__{st}_" for st in LEVEL_STATS)
+        names = [c for c in names if not any(t in c for t in level)]
     return list(dict.fromkeys(names))
 
 
@@ -222,7 +233,7 @@ def train_equipment(kind: str, history: pl.DataFrame, events: Events, *, name: s
     lab = lab.filter(pl.col(target).is_not_null())
     if kind == "failure" and lab.filter(pl.col(target) == 1.0).height == 0:
         raise TrainingError("no unplanned downs in the history: no failure labels")
-    names = equipment_inputs(feats)
+    names = equipment_inputs(feats, kind)
     tr, ho, cut = time_split(lab, "ts", holdout)
     p = _params(kind, seed, params)
     if kind == "failure":

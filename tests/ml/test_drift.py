@@ -43,5 +43,6 @@ def test_model_reference_flags_a_shifted_plant(plant: synthetic.SyntheticPlant,
         .otherwise(pl.col("value")).alias("value"))
     g = models.features_for(failure_model, hot, plant.events, latest=False)
     moved = drift.drifted(failure_model.reference, g)
-    assert "zone_temp__mean_1h" in moved
+    # the failure model sees change, not levels: the recipe-baseline change carries the shift
+    assert "zone_temp__dbase_1h" in moved
     assert not any(m.startswith("cycle_time__") for m in moved)

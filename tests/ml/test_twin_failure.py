@@ -59,10 +59,6 @@ def test_twin_frames_are_the_store_contract(twin: TwinData) -> None:
     assert twin.quality is not None and twin.quality["scrap"].n_unique() == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue 6): with ten twin failures to learn from, the model keys on absolute "
-    "levels (bearing_temp/vibration max) and scores healthy A-MILL1 ~0.99; it needs "
-    "features relative to each machine's own normal"))
 @pytest.mark.parametrize("hours_before", [4.0, 2.0])
 def test_failure_model_ranks_the_faulty_equipment_above_the_healthy(
         twin: TwinData, model: models.Model, hours_before: float) -> None:
