@@ -8,6 +8,7 @@ Threads and what runs where:
   upkeep timer (ingest upkeep runs in ``to_thread``);
 - ``loopline-detect``: detection, alarms and the engine's recommend/decide steps
   (store writes), fed by a bounded queue that counts what it drops;
+- ``loopline-plan``: re-plans for breakdowns (a solver second each), off the detect thread;
 - ``loopline-outbox``: the executor, which also picks up decisions made in other
   processes (``loopline approve``, a second console): all of them go through the store;
 - the store writer's own thread (``core.ingest.writer``).
@@ -44,6 +45,7 @@ from core.engine.events import (
     RuntimeEvent,
     StatsEvent,
 )
+from core.engine.rules import decision_class_for
 from core.ingest.pipeline import IngestPipeline
 from core.samples import Quality, Sample
 from core.store.db import Store
@@ -111,6 +113,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._q: queue.Queue[list[Any] | None] = queue.Queue(self.opts.detect_queue_max)
+        self._plan_q: queue.Queue[Any] = queue.Queue(100)
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._io: Any = None
@@ -160,6 +163,7 @@ class Runtime:
                                        "left running by a previous run", event="recovered",
                                        detail={"action_ids": recovered}))
         self._spawn_thread("loopline-detect", self._detect_worker)
+        self._spawn_thread("loopline-plan", self._plan_worker)
         self._spawn_thread("loopline-outbox", self._outbox_worker)
         for d in self.drivers.values():
             d.on_state_change(lambda st, d=d: self._on_state(d.id, st))
@@ -188,8 +192,9 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await d.stop()
         self._stop.set()
-        with contextlib.suppress(queue.Full):
-            self._q.put_nowait(None)
+        for q in (self._q, self._plan_q):
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(None)
         for th in self._threads:
             await asyncio.to_thread(th.join, 30)
         ingest: dict[str, Any] = {}
@@ -334,10 +339,44 @@ class Runtime:
 
     def _on_detection(self, det: Any) -> Any:
         assert self.engine is not None
+        if not det.cleared and decision_class_for(det) == "replan":
+            # a re-plan solves for about a second: on its own thread, so the detections
+            # behind it (a limit crossing, an SPC run) are not kept waiting
+            try:
+                self._plan_q.put_nowait(det)
+            except queue.Full:
+                self.counters.detect_dropped += 1
+            return None
+        return self._decide(det)
+
+    def _decide(self, det: Any) -> Any:
+        assert self.engine is not None
         res = self.engine.on_detection(det, approve=self.opts.approve)
         if res.action_id is not None:
             self.counters.policy_approved += 1
         return res
+
+    def _plan_worker(self) -> None:
+        """Re-plans off the detection thread; the scheduler (ortools) and the base plan are
+        made ready first, so the first breakdown does not pay for them."""
+        try:
+            from core.scheduling.service import current_plan
+
+            current_plan(self.store, self.clock.now())
+        except Exception as e:  # no plan yet is not fatal: the re-plan will say why
+            log.warning("no base plan at start: %s", e)
+        while not self._stop.is_set():
+            try:
+                det = self._plan_q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if det is None:
+                break
+            try:
+                self._decide(det)
+            except Exception as e:
+                self.counters.detect_errors += 1
+                self._error("re-plan", e)
 
     def _detect_worker(self) -> None:
         assert self.detect is not None

@@ -309,11 +309,15 @@ class ModbusDriver(Driver):
             data = await self._read(block.table, block.address, block.count, block.unit)
         except _DeviceException as e:
             if e.code == 2 and len(block.items) > 1 and not block.split:
-                # the block spans an address the device refuses: read its tags one by one
+                # the block spans an address the device refuses: read the gap-free runs of
+                # its tags instead (a second refusal of a run reads that run tag by tag)
                 i = g.blocks.index(block)
-                singles = [
-                    Block(it.table, it.address, it.count, [it], True, it.unit) for it in block.items
-                ]
+                singles = plan_blocks(block.items, max_block=block.count, max_gap=0)
+                if len(singles) == 1:
+                    singles = [Block(it.table, it.address, it.count, [it], True, it.unit)
+                               for it in block.items]
+                for b in singles:
+                    b.split = b.split or len(b.items) == 1  # nothing left to split
                 g.blocks[i : i + 1] = singles
                 log.info(
                     "driver %s: block %s:%d+%d refused (code 2), split into %d reads",
