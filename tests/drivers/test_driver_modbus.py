@@ -211,7 +211,8 @@ async def test_exception_code_2_is_bad_and_other_groups_continue(
         {"name": "ok", "address": "hr:10", "data_type": "uint16", "poll_group": "fast"},
         # 120 lies in the server's unmapped gap 100..149
         {"name": "missing", "address": "hr:120", "data_type": "uint16", "poll_group": "slow"},
-        # these two merge into one block 95..155 that spans the gap; the driver splits it
+        # these merge into one block 94..155 that spans the gap; the driver splits it
+        {"name": "edge_lo0", "address": "hr:94", "data_type": "uint16", "poll_group": "mixed"},
         {"name": "edge_lo", "address": "hr:95", "data_type": "uint16", "poll_group": "mixed"},
         {"name": "edge_hi", "address": "hr:155", "data_type": "uint16", "poll_group": "mixed"},
     ]
@@ -220,7 +221,7 @@ async def test_exception_code_2_is_bad_and_other_groups_continue(
         {"name": "slow", "interval_ms": 60},
         {"name": "mixed", "interval_ms": 60},
     ]
-    await device.set_hr(95, [7])
+    await device.set_hr(94, [6, 7])
     await device.set_hr(155, [8])
     extra = "".join(
         f'\n[[drivers.plc.poll_groups]]\nname = "{g["name"]}"\ninterval_ms = {g["interval_ms"]}\n'
@@ -249,8 +250,11 @@ async def test_exception_code_2_is_bad_and_other_groups_continue(
         assert drv.state.state is ConnState.CONNECTED  # a refused address is not a lost link
         await sink.wait_for(lambda: bool(sink.good("M1.edge_lo")) and bool(sink.good("M1.edge_hi")))
         assert sink.good("M1.edge_lo")[-1].value == 7 and sink.good("M1.edge_hi")[-1].value == 8
+        assert sink.good("M1.edge_lo0")[-1].value == 6
+        # the refused block is re-read as its gap-free runs: 94..95 together, 155 alone
         mixed = next(g for g in drv.groups if g.name == "mixed")
-        assert len(mixed.blocks) == 2 and all(b.split for b in mixed.blocks)
+        assert [(b.address, b.count, b.split) for b in mixed.blocks] == [
+            (94, 2, False), (155, 1, True)]
     finally:
         await drv.stop()
 
