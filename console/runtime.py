@@ -25,6 +25,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,7 +120,7 @@ class Runtime:
         self._io: Any = None
         self._clock_tags: set[str] = {t.id for t in loaded.tags if t.spec.kind == "clock"}
         self.started_at: float | None = None
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=200)  # the newest; a long run stays bounded
         self.fatal: str | None = None  # why the runtime had to stop, if it had to
         self._stop_event: asyncio.Event | None = None
         self._lock_file: Any = None
@@ -530,7 +531,7 @@ class Runtime:
             s["plant"] = plant_snapshot(self.store.engine).counts
         except Exception as e:
             s["plant"] = {"error": str(e)}
-        s["errors"] = self.errors[-20:]
+        s["errors"] = list(self.errors)[-20:]
         if self.fatal:
             s["fatal"] = self.fatal
         return s
