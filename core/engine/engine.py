@@ -18,7 +18,6 @@ from core import audit
 from core.auth import Authenticator, AuthError, SigningSession
 from core.clock import Clock
 from core.config.schema import Config
-from core.engine.analyze import analyze
 from core.engine.decide import Approval, Decider, DecisionError
 from core.engine.detection import DetectionLike
 from core.engine.events import EventBus
@@ -93,7 +92,7 @@ class Engine:
         if det.kind != "spc" or det.cleared or decision_class_for(det) != "setpoint":
             return None
         try:
-            suspect = suspected_batch(self.store, det, analyze(self.store, det))
+            suspect = suspected_batch(self.store, det)
         except Exception:  # evidence is optional: never let it stop the main path
             return None
         if suspect is None or not dataclasses.is_dataclass(det):

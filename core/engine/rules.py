@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from core.clock import ensure_utc, parse_utc
 from core.engine import r2r
 from core.engine.analyze import Analysis, signal_words
-from core.engine.detection import DetectionLike, evidence_of, values_of
+from core.engine.detection import DetectionLike, context_of, evidence_of, values_of
 from core.store.db import Store, guard
 from core.store.models import (
     Equipment,
@@ -453,7 +453,7 @@ def _making_nonconforming(rc: RuleContext, det: DetectionLike) -> bool:
     return sum(1 for v in pts if not ch.lsl <= v <= ch.usl) >= 2
 
 
-def suspected_batch(store: Store, det: DetectionLike, an: Analysis,
+def suspected_batch(store: Store, det: DetectionLike,
                     min_points: int = 12) -> dict[str, Any] | None:
     """Does a quality shift follow a material batch? Units made from the detection's
     batch on this machine sit off target while units from other batches do not: the
@@ -461,7 +461,8 @@ def suspected_batch(store: Store, det: DetectionLike, an: Analysis,
     even when a setpoint can re-centre the machine.
     """
     ev, vals = evidence_of(det), values_of(det)
-    batch, eq = an.context.get("batch_id"), an.context.get("equipment_id")
+    ctx = context_of(det)  # the ids the detection carries: no analysis needed here
+    batch, eq = ctx.batch_id, ctx.equipment_id or det.equipment_id
     char = ev.get("characteristic")
     sigma = vals.get("sigma")
     if det.kind != "spc" or not batch or not eq or not isinstance(char, str) or \
