@@ -11,7 +11,7 @@ import argparse
 from rich.console import Console
 from rich.tree import Tree
 
-from console.commands.output import print_json, table
+from console.commands.output import parse_statuses, print_json, table
 from core import listing
 
 WO_STATUSES = ("open", "scheduled", "in_progress", "done", "cancelled")
@@ -47,18 +47,7 @@ def _json(p: argparse.ArgumentParser) -> None:
 
 def _statuses(text: str | None, known: tuple[str, ...],
               default: tuple[str, ...]) -> tuple[str, ...] | None:
-    from console.cli import UserError
-
-    if text is None:
-        return default
-    if text == "all":
-        return None
-    wanted = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [s for s in wanted if s not in known]
-    if bad or not wanted:
-        raise UserError(f"unknown status {', '.join(bad) or repr(text)}; use all or some of "
-                        f"{', '.join(known)}")
-    return wanted
+    return default if text is None else parse_statuses(text, known, {"all": None})
 
 
 def _show(args: argparse.Namespace, rows: list[dict], columns: list[tuple[str, str]],

@@ -85,3 +85,19 @@ def time_range(args: Any) -> tuple[datetime | None, datetime | None]:
         raise UserError(f"--until ({until.isoformat()}) must be after --since "
                         f"({since.isoformat()})")
     return since, until
+
+
+def parse_statuses(text: str, known: Sequence[str],
+                   named: dict[str, tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """``--status`` as a named set (``all``, ``open`` ...; None = no filter) or a comma list
+    of known statuses; anything else is a clear error."""
+    from console.cli import UserError
+
+    if text in named:
+        return named[text]
+    wanted = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in wanted if s not in known]
+    if bad or not wanted:
+        raise UserError(f"unknown status {', '.join(bad) or repr(text)}; use "
+                        f"{', '.join(named)} or some of {', '.join(known)}")
+    return wanted

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from console.commands.output import print_json, table
+from console.commands.output import parse_statuses, print_json, table
 from core.engine.recommend import OPEN
 from core.listing import REC_STATUSES, recommendations
 
@@ -27,18 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def statuses_of(text: str) -> tuple[str, ...]:
-    from console.cli import UserError
-
-    if text == "open":
-        return OPEN
-    if text == "all":
-        return REC_STATUSES
-    wanted = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [s for s in wanted if s not in REC_STATUSES]
-    if bad or not wanted:
-        raise UserError(f"unknown status {', '.join(bad) or repr(text)}; use open, all or "
-                        f"some of {', '.join(REC_STATUSES)}")
-    return wanted
+    got = parse_statuses(text, REC_STATUSES, {"open": OPEN, "all": REC_STATUSES})
+    assert got is not None
+    return got
 
 
 def run(args: argparse.Namespace) -> int:
