@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.config import LoadedConfig, ResolvedTag
 from core.engine.executors.base import ActionFailed, TransientError
+from core.samples import Quality, Sample
 from drivers.base import ConnState, Driver, WriteResult
 
 # Modbus command codes (register "command", sim/README.md's map; the same on real PLCs
@@ -37,11 +38,16 @@ class DriverIO:
         self.tags: dict[str, ResolvedTag] = {t.id: t for t in loaded.tags}
         self.drivers, self.loop, self.timeout_s = drivers, loop, timeout_s
         self._last: dict[str, Any] = {}
+        self._writable = {t.id for t in loaded.tags if t.spec.writable}
         self._lock = threading.Lock()
 
-    def observe(self, tag_id: str, value: Any) -> None:
-        """The runtime's sink reports the latest value of each tag (for ``read``)."""
-        self._last[tag_id] = value
+    def observe(self, samples: Iterable[Sample]) -> None:
+        """The latest Good value of each writable tag, from the runtime's sink: what
+        ``read`` answers before a write (only setpoints are ever read back)."""
+        writable, last = self._writable, self._last
+        for s in samples:
+            if s.tag_id in writable and s.quality == Quality.GOOD:
+                last[s.tag_id] = s.value
 
     def command_tag(self, equipment_id: str) -> ResolvedTag | None:
         for t in self.tags.values():

@@ -48,7 +48,7 @@ from core.engine.events import (
 )
 from core.engine.rules import decision_class_for
 from core.ingest.pipeline import IngestPipeline
-from core.samples import Quality, Sample
+from core.samples import Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
 
@@ -304,10 +304,7 @@ class Runtime:
         stamped = self.pipe.handle(samples)
         self.counters.batches += 1
         self.counters.samples += len(samples)
-        io = self._io
-        for s in samples:
-            if s.quality == Quality.GOOD:
-                io.observe(s.tag_id, s.value)
+        self._io.observe(samples)
         try:
             self._q.put_nowait(stamped)
         except queue.Full:
