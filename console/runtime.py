@@ -277,6 +277,10 @@ class Runtime:
             extra += ["--inject", spec]
         if self.opts.truth is not None:
             extra += ["--truth", str(Path(self.opts.truth).resolve())]
+        if "--start" not in extra and not self.loaded.config.simulator.start:
+            resume = await asyncio.to_thread(self._resume_time)
+            if resume is not None:
+                extra += ["--start", resume.isoformat()]
         try:
             self.twin = await asyncio.to_thread(
                 start_twin, self.loaded, opcua_port=self.opts.opcua_port,
@@ -293,6 +297,27 @@ class Runtime:
                                    event="twin", detail={"opcua": self.twin.opcua_endpoint,
                                                          "modbus_port": self.twin.modbus_port,
                                                          "pid": self.twin.proc.pid}))
+
+    def _resume_time(self) -> datetime | None:
+        """Where plant time must go on from: a twin restarted within the hour would start
+        again at the top of the hour, behind history already stored, and the same minutes
+        would be counted twice (OEE above 100 %). Plant time never runs backwards."""
+        from datetime import timedelta
+
+        from sqlalchemy import func, select
+
+        from core.store.models import Sample as SampleRow
+
+        top = WallClock().now().replace(minute=0, second=0, microsecond=0)
+        try:
+            with self.store.engine.connect() as conn:
+                last = conn.execute(select(func.max(SampleRow.__table__.c.ts))).scalar()  # type: ignore[attr-defined]
+        except Exception:  # an unreadable store fails later, with its own message
+            return None
+        if last is None:
+            return None
+        last = ensure_utc(last)
+        return last + timedelta(seconds=1) if last >= top else None
 
     # ------------------------------------------------------------ samples
 
