@@ -37,7 +37,7 @@ from core.clock import Clock, TwinClock, WallClock, ensure_utc, parse_utc
 from core.config import LoadedConfig
 from core.detect import DetectLoop, DetectorSet
 from core.detect.ml_score import Score
-from core.engine.engine import Engine
+from core.engine.engine import Engine, drift_detection
 from core.engine.events import (
     ConnectionEvent,
     EngineEvent,
@@ -46,6 +46,7 @@ from core.engine.events import (
     RuntimeEvent,
     StatsEvent,
 )
+from core.engine.executors import ActionFailed, TransientError
 from core.engine.rules import decision_class_for
 from core.ingest.pipeline import IngestPipeline
 from core.samples import Sample
@@ -112,6 +113,7 @@ class Runtime:
         self.scheduler: Any = None
         self.scores: dict[str, dict[str, Score]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ml_tried = False  # ML jobs started, or found not wanted / failing
         self._stop = threading.Event()
         self._q: queue.Queue[list[Any] | None] = queue.Queue(self.opts.detect_queue_max)
         self._plan_q: queue.Queue[Any] = queue.Queue(100)
@@ -155,7 +157,7 @@ class Runtime:
         self.pipe = IngestPipeline(self.loaded, self.store, self.clock).start()
         self.engine = Engine(self.store, self.loaded.config, self.clock,
                              plant=DriverPlant(self._io, self.loaded), device=self._io,
-                             bus=self.bus)
+                             bus=self.bus, retrain=self._start_retrain)
         self.alarms = AlarmManager.from_config(self.store, self.loaded, self.clock)
         self._build_detection()
         recovered = self.engine.executor.recover()
@@ -473,6 +475,7 @@ class Runtime:
         from ml.registry import Registry
         from ml.store_source import StoreSource
 
+        self._ml_tried = True
         jobs = [j for j in self.loaded.config.ml.jobs if j.enabled]
         if not jobs:
             return
@@ -500,12 +503,55 @@ class Runtime:
             detail={"scored": len(self.scores[name])}))
 
     def _on_drift(self, name: str, frame: Any) -> None:
-        feats = [str(f) for f in frame["feature"].to_list()][:10] if "feature" in \
-            getattr(frame, "columns", []) else []
+        """Drift is news (a model event) and a problem (a retrain recommendation, decided
+        under the ``retrain`` autonomy class like any other action)."""
+        cols = getattr(frame, "columns", [])
+        rows = [{"feature": str(r["feature"]), "psi": float(r.get("psi") or 0.0)}
+                for r in frame.to_dicts()] if "feature" in cols else []
+        feats = [r["feature"] for r in rows][:10]
         self._publish(ModelEvent(self.clock.now(), f"{name}: input drift in "
-                                 f"{', '.join(feats) or 'some features'}; retrain with "
-                                 f"`loopline train {name}`", model=name, status="drift",
-                                 detail={"features": feats}))
+                                 f"{', '.join(feats) or 'some features'}", model=name,
+                                 status="drift", detail={"features": feats}))
+        if not rows or self.engine is None:
+            return
+        job = self.ml_jobs.jobs.get(name) if self.ml_jobs is not None else None
+        det = drift_detection(name, rows, self.clock.now(), job.model if job else "")
+        try:  # decided on the plan thread: the detection thread is never kept waiting
+            self._plan_q.put_nowait(det)
+        except queue.Full:
+            self.counters.detect_dropped += 1
+
+    def _start_retrain(self, model: str, key: str) -> dict[str, Any]:
+        """The outbox's retrain adapter (outbox thread): start the job on the loop, return."""
+        if self.ml_jobs is None:
+            if self.opts.ml and not self._ml_tried:
+                raise TransientError("the ML jobs are not started yet")
+            raise ActionFailed(f"this runtime runs no ML jobs: train {model} with "
+                               f"`loopline train {model}`")
+        if model not in self.ml_jobs.jobs:
+            raise ActionFailed(f"no enabled ML job named {model!r} "
+                               f"(configured: {', '.join(self.ml_jobs.jobs) or 'none'})")
+        if self._loop is None or not self._loop.is_running():
+            raise TransientError("the runtime's event loop is not running")
+        started = self.clock.now()
+        asyncio.run_coroutine_threadsafe(self._retrain(model, key), self._loop)
+        return {"started_at": started.isoformat(), "job": model}
+
+    async def _retrain(self, model: str, key: str) -> None:
+        assert self.ml_jobs is not None
+        try:
+            res = await self.ml_jobs.retrain(model)
+        except Exception as e:
+            self._publish(ModelEvent(self.clock.now(), f"{model}: retraining failed: {e}",
+                                     model=model, status="failed",
+                                     detail={"key": key}))
+            return
+        dec = res.get("decision", {}) if isinstance(res, dict) else {}
+        self._publish(ModelEvent(
+            self.clock.now(), f"{model}: retrained v{res.get('version')}: "
+            f"{dec.get('reason', 'done')}", model=model,
+            status="promoted" if dec.get("promoted") else "trained", version=res.get("version"),
+            detail={"key": key, "version": res.get("version"), "decision": dec}))
 
     # ------------------------------------------------------------ events, stats
 

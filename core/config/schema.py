@@ -16,8 +16,10 @@ Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_leng
 ROLES = ("operator", "shift_lead", "maintenance", "quality", "admin")
 Role = Literal["operator", "shift_lead", "maintenance", "quality", "admin"]
 
-DECISION_CLASSES = ("lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish")
-DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish"]
+DECISION_CLASSES = ("lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish",
+                    "retrain")
+DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish",
+                        "retrain"]
 
 AutonomyLevel = Literal["advise", "approve", "auto"]
 
@@ -196,6 +198,7 @@ class Autonomy(Strict):
     setpoint: AutonomyLevel = "approve"
     replan: AutonomyLevel = "advise"
     replenish: AutonomyLevel = "auto"
+    retrain: AutonomyLevel = "approve"  # a drifted model's retraining (ML drift check)
     undo_window_s: int = Field(default=900, ge=0)
 
 

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from core.clock import ensure_utc
 from core.samples import Context, Quality
 
-DetectionKind = Literal["limit", "spc", "state", "stale", "bad_data", "material", "ml_score"]
+DetectionKind = Literal["limit", "spc", "state", "stale", "bad_data", "material", "ml_score",
+                        "model_drift"]
 Priority = Literal["low", "medium", "high", "critical"]
 PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high", "critical")
 

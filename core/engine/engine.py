@@ -18,10 +18,11 @@ from core import audit
 from core.auth import Authenticator, AuthError, SigningSession
 from core.clock import Clock
 from core.config.schema import Config
+from core.detect.events import Detection
 from core.engine.decide import Approval, Decider, DecisionError
 from core.engine.detection import DetectionLike
 from core.engine.events import EventBus
-from core.engine.executors import DeviceWriter, PlantCommands, default_adapters
+from core.engine.executors import DeviceWriter, PlantCommands, Retrainer, default_adapters
 from core.engine.executors.quality import DISPOSITIONS
 from core.engine.learn import Learner, Measured, track_record
 from core.engine.outbox import Executed, Executor
@@ -42,9 +43,10 @@ class Engine:
     def __init__(self, store: Store, config: Config, clock: Clock, *, plant: PlantCommands,
                  device: DeviceWriter | None = None, replanner: Replanner | None = None,
                  use_scheduler: bool = True, bus: EventBus | None = None,
-                 publish_detections: bool = False) -> None:
+                 publish_detections: bool = False, retrain: Retrainer | None = None) -> None:
         """``publish_detections``: also put each detection on the bus (leave False when
-        core.detect's DetectLoop publishes them to the same bus already)."""
+        core.detect's DetectLoop publishes them to the same bus already); ``retrain``
+        starts a model job's retraining (the runtime's ML jobs; None: no ML here)."""
         self.store, self.config, self.clock = store, config, clock
         self.bus = bus or EventBus()
         self.auth = Authenticator(store.engine, config.users, config.auth, clock)
@@ -53,7 +55,8 @@ class Engine:
         self.recommender = Recommender(store, clock, config.auth, self.bus, replanner,
                                        publish_detections)
         self.decider = Decider(store, self.auth, config.autonomy, clock, self.bus)
-        self.executor = Executor(store, default_adapters(store, clock, plant, device), clock,
+        self.executor = Executor(store, default_adapters(store, clock, plant, device,
+                                                        retrain=retrain), clock,
                                  self.bus)
         self.learner = Learner(store, clock, self.bus)
 
@@ -66,6 +69,13 @@ class Engine:
         if batch is not None:  # the batch's lots want a hold besides the machine's fix
             self._submit(batch, approve)
         return res
+
+    def on_model_drift(self, model: str, drifted: list[dict], approve: str = "policy",
+                       job_kind: str = "") -> Submitted:
+        """A model's inputs drifted (PSI per feature): one open retrain recommendation
+        per model; a later check's evidence merges into it."""
+        return self._submit(drift_detection(model, drifted, self.clock.now(), job_kind),
+                            approve)
 
     def _submit(self, det: DetectionLike, approve: str) -> Submitted:
         res = self.recommender.submit(det)
@@ -147,6 +157,21 @@ class Engine:
 # Person-initiated acts need no Executor: they write the store (a recommendation, or an
 # outbox row) and whichever runtime follows that store executes them. The console uses
 # these directly; ``Engine`` delegates to them.
+
+
+def drift_detection(model: str, drifted: list[dict], now: datetime,
+                    job_kind: str = "") -> Detection:
+    """A drift check's finding as a detection (``drifted``: ``{"feature", "psi"}`` rows)."""
+    rows = sorted(({"feature": str(d["feature"]), "psi": round(float(d.get("psi") or 0), 4)}
+                   for d in drifted if d.get("feature")), key=lambda d: -d["psi"])
+    worst = rows[0]["psi"] if rows else 0.0
+    names = ", ".join(d["feature"] for d in rows[:3]) + (" …" if len(rows) > 3 else "")
+    return Detection(
+        kind="model_drift", detector_id=f"drift.{model}", problem_key=f"drift:{model}",
+        priority="low", onset=now, value=worst,
+        summary=f"model {model}: {len(rows)} input feature(s) drifted from its training "
+                f"data ({names})",
+        evidence={"model": model, "model_kind": job_kind, "drifted": rows, "psi": worst})
 
 
 def request_release(store: Store, clock: Clock, hold_id: str, disposition: str,

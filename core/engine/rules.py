@@ -48,12 +48,16 @@ FAULT_OF_SIGNAL = {"vibration_rms": "bearing", "bearing_temp": "bearing",
                    "motor_current": "tool", "zone_temp": "heater", "pressure": "clog",
                    "flow": "clog"}
 TTL_S = {"lot_hold": 4 * 3600, "lot_release": 8 * 3600, "work_order": 8 * 3600,
-         "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600}
+         "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600, "retrain": 24 * 3600}
 
 # action kinds per decision class (the outbox's vocabulary)
 ACTION_OF = {"lot_hold": "hold_lots", "lot_release": "release_lots",
              "work_order": "create_work_order", "setpoint": "write_setpoint",
-             "replan": "activate_plan", "replenish": "replenish"}
+             "replan": "activate_plan", "replenish": "replenish",
+             "retrain": "retrain_model"}
+# what a drifted model costs: small against a failure, never zero (it is ranked last,
+# but it is shown) — a model scoring on inputs it never saw misses the next failure
+RETRAIN_IMPACT = 0.05 * DOWNTIME_H
 
 
 @dataclass
@@ -134,6 +138,8 @@ def decision_class_for(det: DetectionLike) -> str | None:
         return "replan" if problem == "down_unplanned" else None
     if det.kind == "material":
         return "replenish"
+    if det.kind == "model_drift":
+        return "retrain"
     return None  # stale / bad data: fix the data, not the plant
 
 
@@ -419,9 +425,36 @@ def rule_replenish(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposa
         TTL_S["replenish"])
 
 
+# ---------------------------------------------------------------- models
+
+
+def rule_retrain(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | None:
+    """A model whose inputs drifted away from its training data: train a challenger on
+    recent history; the registry promotes it only if it beats the champion."""
+    ev = evidence_of(det)
+    model = str(ev.get("model") or "")
+    drifted = [d for d in ev.get("drifted", []) if isinstance(d, dict) and d.get("feature")]
+    if not model or not drifted:
+        return None
+    worst = max(float(d.get("psi") or 0.0) for d in drifted)
+    conf = max(0.3, min(1.0, worst / 0.5))  # PSI 0.25 = major shift, 0.5 = certain
+    names = ", ".join(f"{d['feature']} (PSI {float(d.get('psi') or 0):.2f})"
+                      for d in drifted[:3])
+    more = f" and {len(drifted) - 3} more" if len(drifted) > 3 else ""
+    return Proposal(
+        "retrain", model,
+        {"model": model, "features": [str(d["feature"]) for d in drifted],
+         "max_psi": round(worst, 3)},
+        "a challenger trained on recent history replaces the champion only if it scores "
+        "better on the same hold-out",
+        round(RETRAIN_IMPACT * conf, 2), conf,
+        f"retrain {model}: inputs no longer look like its training data: {names}{more}",
+        TTL_S["retrain"])
+
+
 RULES: dict[str, Callable[[RuleContext, DetectionLike, Analysis], Proposal | None]] = {
     "lot_hold": rule_lot_hold, "work_order": rule_work_order, "setpoint": rule_setpoint,
-    "replan": rule_replan, "replenish": rule_replenish,
+    "replan": rule_replan, "replenish": rule_replenish, "retrain": rule_retrain,
 }
 
 

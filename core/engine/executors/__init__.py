@@ -16,23 +16,28 @@ from core.engine.executors.base import (
 from core.engine.executors.device import DeviceAdapter, DeviceWriter, MemoryDevice
 from core.engine.executors.maintenance import MaintenanceAdapter
 from core.engine.executors.material import MaterialAdapter
+from core.engine.executors.models import ModelAdapter, Retrainer
 from core.engine.executors.plant import PlantCommands, RecordingPlant
 from core.engine.executors.quality import QualityAdapter
 from core.engine.executors.scheduling import SchedulingAdapter
 from core.store.db import Store
 
 __all__ = ["ActionFailed", "ActionView", "Adapter", "DeviceWriter", "MemoryDevice",
-           "PlantCommands", "RecordingPlant", "TransientError", "default_adapters", "key_id"]
+           "PlantCommands", "RecordingPlant", "Retrainer", "TransientError", "default_adapters",
+           "key_id"]
 
 
 def default_adapters(store: Store, clock: Clock, plant: PlantCommands,
                      device: DeviceWriter | None = None,
                      activate_plan: Callable[[str], None] | None = None,
-                     loop: asyncio.AbstractEventLoop | None = None) -> dict[str, Adapter]:
-    """Action kind -> adapter. Without a device writer, setpoint writes fail clearly."""
+                     loop: asyncio.AbstractEventLoop | None = None,
+                     retrain: Retrainer | None = None) -> dict[str, Adapter]:
+    """Action kind -> adapter. Without a device writer, setpoint writes fail clearly;
+    without a retrainer (no ML jobs here), retraining does."""
     adapters: list[Adapter] = [
         QualityAdapter(store, clock, plant), MaintenanceAdapter(store, clock, plant),
         SchedulingAdapter(store, clock, activate_plan), MaterialAdapter(store, clock, plant),
+        ModelAdapter(store, clock, retrain),
     ]
     if device is not None:
         adapters.append(DeviceAdapter(store, device, loop))
