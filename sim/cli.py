@@ -40,17 +40,26 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def parse_inject(text: str) -> tuple[str, str, int]:
-    """``KIND:EQUIPMENT@T`` (T in twin time since start, e.g. 2h)."""
-    m = re.match(r"^([a-z\-]+):([A-Za-z0-9_\-]+)@(.+)$", text.strip())
+def parse_inject(text: str) -> tuple[str, str, int, float]:
+    """``KIND:EQUIPMENT@T[~F]`` (T in twin time since start, e.g. 2h; F: the share of a
+    wear fault's course already run when it starts, 0 <= F < 1, e.g. ~0.8 for a bearing
+    that fails within hours — so a run at speed 1 sees it cross its limits)."""
+    m = re.match(r"^([a-z\-]+):([A-Za-z0-9_\-]+)@([^~]+)(?:~(.+))?$", text.strip())
     if not m:
-        raise SimUsageError(f"bad --inject {text!r}: use KIND:EQUIPMENT@T, e.g. "
-                            "bearing:A-LATHE1@2h")
-    kind, eq, at = m.groups()
+        raise SimUsageError(f"bad --inject {text!r}: use KIND:EQUIPMENT@T[~F], e.g. "
+                            "bearing:A-LATHE1@2h or bearing:A-LATHE1@0~0.8")
+    kind, eq, at, done_s = m.groups()
     if kind not in FAULT_KINDS:
         raise SimUsageError(f"bad --inject {text!r}: unknown fault kind {kind!r} "
                             f"(kinds: {', '.join(FAULT_KINDS)})")
-    return kind, eq, int(parse_duration(at))
+    try:
+        done = float(done_s) if done_s is not None else 0.0
+    except ValueError:
+        done = -1.0
+    if not 0.0 <= done < 1.0:
+        raise SimUsageError(f"bad --inject {text!r}: ~F is the share of the fault's course "
+                            "already run, 0 <= F < 1 (e.g. ~0.8)")
+    return kind, eq, int(parse_duration(at)), done
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modbus-port", type=int, metavar="P")
     p.add_argument("--host", help="address to bind (default: [simulator] host)")
     p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T",
-                   help=f"start a fault at twin time T ({', '.join(FAULT_KINDS)})")
+                   help=f"start a fault at twin time T ({', '.join(FAULT_KINDS)}); "
+                   "~F starts a wear fault F of its way to failure")
     p.add_argument("--scale", type=int, help="copies of every line (plant size for benchmarks)")
     p.add_argument("--start", metavar="ISO", help="twin start time, UTC (default: this hour)")
     p.add_argument("--faults-per-day", type=float, help="random fault rate "
@@ -135,7 +145,7 @@ def run(args: argparse.Namespace, cfg_path: str | None) -> int:
     cfg, master, opts = options_from_args(args, cfg_path)
     from sim.plant import Plant  # noqa: F401  (imported for the check below)
 
-    for kind, eq, _ in opts.injections:
+    for kind, eq, *_ in opts.injections:
         known = {m.id for ln in cfg.config.lines for m in ln.equipment}
         if eq not in known and opts.scale == 1:
             raise SimUsageError(f"--inject {kind}:{eq}: unknown equipment {eq!r} "

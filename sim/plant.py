@@ -435,14 +435,15 @@ class Machine:
 
     # ------------------------------------------------------------- faults
 
-    def start_fault(self, t: int, kind: str, source: str) -> None:
+    def start_fault(self, t: int, kind: str, source: str, done: float = 0.0) -> None:
         p = self.plant
         rng = self.rng
         if kind in DEGRADATIONS:
             if kind in self.degradations:
                 return
             ttf = int(rng.uniform(8.0, 16.0) * 3600)
-            d = Degradation(kind, t, t + ttf, rng.uniform(1.6, 2.4),
+            began = t - int(done * ttf)
+            d = Degradation(kind, began, began + ttf, rng.uniform(1.6, 2.4),
                             1.0 if rng.random() < 0.7 else -1.0)
             self.degradations[kind] = d
             p.truth_event("fault_started", kind=kind, equipment=self.id, source=source,
@@ -522,7 +523,7 @@ class Plant:
         self._recipe_factors = {rid: self.rng.uniform(0.85, 1.2) for rid in master.recipes}
         self.bad_batches: set[str] = set()
         self.lot_bad: dict[str, bool] = {}
-        self.injections: list[tuple[int, str, str]] = []
+        self.injections: list[tuple[int, str, str, float]] = []
         self.lines: dict[str, LineSim] = {}
         self.machines: dict[str, Machine] = {}
         self.stock: dict[tuple[int, str], list[list[Any]]] = {}  # (copy, location) -> batches
@@ -613,8 +614,8 @@ class Plant:
             self._next_order += 1
         if self.injections and self.injections[0][0] <= t:
             while self.injections and self.injections[0][0] <= t:
-                _, kind, eq = self.injections.pop(0)
-                self.machines[eq].start_fault(t, kind, "injected")
+                _, kind, eq, done = self.injections.pop(0)
+                self.machines[eq].start_fault(t, kind, "injected", done)
         if t >= self.next_random_fault:
             self._random_fault(t)
         for m in self.machines.values():
@@ -731,7 +732,11 @@ class Plant:
 
     # ------------------------------------------------------------- control
 
-    def inject(self, kind: str, equipment: str, at_s: int) -> None:
+    def inject(self, kind: str, equipment: str, at_s: int, done: float = 0.0) -> None:
+        """Start a fault at twin second ``at_s``; ``done`` (0 <= done < 1) starts a wear
+        fault that far into its course (it began before the twin did)."""
+        if not 0.0 <= done < 1.0:
+            raise ValueError(f"done must be within [0, 1), not {done}")
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r} (kinds: {', '.join(FAULT_KINDS)})")
         if equipment not in self.machines:
@@ -740,7 +745,7 @@ class Plant:
         if kind in DEGRADATIONS and kind not in m.spec.degradations:
             raise ValueError(f"{equipment} ({m.type}) has no {kind} degradation "
                              f"(it has: {', '.join(m.spec.degradations)})")
-        self.injections.append((int(at_s), kind, equipment))
+        self.injections.append((int(at_s), kind, equipment, float(done)))
         self.injections.sort(key=lambda x: x[0])
 
     def write_setpoint(self, equipment: str, name: str, value: float) -> str | None:

@@ -38,7 +38,9 @@ class TwinOptions:
     opcua_port: int = 4840
     modbus_port: int = 5020
     modbus_unit_id: int = 1
-    injections: list[tuple[str, str, int]] = field(default_factory=list)  # kind, eq, twin s
+    # kind, equipment, twin s[, share of a wear fault's course already run]
+    injections: list[tuple[str, str, int] | tuple[str, str, int, float]] = field(
+        default_factory=list)
     scale: int = 1
     start: datetime | None = None
     random_faults_per_day: float = 0.0
@@ -59,8 +61,8 @@ def build_plant(cfg: LoadedConfig, master: Master, opts: TwinOptions,
     plant = Plant(cfg, master, seed=opts.seed, start=opts.start or default_start(),
                   scale=opts.scale, random_faults_per_day=opts.random_faults_per_day,
                   truth=truth, speed=opts.speed)
-    for kind, eq, at in opts.injections:
-        plant.inject(kind, eq, at)
+    for kind, eq, at, *done in opts.injections:
+        plant.inject(kind, eq, at, float(done[0]) if done else 0.0)
     return plant
 
 

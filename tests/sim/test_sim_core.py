@@ -63,6 +63,26 @@ def test_bearing_fault_fails_without_intervention_with_a_visible_precursor(cfg, 
     assert statistics.median(late) > statistics.median(mid) + 1.0
 
 
+def test_a_fault_injected_part_way_fails_within_the_rest_of_its_course(cfg, master) -> None:
+    p = plant(cfg, master, lines=["A"])
+    p.inject("bearing", "A-LATHE1", 60, done=0.9)  # 8-16 h course, 90 % already run
+    p.run(2 * 3600)
+    started = next(e for e in p.truth.events if e["event"] == "fault_started")
+    failure = next(e for e in p.truth.events if e["event"] == "failure")
+    assert failure["equipment"] == "A-LATHE1" and started["failure_at"] == failure["t"]
+    with pytest.raises(ValueError, match="within"):
+        p.inject("bearing", "A-LATHE1", 60, done=1.0)
+
+
+def test_inject_option_takes_the_share_already_run(cfg) -> None:
+    from sim.cli import SimUsageError, parse_inject
+
+    assert parse_inject("bearing:A-LATHE1@0~0.8") == ("bearing", "A-LATHE1", 0, 0.8)
+    assert parse_inject("bearing:A-LATHE1@2h") == ("bearing", "A-LATHE1", 7200, 0.0)
+    with pytest.raises(SimUsageError, match="0 <= F < 1"):
+        parse_inject("bearing:A-LATHE1@0~1.5")
+
+
 def test_completed_work_order_prevents_the_failure(cfg, master) -> None:
     p = plant(cfg, master, lines=["A"])
     p.inject("bearing", "A-LATHE1", 3600)
