@@ -125,6 +125,18 @@ class AppDeps:
 class StatusBar(Static):
     """Top line: plant, plant time, who is signed in and the counts a shift lead watches."""
 
+    _shown: str | None = None
+
+    def show(self, markup: str) -> None:
+        """Repaint only on a change, and re-lay the screen out only when the text's length
+        changed (it may wrap onto a second line): a layout pass re-renders every widget on
+        the screen, which at each 0.5 s snapshot was the largest stall a key press met."""
+        if markup == self._shown:
+            return
+        relayout = self._shown is None or len(markup) != len(self._shown)
+        self._shown = markup
+        self.update(markup, layout=relayout)
+
 
 class LooplineApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
@@ -362,7 +374,7 @@ class LooplineApp(App[None]):
         text += self._comm_text()
         if self.store_error:
             text += f"   [red]store: {self.store_error}[/]"
-        self.query_one(StatusBar).update(text)
+        self.query_one(StatusBar).show(text)
 
     def _comm_text(self) -> str:
         """Each driver's state from the runtime (nothing until the bus has reported one)."""
@@ -385,7 +397,8 @@ class LooplineApp(App[None]):
             suffix += "  [dim](read-only: no alarm manager runs in this console)[/]"
         if spec.name in ("actions", "alarms") and self.identity is None:
             suffix += "  [dim](sign in with ctrl+l to act)[/]"
-        self.query_one("#view-title", Static).update(f"[b]{spec.title}[/]{suffix}")
+        # one line high (app.tcss): no layout pass needed
+        self.query_one("#view-title", Static).update(f"[b]{spec.title}[/]{suffix}", layout=False)
 
     # ------------------------------------------------------------ what is offered
 
