@@ -3,6 +3,13 @@
 Rebuilding a table on every refresh loses the cursor and flickers; here each row has
 a stable key (the entity id), so a refresh adds new rows, drops vanished ones and
 touches only the cells whose value changed. A filter narrows rows by substring.
+
+Textual's ``DataTable.update_cell`` bumps one counter that keys every render cache of
+the table, so one changed cell re-renders every visible cell (~225 on the lines view,
+30-90 ms on the event loop under ingest load, which a key press then waits behind).
+``_write_cells`` stores the value the same way and forgets only the changed cells' and
+rows' cached renders; it relies on DataTable internals of the pinned textual==8.2.8
+(tests/console/test_snapshot_table.py checks that what is drawn follows the data).
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 Cell = str | Text
 Row = tuple[str, Sequence[Cell]]
@@ -23,6 +32,13 @@ class Column:
     key: str
     label: str
     width: int | None = None
+
+
+def _forget(cache: LRUCache[Any, Any], stale: Callable[[Any], bool]) -> None:
+    """Drop the entries whose key is stale (textual's LRUCache is not iterable)."""
+    for key in list(cache.keys()):
+        if stale(key):
+            cache.discard(key)
 
 
 class SnapshotTable(DataTable[Cell]):
@@ -79,15 +95,37 @@ class SnapshotTable(DataTable[Cell]):
             if cursor_key in self._shown:
                 self.move_cursor(row=self.get_row_index(cursor_key))
             return
+        changed: dict[str, list[tuple[str, Cell]]] = {}
         for key, cells in wanted:
             plain = self._plain(cells)
             old = self._shown[key]
             if plain == old:
                 continue
-            for col, new, was, cell in zip(self._columns, plain, old, cells, strict=True):
-                if new != was:
-                    self.update_cell(key, col.key, cell)
+            changed[key] = [(col.key, cell) for col, new, was, cell
+                            in zip(self._columns, plain, old, cells, strict=True) if new != was]
             self._shown[key] = plain
+        if changed:
+            self._write_cells(changed)
+
+    def _write_cells(self, changed: dict[str, list[tuple[str, Cell]]]) -> None:
+        """``update_cell`` without invalidating the whole table's renders (module doc):
+        store each value, drop the cached renders of just those cells and rows, and
+        repaint just those rows."""
+        dirty: set[tuple[RowKey, ColumnKey]] = set()
+        rows: set[RowKey] = set()
+        for key, cells in changed.items():
+            row = RowKey(key)
+            rows.add(row)
+            for col, cell in cells:
+                column = ColumnKey(col)
+                self._data[row][column] = cell
+                dirty.add((row, column))
+        _forget(self._cell_render_cache, lambda k: (k[0], k[1]) in dirty)
+        _forget(self._row_render_cache, lambda k: k[0] in rows)
+        self._row_renderable_cache.clear()  # keyed by row index: cheap to rebuild
+        self._line_cache.clear()  # keyed by screen line: cheap, built from the row renders
+        for row in rows:
+            self.refresh_row(self.get_row_index(row))
 
     def current_key(self) -> str | None:
         if self.row_count == 0:
