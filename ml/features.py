@@ -180,8 +180,8 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             .sort("equipment_id", "signal", "ts"))
     key = ["equipment_id", "signal"]
     kb, lag = int(duration(spec.base) // every), int(longest // every)
-    own = [_own_normal(grid, "sx", labels.height, kb, lag),
-           _own_normal(grid, "mx", labels.height, kb, lag)]
+    own = [_own_normal(grid, "sx", labels.height, kb, lag, last_only=latest),
+           _own_normal(grid, "mx", labels.height, kb, lag, last_only=latest)]
     longs = []
     for w, period in zip(spec.windows, periods, strict=True):
         k = int(period // every)
@@ -255,13 +255,16 @@ def _rolling(grid: pl.DataFrame, sums: list[str], k: int, length: int) -> list[p
     return out
 
 
-def _own_normal(grid: pl.DataFrame, col: str, length: int, kb: int, lag: int) -> pl.Series:
+def _own_normal(grid: pl.DataFrame, col: str, length: int, kb: int, lag: int,
+                last_only: bool = False) -> pl.Series:
     """Each machine's own normal per signal, causally: the median of its bucket means
     (``sx``) or bucket maxima (``mx``) over the ``kb`` buckets that end ``lag`` buckets
     before each window end.
 
     Null until a quarter of those buckets had good data. Past data only, so training
     on a long history and scoring on ``FeatureSpec.lookback`` give the same values.
+    ``last_only`` (scoring: only the newest window end is kept) computes the last
+    position of each group and leaves the rest null.
     """
     g = grid.height // length if length else 0
     n = grid["n"].to_numpy().reshape(g, length)
@@ -272,14 +275,28 @@ def _own_normal(grid: pl.DataFrame, col: str, length: int, kb: int, lag: int) ->
         means = grid[col].cast(pl.Float64).fill_null(np.nan).to_numpy().reshape(g, length)
     pad = np.concatenate([np.full((g, lag + kb - 1), np.nan), means], axis=1)
     out = np.full((g, length), np.nan)
-    step = max(1, 4_000_000 // max(1, length * kb))  # bounded memory for 1,000s of machines
+    first = length - 1 if last_only else 0
+    step = max(1, 4_000_000 // max(1, (length - first) * kb))  # bounded memory
     view = np.lib.stride_tricks.sliding_window_view
     for i in range(0, g, step):
-        win = view(pad[i:i + step], kb, axis=1)[:, :length]
-        ok = np.isfinite(win).sum(axis=2) >= max(1, kb // 4)
-        if ok.any():
-            out[i:i + step][ok] = np.nanmedian(win[ok], axis=1)
+        win = view(pad[i:i + step], kb, axis=1)[:, first:length]
+        out[i:i + step, first:] = _nanmedian(win, max(1, kb // 4))
     return pl.Series("own" if col == "sx" else f"own_{col}", out.ravel()).fill_nan(None)
+
+
+def _nanmedian(win: np.ndarray, min_count: int) -> np.ndarray:
+    """Median over the last axis ignoring NaN; NaN where fewer than ``min_count`` values.
+
+    A sort puts NaN last, so the median of the c finite values sits at (c-1)//2 and
+    c//2 — far cheaper than ``np.nanmedian``'s masked-array path on 100,000s of rows.
+    """
+    srt = np.sort(win, axis=-1)
+    cnt = np.isfinite(win).sum(axis=-1)
+    lo = np.maximum(cnt - 1, 0) // 2
+    hi = cnt // 2
+    a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0]
+    b = np.take_along_axis(srt, np.minimum(hi, win.shape[-1] - 1)[..., None], axis=-1)[..., 0]
+    return np.where(cnt >= min_count, (a + b) / 2.0, np.nan)
 
 
 def _complete_columns(wide: pl.DataFrame, spec: FeatureSpec, history: pl.DataFrame
