@@ -187,6 +187,7 @@ class LooplineApp(App[None]):
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
         self._dirty = False
+        self._events_dirty = False  # the event log is redrawn at most every 0.25 s
         self._offered: tuple[object, ...] = ()
         self._unsubscribe = None
 
@@ -344,14 +345,19 @@ class LooplineApp(App[None]):
             self._render_status()
         if any(e.kind in REFRESHING_KINDS for e in batch):
             self._dirty = True  # re-read the store soon, at most every 0.25 s
-            if not self.deps.auto_refresh:
-                self._refresh_if_dirty()
-        self._show_tables("events")
+        self._events_dirty = True
+        if not self.deps.auto_refresh:
+            self._refresh_if_dirty()
 
     def _refresh_if_dirty(self) -> None:
+        """Coalesce the bus: at hundreds of events/s, one store read and one event-log
+        redraw per 0.25 s tick, not one per batch."""
         if self._dirty:
             self._dirty = False
             self.refresh_snapshot()
+        if self._events_dirty:
+            self._events_dirty = False
+            self._show_tables("events")
 
     # ------------------------------------------------------------ rendering
 

@@ -110,10 +110,12 @@ def _rec_rows(d: ViewData) -> list[Row]:
 
 
 def _event_rows(d: ViewData) -> list[Row]:
+    """Newest first, keyed by position: new events shift the cells of the same rows (an
+    in-place update) instead of reordering the table, which would rebuild it."""
     out: list[Row] = []
     for i, e in enumerate(reversed(d.events)):
         where = e.equipment_id or e.line_id or e.recommendation_id or ""
-        out.append((f"{len(d.events) - i}", (
+        out.append((f"{i + 1}", (
             e.ts.strftime("%H:%M:%S"), e.kind, where, e.summary,
         )))
     return out

@@ -84,17 +84,22 @@ class SnapshotTable(DataTable[Cell]):
     def _apply(self) -> None:
         wanted = [r for r in self._all_rows if self._matches(r)]
         wanted_keys = [k for k, _ in wanted]
-        # a change of order or membership: rebuild (rare); else update cells in place
-        if wanted_keys != list(self._shown):
-            cursor_key = self.current_key()
-            self.clear()
-            self._shown = {}
-            for key, cells in wanted:
+        shown_keys = list(self._shown)
+        if wanted_keys != shown_keys:
+            keep = set(wanted_keys)
+            kept = [k for k in shown_keys if k in keep]
+            if wanted_keys[:len(kept)] != kept:  # a change of order: rebuild (rare)
+                self._rebuild(wanted)
+                return
+            # rows gone and rows new at the end (the event log growing): no rebuild
+            for key in shown_keys:
+                if key not in keep:
+                    self.remove_row(key)
+                    del self._shown[key]
+            for key, cells in wanted[len(kept):]:
                 self.add_row(*cells, key=key)
                 self._shown[key] = self._plain(cells)
-            if cursor_key in self._shown:
-                self.move_cursor(row=self.get_row_index(cursor_key))
-            return
+            wanted = wanted[:len(kept)]
         changed: dict[str, list[tuple[str, Cell]]] = {}
         for key, cells in wanted:
             plain = self._plain(cells)
@@ -106,6 +111,16 @@ class SnapshotTable(DataTable[Cell]):
             self._shown[key] = plain
         if changed:
             self._write_cells(changed)
+
+    def _rebuild(self, wanted: list[Row]) -> None:
+        cursor_key = self.current_key()
+        self.clear()
+        self._shown = {}
+        for key, cells in wanted:
+            self.add_row(*cells, key=key)
+            self._shown[key] = self._plain(cells)
+        if cursor_key in self._shown:
+            self.move_cursor(row=self.get_row_index(cursor_key))
 
     def _write_cells(self, changed: dict[str, list[tuple[str, Cell]]]) -> None:
         """``update_cell`` without invalidating the whole table's renders (module doc):
