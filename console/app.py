@@ -81,6 +81,7 @@ from core.views import (
 )
 
 EVENT_BACKLOG = 300  # rows kept in the event log view
+EVENT_LOG_S = 1.0  # the event log's redraw cadence under a flow of events
 REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
 SHELVE_CHOICES = (("one_shot", "one-shot: until it clears (at most 8 h)"),
                   ("900", "15 min"), ("3600", "1 h"), ("28800", "8 h"))
@@ -187,9 +188,15 @@ class LooplineApp(App[None]):
         self._inbox_lock = threading.Lock()
         self._inbox_posted = False
         self._dirty = False
-        self._events_dirty = False  # the event log is redrawn at most every 0.25 s
+        self._events_dirty = False  # the event log is redrawn at most every EVENT_LOG_S
         self._offered: tuple[object, ...] = ()
         self._unsubscribe = None
+        self._status_bar: StatusBar | None = None
+
+    def _on_screen(self) -> bool:
+        """False once the app is exiting: a worker's or the bus's message may still be
+        queued after the widgets it would update were removed."""
+        return self._status_bar is not None and self._status_bar.is_attached
 
     # ------------------------------------------------------------ layout
 
@@ -210,6 +217,7 @@ class LooplineApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._status_bar = self.query_one(StatusBar)
         keymap = self.deps.config.config.console.keymap
         if keymap:
             self.set_keymap(keymap)
@@ -226,6 +234,7 @@ class LooplineApp(App[None]):
             self.set_interval(self.deps.oee_s, self.refresh_oee)
             self.set_interval(self.deps.plan_s, self.refresh_plan)
             self.set_interval(0.25, self._refresh_if_dirty)
+            self.set_interval(EVENT_LOG_S, self._show_events_if_dirty)
         self.view_widget.focus()
         if self.deps.sign_in_at_start:
             self.action_sign_in()
@@ -288,11 +297,14 @@ class LooplineApp(App[None]):
         self.post_message(PlanReady(tl))
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
+        if not self._on_screen():
+            return
         self.snapshot = msg.snapshot
         self.snapshot_at = msg.taken_at
         self.autonomy = msg.autonomy
         self.store_error = None
-        self._show_tables()
+        if self.current_view != "events":  # the event log follows the bus, not the store
+            self._show_tables()
         self._render_status()
         self._sync_bindings()
         if isinstance(self.screen, EquipmentScreen):
@@ -307,13 +319,19 @@ class LooplineApp(App[None]):
         self.query_one(f"#view-{name}", SnapshotTable).show(data)
 
     def on_oee_ready(self, msg: OeeReady) -> None:
+        if not self._on_screen():
+            return
         self.oee = msg.oee
         self._show_tables("lines")
 
     def on_plan_ready(self, msg: PlanReady) -> None:
+        if not self._on_screen():
+            return
         self.query_one("#plan-gantt", PlanGantt).show(msg.timeline, self.deps.clock.now())
 
     def on_store_unavailable(self, msg: StoreUnavailable) -> None:
+        if not self._on_screen():
+            return
         self.store_error = msg.reason
         self._render_status()
 
@@ -331,6 +349,8 @@ class LooplineApp(App[None]):
         self.post_message(BusActivity())
 
     def on_bus_activity(self, _: BusActivity) -> None:
+        if not self._on_screen():
+            return
         with self._inbox_lock:
             stamped, self._inbox = self._inbox, []
             self._inbox_posted = False
@@ -350,11 +370,17 @@ class LooplineApp(App[None]):
             self._refresh_if_dirty()
 
     def _refresh_if_dirty(self) -> None:
-        """Coalesce the bus: at hundreds of events/s, one store read and one event-log
-        redraw per 0.25 s tick, not one per batch."""
+        """Coalesce the bus: at hundreds of events/s, one store read per 0.25 s tick,
+        not one per batch."""
         if self._dirty:
             self._dirty = False
             self.refresh_snapshot()
+        if not self.deps.auto_refresh:
+            self._show_events_if_dirty()
+
+    def _show_events_if_dirty(self) -> None:
+        """The event log redraws at most once a second: new events shift every visible
+        row, so each redraw re-renders the whole table (tens of ms the keys wait behind)."""
         if self._events_dirty:
             self._events_dirty = False
             self._show_tables("events")

@@ -115,8 +115,8 @@ def _event_rows(d: ViewData) -> list[Row]:
     out: list[Row] = []
     for i, e in enumerate(reversed(d.events)):
         where = e.equipment_id or e.line_id or e.recommendation_id or ""
-        out.append((f"{i + 1}", (
-            e.ts.strftime("%H:%M:%S"), e.kind, where, e.summary,
+        out.append((f"{i + 1}", (  # Text: a summary is shown as written, never as markup
+            e.ts.strftime("%H:%M:%S"), e.kind, where, Text(e.summary),
         )))
     return out
 

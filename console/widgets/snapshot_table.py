@@ -24,6 +24,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 Cell = str | Text
+REFRESH_ROWS_MAX = 8  # more changed rows than this: repaint the table once, not row by row
 Row = tuple[str, Sequence[Cell]]
 
 
@@ -139,6 +140,9 @@ class SnapshotTable(DataTable[Cell]):
         _forget(self._row_render_cache, lambda k: k[0] in rows)
         self._row_renderable_cache.clear()  # keyed by row index: cheap to rebuild
         self._line_cache.clear()  # keyed by screen line: cheap, built from the row renders
+        if len(rows) > REFRESH_ROWS_MAX:
+            self.refresh()  # one repaint; refresh_row works out each row's region (costly)
+            return
         for row in rows:
             self.refresh_row(self.get_row_index(row))
 
