@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="twin speed, 1..3600 (default 1800: 7 days in ~6 min per arm)")
     p.add_argument("--start", metavar="ISO", default="2026-01-05T06:00:00Z",
                    help="twin start time, the same for both arms")
-    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T",
+    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T[~F]",
                    help="extra fault for both arms, e.g. bearing:A-LATHE1@20h")
     p.add_argument("--faults-per-day", type=float, help="random fault rate of the plant "
                    "(default: [simulator] random_faults_per_day)")

@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: until SIGINT/SIGTERM)")
     p.add_argument("--speed", type=float, help="twin speed, 1..3600 (default: [simulator])")
     p.add_argument("--seed", type=int, help="twin random seed (default: [simulator])")
-    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T",
-                   help="fault for the twin at twin time T, e.g. bearing:A-LATHE1@2h")
+    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T[~F]",
+                   help="fault for the twin at twin time T, e.g. bearing:A-LATHE1@2h; ~F "
+                   "starts a wear fault F of its way to failure (bearing:A-LATHE1@0~0.9)")
     p.add_argument("--truth", metavar="PATH", help="the twin's ground-truth log (JSON lines)")
     p.add_argument("--events", metavar="PATH|-", default=None,
                    help="where the JSON lines go: a file, or - for stdout (default: -)")
