@@ -7,7 +7,14 @@ from typing import Any
 
 from textual.message import Message
 
-from core.views import LotDetail, PlanTimeline, PlantSnapshot, RecommendationDetail
+from core.views import (
+    EquipmentDetail,
+    Explanation,
+    LotDetail,
+    PlanTimeline,
+    PlantSnapshot,
+    RecommendationDetail,
+)
 
 
 class SnapshotReady(Message):
@@ -78,4 +85,13 @@ class ActionDone(Message):
         self.what = what
         self.ok = ok
         self.text = text
+        super().__init__()
+
+
+class EquipmentLoaded(Message):
+    """One machine's tags and model explanation, read by the equipment page's worker."""
+
+    def __init__(self, detail: EquipmentDetail, why: Explanation | None) -> None:
+        self.detail = detail
+        self.why = why
         super().__init__()

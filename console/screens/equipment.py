@@ -10,9 +10,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from console.formatting import hhmm, sparkline
+from console.messages import ActionDone, EquipmentLoaded
+from console.widgets.snapshot_table import Column, Row, SnapshotTable
 from core.views import (
     EquipmentDetail,
     Explanation,
@@ -28,7 +30,26 @@ QUALITY = {0: Text("good", style="green"), 1: Text("uncertain", style="yellow"),
            2: Text("BAD", style="bold red"), None: Text("—", style="dim")}
 
 
+TAG_COLUMNS = (Column("tag", "Tag", 22), Column("kind", "Kind", 9), Column("value", "Value", 16),
+               Column("q", "Quality", 9), Column("ts", "Source time", 11),
+               Column("trend", "Trend", 24))
+
+
+def tag_rows(d: EquipmentDetail) -> list[Row]:
+    out: list[Row] = []
+    for tag in d.tags:
+        v = tag.value
+        shown = f"{v:.3f} {tag.unit}" if isinstance(v, float) else "—" if v is None else str(v)
+        out.append((tag.id, (tag.name, tag.kind, shown, QUALITY.get(tag.quality, QUALITY[None]),
+                             tag.ts.strftime("%H:%M:%S") if tag.ts else "—",
+                             Text(sparkline(tag.recent, 24), style="cyan"))))
+    return out
+
+
 class EquipmentScreen(Screen[None]):
+    """Re-read on every snapshot; the tag table changes only the cells that changed
+    (it was cleared and refilled twice a second, which stalled keys on this page)."""
+
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="eq_back")]
 
     def __init__(self, equipment_id: str, deps: AppDeps) -> None:
@@ -36,28 +57,25 @@ class EquipmentScreen(Screen[None]):
         self.equipment_id = equipment_id
         self.deps = deps
         self._header_set = False
+        self._why = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="eq-header")
-        yield DataTable(id="eq-tags", cursor_type="row", zebra_stripes=True)
+        yield SnapshotTable(TAG_COLUMNS, tag_rows, id="eq-tags")
         yield Static("", id="eq-why")
         yield Footer()
 
     def on_mount(self) -> None:
-        t = self.query_one("#eq-tags", DataTable)
-        for key, label in (("tag", "Tag"), ("kind", "Kind"), ("value", "Value"),
-                           ("q", "Quality"), ("ts", "Source time"), ("trend", "Trend")):
-            t.add_column(label, key=key)
         self.load()
 
     def show(self, snapshot: PlantSnapshot) -> None:
         eq = snapshot.equipment(self.equipment_id)
         if eq is not None:
             self._header_set = True
-            self.query_one("#eq-header", Static).update(
+            self.query_one("#eq-header", Static).update(  # fixed height (app.tcss): no layout
                 f"[b]{eq.id}[/] {eq.name} · line {eq.line_id} · {eq.type} · "
-                f"state [b]{eq.state}[/] · order {eq.order_id or '—'} · lot {eq.lot_id or '—'}"
-            )
+                f"state [b]{eq.state}[/] · order {eq.order_id or '—'} · lot {eq.lot_id or '—'}",
+                layout=False)
         self.load()
 
     @work(exclusive=True, group="equipment", thread=True, exit_on_error=False)
@@ -66,29 +84,21 @@ class EquipmentScreen(Screen[None]):
             detail = equipment_detail(self.deps.engine, self.equipment_id)
             why = equipment_explanation(self.deps.engine, self.equipment_id)
         except Exception as e:
-            self.app.call_from_thread(self.notify, f"cannot read {self.equipment_id}: {e}",
-                                      severity="error")
+            self.app.post_message(ActionDone("read", False,
+                                             f"cannot read {self.equipment_id}: {e}"))
             return
-        self.app.call_from_thread(self._fill, detail, why)
+        self.post_message(EquipmentLoaded(detail, why))
 
-    def _fill(self, d: EquipmentDetail, why: Explanation | None = None) -> None:
-        self.query_one("#eq-why", Static).update(explanation_text(why))
-        t = self.query_one("#eq-tags", DataTable)
-        cursor = t.cursor_row
-        t.clear()
-        for tag in d.tags:
-            v = tag.value
-            if isinstance(v, float):
-                shown = f"{v:.3f} {tag.unit}"
-            else:
-                shown = "—" if v is None else str(v)
-            t.add_row(tag.name, tag.kind, shown, QUALITY.get(tag.quality, QUALITY[None]),
-                      tag.ts.strftime("%H:%M:%S") if tag.ts else "—",
-                      Text(sparkline(tag.recent, 24), style="cyan"), key=tag.id)
-        if t.row_count:
-            t.move_cursor(row=min(cursor, t.row_count - 1))
+    def on_equipment_loaded(self, msg: EquipmentLoaded) -> None:
+        d = msg.detail
+        why = explanation_text(msg.why)
+        if why != self._why:  # its height follows the text: a layout pass only on a change
+            self._why = why
+            self.query_one("#eq-why", Static).update(why)
+        self.query_one("#eq-tags", SnapshotTable).show(d)
         if not self._header_set:
-            self.query_one("#eq-header", Static).update(f"[b]{d.id}[/] {d.name} · line {d.line_id}")
+            self.query_one("#eq-header", Static).update(
+                f"[b]{d.id}[/] {d.name} · line {d.line_id}", layout=False)
 
 
 def explanation_text(why: Explanation | None) -> str:

@@ -117,3 +117,28 @@ async def test_help_lists_bindings(
 def test_every_binding_has_id_and_description() -> None:
     for b in LooplineApp.BINDINGS:
         assert b.id and (b.description or not b.show), b  # type: ignore[union-attr]
+
+
+async def test_equipment_page_updates_tag_values_in_place(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press(":", *"eq A-LATHE1", "enter")
+        await _ready(app, pilot)
+        assert isinstance(app.screen, EquipmentScreen)
+        tags = app.screen.query_one("#eq-tags", SnapshotTable)
+        assert "A-LATHE1.vibration_rms" in tags.shown_keys
+        tags.move_cursor(row=2)
+        with store.begin() as conn:
+            conn.execute(insert(Sample.__table__), [
+                {"tag_id": "A-LATHE1.vibration_rms", "ts": frozen_clock.now()
+                 + timedelta(seconds=i), "value": 3.0 + i / 10, "quality": 0}
+                for i in range(5)
+            ])
+        app.refresh_snapshot()  # a snapshot re-reads the open equipment page
+        await _ready(app, pilot)
+        await _ready(app, pilot)
+        assert str(tags.get_cell("A-LATHE1.vibration_rms", "value")).startswith("3.400")
+        assert tags.cursor_row == 2  # updated in place: the cursor did not jump
