@@ -204,8 +204,10 @@ class Autonomy(Strict):
 
 class Detector(Strict):
     id: Identifier
-    kind: Literal["limit", "spc", "state", "stale", "ml_score", "material"]
+    kind: Literal["limit", "spc", "state", "stale", "ml_score", "material", "deviation"]
     tags: list[str] = Field(default_factory=list)  # glob patterns: "*.bearing_temp"
+    # for deviation: "baseline" (own level per recipe) or a setpoint tag name ("temp_sp")
+    reference: str | None = None
     characteristic: str | None = None  # for spc
     model: Identifier | None = None  # for ml_score
     threshold: float | None = None
@@ -214,6 +216,12 @@ class Detector(Strict):
     stale_after_s: float | None = Field(default=None, gt=0)
     priority: Literal["low", "medium", "high", "critical"] = "medium"
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _deviation(self) -> Detector:
+        if self.kind == "deviation" and (not self.reference or not self.threshold):
+            raise ValueError("a deviation detector needs reference and a non-zero threshold")
+        return self
 
 
 class MlJob(Strict):

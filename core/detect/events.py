@@ -19,7 +19,7 @@ from core.clock import ensure_utc
 from core.samples import Context, Quality
 
 DetectionKind = Literal["limit", "spc", "state", "stale", "bad_data", "material", "ml_score",
-                        "model_drift"]
+                        "model_drift", "deviation"]
 Priority = Literal["low", "medium", "high", "critical"]
 PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high", "critical")
 

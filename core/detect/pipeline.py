@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from core.clock import Clock
 from core.config.loader import LoadedConfig
 from core.config.schema import Detector
+from core.detect.deviation import DeviationDetector
 from core.detect.events import Detection
 from core.detect.limits import LimitDetector
 from core.detect.material import MaterialDetector, line_side_inputs
@@ -93,6 +94,16 @@ class DetectorSet:
                         needs_bad_data.append(t)
                 self.detectors.append(lim)
                 self.timed.append(lim)
+            elif d.kind == "deviation":
+                dev = DeviationDetector(d.id, d.priority, reference=d.reference or "baseline",
+                                        threshold=d.threshold or 0.0,
+                                        hysteresis=d.hysteresis, on_delay_s=d.on_delay_s)
+                for t in matched:
+                    for tag_id in dev.add_tags(t, tags):
+                        self._add_route(tag_id, dev.feed, d.id)
+                    if t.tag_id in dev.tag_ids:
+                        needs_bad_data.append(t)
+                self.detectors.append(dev)
             elif d.kind == "spc":
                 spc = SpcDetector(d.id, d.priority, characteristic=d.characteristic,
                                   characteristic_of=characteristics, rules=self.spc_rules)

@@ -127,6 +127,13 @@ def decision_class_for(det: DetectionLike) -> str | None:
         if tag in WEAR_SIGNALS:
             return "work_order"
         return "setpoint" if "setpoint" in ev else None
+    if det.kind == "deviation":
+        # a signal off its setpoint or its recipe baseline on the side wear drives it
+        # (core.detect.deviation names the fault mode): maintenance's work order; a
+        # deviation that names no wear is an alarm for the operator
+        fault = ev.get("fault_mode")
+        known = set(FAULT_OF_SIGNAL.values())  # what a maintenance work order can fix
+        return "work_order" if isinstance(fault, str) and fault in known else None
     if det.kind == "ml_score":
         if any(w in model for w in ("fail", "rul", "anomaly", "wear")):
             return "work_order"

@@ -16,9 +16,16 @@ from core.samples import Quality
 def test_routes_follow_the_configured_globs(loaded_config, frozen_clock) -> None:  # type: ignore[no-untyped-def]
     ds = DetectorSet.from_config(loaded_config, frozen_clock)
     assert ds.routes("A-LATHE1.bearing_temp") == ["bearing_temp_high", "stale_data"]
-    assert ds.routes("C-PRESS1.vibration_rms") == ["vibration_high", "stale_data"]
+    # the tool-wear detector watches vibration too (a bearing moves the current as well)
+    assert ds.routes("C-PRESS1.vibration_rms") == ["vibration_high", "tool_wear_current",
+                                                   "stale_data"]
     assert ds.routes("B-MOLD1.quality_value") == ["quality_spc", "stale_data"]
-    assert ds.routes("C-EXTR1.state") == ["unplanned_down", "stale_data"]
+    # deviation detectors follow the machine's state (load) and its setpoints
+    assert ds.routes("C-EXTR1.state") == ["heater_drift_high", "heater_drift_low",
+                                          "clog_pressure", "unplanned_down", "stale_data"]
+    assert ds.routes("C-EXTR1.zone_temp") == ["heater_drift_high", "heater_drift_low",
+                                              "stale_data"]
+    assert ds.routes("B-PACK1.motor_current") == ["stale_data"]  # no tool to wear
     assert "unplanned_down" not in ds.routes("C-EXTR1.status_fault")  # bool, not a code
     assert ds.routes("no.such_tag") == []
     assert ds.process(sample("no.such_tag", 0, 1.0)) == []
