@@ -11,7 +11,8 @@ as ml.store_source gives them), scored against the twin's ground truth. C-MAPSS 
 use the FD001 training file with whole engines held out (bench/data/cmapss).
 
     python -m bench ml [--equipment 1000] [--days 2] [--seeds 3] [--twin-days 7]
-                       [--twin-faults-per-day 4] [--skip-synthetic] [--skip-cmapss]
+                       [--twin-faults-per-day 4] [--twin-seed 7] [--twin-train-seeds S ...]
+                       [--skip-synthetic] [--skip-cmapss]
                        [--quick] [--json]
 
 Twin event figures (evaluation = the last 40 % of the run; the model never sees it):
@@ -113,9 +114,11 @@ def bench_plant(n: int, days: float, sample_s: int, repeats: int, trees: int) ->
     booster = models.threads_for(model.boosters["main"], frame.height)  # as score() runs it
     as_trained = model.boosters["main"].copy()
     as_trained.set_param({"nthread": 2})  # the training setting, xgboost's all-cores here
-    raw_ms, raw2_ms, score_ms = _paired_ms([lambda: booster.inplace_predict(x),
-                                            lambda: as_trained.inplace_predict(x),
-                                            lambda: models.score(model, frame)], repeats)
+    raw_ms, score_ms = _paired_ms([lambda: booster.inplace_predict(x),
+                                   lambda: models.score(model, frame)], repeats)
+    # apart, not interleaved: its OpenMP workers spin on after each call and would tax
+    # whichever measurement came next
+    raw2_ms = _median_ms(lambda: as_trained.inplace_predict(x), repeats)
     # what the scoring job reads: the spec's whole lookback (windows + own-normal base)
     recent = plant.history.filter(pl.col("ts") > as_of - model.spec.lookback())
     e2e_ms = _median_ms(lambda: models.score_history(model, recent, plant.events, as_of=as_of),
@@ -178,13 +181,20 @@ def twin_events(model: models.Model, twin: ml_twin.TwinData, start: Any, horizon
 
 
 def bench_twin(days: float, seed: int, faults_per_day: float, trees: int,
-               horizon_h: float = 8.0, train_frac: float = 0.6) -> dict[str, Any]:
-    """Train on the first ``train_frac`` of a twin run, judge the rest on its truth log."""
+               horizon_h: float = 8.0, train_frac: float = 0.6,
+               train_seeds: Sequence[int] = ()) -> dict[str, Any]:
+    """Train on the first ``train_frac`` of a twin run, judge the rest on its truth log.
+
+    ``train_seeds``: whole twin runs of other seeds learnt from as earlier history."""
     t0 = time.perf_counter()
     twin = ml_twin.generate(days, seed=seed, faults_per_day=faults_per_day)
+    extra = [ml_twin.generate(days, seed=s, faults_per_day=faults_per_day)
+             for s in train_seeds if s != seed]
     gen_s = time.perf_counter() - t0
     cut = twin.at(days * 24 * train_frac)
     history, events = twin.until(cut)
+    if extra:
+        history, events = ml_twin.prepend(extra, history, events)
     t0 = time.perf_counter()
     model = models.train_equipment("failure", history, events, n_estimators=trees,
                                    horizon_h=horizon_h)
@@ -199,7 +209,9 @@ def bench_twin(days: float, seed: int, faults_per_day: float, trees: int,
         "generate_s": round(gen_s, 1), "train_s": round(train_s, 1),
         "faults": len([e for e in twin.truth if e["event"] == "fault_started"]),
         "degradations": len(degr), "failures": twin.failures().height,
-        "train_failures": twin.failures().filter(pl.col("ts") <= cut).height,
+        "train_failures": twin.failures().filter(pl.col("ts") <= cut).height
+        + sum(x.failures().height for x in extra),
+        "train_seeds": [s for s in train_seeds if s != seed],
         "evaluation_from_h": round(days * 24 * train_frac, 1),
         "holdout_auc": model.metrics.get("auc"), "events": ev,
         "scrap": {"lots": q.height if q is not None else 0,
@@ -236,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--twin-days", type=float, default=7.0, help="twin run (0: skip)")
     ap.add_argument("--twin-faults-per-day", type=float, default=4.0)
     ap.add_argument("--twin-seed", type=int, default=7)
+    ap.add_argument("--twin-train-seeds", type=int, nargs="*", default=[],
+                    help="whole twin runs of these seeds as extra, earlier training history")
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-cmapss", action="store_true")
     ap.add_argument("--quick", action="store_true",
@@ -250,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.skip_synthetic:
         out["plant"] = bench_plant(a.equipment, a.days, a.sample_s, a.repeats, a.trees)
     if a.twin_days > 0:
-        out["twin"] = bench_twin(a.twin_days, a.twin_seed, a.twin_faults_per_day, a.trees)
+        out["twin"] = bench_twin(a.twin_days, a.twin_seed, a.twin_faults_per_day, a.trees,
+                                 train_seeds=a.twin_train_seeds)
     if not a.skip_cmapss:
         out["cmapss_fd001"] = bench_cmapss(a.seeds, 600, a.truncations)
     if a.json:
@@ -291,8 +306,9 @@ def _print_twin(t: dict[str, Any]) -> None:
     print(f"plant twin (bench/ml_twin.py): {t['equipment']} equipment, {t['days']:g} days, "
           f"seed {t['seed']}, {t['faults_per_day']:g} random faults/day "
           f"({t['samples']:,} samples, generated in {t['generate_s']} s)")
+    more = f", + whole runs of seeds {t['train_seeds']}" if t["train_seeds"] else ""
     print(f"  truth: {t['faults']} faults, {t['degradations']} degradations, "
-          f"{t['failures']} failures ({t['train_failures']} in training, "
+          f"{t['failures']} failures ({t['train_failures']} in training{more}, "
           f"evaluation from {t['evaluation_from_h']} h)")
     print(f"  failure model: trained in {t['train_s']} s, window hold-out AUC "
           f"{t['holdout_auc']}")

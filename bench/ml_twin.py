@@ -104,6 +104,22 @@ class TwinData:
                 if d["start"] <= at < d["failure_at"]}
 
 
+def prepend(runs: list[TwinData], history: pl.DataFrame, events: Events
+            ) -> tuple[pl.DataFrame, Events]:
+    """Other twin runs (other seeds) as earlier history of the same plant: each is shifted
+    back by its own length so they end where the next one (finally ``history``) starts.
+    More failures to learn from; the evaluation run's own later part stays unseen."""
+    hs, states, maint = [history], [events.states], [events.maintenance]
+    shift = timedelta(0)
+    for run in runs:
+        shift += run.end - run.start + timedelta(seconds=1)
+        hs.insert(0, run.history.with_columns(pl.col("ts") - shift))
+        states.insert(0, run.events.states.with_columns(pl.col("start") - shift,
+                                                        pl.col("end") - shift))
+        maint.insert(0, run.events.maintenance.with_columns(pl.col("ts") - shift))
+    return pl.concat(hs), Events(pl.concat(states), pl.concat(maint)).conformed()
+
+
 def _t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 

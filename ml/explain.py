@@ -3,7 +3,7 @@
 ``pred_contribs`` gives each feature's additive share of one prediction (log-odds for
 classifiers, the target's unit for regressors). We map each feature name back to its
 signal, statistic and window, attach the feature's value, the model's 'normal' value
-for it (training median; for ``dbase`` the recipe baseline is 0 by construction) and
+for it (training median; for ``dbase``/``zbase`` the recipe baseline is 0 by construction) and
 a unit, so the engine can say "bearing_temp rising 2.1 °C/h over 6 h".
 """
 
@@ -21,7 +21,9 @@ from ml.models import Model, matrix
 
 STAT_WORDS = {
     "mean": "mean", "std": "variability", "slope": "trend", "rms": "RMS", "max": "peak",
-    "dbase": "change vs recipe baseline", "n": "good samples", "min": "minimum",
+    "dbase": "change vs recipe baseline", "zbase": "change vs recipe baseline in its spread",
+    "dmean": "change of mean vs own normal", "drms": "change of RMS vs own normal",
+    "dmax": "change of peak vs own normal", "n": "good samples", "min": "minimum",
 }
 
 
@@ -51,6 +53,8 @@ def unit_of(f: FeatureName, units: dict[str, str]) -> str | None:
     u = units.get(f.signal)
     if f.stat == "n":
         return "samples"
+    if f.stat == "zbase":
+        return "spreads"
     if u is None:
         return None
     return f"{u}/h" if f.stat == "slope" else u
@@ -82,7 +86,7 @@ def _item(model: Model, feature: str, value: float, contribution: float,
     f = parse_feature(feature)
     val: Any = None if not np.isfinite(value) else float(value)
     base: Any = model.medians.get(feature)
-    if f.stat == "dbase":
+    if f.stat in ("dbase", "zbase"):
         base = 0.0
     cat = f.signal if f.kind == "context" else None
     if cat in model.categories and val is not None:  # a code -> the category's own name

@@ -2,7 +2,11 @@
 
 Per equipment (``equipment_features``): for each signal and trailing window, the mean,
 std, slope per hour, RMS, max, number of good samples and the mean change against the
-same recipe's baseline, plus hours and (estimated) cycles since the last maintenance.
+same recipe's baseline in the same operating mode (running, idle, off: from the state
+intervals) — in the signal's unit (``dbase``) and in that baseline's spread (``zbase``,
+comparable across machines) — plus hours and (estimated) cycles since the last maintenance.
+A window holds no sample from before the equipment's last completed maintenance (a
+repaired machine's run-up to its failure is not its present).
 The change statistics ``dmean``/``drms``/``dmax`` compare the window with the machine's
 own normal: the median of its ``every``-bucket means (bucket maxima for ``dmax``) over
 ``spec.base`` before the longest window, past data only (``FeatureSpec.lookback``).
@@ -27,7 +31,12 @@ from ml.contract import GOOD, Events
 
 DEFAULT_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current", "zone_temp", "pressure",
                    "flow", "cycle_time")
-STATS = ("mean", "std", "slope", "rms", "max", "dbase", "dmean", "drms", "dmax", "n")
+STATS = ("mean", "std", "slope", "rms", "max", "dbase", "zbase", "dmean", "drms", "dmax", "n")
+# The machine's operating mode at a sample, from the state intervals: what the recipe
+# baseline is kept per (a bearing at 43 °C is normal running, 12 °C too warm idling).
+RUN_RUNNING, RUN_IDLE, RUN_OFF, RUN_UNKNOWN = 1, 0, 2, -1
+RUNNING_STATES = ("running", "1")
+OFF_STATES = ("down_unplanned", "down_planned", "unknown", "3", "4")
 # Absolute levels: they say which machine it is as much as how it is doing. The failure
 # and RUL models use the change statistics instead (d*: vs the machine's own normal).
 LEVEL_STATS = ("mean", "rms", "max")
@@ -97,12 +106,41 @@ def good_samples(history: pl.DataFrame, signals: tuple[str, ...] | None = None) 
     return h.filter((pl.col("quality") == GOOD) & pl.col("value").is_finite())
 
 
-def recipe_baselines(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_SIGNALS
-                     ) -> pl.DataFrame:
-    """Median good value per equipment, signal and recipe: the 'normal' to compare against."""
-    g = good_samples(history, signals).filter(pl.col("recipe_id").is_not_null())
-    return g.group_by("equipment_id", "signal", "recipe_id").agg(
-        pl.col("value").median().alias("baseline"))
+def with_run_mode(samples: pl.DataFrame, events: Events | None) -> pl.DataFrame:
+    """Add ``run``: the equipment's operating mode at each sample (RUN_* codes).
+
+    Running, powered but not producing (idle, starved, blocked, setup) or off (down,
+    no data); RUN_UNKNOWN where no state interval covers the sample or without events.
+    """
+    states = events.conformed().states if events is not None else None
+    if states is None or states.height == 0 or samples.height == 0:
+        return samples.with_columns(pl.lit(RUN_UNKNOWN, pl.Int8).alias("run"))
+    st = states.select(
+        "equipment_id", pl.col("start").alias("_start"), pl.col("end").alias("_end"),
+        pl.when(pl.col("state").is_in(list(RUNNING_STATES))).then(RUN_RUNNING)
+        .when(pl.col("state").is_in(list(OFF_STATES))).then(RUN_OFF)
+        .otherwise(RUN_IDLE).cast(pl.Int8).alias("run")).sort("_start")
+    srt = samples if samples["ts"].is_sorted() else samples.sort("ts")
+    out = srt.join_asof(st, left_on="ts", right_on="_start", by="equipment_id",
+                        strategy="backward", check_sortedness=False)
+    inside = pl.col("_end").is_null() | (pl.col("ts") < pl.col("_end"))
+    return out.with_columns(
+        pl.when(pl.col("run").is_not_null() & inside).then(pl.col("run"))
+        .otherwise(RUN_UNKNOWN).cast(pl.Int8).alias("run")).drop("_start", "_end")
+
+
+def recipe_baselines(history: pl.DataFrame, signals: tuple[str, ...] = DEFAULT_SIGNALS,
+                     events: Events | None = None) -> pl.DataFrame:
+    """Median good value per equipment, signal, recipe and operating mode ('normal'), and
+    its spread (scaled MAD, floored at 0.1 % of the median): what ``dbase``/``zbase``
+    compare against. Without events every sample has mode RUN_UNKNOWN."""
+    g = with_run_mode(good_samples(contract.history(history), signals)
+                      .filter(pl.col("recipe_id").is_not_null()), events)
+    med = pl.col("value").median()
+    mad = (pl.col("value") - med).abs().median() * 1.4826
+    return g.group_by("equipment_id", "signal", "recipe_id", "run").agg(
+        med.alias("baseline"),
+        pl.max_horizontal(mad, med.abs() * 1e-3, pl.lit(1e-6)).alias("spread"))
 
 
 def _cadence(history: pl.DataFrame) -> pl.DataFrame:
@@ -140,15 +178,23 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     cad = _cadence(history)
     g = good_samples(history, spec.signals)
     if baselines is not None and baselines.height:
-        g = g.join(baselines, on=["equipment_id", "signal", "recipe_id"], how="left")
+        keys = ["equipment_id", "signal", "recipe_id"]
+        if "run" in baselines.columns:  # baselines per operating mode (older models: not)
+            g = with_run_mode(g, events)
+            keys.append("run")
+        if "spread" not in baselines.columns:
+            baselines = baselines.with_columns(pl.lit(None, pl.Float64).alias("spread"))
+        g = g.join(baselines.select(*keys, "baseline", "spread"), on=keys, how="left")
     else:
-        g = g.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline"))
+        g = g.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline"),
+                           pl.lit(None, dtype=pl.Float64).alias("spread"))
     t0 = history["ts"].min()
     # Two stages so long overlapping windows stay cheap: sums per `every` bucket, then
     # rolling sums of k buckets on a complete grid (a bucket without good data adds 0).
     # Hours from a fixed origin make the slope a function of sums as well.
     g = g.with_columns(
         (pl.col("value") - pl.col("baseline")).alias("delta"),
+        ((pl.col("value") - pl.col("baseline")) / pl.col("spread")).alias("zdelta"),
         ((pl.col("ts") - t0).dt.total_microseconds() / 3.6e9).alias("th"),
     )
     if not g["ts"].is_sorted():
@@ -162,6 +208,7 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
         th.sum().alias("st"), (th * th).sum().alias("stt"), (th * x).sum().alias("stx"),
         x.max().alias("mx"), pl.col("delta").sum().alias("sd"),
         pl.col("delta").count().cast(pl.Float64).alias("nd"),
+        pl.col("zdelta").sum().alias("sz"), pl.col("zdelta").count().cast(pl.Float64).alias("nz"),
         pl.col("recipe_id").drop_nulls().last().alias("recipe_id"),
     )
     tmin = history["ts"].min()
@@ -173,7 +220,7 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
                                                    eager=True)})
     pairs = (history.select("equipment_id", contract.signal_of(pl.col("tag_id")).alias("signal"))
              .unique().filter(pl.col("signal").is_in(list(spec.signals))))
-    sums = ["n", "sx", "sxx", "st", "stt", "stx", "sd", "nd"]
+    sums = ["n", "sx", "sxx", "st", "stt", "stx", "sd", "nd", "sz", "nz"]
     grid = (pairs.join(labels, how="cross")
             .join(buckets, on=["equipment_id", "signal", "ts"], how="left")
             .with_columns([pl.col(c).fill_null(0.0) for c in sums])
@@ -182,11 +229,12 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     kb, lag = int(duration(spec.base) // every), int(longest // every)
     own = [_own_normal(grid, "sx", labels.height, kb, lag, last_only=latest),
            _own_normal(grid, "mx", labels.height, kb, lag, last_only=latest)]
+    epochs = _epochs(grid, events, labels.height, every)
     longs = []
     for w, period in zip(spec.windows, periods, strict=True):
         k = int(period // every)
         r = grid.select("equipment_id", "signal", "ts").with_columns(
-            [*_rolling(grid, sums, k, labels.height), *own])
+            [*_rolling(grid, sums, k, labels.height, epochs), *own])
         n = pl.col("n")
         den = n * pl.col("stt") - pl.col("st") ** 2
         var = (pl.col("sxx") - pl.col("sx") ** 2 / n) / (n - 1)
@@ -198,6 +246,7 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
             pl.when(n > 0).then((pl.col("sxx") / n).sqrt()).alias("rms"),
             pl.when(n > 0).then(pl.col("mx")).alias("max"),
             pl.when(pl.col("nd") > 0).then(pl.col("sd") / pl.col("nd")).alias("dbase"),
+            pl.when(pl.col("nz") > 0).then(pl.col("sz") / pl.col("nz")).alias("zbase"),
         ).with_columns(
             (pl.col("mean") - pl.col("own")).alias("dmean"),
             (pl.col("rms") - pl.col("own").abs()).alias("drms"),
@@ -234,25 +283,59 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     return _with_maintenance(wide, events, spec)
 
 
-def _rolling(grid: pl.DataFrame, sums: list[str], k: int, length: int) -> list[pl.Series]:
+def _rolling(grid: pl.DataFrame, sums: list[str], k: int, length: int,
+             epochs: np.ndarray | None = None) -> list[pl.Series]:
     """Trailing k-bucket sums (and max of ``mx``) per group of a complete, sorted grid.
 
     Every group has ``length`` rows, so the grid reshapes to (groups, length) and a
     sliding-window view sums all windows at once — no per-group expression. (Not a
     cumulative sum: differences of long running totals would cost the slope digits.)
+    ``epochs`` (groups, length): maintenance count at each bucket; a window then only
+    sums the buckets of its own end's epoch, so nothing from before a repair is in it.
     """
     g = grid.height // length if length else 0
-    out = []
     view = np.lib.stride_tricks.sliding_window_view
-    for c in sums:
-        a = grid[c].to_numpy().reshape(g, length)
-        pad = np.concatenate([np.zeros((g, k - 1)), a], axis=1)
-        out.append(pl.Series(c, view(pad, k, axis=1).sum(axis=2).ravel()))
-    mx = grid["mx"].fill_null(-np.inf).to_numpy().reshape(g, length)
-    pad = np.concatenate([np.full((g, k - 1), -np.inf), mx], axis=1)
-    win = view(pad, k, axis=1).max(axis=2)
-    out.append(pl.Series("mx", win.ravel()).replace(-np.inf, None))
+    arrays = {c: grid[c].to_numpy().reshape(g, length) for c in sums}
+    arrays["mx"] = grid["mx"].fill_null(-np.inf).to_numpy().reshape(g, length)
+    pads = {c: np.concatenate([np.full((g, k - 1), -np.inf if c == "mx" else 0.0), a], axis=1)
+            for c, a in arrays.items()}
+    res = {c: (view(p, k, axis=1).max(axis=2) if c == "mx" else view(p, k, axis=1).sum(axis=2))
+           for c, p in pads.items()}
+    if epochs is not None and g:
+        rows = np.flatnonzero(epochs[:, 0] != epochs[:, -1])  # groups with a repair in view
+        ep = np.concatenate([np.full((g, k - 1), -1), epochs], axis=1)
+        step = max(1, 4_000_000 // max(1, length * k))
+        for i in range(0, rows.size, step):
+            r = rows[i:i + step]
+            same = view(ep[r], k, axis=1) == epochs[r][..., None]
+            for c, p in pads.items():
+                w = view(p[r], k, axis=1)
+                res[c][r] = (np.where(same, w, -np.inf).max(axis=2) if c == "mx"
+                             else np.where(same, w, 0.0).sum(axis=2))
+    out = [pl.Series(c, res[c].ravel()) for c in sums]
+    out.append(pl.Series("mx", res["mx"].ravel()).replace(-np.inf, None))
     return out
+
+
+def _epochs(grid: pl.DataFrame, events: Events | None, length: int, every: timedelta
+            ) -> np.ndarray | None:
+    """Completed maintenance count per equipment at each grid bucket (groups, length),
+    counted at the bucket's start: the bucket a repair falls in still holds readings
+    from before it, so it stays with the old epoch."""
+    if events is None or grid.height == 0:
+        return None
+    maint = events.conformed().maintenance
+    if maint.height == 0:
+        return None
+    m = (maint.select("equipment_id", pl.col("ts").alias("_mts")).sort("_mts")
+         .with_columns(pl.col("_mts").rank("ordinal").over("equipment_id")
+                       .cast(pl.Int64).alias("_epoch")))
+    keys = (grid.select("equipment_id", (pl.col("ts") - every).alias("ts")).with_row_index("_i")
+            .sort("ts"))
+    e = (keys.join_asof(m, left_on="ts", right_on="_mts", by="equipment_id",
+                        strategy="backward", check_sortedness=False)
+         .sort("_i")["_epoch"].fill_null(0).to_numpy())
+    return e.reshape(grid.height // length, length)
 
 
 def _own_normal(grid: pl.DataFrame, col: str, length: int, kb: int, lag: int,
@@ -329,7 +412,9 @@ def _with_maintenance(wide: pl.DataFrame, events: Events | None, spec: FeatureSp
                                     strategy="backward", check_sortedness=False)
     hours = (pl.col("ts") - pl.col("maint_ts")).dt.total_seconds() / 3600.0
     ct = f"cycle_time__mean_{spec.windows[0]}"
-    cycles = hours * 3600.0 / pl.col(ct) if ct in out.columns else pl.lit(None, pl.Float64)
+    # a window whose cycle time reads 0 (a machine reporting 0 while idle) has no estimate
+    cycles = (pl.when(pl.col(ct) > 0).then(hours * 3600.0 / pl.col(ct))
+              if ct in out.columns else pl.lit(None, pl.Float64))
     return out.with_columns(
         hours.alias("ctx__hours_since_maint"), cycles.alias("ctx__cycles_since_maint"),
         pl.col("ts").dt.hour().cast(pl.Float64).alias("ctx__hour"),

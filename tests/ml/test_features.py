@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ml import features, models, synthetic
-from ml.contract import BAD, UNCERTAIN
+from ml import contract, features, models, synthetic
+from ml.contract import BAD, UNCERTAIN, Events
 from ml.features import FeatureSpec
 
 
@@ -60,7 +60,8 @@ def test_window_with_too_little_good_data_is_flagged_not_filled(
 
 def test_training_and_scoring_build_identical_features(plant: synthetic.SyntheticPlant) -> None:
     spec = FeatureSpec()
-    base = features.recipe_baselines(plant.history, spec.signals)
+    base = features.recipe_baselines(plant.history, spec.signals, plant.events)
+    assert set(base["run"].unique()) >= {features.RUN_UNKNOWN, features.RUN_OFF}
     full = features.equipment_features(plant.history, plant.events, spec, base)
     as_of = plant.at(97)
     latest = features.equipment_features(plant.history, plant.events, spec, base, as_of=as_of,
@@ -111,3 +112,60 @@ def test_bad_duration_and_window_are_refused() -> None:
         FeatureSpec(windows=("1x",))
     with pytest.raises(ValueError, match="not a multiple"):
         FeatureSpec(every="15m", windows=("20m",))
+
+
+def _tiny(values: list[tuple[int, float]], eq: str = "E1") -> pl.DataFrame:
+    """One signal of one machine: (minutes after 06:00, value), Good, one recipe."""
+    t0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    return contract.history(pl.DataFrame({
+        "tag_id": [f"{eq}.bearing_temp"] * len(values),
+        "ts": [t0 + timedelta(minutes=m) for m, _ in values],
+        "value": [v for _, v in values], "quality": [0] * len(values),
+        "equipment_id": [eq] * len(values), "recipe_id": ["R1"] * len(values)}))
+
+
+def _states(rows: list[tuple[str, int, int]]) -> Events:
+    t0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    st = pl.DataFrame([("E1", s, "", t0 + timedelta(minutes=a), t0 + timedelta(minutes=b))
+                       for s, a, b in rows], schema=contract.STATES_SCHEMA, orient="row")
+    return Events(st, pl.DataFrame(schema=contract.MAINTENANCE_SCHEMA))
+
+
+def test_recipe_baseline_is_kept_per_operating_mode() -> None:
+    """Running warm, idling cool: each mode is compared with its own normal."""
+    h = _tiny([(m, 40.0 + 0.1 * (m % 3) if m < 120 else 30.0 + 0.1 * (m % 3))
+               for m in range(0, 240)])
+    ev = _states([("running", 0, 120), ("idle", 120, 200), ("down_unplanned", 200, 300)])
+    run = features.with_run_mode(h, ev)["run"].to_list()
+    assert run[0] == run[119] == features.RUN_RUNNING
+    assert run[120] == features.RUN_IDLE and run[200] == features.RUN_OFF
+    assert features.with_run_mode(h, None)["run"].unique().to_list() == [features.RUN_UNKNOWN]
+    base = features.recipe_baselines(h, ("bearing_temp",), ev).sort("run")
+    assert base["baseline"].to_list() == pytest.approx([30.1, 40.1, 30.1])  # idle, run, off
+    # A warm idle machine: 10 degrees over its idle normal, though a normal running value.
+    warm = _tiny([(m, 40.0) for m in range(0, 300)])
+    f = features.equipment_features(warm, _states([("idle", 0, 300)]), FeatureSpec(
+        signals=("bearing_temp",), windows=("1h",), base="1h"), base)
+    last = f.sort("ts").tail(1)
+    assert last["bearing_temp__dbase_1h"].item() == pytest.approx(9.9)
+    assert last["bearing_temp__zbase_1h"].item() > 50  # in spreads: far outside normal
+
+
+def test_window_holds_nothing_from_before_a_repair() -> None:
+    """The run-up to a failure is gone from the windows once the machine is repaired."""
+    h = _tiny([(m, 80.0 if m < 180 else 40.0) for m in range(0, 360)])
+    spec = FeatureSpec(signals=("bearing_temp",), windows=("1h", "6h"), base="1h")
+    t0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    at = t0 + timedelta(hours=5)
+    plain = features.equipment_features(h, None, spec, as_of=at, latest=True)
+    assert plain["bearing_temp__max_6h"].item() == 80.0  # the worn readings are in view
+    maint = pl.DataFrame([("E1", "bearing", t0 + timedelta(hours=3))],
+                         schema=contract.MAINTENANCE_SCHEMA, orient="row")
+    ev = Events(pl.DataFrame(schema=contract.STATES_SCHEMA), maint)
+    f = features.equipment_features(h, ev, spec, as_of=at, latest=True)
+    assert f["bearing_temp__max_6h"].item() == 40.0
+    assert f["bearing_temp__n_6h"].item() == 120  # 2 h since the repair, not 5
+    assert f["bearing_temp__low_6h"].item() == 1.0  # too little data: flagged, not filled
+    full = features.equipment_features(h, ev, spec)  # training builds the same row
+    same = full.filter(pl.col("ts") == at).select(f.columns)
+    assert_frame_equal(f, same, check_exact=False, rel_tol=1e-6, abs_tol=1e-9)
