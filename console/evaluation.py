@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +75,7 @@ class EvalOptions:
     inspect_h: float = 1.0
     workdir: Path = Path("data/eval")
     ml: bool = False
+    models: Path | None = None  # a model registry both arms start from (a copy each)
 
 
 class Crew:
@@ -209,6 +211,11 @@ async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
             p.unlink()
     db = arm_dir / "loopline.db"
     cfg = load_config(loaded.path, db=str(db))
+    if opts.models is not None:  # each arm scores with (and may retrain) its own copy
+        models = arm_dir / "models"
+        shutil.rmtree(models, ignore_errors=True)
+        shutil.copytree(opts.models, models)
+        cfg.config.ml.models_dir = str(models)
     store = open_store(cfg.db_url)
     try:
         from core.clock import FrozenClock

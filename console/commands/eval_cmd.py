@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", metavar="DIR", default=None,
                    help="where the arms' stores and truth logs go (default: data/eval)")
     p.add_argument("--ml", action="store_true", help="also run the ML scoring jobs")
+    p.add_argument("--models", metavar="DIR", default=None,
+                   help="with --ml: a model registry (e.g. data/models after `loopline "
+                   "train` on another seed's history) copied into each arm")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=eval_cmd)
 
@@ -51,11 +54,17 @@ def eval_cmd(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"bad --start {args.start!r}: use ISO-8601, e.g. "
                         "2026-01-05T06:00:00Z") from None
+    models = Path(args.models) if args.models else None
+    if models is not None and not (models / "manifest.json").is_file():
+        raise UserError(f"--models {models}: no model registry there (manifest.json); "
+                        "train one with `loopline train`")
+    if models is not None and not args.ml:
+        raise UserError("--models needs --ml (the models only score when ML runs)")
     loaded = load_config(args.config)
     workdir = Path(args.workdir) if args.workdir else loaded.resolve("data/eval")
     opts = EvalOptions(days=args.days, seed=args.seed, speed=args.speed, start=start,
                        inject=list(args.inject), faults_per_day=args.faults_per_day,
-                       workdir=workdir, ml=args.ml)
+                       workdir=workdir, ml=args.ml, models=models)
     progress = _progress() if sys.stderr.isatty() and not args.json else None
     try:
         res = asyncio.run(evaluate(loaded, opts, log=progress))

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T[~F]",
                    help="fault for the twin at twin time T, e.g. bearing:A-LATHE1@2h; ~F "
                    "starts a wear fault F of its way to failure (bearing:A-LATHE1@0~0.9)")
+    p.add_argument("--faults-per-day", type=float, metavar="N",
+                   help="the twin's random fault rate (default: [simulator])")
     p.add_argument("--truth", metavar="PATH", help="the twin's ground-truth log (JSON lines)")
     p.add_argument("--events", metavar="PATH|-", default=None,
                    help="where the JSON lines go: a file, or - for stdout (default: -)")
@@ -114,6 +116,8 @@ def run_headless(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.speed is not None and not 1 <= args.speed <= 3600:
         raise UserError(f"--speed {args.speed:g} is out of range 1..3600")
+    if args.faults_per_day is not None and not 0 <= args.faults_per_day <= 1000:
+        raise UserError(f"--faults-per-day {args.faults_per_day:g}: give 0..1000")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loaded, store = open_cli_store(args)
@@ -137,7 +141,9 @@ def run_headless(args: argparse.Namespace) -> int:
                           truth=Path(args.truth) if args.truth else None,
                           approve=args.approve, spawn_twin=False if args.no_sim else None,
                           ml=not args.no_ml, stats_every_s=args.stats_every,
-                          opcua_port=args.opcua_port, modbus_port=args.modbus_port)
+                          opcua_port=args.opcua_port, modbus_port=args.modbus_port,
+                          twin_args=[] if args.faults_per_day is None
+                          else ["--faults-per-day", f"{args.faults_per_day:g}"])
     rt = Runtime(loaded, store, opts, bus=bus)
     try:
         summary = asyncio.run(_main(rt, duration))

@@ -46,7 +46,9 @@ def test_eval_prints_both_arms_and_the_difference(tmp_path: Path) -> None:
 def test_eval_refuses_bad_arguments(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for argv, words in ((["--speed", "0"], "out of range"), (["--days", "-1"], "days"),
-                        (["--start", "monday"], "bad --start")):
+                        (["--start", "monday"], "bad --start"),
+                        (["--ml", "--models", str(tmp_path / "none")], "no model registry"),
+                        (["--models", str(REPO)], "no model registry")):
         proc = subprocess.run([sys.executable, "-m", "console.cli", "eval", *argv,
                                "--workdir", str(tmp_path)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60)
