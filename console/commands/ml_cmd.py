@@ -167,6 +167,17 @@ def _store_source(cfg: Any) -> Any:
     return StoreSource(_store(cfg), cfg.archive_dir, tags)
 
 
+def _newest_sample(cfg: Any) -> datetime | None:
+    from sqlalchemy import func, select
+
+    from core.clock import ensure_utc
+    from core.store.models import Sample
+
+    with _store(cfg).engine.connect() as conn:
+        ts = conn.execute(select(func.max(Sample.__table__.c.ts))).scalar()  # type: ignore[attr-defined]
+    return ensure_utc(ts) if ts is not None else None
+
+
 def _mirror(cfg: Any, reg: Any) -> None:
     """Best effort: the store's ModelVersion table follows the registry manifest."""
     from core.store import StoreError
@@ -204,7 +215,9 @@ def train_cmd(args: argparse.Namespace) -> int:
         now = plant.at(6 * 24)
     else:
         source = _store_source(cfg)
-        now = datetime.now(UTC)
+        # a twin's history runs in plant time, which may be ahead of the wall clock (a
+        # fast twin, `loopline eval`): train up to the newest stored sample then
+        now = max(datetime.now(UTC), _newest_sample(cfg) or datetime.now(UTC))
     hist = source.history(now - timedelta(days=args.days), now)
     if hist.height == 0:
         raise UserError(f"no history available yet: the store has no samples in the last "
