@@ -12,17 +12,23 @@ where the reference is either
 
 - ``reference = "<setpoint tag name>"`` (say ``"temp_sp"``): that tag's latest value on
   the same equipment (``zone_temp`` vs ``temp_sp``), or
-- ``reference = "baseline"``: the signal's own level while running under the same
-  recipe and setpoints, learned from the first ``LEARN_S`` of running after the settle
-  time and remembered per (recipe, setpoints); a later learning pass under the same
-  key moves it only in the healthy direction (down for a high-side detector, up for a
-  low-side one), so a baseline first learned while a fault was already growing is
-  corrected once the machine has been repaired.
+- ``reference = "baseline"``: the signal's own level under the same recipe, setpoints
+  and load class: the median of the first ``LEARN_S`` (and ``LEARN_N`` samples) after the
+  settle time, remembered per key. After each down period a new pass re-checks it, and
+  moves it only when it is clearly healthier (by half the threshold: down for a
+  high-side detector, up for a low-side one), so a baseline first learned while a fault
+  was already growing, or from a mixed pass, is corrected after the repair, and pass-to-
+  pass noise never drags it.
 
 ``threshold`` is the allowed relative deviation: positive fires above the reference
 (``+0.05`` = 5 % above), negative below; the problem clears once the EWMA is back
 inside by ``hysteresis`` (same relative units) — as with limits, each side is its own
-alarm ("deviation:<tag>:hi" / ":lo"). The condition must hold for ``on_delay_s``. A
+alarm ("deviation:<tag>:hi" / ":lo"). The condition must hold for ``on_delay_s``, and
+the filtered deviation must also stand ``Z_MIN`` times out of its own noise: the
+samples' scatter around it, measured per load class, through the filter at the usual
+sampling interval. A polled tag that reports every two minutes at 5 % noise cannot fire
+on noise. A single sample more than ``REJECT`` off its reference is dropped: it comes
+from across a state change the state tag has not shown yet. A
 baseline deviation clears only in the load class it fired in (wear shows less at idle, so
 an idle hour must not clear and re-raise it).
 
@@ -65,7 +71,11 @@ EWMA_TAU_S = 300.0  # noise filter of the deviation (sensor noise x6 still stays
 SETTLE_S = 1200.0  # ignored after a restart, a recipe or setpoint change (setpoint refs)
 SWITCH_S = 60.0  # ignored after a change of load class (and the settle of baselines)
 LEARN_S = 1200.0  # time in one (recipe, setpoints, load class) a baseline is learned over
-MAX_GAP_S = 120.0  # a longer gap between samples restarts the EWMA
+LEARN_N = 30  # ... and at least this many samples (a polled tag may report every 2 min)
+MAX_GAP_S = 900.0  # a longer gap between samples restarts the EWMA
+REJECT = 0.5  # a sample this far off (relative) is another load class or a transient
+Z_MIN = 4.0  # the filtered deviation must also stand this many noise sigmas out
+NOISE_N = 10  # samples in a load class before its noise is known (and anything fires)
 TREND_STEP = timedelta(minutes=10)
 TREND_ANCHORS = 13  # up to two hours of trend in the evidence
 EXPECTED_DOWNTIME_H = 3.0  # a wear failure's repair (the plant's records: 1.5-4 h)
@@ -85,7 +95,17 @@ COMPANION: dict[str, tuple[str, float, str]] = {
 
 @dataclass(slots=True)
 class _Baseline:
-    value: float
+    value: float  # the median of a learning pass
+
+
+@dataclass(slots=True)
+class _Pass:
+    values: list[float] | None = field(default_factory=list)  # None: done
+    seconds: float = 0.0
+
+    def result(self) -> float:
+        """The median: robust to the odd sample of another load class."""
+        return _median(sorted(self.values or ()))
 
 
 @dataclass(slots=True)
@@ -103,7 +123,10 @@ class _Signal:
     peak: float = 0.0
     fault: str | None = None  # the wear named when it fired
     fired_load: str | None = None  # the load class it fired in
-    passes: dict[tuple, list[float]] = field(default_factory=dict)  # key -> [sum, seconds]
+    passes: dict[tuple, _Pass] = field(default_factory=dict)  # key -> learning pass
+    dt_avg: float | None = None  # the usual time between samples
+    # per load class: mean absolute innovation (sample minus filtered deviation) and count
+    noise: dict[str | None, list[float]] = field(default_factory=dict)
     baselines: dict[tuple, _Baseline] = field(default_factory=dict)
     anchors: deque[tuple[datetime, float]] = field(
         default_factory=lambda: deque(maxlen=TREND_ANCHORS))
@@ -247,7 +270,7 @@ class DeviationDetector:
             switch = ts + timedelta(seconds=SWITCH_S)
             eq.settled_from = max(eq.settled_from, switch)
             for sig in eq.all_signals():
-                sig.pending_since = None
+                sig.pending_since, sig.ewma = None, None
                 sig.last_ts = None  # the other class's samples are not this one's history
                 sig.anchors.clear()
                 sig.next_anchor = None
@@ -276,17 +299,38 @@ class DeviationDetector:
         if sig.next_anchor is None or ts >= sig.next_anchor:
             sig.anchors.append((ts, v))
             sig.next_anchor = ts + TREND_STEP
+        if dt is not None and 0 < dt <= MAX_GAP_S:
+            sig.dt_avg = dt if sig.dt_avg is None else sig.dt_avg + 0.05 * (dt - sig.dt_avg)
         ref = self._reference(sig, eq, v, dt)
         if ref is None or (ref == 0 and not sig.absolute):
             return None
         dev = v - ref if sig.absolute else (v - ref) / abs(ref)
+        if not sig.absolute and abs(dev) > REJECT:
+            return None  # a sample from across a state change the state tag has not shown
         if sig.ewma is None or dt is None or dt > MAX_GAP_S:
             sig.ewma = dev
         elif dt > 0:
+            nz = sig.noise.get(eq.load)
+            inn = abs(dev - sig.ewma)
+            if nz is None:
+                sig.noise[eq.load] = [inn, 1.0]
+            else:
+                nz[0] += max(0.02, 1.0 / (nz[1] + 1.0)) * (inn - nz[0])
+                nz[1] += 1.0
             sig.ewma += (1.0 - math.exp(-dt / self.tau_s)) * (dev - sig.ewma)
         if sig.absolute:
             return None
         return self._evaluate(sig, sig.ewma, ref, ts)
+
+    def _noise(self, sig: _Signal) -> float | None:
+        """The filtered deviation's own scatter (relative): the samples' scatter around it
+        (measured in this load class; a fault's slow drift hardly moves it) through the
+        EWMA at the usual sampling interval. None until enough samples were seen."""
+        nz = sig.noise.get(sig.eq.load)
+        if nz is None or nz[1] < NOISE_N:
+            return None
+        a = 1.0 - math.exp(-(sig.dt_avg or 1.0) / self.tau_s)
+        return 1.25 * nz[0] * math.sqrt(a / (2.0 - a))  # mean |x| of a normal = 0.8 sigma
 
     def _reference(self, sig: _Signal, eq: _Equipment, v: float,
                    dt: float | None) -> float | None:
@@ -294,18 +338,24 @@ class DeviationDetector:
             return eq.setpoints.get(self.reference)
         key = eq.key()
         base = sig.baselines.get(key)
-        acc = sig.passes.setdefault(key, [0.0, 0.0])
-        if acc[1] < self.learn_s:  # learning (or re-checking) this key's level
-            w = min(dt, MAX_GAP_S) if dt is not None and dt > 0 else 1.0
-            acc[0] += v * w
-            acc[1] += w
-            if acc[1] >= self.learn_s:
-                mean = acc[0] / acc[1]
+        acc = sig.passes.get(key)
+        if acc is None:
+            acc = sig.passes[key] = _Pass()
+        if acc.values is not None:  # learning (or re-checking) this key's level
+            acc.values.append(v)
+            acc.seconds += min(dt, 120.0) if dt is not None and dt > 0 else 1.0
+            if acc.seconds >= self.learn_s and len(acc.values) >= LEARN_N:
+                mean = acc.result()
+                acc.values = None
                 if base is None:
                     base = sig.baselines[key] = _Baseline(mean)
-                elif sig.absolute or ((mean < base.value) if self.high
-                                      else (mean > base.value)):
-                    base.value = mean  # towards healthy only (companions: the latest)
+                elif sig.absolute:
+                    base.value = mean  # companions: the latest
+                elif ((base.value - mean) if self.high else (mean - base.value)) \
+                        > 0.5 * abs(self.threshold) * abs(base.value):
+                    # clearly healthier than remembered (a repair, or a first pass that
+                    # caught a worn or mixed level): towards healthy only, never noise
+                    base.value = mean
         return base.value if base is not None else None
 
     def _evaluate(self, sig: _Signal, dev: float, ref: float,
@@ -321,7 +371,9 @@ class DeviationDetector:
             if (dev > sig.peak) if self.high else (dev < sig.peak):
                 sig.peak = dev
             return None
-        if not (dev > thr if self.high else dev < thr):
+        noise = self._noise(sig)
+        if not (dev > thr if self.high else dev < thr) or noise is None \
+                or abs(dev) < Z_MIN * noise:
             sig.pending_since = None
             return None
         if sig.pending_since is None:
@@ -410,6 +462,13 @@ class DeviationDetector:
                     "peak": round(sig.peak, 5)},
             context=context_ids(cs.ctx) if cs is not None else {},
             evidence=evidence, cleared=cleared)
+
+
+def _median(xs: list[float]) -> float:
+    n = len(xs)
+    if not n:
+        return 0.0
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def _number(v: object) -> bool:

@@ -221,3 +221,42 @@ def test_a_baseline_learned_while_worn_is_corrected_after_the_repair() -> None:
     assert [round(b.value) for b in base.values()] == [35]
     m.run(10_000, 14_000, lambda s: 35.0 * 1.09, "motor_current", 0.42)
     assert [d.evidence["fault_mode"] for d in m.out if not d.cleared] == ["tool"]
+
+
+def test_a_sample_ahead_of_its_state_change_and_mixed_load_samples_do_not_fire() -> None:
+    """What a real driver delivers: the signal's new level a moment before the state tag
+    says the machine started, and now and then an idle-level sample while running."""
+    det, _ = build("flow", reference="baseline", threshold=-0.08, on_delay_s=600)
+    m = Twinish(det)
+    m.feed("pressure_sp", 0, 1200.0)
+    m.feed("state", 0, 0)
+    s = 0
+    for k in range(12):  # two-hour stretches, alternately idle and running
+        running = k % 2 == 1
+        level = 60.0 if running else 9.0
+        m.feed("flow", s, level)  # the new level first ...
+        m.feed("state", s, 1 if running else 0)  # ... then the state, same timestamp
+        for t in range(s + 25, s + 7200, 25):
+            odd = running and (t // 25) % 9 == 0  # one idle-level sample in nine
+            m.feed("flow", t, (9.0 if odd else level) * (1 + m.rng.gauss(0.0, 0.01)))
+        s += 7200
+    assert m.out == []
+    base = next(iter(det._signals.values())).baselines
+    assert sorted(round(b.value) for b in base.values()) == [9, 60]
+
+
+def test_a_noisy_polled_signal_at_idle_stays_quiet() -> None:
+    """Idle pressure of an extruder polled every ~2.5 min: 5 % noise per sample, close to
+    the 6 % threshold; the filtered deviation must stand out of its own noise to fire."""
+    det, _ = build("flow", reference="baseline", threshold=0.06, on_delay_s=600)
+    m = Twinish(det, seed=3)
+    m.feed("pressure_sp", 0, 1200.0)
+    m.feed("state", 0, 0)
+    for t in range(1, 7 * 86400, 150):
+        m.feed("flow", t, 27.0 + m.rng.gauss(0.0, 1.44))
+    assert m.out == []
+    # a real clog still shows: +30 % at the end of its course
+    for t in range(7 * 86400, 7 * 86400 + 12 * 3600, 150):
+        wear = ((t - 7 * 86400) / (12 * 3600)) ** 2
+        m.feed("flow", t, 27.0 * (1 + 0.3 * wear) + m.rng.gauss(0.0, 1.44))
+    assert [d.cleared for d in m.out] == [False]
