@@ -22,6 +22,7 @@ from ml.models import Model, matrix
 STAT_WORDS = {
     "mean": "mean", "std": "variability", "slope": "trend", "rms": "RMS", "max": "peak",
     "dbase": "change vs recipe baseline", "zbase": "change vs recipe baseline in its spread",
+    "zmax": "largest change of any signal vs its recipe baseline, in spreads",
     "dmean": "change of mean vs own normal", "drms": "change of RMS vs own normal",
     "dmax": "change of peak vs own normal", "n": "good samples", "min": "minimum",
 }
@@ -53,7 +54,7 @@ def unit_of(f: FeatureName, units: dict[str, str]) -> str | None:
     u = units.get(f.signal)
     if f.stat == "n":
         return "samples"
-    if f.stat == "zbase":
+    if f.stat in ("zbase", "zmax"):
         return "spreads"
     if u is None:
         return None
@@ -76,9 +77,25 @@ def explain(model: Model, frame: pl.DataFrame, top: int = 3, part: str = "main",
             c = float(contribs[i, j])
             if c == 0.0:
                 continue
-            items.append(_item(model, names[j], x[i, j], c, units))
+            items.append(_item(model, *_named(names, x[i], j), c, units))
         out.append(items)
     return out
+
+
+def _named(names: list[str], row: np.ndarray, j: int) -> tuple[str, float]:
+    """The feature to show for column ``j``: a cross-signal ``zmax`` is shown as the
+    signal that set it (its ``zbase`` of the same window has that magnitude)."""
+    f = parse_feature(names[j])
+    if f.stat != "zmax":
+        return names[j], row[j]
+    cands = [k for k, n in enumerate(names) if n.endswith(f"__zbase_{f.window}")]
+    if not cands:
+        return names[j], row[j]
+    vals = np.where(np.isfinite(row[cands]), np.abs(row[cands]), -1.0)
+    if vals.max() < 0:
+        return names[j], row[j]
+    k = cands[int(np.argmax(vals))]
+    return names[k], row[k]
 
 
 def _item(model: Model, feature: str, value: float, contribution: float,
@@ -86,7 +103,7 @@ def _item(model: Model, feature: str, value: float, contribution: float,
     f = parse_feature(feature)
     val: Any = None if not np.isfinite(value) else float(value)
     base: Any = model.medians.get(feature)
-    if f.stat in ("dbase", "zbase"):
+    if f.stat in ("dbase", "zbase", "zmax"):
         base = 0.0
     cat = f.signal if f.kind == "context" else None
     if cat in model.categories and val is not None:  # a code -> the category's own name

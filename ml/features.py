@@ -41,6 +41,7 @@ OFF_STATES = ("down_unplanned", "down_planned", "unknown", "3", "4")
 # and RUL models use the change statistics instead (d*: vs the machine's own normal).
 LEVEL_STATS = ("mean", "rms", "max")
 LOT_STATS = ("mean", "std", "min", "max")
+ANY = "any_signal"  # pseudo-signal of cross-signal features (``any_signal__zmax_<w>``)
 LOT_CONTEXT = ("recipe_id", "batch_id", "shift_id", "operator_id", "equipment_id", "line_id")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -279,6 +280,11 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
     wide = wide.with_columns(
         pl.max_horizontal([pl.col(c) for c in low_cols]).cast(pl.Boolean).alias("low_data")
         if low_cols else pl.lit(True).alias("low_data"))
+    # The most abnormal signal, in spreads: one scale for any fault on any machine type.
+    wide = wide.with_columns([
+        pl.max_horizontal([pl.col(c).abs() for c in zc]).alias(f"{ANY}__zmax_{w}")
+        for w in spec.windows
+        if (zc := [c for c in wide.columns if c.endswith(f"__zbase_{w}")])])
     wide = wide.join(recipe, on=["equipment_id", "ts"], how="left")
     return _with_maintenance(wide, events, spec)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from ml import explain, models, synthetic
@@ -42,3 +43,12 @@ def test_feature_names_parse_back_to_signal_statistic_window() -> None:
     assert parse_feature("ctx__hours_since_maint").kind == "context"
     assert parse_feature("zone_temp__mean_lot").window == "lot"
     assert explain.unit_of(f, {"bearing_temp": "°C"}) == "°C/h"
+
+
+def test_cross_signal_zmax_is_shown_as_the_signal_that_set_it() -> None:
+    from ml.explain import _named
+    names = ["a__zbase_1h", "b__zbase_1h", "any_signal__zmax_1h", "b__zbase_6h"]
+    row = np.array([1.5, -7.0, 7.0, 30.0])
+    assert _named(names, row, 2) == ("b__zbase_1h", -7.0)
+    assert _named(names, row, 0) == ("a__zbase_1h", 1.5)
+    assert _named(names, np.array([np.nan, np.nan, np.nan, 1.0]), 2)[0] == "any_signal__zmax_1h"

@@ -149,6 +149,7 @@ def test_recipe_baseline_is_kept_per_operating_mode() -> None:
     last = f.sort("ts").tail(1)
     assert last["bearing_temp__dbase_1h"].item() == pytest.approx(9.9)
     assert last["bearing_temp__zbase_1h"].item() > 50  # in spreads: far outside normal
+    assert last["any_signal__zmax_1h"].item() == last["bearing_temp__zbase_1h"].item()
 
 
 def test_window_holds_nothing_from_before_a_repair() -> None:
