@@ -46,6 +46,7 @@ from console.screens.dialogs import ActionDialog, SignInScreen
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
 from console.views import COMMANDS, VIEWS, ViewData
+from console.widgets.event_log import EventLog
 from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
 from core import oee as oee_mod
@@ -210,6 +211,8 @@ class LooplineApp(App[None]):
                     if spec.kind == "plan":
                         with VerticalScroll(id=f"view-{spec.name}"):
                             yield PlanGantt(id="plan-gantt")
+                    elif spec.name == "events":  # a Line API log: new rows at the top are cheap
+                        yield EventLog(spec.columns, spec.rows, id="view-events")
                     else:
                         yield SnapshotTable(spec.columns, spec.rows, id=f"view-{spec.name}")
         yield Input(placeholder="command: " + " ".join(COMMANDS), id="command",
@@ -245,13 +248,13 @@ class LooplineApp(App[None]):
             self._unsubscribe()
 
     @property
-    def view_widget(self) -> SnapshotTable | PlanGantt:
+    def view_widget(self) -> SnapshotTable | EventLog | PlanGantt:
         if VIEWS[self.current_view].kind == "plan":
             return self.query_one("#plan-gantt", PlanGantt)
-        return self.query_one(f"#view-{self.current_view}", SnapshotTable)
+        return self.query_one(f"#view-{self.current_view}", SnapshotTable | EventLog)
 
     @property
-    def table(self) -> SnapshotTable:
+    def table(self) -> SnapshotTable | EventLog:
         """The current view's table (the plan view has none: its timeline is returned)."""
         return self.view_widget  # type: ignore[return-value]
 
@@ -319,7 +322,7 @@ class LooplineApp(App[None]):
         name = self.current_view
         if data is None or VIEWS[name].kind != "table" or only not in (None, name):
             return
-        self.query_one(f"#view-{name}", SnapshotTable).show(data)
+        self.query_one(f"#view-{name}", SnapshotTable | EventLog).show(data)
 
     def on_oee_ready(self, msg: OeeReady) -> None:
         if not self._on_screen():

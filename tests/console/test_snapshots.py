@@ -44,3 +44,26 @@ def test_lines_at_80x24_light_theme(make_app: MakeApp, snap_compare) -> None:  #
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_event_log(make_app: MakeApp, frozen_clock, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """The event log, newest first, with the cursor moved two rows down."""
+    from datetime import timedelta
+
+    from core.engine.events import AlarmEvent, DetectionEvent, EventBus
+
+    bus = EventBus()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _before(None)(pilot)
+        for i in range(40):
+            bus.publish(DetectionEvent(frozen_clock.now() + timedelta(seconds=i),
+                                       f"vibration rising, score {i / 40:.2f}",
+                                       equipment_id="A-LATHE1" if i % 3 else "B-MOLD1"))
+        bus.publish(AlarmEvent(frozen_clock.now() + timedelta(seconds=40), "bearing hot",
+                               equipment_id="A-LATHE1"))
+        await _before("events")(pilot)
+        await pilot.press("down", "down")
+        await pilot.pause()
+
+    assert snap_compare(make_app(bus=bus), terminal_size=(110, 30), run_before=run_before)

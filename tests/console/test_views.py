@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from console.app import LooplineApp
 from console.screens.equipment import EquipmentScreen
+from console.widgets.event_log import EventLog
 from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
 from core.clock import FrozenClock
@@ -16,6 +17,10 @@ from core.engine.events import AlarmEvent, DetectionEvent, EventBus
 
 MakeApp = Callable[..., LooplineApp]
 SIZE = (140, 40)
+
+
+def _drawn(log: EventLog, y: int) -> str:
+    return "".join(seg.text for seg in log.render_line(y))
 
 
 async def _ready(app: LooplineApp, pilot) -> None:
@@ -63,11 +68,14 @@ async def test_event_log_follows_the_bus_from_another_thread(make_app: MakeApp,
         await _ready(app, pilot)
         await pilot.press(":", *"events", "enter")
         await _ready(app, pilot)
-        table = app.query_one("#view-events", SnapshotTable)
-        assert table.row_count == 201
-        assert str(table.get_cell_at((0, 3))) == "bearing hot"  # newest first
+        log = app.query_one("#view-events", EventLog)
+        assert log.row_count == 201
+        assert log.current_key() == "1"
+        assert "bearing hot" in _drawn(log, 1)  # newest first
+        assert "detection 199" in _drawn(log, 2)
         await pilot.press("/", *"detection 199")
-        assert table.row_count == 1
+        assert log.row_count == 1
+        assert "detection 199" in _drawn(log, 1)
 
 
 async def test_lines_show_oee_and_data_state(make_app: MakeApp) -> None:
@@ -103,6 +111,7 @@ def test_every_binding_has_id_and_description() -> None:
     from console.screens.equipment import EquipmentScreen
     from console.screens.help import HelpScreen
 
-    for owner in (LooplineApp, ActionDialog, SignInScreen, EquipmentScreen, HelpScreen):
+    for owner in (LooplineApp, ActionDialog, SignInScreen, EquipmentScreen, HelpScreen,
+                  EventLog):
         for b in owner.BINDINGS:
             assert b.id and b.description, (owner, b)  # type: ignore[union-attr]
