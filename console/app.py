@@ -385,8 +385,10 @@ class LooplineApp(App[None]):
             self._show_events_if_dirty()
 
     def _show_events_if_dirty(self) -> None:
-        """The event log redraws at most once a second: new events shift every visible
-        row, so each redraw re-renders the whole table (tens of ms the keys wait behind)."""
+        """The event log redraws at most once a second, so it can be read while events
+        flow. A redraw renders only the lines not seen before (EventLog caches them by
+        content): 2-8 ms at 200 events/s, where the DataTable it replaced re-rendered
+        every visible row (tens of ms the keys waited behind)."""
         if self._events_dirty:
             self._events_dirty = False
             self._show_tables("events")

@@ -110,8 +110,9 @@ def _rec_rows(d: ViewData) -> list[Row]:
 
 
 def _event_rows(d: ViewData) -> list[Row]:
-    """Newest first, keyed by position: new events shift the cells of the same rows (an
-    in-place update) instead of reordering the table, which would rebuild it."""
+    """Newest first, keyed by position (what the cursor stays on). The EventLog widget
+    caches each drawn line by its cells' text, so rows that only moved down are not
+    rendered again."""
     out: list[Row] = []
     for i, e in enumerate(reversed(d.events)):
         where = e.equipment_id or e.line_id or e.recommendation_id or ""

@@ -10,8 +10,9 @@ two lines.
 
 It shows the same rows as a ``SnapshotTable`` (``Row`` from a row source, newest first,
 ``/`` filter by substring over key and cells) with a fixed header, a row cursor, zebra
-stripes and the last column taking the width that is left. Styles are in app.tcss
-(component classes ``event-log--header``, ``--cursor``, ``--even-row``, ``--odd-row``).
+stripes and the last column taking the width that is left (at least ``LAST_MIN``).
+Styles are in app.tcss (component classes ``event-log--header``, ``--cursor``,
+``--even-row``, ``--odd-row``).
 A cell that is ``Text`` keeps its own style; the cache key is the plain text, so a row
 source must not show the same text in different styles.
 """
@@ -33,6 +34,7 @@ from textual.strip import Strip
 from console.widgets.snapshot_table import Cell, Column, Row
 
 PAD = 1  # blank cells either side of a column's text, as DataTable's cell padding
+LAST_MIN = 20  # the last column shrinks to this before the log scrolls sideways
 STRIP_CACHE = 2048  # rendered lines kept: 300 events x a few row styles, and the header
 
 
@@ -119,7 +121,7 @@ class EventLog(ScrollView, can_focus=True):
             self.virtual_size = size
 
     def _min_width(self) -> int:
-        return sum((c.width or len(c.label)) + 2 * PAD for c in self._columns)
+        return sum(w + 2 * PAD for w in self._widths(0))
 
     def on_resize(self) -> None:
         self._set_virtual_size()
@@ -174,7 +176,7 @@ class EventLog(ScrollView, can_focus=True):
         widths = [c.width or len(c.label) for c in self._columns]
         if widths:
             rest = width - sum(w + 2 * PAD for w in widths[:-1]) - 2 * PAD
-            widths[-1] = max(widths[-1], rest)
+            widths[-1] = max(min(widths[-1], LAST_MIN), len(self._columns[-1].label), rest)
         return widths
 
     def _line(self, cells: Sequence[Cell], widths: list[int], style: Style) -> Strip:
