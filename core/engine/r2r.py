@@ -6,6 +6,13 @@ back on target. The size of the correction comes from the setpoint's *effect* on
 characteristic: the process engineers' figure from master data, refined by what each
 executed correction actually did (``learn``). The correction stays inside the recipe's
 limits and moves a setpoint by at most half of its half-range at a time.
+
+The shift is *not* the mean of the points that made the rule fire: nine points chosen
+because they all lie above the centre average about 0.8σ above it even when nothing
+moved, and correcting that is tampering (each move adds a real offset the next false
+run then "corrects"). It is the mean of this machine's measurements of the
+characteristic since its last setpoint change (at most ``WINDOW``), and it must stand
+out of their noise (``SIGNIFICANCE`` standard errors) as well as exceed half a sigma.
 """
 
 from __future__ import annotations
@@ -19,14 +26,26 @@ from typing import Any
 from sqlalchemy import select
 
 from core.store.db import Store, guard
-from core.store.models import Meta, QualityCharacteristic, RecipeSetpoint, Sample
+from core.store.models import (
+    Action,
+    Meta,
+    QualityCharacteristic,
+    QualityMeasurement,
+    RecipeSetpoint,
+    Sample,
+)
 
 EFFECT_PREFIX = "r2r.effect."  # engineers' figure (master data), per recipe setpoint id
 LEARNED_PREFIX = "r2r.learned."  # refined from executed corrections
 MAX_STEP = 0.5  # of the half-range, per correction
 SHIFT_RULES = (2, 3)  # the Nelson rules that say the mean moved (a run, a trend)
+WINDOW = 30  # newest measurements the shift is estimated from
+MIN_POINTS = 10  # fewer since the last change: wait for more before moving again
+SIGNIFICANCE = 3.0  # standard errors the estimated shift must exceed
 META = Meta.__table__  # type: ignore[attr-defined]
 SAMPLE = Sample.__table__  # type: ignore[attr-defined]
+QM = QualityMeasurement.__table__  # type: ignore[attr-defined]
+ACT = Action.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -73,11 +92,48 @@ def current_setpoint(store: Store, equipment_id: str, name: str) -> float | None
     return float(row[0]) if row is not None and row[0] is not None else None
 
 
+def last_change(store: Store, equipment_id: str, until: datetime) -> datetime | None:
+    """When a setpoint of this machine was last written by the loop (done), or None."""
+    with guard(store), store.engine.connect() as conn:
+        row = conn.execute(select(ACT.c.finished_at).where(
+            ACT.c.kind == "write_setpoint", ACT.c.status == "done",
+            ACT.c.params.like(f'%"equipment_id": "{equipment_id}"%'),
+            ACT.c.finished_at <= until).order_by(ACT.c.finished_at.desc()).limit(1)).first()
+    return row[0] if row is not None else None
+
+
+def recent_points(store: Store, equipment_id: str, characteristic: str,
+                  until: datetime) -> list[float] | None:
+    """This machine's newest measurements of the characteristic since its last setpoint
+    change (oldest first); None when the store has none at all (the rule's own points
+    are then all there is)."""
+    since = last_change(store, equipment_id, until)
+    q = select(QM.c.value, QM.c.ts).where(
+        QM.c.characteristic_id == characteristic, QM.c.equipment_id == equipment_id,
+        QM.c.ts <= until)
+    with guard(store), store.engine.connect() as conn:
+        rows = conn.execute(q.order_by(QM.c.ts.desc()).limit(WINDOW)).all()
+    if not rows:
+        return None
+    if since is not None:
+        cut = since.replace(tzinfo=None) if rows[0].ts.tzinfo is None else since
+        rows = [r for r in rows if r.ts > cut]
+    return [float(r.value) for r in reversed(rows)]
+
+
 def propose(store: Store, *, equipment_id: str, recipe_id: str, equipment_type: str,
             characteristic: str | None, points: list[float], centre: float | None,
-            sigma: float | None) -> Correction | None:
+            sigma: float | None, at: datetime | None = None) -> Correction | None:
     """The setpoint move that best puts the recent mean back on target, or None."""
-    if len(points) < 3 or not sigma or sigma <= 0:
+    if not sigma or sigma <= 0:
+        return None
+    if characteristic and at is not None:
+        recent = recent_points(store, equipment_id, characteristic, at)
+        if recent is not None:
+            if len(recent) < MIN_POINTS:
+                return None  # too soon after the last change to tell where the mean is
+            points = recent
+    if len(points) < 3:
         return None
     target = centre
     if characteristic:
@@ -88,8 +144,8 @@ def propose(store: Store, *, equipment_id: str, recipe_id: str, equipment_type: 
     if target is None:
         return None
     shift = fmean(points) - target
-    if abs(shift) < 0.5 * sigma:  # within noise of the target: nothing to correct
-        return None
+    if abs(shift) < max(0.5 * sigma, SIGNIFICANCE * sigma / math.sqrt(len(points))):
+        return None  # within noise of the target: nothing to correct
     best: Correction | None = None
     t = RecipeSetpoint.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:

@@ -336,7 +336,7 @@ def _spc_correction(rc: RuleContext, det: DetectionLike, an: Analysis, eq_id: st
     char = ev.get("characteristic")
     corr = r2r.propose(rc.store, equipment_id=eq_id, recipe_id=recipe_id,
                        equipment_type=eq_type, characteristic=char if isinstance(char, str)
-                       else None, points=pts, centre=centre, sigma=sigma)
+                       else None, points=pts, centre=centre, sigma=sigma, at=det.onset)
     if corr is None:
         return None
     with guard(rc.store), rc.store.session() as s:

@@ -33,6 +33,20 @@ def spc_shift(points: list[float], rule: int = 2, sigma: float = 0.01,
                                "points": [[T0.isoformat(), p] for p in points]})
 
 
+def measured(store, values: list[float], minutes: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """The lathe's diameter measurements in the hour before T0 (what the shift is
+    estimated from), oldest first."""
+    from core.store.models import QualityMeasurement
+
+    with store.session() as s:
+        for i, v in enumerate(values):
+            s.add(QualityMeasurement(lot_id="L-00101", equipment_id="A-LATHE1",
+                                     characteristic_id="P-SH20.diameter", value=v,
+                                     lsl=19.975, usl=20.025, in_spec=abs(v - 20) < 0.025,
+                                     ts=T0 - timedelta(minutes=minutes * (1 - i / len(values)))))
+        s.commit()
+
+
 def recs(store) -> list[Recommendation]:  # type: ignore[no-untyped-def]
     with store.session() as s:
         return list(s.exec(select(Recommendation)).all())
@@ -41,6 +55,7 @@ def recs(store) -> list[Recommendation]:  # type: ignore[no-untyped-def]
 def test_a_run_above_target_lowers_the_setpoint_that_raises_it(store, loaded_config,
                                                                 frozen_clock) -> None:
     frozen_clock.set(T0)
+    measured(store, [20.006 + (i % 3 - 1) * 0.001 for i in range(30)])
     eng = make_engine(store, loaded_config, frozen_clock)
     res = eng.on_detection(spc_shift([20.006, 20.007, 20.004, 20.005, 20.008, 20.006,
                                       20.005, 20.007, 20.006]))
@@ -66,7 +81,7 @@ def test_the_current_value_comes_from_the_machine_and_moves_are_limited(
              "quality": 0}])
     corr = r2r.propose(store, equipment_id="A-LATHE1", recipe_id="R-SH20",
                        equipment_type="lathe", characteristic="P-SH20.diameter",
-                       points=[19.991] * 9, centre=20.0, sigma=0.01)
+                       points=[19.991] * 30, centre=20.0, sigma=0.01)
     assert corr is not None and corr.current == 0.17
     # -0.009 mm wants +0.03 mm/rev; at most half the half-range (0.025) per move
     assert corr.name == "feed_sp" and abs(corr.target - 0.195) < 1e-9
@@ -154,6 +169,7 @@ def test_a_shift_that_follows_a_batch_also_holds_the_batch_lots(store, loaded_co
 def test_a_run_and_a_trend_on_one_chart_make_one_correction(store, loaded_config,
                                                             frozen_clock) -> None:
     frozen_clock.set(T0)
+    measured(store, [20.006 + (i % 3 - 1) * 0.001 for i in range(30)])
     eng = make_engine(store, loaded_config, frozen_clock)
     pts = [20.006, 20.007, 20.004, 20.005, 20.008, 20.006, 20.005, 20.007, 20.006]
     first = eng.on_detection(spc_shift(pts, rule=2))
@@ -161,3 +177,39 @@ def test_a_run_and_a_trend_on_one_chart_make_one_correction(store, loaded_config
     assert first.outcome == "created" and second.outcome == "merged"
     [rec] = recs(store)
     assert rec.problem_key == "r2r:A-LATHE1:P-SH20.diameter"
+
+
+def test_a_run_picked_from_a_centred_process_moves_nothing(store, loaded_config,
+                                                           frozen_clock) -> None:
+    """Nine points above the centre line happen by chance; their mean is ~0.8σ high
+    because they were chosen for it. The machine's last 30 measurements are centred:
+    correcting would be tampering."""
+    frozen_clock.set(T0)
+    measured(store, [20.0 + (-1) ** i * 0.008 * (i % 4) / 3 for i in range(30)])
+    eng = make_engine(store, loaded_config, frozen_clock)
+    res = eng.on_detection(spc_shift([20.008, 20.005, 20.012, 20.004, 20.009, 20.006,
+                                      20.011, 20.003, 20.007]))
+    assert res.outcome == "ignored" and recs(store) == []
+
+
+def test_only_measurements_since_the_last_setpoint_change_count(store, loaded_config,
+                                                                frozen_clock) -> None:
+    import json
+
+    from core.store.models import Action
+
+    frozen_clock.set(T0)
+    measured(store, [20.009] * 25 + [20.0] * 5)  # shifted before the change, not after
+    with store.session() as s:  # the loop wrote the feed 10 minutes ago
+        s.add(Action(recommendation_id=None, kind="write_setpoint", status="done",
+                     params=json.dumps({"equipment_id": "A-LATHE1", "name": "feed_sp"},
+                                       sort_keys=True),
+                     idempotency_key="k-feed", created_at=T0 - timedelta(minutes=11),
+                     finished_at=T0 - timedelta(minutes=10)))
+        s.commit()
+    args = {"equipment_id": "A-LATHE1", "recipe_id": "R-SH20", "equipment_type": "lathe",
+            "characteristic": "P-SH20.diameter", "points": [20.009] * 9, "centre": 20.0,
+            "sigma": 0.01}
+    assert r2r.propose(store, **args, at=T0) is None  # 5 points since: wait for more
+    before = r2r.propose(store, **args, at=T0 - timedelta(minutes=11))
+    assert before is not None and before.shift > 0.008  # before the change: 25 shifted
