@@ -273,13 +273,19 @@ def equipment_features(history: pl.DataFrame, events: Events | None = None,
                              on=["equipment_id", "ts"], how="left")
     wide = _complete_columns(wide, spec, history)
     low_cols = [c for c in wide.columns if "__low_" in c]
+    # A window without data is low; a signal the machine does not have (a lathe has no
+    # flow) is not applicable — null, so it neither flags nor fills the row.
+    has: dict[str, list[str]] = {}
+    for eq, sig in cad.select("equipment_id", "signal").unique().iter_rows():
+        has.setdefault(sig, []).append(eq)
     wide = wide.with_columns(
-        [pl.col(c).fill_null(1.0) for c in low_cols]
+        [pl.when(pl.col("equipment_id").is_in(has.get(c.split("__low_")[0], [])))
+         .then(pl.col(c).fill_null(1.0)).otherwise(None).alias(c) for c in low_cols]
         + [pl.col(c).fill_null(0.0) for c in wide.columns if "__n_" in c]
     )
     wide = wide.with_columns(
-        pl.max_horizontal([pl.col(c) for c in low_cols]).cast(pl.Boolean).alias("low_data")
-        if low_cols else pl.lit(True).alias("low_data"))
+        pl.max_horizontal([pl.col(c) for c in low_cols]).cast(pl.Boolean).fill_null(True)
+        .alias("low_data") if low_cols else pl.lit(True).alias("low_data"))
     # The most abnormal signal, in spreads: one scale for any fault on any machine type.
     wide = wide.with_columns([
         pl.max_horizontal([pl.col(c).abs() for c in zc]).alias(f"{ANY}__zmax_{w}")

@@ -58,6 +58,21 @@ def test_window_with_too_little_good_data_is_flagged_not_filled(
     assert other["low_data"].item() is False
 
 
+def test_a_signal_the_machine_does_not_have_flags_nothing(
+        plant: synthetic.SyntheticPlant) -> None:
+    """A lathe has no flow: that is not 'too little data' (every lathe would be flagged
+    and its score thrown away by the runtime), but a signal that is there and silent is."""
+    as_of = plant.at(100)
+    hist = plant.history.filter((pl.col("ts") <= as_of)
+                                & (pl.col("tag_id") != "M0006.bearing_temp"))
+    f = features.equipment_features(hist, plant.events, as_of=as_of, latest=True)
+    m6 = f.filter(pl.col("equipment_id") == "M0006")
+    assert m6["bearing_temp__low_1h"].item() is None  # not applicable, not low
+    assert m6["low_data"].item() is False
+    others = f.filter(pl.col("equipment_id") != "M0006")
+    assert (others["bearing_temp__low_1h"] == 0.0).all()
+
+
 def test_training_and_scoring_build_identical_features(plant: synthetic.SyntheticPlant) -> None:
     spec = FeatureSpec()
     base = features.recipe_baselines(plant.history, spec.signals, plant.events)
