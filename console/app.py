@@ -778,13 +778,13 @@ class LooplineApp(App[None]):
         box = self.query_one("#command", Input)
         box.value = ""
         box.display = True
-        box.focus()
+        self.set_focus(box)  # at once: keys typed right after ':' belong to the box
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.value = self.view_widget.filter_text
         box.display = True
-        box.focus()
+        self.set_focus(box)  # (Widget.focus() defers; fast typists lose characters)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(VIEWS[self.current_view], self))
