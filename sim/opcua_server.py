@@ -231,6 +231,14 @@ class OpcUaTwinServer:
                 if code is not None:
                     results.append(ua.StatusCode(code))
                     continue
+                # the plant took the value at twin time: stamp it so, not with the
+                # server's wall clock (a fast twin's history would get a sample from
+                # the future that stays 'newest' for every reader of the setpoint)
+                ts = self.plant.now()
+                wv = ua.WriteValue(NodeId=wv.NodeId, AttributeId=wv.AttributeId,
+                                   IndexRange=wv.IndexRange,
+                                   Value=ua.DataValue(var, SourceTimestamp=ts,
+                                                      ServerTimestamp=ts))
             one = ua.WriteParameters(NodesToWrite=[wv])
             results.extend(await (orig(one, user) if user is not None else orig(one)))
         return results

@@ -56,7 +56,10 @@ async def test_opcua_setpoint_limits_and_commands(twin) -> None:
         assert e.value.code == ua.StatusCodes.BadOutOfRange
         assert await sp.read_value() == 1800.0
         await sp.write_value(ua.DataValue(ua.Variant(1900.0, ua.VariantType.Float)))
-        assert await sp.read_value() == 1900.0
+        written = await sp.read_data_value()
+        assert written.Value.Value == 1900.0
+        # stamped with the twin's clock (January), not the server's wall clock
+        assert START <= written.SourceTimestamp.replace(tzinfo=UTC) < START + timedelta(days=1)
         assert twin.plant.machines["A-LATHE1"].sp["speed_sp"].value == 1900.0
         cmd = c.get_node("ns=2;s=A.A-LATHE1.Command")
         with pytest.raises(ua.UaStatusCodeError):
