@@ -31,15 +31,11 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.widgets.snapshot_table import Cell, Column, Row
+from console.widgets.snapshot_table import Cell, Column, Row, plain_cells, row_matches
 
 PAD = 1  # blank cells either side of a column's text, as DataTable's cell padding
 LAST_MIN = 20  # the last column shrinks to this before the log scrolls sideways
 STRIP_CACHE = 2048  # rendered lines kept: 300 events x a few row styles, and the header
-
-
-def _plain(cells: Sequence[Cell]) -> tuple[str, ...]:
-    return tuple(c.plain if isinstance(c, Text) else str(c) for c in cells)
 
 
 class EventLog(ScrollView, can_focus=True):
@@ -91,11 +87,10 @@ class EventLog(ScrollView, can_focus=True):
         return self._rows[self.cursor_row][0] if self._rows else None
 
     def _apply(self) -> None:
-        needle = self.filter_text.lower()
         rows = []
         for key, cells in self._all_rows:
-            plain = _plain(cells)
-            if not needle or any(needle in s.lower() for s in (key, *plain)):
+            plain = plain_cells(cells)
+            if row_matches(self.filter_text, key, plain):
                 rows.append((key, plain, cells))
         if rows == self._rows:
             return

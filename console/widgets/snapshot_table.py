@@ -28,6 +28,19 @@ REFRESH_ROWS_MAX = 8  # more changed rows than this: repaint the table once, not
 Row = tuple[str, Sequence[Cell]]
 
 
+def plain_cells(cells: Sequence[Cell]) -> tuple[str, ...]:
+    """What a row shows, as text (what the filter matches and change detection compares)."""
+    return tuple(c.plain if isinstance(c, Text) else str(c) for c in cells)
+
+
+def row_matches(needle: str, key: str, plain: Sequence[str]) -> bool:
+    """The `/` filter: a case-insensitive substring of the key or any shown cell."""
+    if not needle:
+        return True
+    needle = needle.lower()
+    return any(needle in s.lower() for s in (key, *plain))
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -60,16 +73,6 @@ class SnapshotTable(DataTable[Cell]):
         for c in self._columns:
             self.add_column(c.label, key=c.key, width=c.width)
 
-    @staticmethod
-    def _plain(cells: Sequence[Cell]) -> tuple[str, ...]:
-        return tuple(c.plain if isinstance(c, Text) else str(c) for c in cells)
-
-    def _matches(self, row: Row) -> bool:
-        if not self.filter_text:
-            return True
-        needle = self.filter_text.lower()
-        return any(needle in s.lower() for s in (row[0], *self._plain(row[1])))
-
     def show(self, data: Any) -> None:
         self._all_rows = self._row_source(data)
         self._apply()
@@ -83,8 +86,10 @@ class SnapshotTable(DataTable[Cell]):
         return list(self._shown)
 
     def _apply(self) -> None:
-        wanted = [r for r in self._all_rows if self._matches(r)]
-        wanted_keys = [k for k, _ in wanted]
+        # each row's text once per refresh: the filter and the change check both use it
+        wanted = [(k, cells, plain) for k, cells in self._all_rows
+                  if row_matches(self.filter_text, k, plain := plain_cells(cells))]
+        wanted_keys = [k for k, _, _ in wanted]
         shown_keys = list(self._shown)
         if wanted_keys != shown_keys:
             keep = set(wanted_keys)
@@ -97,13 +102,12 @@ class SnapshotTable(DataTable[Cell]):
                 if key not in keep:
                     self.remove_row(key)
                     del self._shown[key]
-            for key, cells in wanted[len(kept):]:
+            for key, cells, plain in wanted[len(kept):]:
                 self.add_row(*cells, key=key)
-                self._shown[key] = self._plain(cells)
+                self._shown[key] = plain
             wanted = wanted[:len(kept)]
         changed: dict[str, list[tuple[str, Cell]]] = {}
-        for key, cells in wanted:
-            plain = self._plain(cells)
+        for key, cells, plain in wanted:
             old = self._shown[key]
             if plain == old:
                 continue
@@ -113,13 +117,13 @@ class SnapshotTable(DataTable[Cell]):
         if changed:
             self._write_cells(changed)
 
-    def _rebuild(self, wanted: list[Row]) -> None:
+    def _rebuild(self, wanted: list[tuple[str, Sequence[Cell], tuple[str, ...]]]) -> None:
         cursor_key = self.current_key()
         self.clear()
         self._shown = {}
-        for key, cells in wanted:
+        for key, cells, plain in wanted:
             self.add_row(*cells, key=key)
-            self._shown[key] = self._plain(cells)
+            self._shown[key] = plain
         if cursor_key in self._shown:
             self.move_cursor(row=self.get_row_index(cursor_key))
 
