@@ -34,7 +34,7 @@ from pathlib import Path
 from console.app import AppDeps, LooplineApp, create_app
 from core.clock import WallClock
 from core.config import load_config
-from core.engine.events import DetectionEvent, EventBus
+from core.events import DetectionEvent, EventBus
 from core.masterdata import load_master_data
 from core.store.db import open_store
 from core.store.sample_writer import write_samples

@@ -202,7 +202,7 @@ def tune_like_spawned_twin(loaded: LoadedConfig, speed: float, sessions: int | N
                            modbus_poll_ms: int | None) -> None:
     """The I/O intervals the runtime would use for a twin it spawned at this speed,
     plus the bench's explicit overrides."""
-    from console.runtime import scale_io_to_speed
+    from runtime.twin import scale_io_to_speed
 
     scale_io_to_speed(loaded, speed)
     for drv in loaded.config.drivers.values():
@@ -217,10 +217,10 @@ def tune_like_spawned_twin(loaded: LoadedConfig, speed: float, sessions: int | N
 async def run_loopline(cfg_path: Path, db: Path, twin: Any, speed: float, warmup: float,
                        seconds: float, sessions: int | None,
                        modbus_poll_ms: int | None) -> dict[str, Any]:
-    from console.runtime import Runtime, RuntimeOptions
     from core.clock import TwinClock, WallClock
     from core.masterdata import ensure_master_data
     from core.store.db import open_store
+    from runtime.host import Runtime, RuntimeOptions
 
     loaded = load_config(cfg_path, db=str(db))
     tune_like_spawned_twin(loaded, speed, sessions, modbus_poll_ms)

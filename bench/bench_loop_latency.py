@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.twin_helpers import ROOT, cpu_s, rss_mb
-from console.twin_launcher import free_port
+from runtime.twin import free_port
 
 TARGET_P99_MS = 500.0
 EQUIPMENT = ("A-LATHE1", "A-MILL1", "A-GRIND1", "A-WASH1", "B-DRY1", "B-MOLD1", "B-MOLD2",
@@ -142,12 +142,12 @@ class RawPath(threading.Thread):
 
 async def run(speed: float, seconds: float, seed: int, inject: list[str],
               work: Path) -> dict[str, Any]:
-    from console.runtime import Runtime, RuntimeOptions
     from core.clock import WallClock
     from core.config import load_config
-    from core.engine.events import RecommendationEvent
+    from core.events import RecommendationEvent
     from core.masterdata import ensure_master_data
     from core.store.db import open_store
+    from runtime.host import Runtime, RuntimeOptions
 
     loaded = load_config(ROOT / "config.toml", db=str(work / "loop.db"))
     loaded.config.simulator.host = "127.0.0.1"

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from console.twin_launcher import TwinProcess, free_port, start_twin
 from core.clock import parse_utc
 from core.config import load_config
+from runtime.twin import TwinProcess, free_port, start_twin
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_NODE = "ns=2;s=Plant.Clock"

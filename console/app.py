@@ -57,7 +57,9 @@ from core.config import LoadedConfig
 from core.config.schema import DECISION_CLASSES
 from core.engine.decide import REJECT_REASONS, Decider
 from core.engine.engine import complete_work_order, request_release
-from core.engine.events import (
+from core.engine.executors.quality import DISPOSITIONS
+from core.engine.recommend import record_hash_of
+from core.events import (
     ConnectionEvent,
     DecisionEvent,
     EngineEvent,
@@ -65,8 +67,7 @@ from core.engine.events import (
     RecommendationEvent,
     StatsEvent,
 )
-from core.engine.executors.quality import DISPOSITIONS
-from core.engine.recommend import record_hash_of
+from core.statuses import WO_OPEN
 from core.store.db import Store
 from core.store.models import Recommendation
 from core.views import (
@@ -91,7 +92,6 @@ DISPOSITION_LABELS = {"use_as_is": "use as is — the lots ship unchanged",
                       "rework": "rework — back to work in progress",
                       "scrap": "scrap — the lots are destroyed",
                       "return_to_supplier": "return to supplier — the lots leave as scrap"}
-OPEN_WO_STATES = ("open", "scheduled", "in_progress")
 # bindings whose offer depends on the row, the role or the data (see check_action)
 OFFERED_ACTIONS = ("approve", "reject", "acknowledge", "shelve", "disposition",
                    "complete_work_order")
@@ -479,7 +479,7 @@ class LooplineApp(App[None]):
 
     def may_complete(self, wo: WorkOrderView) -> bool:
         """Whoever may decide work orders signs them off, once, while they are open."""
-        return (self.identity is not None and wo.status in OPEN_WO_STATES
+        return (self.identity is not None and wo.status in WO_OPEN
                 and not wo.completion
                 and self.auth.may_decide(self.identity.user_id, "work_order"))
 

@@ -14,7 +14,10 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
+from console.commands.common import UserError
 from core.config import ConfigError
+
+__all__ = ["UserError", "build_parser", "main"]
 
 # Order is the order of `loopline --help`. Add a module here to add a command.
 COMMAND_MODULES = [
@@ -34,10 +37,6 @@ COMMAND_MODULES = [
     "console.commands.report_cmd",
     "console.commands.eval_cmd",
 ]
-
-
-class UserError(Exception):
-    """An error caused by input the user can fix; str() is the whole message."""
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -99,8 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m console.cli`: run the importable module's main, so the error classes the
-    # commands raise (console.cli.UserError) are the ones main() catches
-    from console.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

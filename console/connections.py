@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from core.clock import parse_utc
 from core.config import LoadedConfig
-from core.engine.events import ConnectionEvent, EngineEvent, StatsEvent
+from core.events import ConnectionEvent, EngineEvent, StatsEvent
 
 LOST = frozenset({"down", "reconnecting"})  # no data can arrive: the Data column says so
 _RANK = {"down": 3, "reconnecting": 2, "connecting": 1, "connected": 0}

@@ -31,7 +31,7 @@ from console.formatting import (
     styled,
 )
 from console.widgets.snapshot_table import Column, Row
-from core.engine.events import EngineEvent
+from core.events import EngineEvent
 from core.views import PlantSnapshot
 
 

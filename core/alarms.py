@@ -42,6 +42,7 @@ from sqlalchemy import Connection, insert, select, update
 from core import audit
 from core.clock import Clock, ensure_utc
 from core.detect.events import PRIORITIES, Detection
+from core.events import AlarmEvent
 from core.store.models import Alarm, AuditEntry
 
 _ALARM = Alarm.__table__  # type: ignore[attr-defined]
@@ -91,8 +92,6 @@ class AlarmChange:
 
     def as_event(self) -> Any:
         """The engine's AlarmEvent, for the shared event bus."""
-        from core.engine.events import AlarmEvent  # the engine owns the bus
-
         return AlarmEvent(
             ts=self.ts, summary=self.message, equipment_id=self.equipment_id,
             line_id=self.line_id, alarm_id=self.alarm_id, state=self.event,

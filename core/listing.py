@@ -16,14 +16,10 @@ from typing import Any
 from sqlalchemy import select
 
 from core.clock import ensure_utc
-from core.engine.recommend import OPEN, impact_score, ranked
+from core.engine.recommend import impact_score, ranked
+from core.statuses import LOT_OPEN, REC_OPEN, WO_OPEN
 from core.store.db import Store, guard
 from core.store.models import Alarm, Hold, HoldLot, Lot, Recommendation, WorkOrder
-
-REC_STATUSES = ("proposed", "withheld", "approved", "executing", "executed", "failed",
-                "rejected", "expired", "superseded", "undone")
-OPEN_WO = ("open", "scheduled", "in_progress")
-OPEN_LOTS = ("planned", "wip", "held")
 
 _HOLD = Hold.__table__  # type: ignore[attr-defined]
 _HL = HoldLot.__table__  # type: ignore[attr-defined]
@@ -36,7 +32,7 @@ def iso(ts: datetime | None) -> str | None:
     return ensure_utc(ts).isoformat() if ts is not None else None
 
 
-def recommendations(store: Store, statuses: Sequence[str] = OPEN) -> list[dict[str, Any]]:
+def recommendations(store: Store, statuses: Sequence[str] = REC_OPEN) -> list[dict[str, Any]]:
     """Recommendations in the given statuses, ranked by expected impact (as the console)."""
     out = []
     for r in ranked(store, tuple(statuses)):
@@ -77,7 +73,7 @@ def holds(store: Store, *, include_closed: bool = False) -> list[dict[str, Any]]
             for r in rows]
 
 
-def work_orders(store: Store, statuses: Sequence[str] | None = OPEN_WO) -> list[dict[str, Any]]:
+def work_orders(store: Store, statuses: Sequence[str] | None = WO_OPEN) -> list[dict[str, Any]]:
     """Work orders by priority then creation; ``statuses=None`` for all."""
     q = select(_WO).order_by(_WO.c.priority, _WO.c.created_at, _WO.c.id)
     if statuses is not None:
@@ -92,7 +88,7 @@ def work_orders(store: Store, statuses: Sequence[str] | None = OPEN_WO) -> list[
             for r in rows]
 
 
-def lots(store: Store, statuses: Sequence[str] | None = OPEN_LOTS) -> list[dict[str, Any]]:
+def lots(store: Store, statuses: Sequence[str] | None = LOT_OPEN) -> list[dict[str, Any]]:
     """Lots by id; ``statuses=None`` for all."""
     q = select(_LOT).order_by(_LOT.c.id)
     if statuses is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, column, func, select, text
 
+from core.statuses import LOT_OPEN, ORDER_OPEN, REC_DONE, REC_PENDING, WO_OPEN
 from core.store.models import (
     Action,
     Alarm,
@@ -38,12 +39,8 @@ from core.store.models import (
     WorkOrder,
 )
 
-OPEN_ORDER_STATES = ("planned", "released", "in_progress")
-OPEN_LOT_STATES = ("planned", "wip", "held")
 # the queue shows open recommendations and the last decided ones, so a result (executed,
 # failed with its reason, rejected) appears in place of the row that was approved
-OPEN_REC_STATES = ("proposed", "approved", "executing")
-DONE_REC_STATES = ("executed", "failed", "rejected")
 RECENT_DONE_RECS = 20
 SPARK_POINTS = 40
 
@@ -274,13 +271,13 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             OrderView(r.id, r.product_id, r.line_id, r.quantity, r.status, r.priority,
                       r.customer, r.release_at, r.due_at, *lot_counts[r.id])
             for r in c.execute(
-                select(po).where(po.c.status.in_(OPEN_ORDER_STATES)).order_by(po.c.due_at)
+                select(po).where(po.c.status.in_(ORDER_OPEN)).order_by(po.c.due_at)
             )
         )
         lots = tuple(
             LotView(r.id, r.order_id, r.product_id, r.quantity, r.status, r.equipment_id)
             for r in c.execute(
-                select(lot_t).where(lot_t.c.status.in_(OPEN_LOT_STATES)).order_by(lot_t.c.id)
+                select(lot_t).where(lot_t.c.status.in_(LOT_OPEN)).order_by(lot_t.c.id)
             )
         )
         hl = _t(HoldLot)
@@ -289,7 +286,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             held[r.hold_id].append(r.lot_id)
         rt, act = _t(Recommendation), _t(Action)
         rec_rows = list(c.execute(
-            select(rt).where(rt.c.status.in_(OPEN_REC_STATES)).order_by(rt.c.created_at.desc())
+            select(rt).where(rt.c.status.in_(REC_PENDING)).order_by(rt.c.created_at.desc())
         ))
         releases = {r.target: f"{_loads(r.params).get('disposition', '?')}: {r.id} {r.status}"
                     for r in reversed(rec_rows) if r.decision_class == "lot_release"}
@@ -302,7 +299,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             )
         )
         rec_rows += list(c.execute(
-            select(rt).where(rt.c.status.in_(DONE_REC_STATES))
+            select(rt).where(rt.c.status.in_(REC_DONE))
             .order_by(rt.c.updated_at.desc(), rt.c.id).limit(RECENT_DONE_RECS)
         ))
         acts: dict[str, Any] = {}
@@ -319,7 +316,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
                 acts[r.id].status if r.id in acts else "",
                 _result_text(acts[r.id].result) if r.id in acts else "",
             ) for r in rec_rows),
-            key=lambda v: (v.status != "proposed", v.status not in OPEN_REC_STATES,
+            key=lambda v: (v.status != "proposed", v.status not in REC_PENDING,
                            -v.impact_score, v.id),
         ))
         at = _t(Alarm)
@@ -341,7 +338,7 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
             WorkOrderView(r.id, r.kind, r.equipment_id, r.fault_mode, r.status,
                           r.window_start, r.created_at, completions.get(r.id, ""))
             for r in c.execute(
-                select(wt).where(wt.c.status.in_(("open", "scheduled", "in_progress")))
+                select(wt).where(wt.c.status.in_(WO_OPEN))
                 .order_by(wt.c.created_at)
             )
         )

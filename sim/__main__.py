@@ -1,4 +1,4 @@
-"""`python -m sim`: the twin as a child process of the console (see console/twin_launcher)."""
+"""`python -m sim`: the twin as a child process of the console (see runtime/twin)."""
 
 import sys
 

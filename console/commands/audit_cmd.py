@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core import audit
 
     _, store = open_cli_store(args)
@@ -37,7 +37,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def tail(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core import audit
 
     _, store = open_cli_store(args)

@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from console.commands.common import UserError
 from core.engine.decide import REJECT_REASONS
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _signer(p: argparse.ArgumentParser) -> None:
 
 
 def _decider(args: argparse.Namespace) -> tuple[Store, Decider]:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core.auth import Authenticator
     from core.clock import WallClock
     from core.engine.decide import Decider
@@ -56,7 +57,6 @@ def _decider(args: argparse.Namespace) -> tuple[Store, Decider]:
 
 
 def approve(args: argparse.Namespace) -> int:
-    from console.cli import UserError
     from console.commands.user import _ask
     from core.auth import AuthError
     from core.engine.decide import DecisionError
@@ -86,7 +86,6 @@ def approve(args: argparse.Namespace) -> int:
 
 
 def reject(args: argparse.Namespace) -> int:
-    from console.cli import UserError
     from console.commands.user import _ask
     from core.auth import AuthError
     from core.engine.decide import DecisionError

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from console.commands.common import UserError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="A/B of the closed loop on the twin: the same seed and "
@@ -35,11 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.evaluation import EvalOptions, evaluate
-    from console.runtime import RuntimeError_
     from core.config import load_config
-    from sim.cli import SimUsageError, parse_inject
+    from runtime.evaluation import EvalOptions, evaluate
+    from runtime.host import RuntimeError_
+    from sim.args import SimUsageError, parse_inject
 
     if not 1 <= args.speed <= 3600:
         raise UserError(f"--speed {args.speed:g} is out of range 1..3600")

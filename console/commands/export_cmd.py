@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from console.commands.common import UserError
 from console.commands.output import add_range, time_range
 from core.exports import DATASETS, FORMATS
 
@@ -27,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core import exports
 
     since, until = time_range(args)

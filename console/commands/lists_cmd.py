@@ -11,11 +11,10 @@ import argparse
 from rich.console import Console
 from rich.tree import Tree
 
+from console.commands.common import UserError
 from console.commands.output import parse_statuses, print_json, table
 from core import listing
-
-WO_STATUSES = ("open", "scheduled", "in_progress", "done", "cancelled")
-LOT_STATUSES = ("planned", "wip", "held", "released", "complete", "scrapped")
+from core.statuses import LOT_ALL, LOT_OPEN, WO_ALL, WO_OPEN
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.set_defaults(func=holds)
     w = sub.add_parser("wo", help="maintenance work orders")
     w.add_argument("--status", metavar="S", help="all, or comma-separated of: "
-                   f"{', '.join(WO_STATUSES)} (default: open, scheduled, in_progress)")
+                   f"{', '.join(WO_ALL)} (default: open, scheduled, in_progress)")
     _json(w)
     w.set_defaults(func=work_orders)
     lo = sub.add_parser("lots", help="lots; --trace LOT for its genealogy both ways")
     lo.add_argument("--status", metavar="S", help="all, or comma-separated of: "
-                    f"{', '.join(LOT_STATUSES)} (default: planned, wip, held)")
+                    f"{', '.join(LOT_ALL)} (default: planned, wip, held)")
     lo.add_argument("--trace", metavar="LOT", help="genealogy of a lot (or a material "
                     "batch): upstream batches and lots, downstream lots")
     _json(lo)
@@ -60,7 +59,7 @@ def _show(args: argparse.Namespace, rows: list[dict], columns: list[tuple[str, s
 
 
 def holds(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
 
     _, store = open_cli_store(args)
     try:
@@ -74,9 +73,9 @@ def holds(args: argparse.Namespace) -> int:
 
 
 def work_orders(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
 
-    statuses = _statuses(args.status, WO_STATUSES, listing.OPEN_WO)
+    statuses = _statuses(args.status, WO_ALL, WO_OPEN)
     _, store = open_cli_store(args)
     try:
         rows = listing.work_orders(store, statuses)
@@ -90,11 +89,10 @@ def work_orders(args: argparse.Namespace) -> int:
 
 
 def lots(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core.genealogy import GenealogyError, trace
 
-    statuses = _statuses(args.status, LOT_STATUSES, listing.OPEN_LOTS)
+    statuses = _statuses(args.status, LOT_ALL, LOT_OPEN)
     _, store = open_cli_store(args)
     try:
         if args.trace:
@@ -147,7 +145,7 @@ def lots(args: argparse.Namespace) -> int:
 
 
 def alarms(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
 
     _, store = open_cli_store(args)
     try:

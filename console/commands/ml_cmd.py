@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from console.cli import UserError
+from console.commands.common import UserError
 from core.config import load_config
 
 

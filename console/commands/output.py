@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from console.commands.common import UserError
 from core.clock import parse_utc
 
 Column = tuple[str, str]  # (key in the row, header)
@@ -65,7 +66,6 @@ def add_range(p: Any) -> None:
 
 def parse_time(text: str | None, opt: str) -> datetime | None:
     """ISO-8601 text to aware UTC; a bad value is a UserError naming the option."""
-    from console.cli import UserError
 
     if text is None:
         return None
@@ -77,7 +77,6 @@ def parse_time(text: str | None, opt: str) -> datetime | None:
 
 
 def time_range(args: Any) -> tuple[datetime | None, datetime | None]:
-    from console.cli import UserError
 
     since = parse_time(getattr(args, "since", None), "--since")
     until = parse_time(getattr(args, "until", None), "--until")
@@ -91,7 +90,6 @@ def parse_statuses(text: str, known: Sequence[str],
                    named: dict[str, tuple[str, ...] | None]) -> tuple[str, ...] | None:
     """``--status`` as a named set (``all``, ``open`` ...; None = no filter) or a comma list
     of known statuses; anything else is a clear error."""
-    from console.cli import UserError
 
     if text in named:
         return named[text]

@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from console.commands.common import UserError
 from core.clock import WallClock
 from core.scheduling import jssp
 from core.scheduling.problem import Objective
@@ -50,7 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _positive(value: float, what: str) -> None:
-    from console.cli import UserError
 
     if not value > 0:
         raise UserError(f"{what} must be positive (got {value:g})")
@@ -60,8 +60,7 @@ def _positive(value: float, what: str) -> None:
 
 
 def show(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core.scheduling import service
     from core.scheduling.store_adapter import NoPlantEpoch, plan_items
 
@@ -159,7 +158,6 @@ def _render_plan(data: dict[str, Any], console: Console) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from console.cli import UserError
     from core.scheduling.benchmark import mean_gap, run_jssp
 
     if args.names.strip() == "list":

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from console.commands.common import UserError
 from console.commands.output import add_range, print_json, table, time_range
 from core.reports import DOWNTIME_STATES, GROUPS, LOSS_STATES
 
@@ -32,8 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core import reports
 
     since, until = time_range(args)
@@ -96,7 +96,6 @@ def _pct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _plot(path: Path, kind: str, by: str, rows: list[dict[str, Any]], start: Any,
           end: Any) -> None:
-    from console.cli import UserError
     from core.svgchart import bar_chart
 
     when = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"

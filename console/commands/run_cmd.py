@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from core.engine.events import EngineEvent
+from console.commands.common import UserError
+from core.events import EngineEvent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,12 +100,11 @@ class Progress:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
-    from console.runtime import Runtime, RuntimeError_, RuntimeOptions
-    from core.engine.events import EventBus
+    from console.commands.common import open_cli_store
+    from core.events import EventBus
     from core.store import StoreError
-    from sim.cli import SimUsageError, parse_duration, parse_inject
+    from runtime.host import Runtime, RuntimeError_, RuntimeOptions
+    from sim.args import SimUsageError, parse_duration, parse_inject
 
     if not args.headless:
         raise UserError("`loopline run` needs --headless (the console is plain `loopline`)")

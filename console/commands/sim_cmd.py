@@ -1,14 +1,19 @@
-"""`loopline sim`: run the plant twin (OPC UA + Modbus TCP) in the foreground."""
+"""`loopline sim`: run the plant twin (OPC UA + Modbus TCP) in the foreground.
+
+The twin runs as its own process (`python -m sim`), as under the runtime: loopline's
+processes never import the twin, only its argument parsing (sim.args).
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from console.cli import UserError
+import subprocess
+import sys
+import threading
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sim.cli import add_arguments
+    from sim.args import add_arguments
 
     p = sub.add_parser(
         "sim", help="run the plant twin: lines A/B on OPC UA, line C on Modbus TCP",
@@ -19,10 +24,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim.cli import SimUsageError
-    from sim.cli import run as run_sim
+    from sim.args import to_argv
 
+    argv = [sys.executable, "-m", "sim", *to_argv(args), "--exit-with-parent"]
+    if args.config:
+        argv += ["--config", str(args.config)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    # the twin's messages go to this process's stderr line by line (scripts and tests
+    # that read loopline's stderr see them)
+    relay = threading.Thread(target=_relay, args=(proc,), daemon=True)
+    relay.start()
     try:
-        return run_sim(args, args.config)
-    except SimUsageError as e:
-        raise UserError(str(e)) from None
+        rc = proc.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to both: let the twin finish
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        relay.join(2)
+        return 130
+    relay.join(5)
+    return rc
+
+
+def _relay(proc: subprocess.Popen[str]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        print(line, end="", file=sys.stderr, flush=True)

@@ -14,11 +14,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from console.commands.common import UserError, open_cli_store
 from core.clock import WallClock
-from core.config import LoadedConfig, load_config
-from core.masterdata import ensure_master_data
 from core.store import StoreError
-from core.store.db import Store, open_store
 from core.store.snapshot import plant_status
 
 STATE_STYLE = {
@@ -37,31 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def open_cli_store(args: argparse.Namespace) -> tuple[LoadedConfig, Store]:
-    """Config + store for a command, master data loaded into a new store.
-
-    Store problems become ``UserError`` (a clean message, no traceback).
-    """
-    from console.cli import UserError
-
-    loaded = load_config(getattr(args, "config", None), db=getattr(args, "db", None))
-    try:
-        store = open_store(loaded.db_url)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    try:
-        ensure_master_data(store, loaded, WallClock())
-    except StoreError as e:
-        store.close()
-        raise UserError(str(e)) from None
-    except BaseException:
-        store.close()
-        raise
-    return loaded, store
-
-
 def run(args: argparse.Namespace) -> int:
-    from console.cli import UserError
 
     _, store = open_cli_store(args)
     try:

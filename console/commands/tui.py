@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from console.commands.common import UserError
 from core.clock import WallClock
 
 
@@ -30,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
-    from console.runtime import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
+    from console.commands.common import open_cli_store
+    from runtime.host import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
 
     loaded, store = open_cli_store(args)
     log_path = loaded.resolve("data/loopline.log") if loaded.db_path is None else \

@@ -6,6 +6,8 @@ import argparse
 import getpass
 import sys
 
+from console.commands.common import UserError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("user", help="PIN hashes, lock-outs, who may decide what")
@@ -26,14 +28,12 @@ def _ask(prompt: str, given: str | None) -> str:
     if given is not None:
         return given
     if not sys.stdin.isatty():
-        from console.cli import UserError
 
         raise UserError("no PIN given: pass --pin or run on a terminal")
     return getpass.getpass(prompt)
 
 
 def pin(args: argparse.Namespace) -> int:
-    from console.cli import UserError
     from core.pins import hash_pin
 
     value = _ask("PIN: ", args.pin)
@@ -44,8 +44,7 @@ def pin(args: argparse.Namespace) -> int:
 
 
 def unlock(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core.auth import Authenticator, AuthError
 
     loaded, store = open_cli_store(args)
@@ -61,7 +60,7 @@ def unlock(args: argparse.Namespace) -> int:
 
 
 def list_users(args: argparse.Namespace) -> int:
-    from console.commands.status import open_cli_store
+    from console.commands.common import open_cli_store
     from core.auth import Authenticator
 
     loaded, store = open_cli_store(args)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from core.clock import ensure_utc
+from core.events import detection_event
 from core.samples import Context, Quality
 
 DetectionKind = Literal["limit", "spc", "state", "stale", "bad_data", "material", "ml_score",
@@ -93,15 +94,8 @@ class Detection:
         }
 
     def as_event(self) -> Any:
-        """The engine's DetectionEvent, for the shared event bus and the headless stream."""
-        from core.engine.events import DetectionEvent  # the engine owns the bus
-
-        ctx = self.context
-        return DetectionEvent(
-            ts=self.ts or self.onset, summary=self.summary, equipment_id=self.equipment_id,
-            line_id=self.line_id, lot_id=ctx.get("lot_id"), order_id=ctx.get("order_id"),
-            detail=self.as_dict(), problem_key=self.problem_key,
-            detector_id=self.detector_id, priority=self.priority)
+        """The DetectionEvent for the shared event bus and the headless stream."""
+        return detection_event(self)
 
 
 def plain_contributions(contributions: dict[str, float], top: int = 3) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from core.clock import ensure_utc
 from core.detect.events import Detection, Priority, escalate
+from core.statuses import OPERATION_PLANNABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ def line_side_inputs(store: object, line_id: str, now: datetime, horizon_h: floa
                     op.c.qty_scrap, po.c.quantity, rs.c.material_id, rs.c.qty_per_unit)
              .join(po, po.c.id == op.c.order_id).join(rs, rs.c.id == op.c.routing_step_id)
              .where(po.c.line_id == line_id, rs.c.material_id.is_not(None),
-                    op.c.status.in_(("planned", "released", "running")),
+                    op.c.status.in_(OPERATION_PLANNABLE),
                     op.c.planned_start.is_not(None), op.c.planned_end.is_not(None)))
         for r in c.execute(q):
             a, b = ensure_utc(r.planned_start), ensure_utc(r.planned_end)

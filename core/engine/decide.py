@@ -21,8 +21,9 @@ from core import audit
 from core.auth import Authenticator, AuthError, Signature, SigningSession
 from core.clock import Clock, ensure_utc, parse_utc
 from core.config.schema import DECISION_CLASSES, Autonomy
-from core.engine.events import DecisionEvent, EventBus
 from core.engine.recommend import REC, record_hash_of
+from core.events import DecisionEvent, EventBus
+from core.statuses import REC_OPEN
 from core.store.db import Store, guard
 from core.store.models import Action, Decision, Meta, Recommendation
 
@@ -237,7 +238,7 @@ class Decider:
         if reason_code == "other" and not text.strip():
             self._audit_refusal(user, "reject", rec_id, "reason 'other' without text")
             raise DecisionError("reason 'other' needs a few words saying why")
-        row = self._open_row(rec_id, user, "reject", allow=("proposed", "withheld"))
+        row = self._open_row(rec_id, user, "reject", allow=REC_OPEN)
         try:
             self.auth.require(user, row.decision_class)
         except AuthError as e:
@@ -256,7 +257,7 @@ class Decider:
         now = self.clock.now()
         with guard(self.store), self.store.begin() as conn:
             res = conn.execute(update(REC).where(
-                REC.c.id == row.id, REC.c.status.in_(("proposed", "withheld"))).values(
+                REC.c.id == row.id, REC.c.status.in_(REC_OPEN)).values(
                 status="rejected", updated_at=now))
             if res.rowcount == 1:
                 conn.execute(insert(DEC).values(
@@ -360,11 +361,11 @@ class Decider:
             self._audit_refusal(user, what, rec_id, "unknown recommendation")
             raise DecisionError(f"no recommendation {rec_id!r}")
         now = self.clock.now()
-        if row.status in ("proposed", "withheld") and row.expires_at is not None \
+        if row.status in REC_OPEN and row.expires_at is not None \
                 and ensure_utc(row.expires_at) <= now:
             with guard(self.store), self.store.begin() as conn:
                 res = conn.execute(update(REC).where(
-                    REC.c.id == row.id, REC.c.status.in_(("proposed", "withheld"))).values(
+                    REC.c.id == row.id, REC.c.status.in_(REC_OPEN)).values(
                     status="expired", updated_at=now))
                 if res.rowcount:
                     audit.append(conn, "system:engine", "rec.expired", "recommendation",

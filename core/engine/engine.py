@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import insert, select
 
@@ -21,7 +22,6 @@ from core.config.schema import Config
 from core.detect.events import Detection
 from core.engine.decide import Approval, Decider, DecisionError
 from core.engine.detection import DetectionLike
-from core.engine.events import EventBus
 from core.engine.executors import DeviceWriter, PlantCommands, Retrainer, default_adapters
 from core.engine.executors.quality import DISPOSITIONS
 from core.engine.learn import Learner, Measured, track_record
@@ -33,10 +33,19 @@ from core.engine.rules import (
     scheduler_replanner,
     suspected_batch,
 )
+from core.events import EventBus
 from core.store.db import Store, guard
 from core.store.models import Action, Hold, WorkOrder
 
 ACT = Action.__table__  # type: ignore[attr-defined]
+Lane = Literal["plan", "decide"]
+
+
+def lane_of(det: DetectionLike) -> Lane:
+    """``plan`` for a detection a re-plan answers, else ``decide`` (see Engine.lane_of)."""
+    if not det.cleared and decision_class_for(det) == "replan":
+        return "plan"
+    return "decide"
 
 
 class Engine:
@@ -69,6 +78,13 @@ class Engine:
         if batch is not None:  # the batch's lots want a hold besides the machine's fix
             self._submit(batch, approve)
         return res
+
+    @staticmethod
+    def lane_of(det: DetectionLike) -> Lane:
+        """Where a host should decide this detection: ``plan`` for a re-plan (the solver
+        takes about a second, so it gets a thread of its own and the limit crossings and
+        SPC runs behind it wait for nothing), ``decide`` for everything else."""
+        return lane_of(det)
 
     def on_model_drift(self, model: str, drifted: list[dict], approve: str = "policy",
                        job_kind: str = "") -> Submitted:

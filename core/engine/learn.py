@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select
 from core import audit
 from core.clock import Clock, ensure_utc, parse_utc
 from core.engine import r2r
-from core.engine.events import EventBus, OutcomeEvent
+from core.events import EventBus, OutcomeEvent
 from core.store.db import Store, guard
 from core.store.models import (
     Action,

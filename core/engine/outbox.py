@@ -19,8 +19,9 @@ from sqlalchemy import select, update
 
 from core import audit
 from core.clock import Clock
-from core.engine.events import EventBus, ExecutionEvent
 from core.engine.executors.base import ActionFailed, ActionView, Adapter, TransientError
+from core.events import EventBus, ExecutionEvent
+from core.statuses import REC_IN_FLIGHT
 from core.store.db import Store, guard
 from core.store.models import Action, Recommendation
 
@@ -103,7 +104,7 @@ class Executor:
             row = conn.execute(select(ACT).where(ACT.c.id == aid)).one()
             if row.recommendation_id and _primary(row):
                 conn.execute(update(REC).where(REC.c.id == row.recommendation_id,
-                                               REC.c.status.in_(("approved", "executing")))
+                                               REC.c.status.in_(REC_IN_FLIGHT))
                              .values(status="executing", updated_at=now))
             audit.append(conn, ACTOR, "action.claimed", "action", str(aid),
                          {"kind": row.kind, "attempt": row.attempts,

@@ -28,7 +28,6 @@ from core.clock import Clock, ensure_utc
 from core.config.schema import Auth as AuthSettings
 from core.engine.analyze import Analysis, analyze
 from core.engine.detection import DetectionLike, context_of, evidence_of
-from core.engine.events import DetectionEvent, EventBus, RecommendationEvent
 from core.engine.rules import (
     TTL_S,
     Proposal,
@@ -38,14 +37,14 @@ from core.engine.rules import (
     propose,
 )
 from core.engine.txn import write_txn
+from core.events import EventBus, RecommendationEvent, detection_event
+from core.statuses import REC_IN_FLIGHT, REC_OPEN
 from core.store import StoreError
 from core.store.db import Store, guard
 from core.store.models import Recommendation
 
 log = logging.getLogger(__name__)
 REC = Recommendation.__table__  # type: ignore[attr-defined]
-OPEN = ("proposed", "withheld")
-IN_FLIGHT = ("approved", "executing")
 HISTORY_MAX = 20
 ACTOR = "system:engine"
 
@@ -110,12 +109,8 @@ class Recommender:
     def submit(self, det: DetectionLike) -> Submitted:
         """Analyse a detection and create, merge, supersede or withhold its recommendation."""
         now = self.clock.now()
-        c = context_of(det)
         if self.publish_detections:
-            self.bus.publish(DetectionEvent(
-                now, det.summary, det.equipment_id, det.line_id, c.lot_id, c.order_id,
-                None, {"value": det.value, "onset": _iso(det.onset), "tag_id": det.tag_id},
-                det.problem_key, det.detector_id, det.priority))
+            self.bus.publish(detection_event(det, now))
         if det.cleared:
             return Submitted("ignored", message="detection cleared: nothing to recommend")
         self.expire_stale()
@@ -141,7 +136,7 @@ class Recommender:
         repeat of the same 'down' detection would pile up plans nobody asked for."""
         with guard(self.store), self.store.begin() as conn:
             row = conn.execute(select(REC).where(
-                REC.c.problem_key == det.problem_key, REC.c.status.in_(OPEN),
+                REC.c.problem_key == det.problem_key, REC.c.status.in_(REC_OPEN),
                 REC.c.decision_class == "replan")).first()
         if row is None:
             return None
@@ -180,15 +175,15 @@ class Recommender:
         with write_txn(self.store) as conn:
             rows = conn.execute(select(REC).where(
                 REC.c.problem_key == det.problem_key,
-                REC.c.status.in_(OPEN + IN_FLIGHT))).all()
-            flight = [r for r in rows if r.status in IN_FLIGHT]
+                REC.c.status.in_(REC_OPEN + REC_IN_FLIGHT))).all()
+            flight = [r for r in rows if r.status in REC_IN_FLIGHT]
             if flight:  # already being acted on: keep the evidence in the chain only
                 audit.append(conn, ACTOR, "rec.evidence_while_in_flight", "recommendation",
                              flight[0].id, {"onset": _iso(det.onset), "value": det.value},
                              ts=now)
                 return Submitted("in_flight", flight[0].id,
                                  message=f"{flight[0].id} is already {flight[0].status}")
-            open_row = next((r for r in rows if r.status in OPEN), None)
+            open_row = next((r for r in rows if r.status in REC_OPEN), None)
             if open_row is None:
                 rid = self._insert(conn, det, an, prop, status, now, [])
                 result = Submitted("withheld" if status == "withheld" else "created", rid)
@@ -277,7 +272,7 @@ class Recommender:
         """Open recommendations past their expiry become ``expired`` (audited)."""
         now = self.clock.now()
         done: list[str] = []
-        stale = select(REC.c.id, REC.c.expires_at).where(REC.c.status.in_(OPEN),
+        stale = select(REC.c.id, REC.c.expires_at).where(REC.c.status.in_(REC_OPEN),
                                                           REC.c.expires_at <= now)
         with guard(self.store), self.store.engine.connect() as conn:
             # read first: runs before every submit, and a write transaction here would
@@ -288,7 +283,7 @@ class Recommender:
             rows = conn.execute(stale).all()
             for r in rows:
                 res = conn.execute(update(REC).where(REC.c.id == r.id,
-                                                     REC.c.status.in_(OPEN))
+                                                     REC.c.status.in_(REC_OPEN))
                                    .values(status="expired", updated_at=now))
                 if res.rowcount:
                     audit.append(conn, ACTOR, "rec.expired", "recommendation", r.id,
@@ -300,7 +295,7 @@ class Recommender:
         return done
 
 
-def ranked(store: Store, statuses: tuple[str, ...] = OPEN) -> list[Recommendation]:
+def ranked(store: Store, statuses: tuple[str, ...] = REC_OPEN) -> list[Recommendation]:
     """Open recommendations, highest expected impact first (then newest)."""
     with guard(store), store.session() as s:
         rows = list(s.exec(sselect(Recommendation).where(

@@ -22,6 +22,7 @@ from core.clock import ensure_utc, parse_utc
 from core.engine import r2r
 from core.engine.analyze import Analysis, signal_words
 from core.engine.detection import DetectionLike, context_of, evidence_of, values_of
+from core.statuses import WO_OPEN
 from core.store.db import Store, guard
 from core.store.models import (
     Equipment,
@@ -251,7 +252,7 @@ def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Propos
         win = next_window(s, line_id, eq_id, rc.now)
         open_wo = s.exec(select(WorkOrder).where(
             WorkOrder.equipment_id == eq_id, WorkOrder.fault_mode == fault,
-            col(WorkOrder.status).in_(("open", "scheduled", "in_progress")))).first()
+            col(WorkOrder.status).in_(WO_OPEN))).first()
     if open_wo is not None:  # already planned: a second WO for the same fault helps nobody
         return None
     downtime_h = float(ev.get("expected_downtime_h", 4.0))

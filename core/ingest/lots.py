@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 
 from core.ingest.contextualizer import ContextChange
 from core.samples import Context
+from core.statuses import LOT_MOVABLE
 from core.store.db import Store, guard
 from core.store.models import (
     Lot,
@@ -37,7 +38,6 @@ ORDER = ProductionOrder.__table__  # type: ignore[attr-defined]
 PRODUCT = Product.__table__  # type: ignore[attr-defined]
 BATCH = MaterialBatch.__table__  # type: ignore[attr-defined]
 STEP = RoutingStep.__table__  # type: ignore[attr-defined]
-MOVABLE = ("planned", "wip")
 
 
 @dataclass
@@ -92,7 +92,7 @@ def register_lots(store: Store, changes: Iterable[ContextChange],
                     created_at=ts, updated_at=ts))
                 known[lot_id] = None  # type: ignore[assignment]
                 rep.created += 1
-            elif row.equipment_id != eq and row.status in MOVABLE:
+            elif row.equipment_id != eq and row.status in LOT_MOVABLE:
                 conn.execute(update(LOT).where(LOT.c.id == lot_id).values(
                     equipment_id=eq, status="wip", updated_at=ts))
                 rep.moved += 1

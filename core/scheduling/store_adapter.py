@@ -35,6 +35,7 @@ from sqlmodel import Session, select
 
 from core.clock import ensure_utc, parse_utc
 from core.scheduling.problem import Assignment, Job, Machine, Operation, Plan, Problem
+from core.statuses import OPERATION_STARTED, ORDER_OPEN
 from core.store.db import Store, guard
 from core.store.models import (
     Changeover,
@@ -54,8 +55,6 @@ from core.store.models import Plan as PlanRow
 from core.store.models import PlanItem as PlanItemRow
 
 EPOCH_KEY = "plant_epoch"
-OPEN_ORDER = ("planned", "released", "in_progress")
-STARTED_OP = ("running", "paused")
 DOWN_STATES = ("down_unplanned", "down_planned")
 
 
@@ -132,7 +131,7 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60,
                     (pp.minutes(iv.start), t_now + open_downtime_min))
 
         orders = list(s.exec(select(ProductionOrder).where(
-            ProductionOrder.status.in_(OPEN_ORDER))))  # type: ignore[attr-defined]
+            ProductionOrder.status.in_(ORDER_OPEN))))  # type: ignore[attr-defined]
         order_ids = [o.id for o in orders]
         held = {lot.order_id for lot in s.exec(select(Lot).where(
             Lot.status == "held", Lot.order_id.in_(order_ids)))}  # type: ignore[attr-defined]
@@ -179,7 +178,7 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60,
                 op = Operation(row.id, o.id, dict.fromkeys(eligible, minutes),
                                family=o.product_id,
                                materials=(step.material_id,) if step.material_id else ())
-                if step.material_id and row.status not in STARTED_OP:
+                if step.material_id and row.status not in OPERATION_STARTED:
                     need = o.quantity * step.qty_per_unit
                     left = stock.get(step.material_id, 0.0)
                     if need > left + 1e-9:
@@ -187,7 +186,7 @@ def build_problem(store: Store, now: datetime, open_downtime_min: int = 60,
                         pp.material_short.setdefault(o.id, []).append(step.material_id)
                     stock[step.material_id] = left - need
                 ops.append(op)
-                if row.status in STARTED_OP:
+                if row.status in OPERATION_STARTED:
                     m = row.equipment_id if row.equipment_id in op.options else eligible[0]
                     st = row.actual_start or row.planned_start or now
                     start = pp.minutes(st)

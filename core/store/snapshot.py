@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.clock import ensure_utc
+from core.statuses import LOT_OPEN, ORDER_OPEN, REC_PENDING
 from core.store.db import Store, guard
 from core.store.models import (
     Area,
@@ -28,10 +29,6 @@ from core.store.models import (
     Recommendation,
     Site,
 )
-
-OPEN_ORDER = ("planned", "released", "in_progress")
-OPEN_LOT = ("planned", "wip", "held")
-PENDING_REC = ("proposed", "approved", "executing")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -61,9 +58,9 @@ def plant_status(store: Store, now: datetime) -> dict[str, Any]:
             )).scalars()
         }
         orders = s.exec(select(ProductionOrder)
-                        .where(ProductionOrder.status.in_(OPEN_ORDER))
+                        .where(ProductionOrder.status.in_(ORDER_OPEN))
                         .order_by(ProductionOrder.due_at, ProductionOrder.id)).scalars().all()
-        lots = s.exec(select(Lot).where(Lot.status.in_(OPEN_LOT))
+        lots = s.exec(select(Lot).where(Lot.status.in_(LOT_OPEN))
                       .order_by(Lot.id)).scalars().all()
         holds = s.exec(select(Hold).where(Hold.status == "open")
                        .order_by(Hold.created_at)).scalars().all()
@@ -71,7 +68,7 @@ def plant_status(store: Store, now: datetime) -> dict[str, Any]:
         for hl in s.exec(select(HoldLot)).scalars():
             hold_lots.setdefault(hl.hold_id, []).append(hl.lot_id)
         recs = s.exec(select(Recommendation)
-                      .where(Recommendation.status.in_(PENDING_REC))
+                      .where(Recommendation.status.in_(REC_PENDING))
                       .order_by(Recommendation.created_at)).scalars().all()
 
     lots_per_order = Counter(lot.order_id for lot in lots)

@@ -11,7 +11,7 @@ from console.app import AppDeps, LooplineApp, create_app
 from core.alarms import AlarmManager
 from core.clock import FrozenClock
 from core.config import LoadedConfig
-from core.engine.events import EventBus
+from core.events import EventBus
 from core.store.db import Store
 
 

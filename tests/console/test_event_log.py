@@ -12,7 +12,7 @@ from console.app import LooplineApp
 from console.widgets.event_log import EventLog
 from console.widgets.snapshot_table import Column, Row
 from core.clock import FrozenClock
-from core.engine.events import AlarmEvent, DetectionEvent, EventBus
+from core.events import AlarmEvent, DetectionEvent, EventBus
 
 MakeApp = Callable[..., LooplineApp]
 COLUMNS = (Column("ts", "Time", 8), Column("what", "What", 30))

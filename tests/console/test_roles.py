@@ -16,7 +16,7 @@ from console.formatting import connection_text, live_window_s
 from console.screens.dialogs import ActionDialog
 from console.widgets.snapshot_table import SnapshotTable
 from core.clock import FrozenClock
-from core.engine.events import ConnectionEvent, EventBus
+from core.events import ConnectionEvent, EventBus
 from core.store.db import Store
 from core.store.models import Action, AuditEntry, Decision, Hold, HoldLot, Recommendation, WorkOrder
 

@@ -50,7 +50,7 @@ def test_event_log(make_app: MakeApp, frozen_clock, snap_compare) -> None:  # ty
     """The event log, newest first, with the cursor moved two rows down."""
     from datetime import timedelta
 
-    from core.engine.events import AlarmEvent, DetectionEvent, EventBus
+    from core.events import AlarmEvent, DetectionEvent, EventBus
 
     bus = EventBus()
 

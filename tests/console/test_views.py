@@ -13,7 +13,7 @@ from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
 from core.clock import FrozenClock
 from core.config import LoadedConfig
-from core.engine.events import AlarmEvent, DetectionEvent, EventBus
+from core.events import AlarmEvent, DetectionEvent, EventBus
 
 MakeApp = Callable[..., LooplineApp]
 SIZE = (140, 40)

@@ -280,7 +280,7 @@ def test_restart_reloads_open_alarms_and_the_shelving_mode(store, loaded_config,
 
 
 def test_changes_become_engine_alarm_events(mgr) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("core.engine.events")
+    pytest.importorskip("core.events")
     ch = mgr.on_detection(det(KEY, 0))[0]
     ev = ch.as_event()
     assert ev.kind == "alarm" and ev.alarm_id == ch.alarm_id and ev.state == "raised"

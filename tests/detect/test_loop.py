@@ -12,7 +12,7 @@ from core.detect.ml_score import Score
 
 
 def test_samples_to_engine_alarms_and_events(store, loaded_config, frozen_clock) -> None:  # type: ignore[no-untyped-def]
-    events_mod = pytest.importorskip("core.engine.events")
+    events_mod = pytest.importorskip("core.events")
     bus = events_mod.EventBus()
     seen = events_mod.EventLog(bus)
     engine_got = []

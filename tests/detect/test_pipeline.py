@@ -87,7 +87,7 @@ def test_ml_scores_are_polled_from_the_configured_sources(loaded_config, frozen_
 
 
 def test_detections_become_engine_events() -> None:
-    pytest.importorskip("core.engine.events")
+    pytest.importorskip("core.events")
     d = Detection(kind="limit", detector_id="bearing_temp_high",
                   problem_key="limit:A-LATHE1.bearing_temp:hi", priority="high", onset=at(0),
                   summary="hot", equipment_id="A-LATHE1", line_id="A",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from core.engine.events import (
+from core.events import (
     DecisionEvent,
     EventBus,
     EventLog,

@@ -11,10 +11,10 @@ from sqlmodel import select
 from core import audit
 from core.auth import AuthError, SigningSession
 from core.engine.decide import DecisionError, verify_decisions
-from core.engine.events import EventLog
 from core.engine.executors import RecordingPlant
 from core.engine.learn import feedback
 from core.engine.recommend import ranked, record_hash_of
+from core.events import EventLog
 from core.store.models import (
     Action,
     Decision,

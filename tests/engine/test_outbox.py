@@ -273,7 +273,7 @@ def test_async_device_writer_and_transient_retry(store, loaded_config, frozen_cl
 def test_executor_thread_drains_the_outbox_until_stopped(store, loaded_config, frozen_clock):
     import threading
 
-    from core.engine.events import ExecutionEvent
+    from core.events import ExecutionEvent
     add_genealogy(store, PLANT_START)
     eng = make_engine(store, loaded_config, frozen_clock)
     finished = threading.Event()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from console.twin_launcher import free_port
+from runtime.twin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

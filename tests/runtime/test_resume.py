@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import insert
 
-from console.runtime import Runtime
 from core.clock import WallClock
 from core.store.models import Sample
+from runtime.host import Runtime
 
 
 def test_resume_time_follows_stored_history(store, loaded_config) -> None:  # type: ignore[no-untyped-def]

@@ -14,9 +14,9 @@ from engine.helpers import PLANT_START as GENEALOGY_AT
 from sqlmodel import select
 
 from core import audit
-from core.engine.events import EventBus, ExecutionEvent
 from core.engine.executors import RecordingPlant, default_adapters
 from core.engine.outbox import Executor
+from core.events import EventBus, ExecutionEvent
 from core.store.models import Action, Decision, Recommendation
 
 REPO = Path(__file__).resolve().parents[2]

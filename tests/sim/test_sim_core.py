@@ -75,7 +75,7 @@ def test_a_fault_injected_part_way_fails_within_the_rest_of_its_course(cfg, mast
 
 
 def test_inject_option_takes_the_share_already_run(cfg) -> None:
-    from sim.cli import SimUsageError, parse_inject
+    from sim.args import SimUsageError, parse_inject
 
     assert parse_inject("bearing:A-LATHE1@0~0.8") == ("bearing", "A-LATHE1", 0, 0.8)
     assert parse_inject("bearing:A-LATHE1@2h") == ("bearing", "A-LATHE1", 7200, 0.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from console.twin_launcher import TwinStartError, free_port, start_twin
+from runtime.twin import TwinStartError, free_port, start_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_twin_does_not_outlive_a_crashed_console() -> None:
     code = (
         "import os\n"
         "from core.config import load_config\n"
-        "from console.twin_launcher import start_twin, free_port\n"
+        "from runtime.twin import start_twin, free_port\n"
         "tp = start_twin(load_config('config.toml'), opcua_port=free_port(),\n"
         "                modbus_port=free_port(), timeout_s=60)\n"
         "print(tp.proc.pid, flush=True)\n"

@@ -11,7 +11,7 @@ from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from console.twin_launcher import free_port
+from runtime.twin import free_port
 from sim.opcua_server import Security
 from sim.runner import Twin, TwinOptions
 

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -36,22 +35,21 @@ from core.alarms import AlarmManager
 from core.clock import Clock, TwinClock, WallClock, ensure_utc, parse_utc
 from core.config import LoadedConfig
 from core.detect import DetectLoop, DetectorSet
-from core.detect.ml_score import Score
-from core.engine.engine import Engine, drift_detection
-from core.engine.events import (
+from core.engine.engine import Engine
+from core.events import (
     ConnectionEvent,
     EngineEvent,
     EventBus,
-    ModelEvent,
     RuntimeEvent,
     StatsEvent,
 )
-from core.engine.executors import ActionFailed, TransientError
-from core.engine.rules import decision_class_for
 from core.ingest.pipeline import IngestPipeline
 from core.samples import Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
+from runtime.ml_glue import MlGlue
+from runtime.plant_io import DriverIO, DriverPlant
+from runtime.twin import TwinStartError, point_drivers_at_twin, scale_io_to_speed, start_twin
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +100,16 @@ class Runtime:
         self.opts = opts or RuntimeOptions()
         self.bus = bus or EventBus()
         self.counters = RuntimeCounters()
-        self.twin: Any = None  # console.twin_launcher.TwinProcess
+        self.twin: Any = None  # runtime.twin.TwinProcess
         self.clock: Clock = WallClock()
         self.drivers: dict[str, Driver] = {}
         self.pipe: IngestPipeline | None = None
         self.engine: Engine | None = None
         self.alarms: AlarmManager | None = None
         self.detect: DetectLoop | None = None
-        self.ml_jobs: Any = None
-        self.scheduler: Any = None
-        self.scores: dict[str, dict[str, Score]] = {}
+        self.ml = MlGlue(loaded, store, now=lambda: self.clock.now(), publish=self._publish,
+                         submit=self._to_plan_lane, error=self._error, wanted=self.opts.ml)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._ml_tried = False  # ML jobs started, or found not wanted / failing
         self._stop = threading.Event()
         self._q: queue.Queue[list[Any] | None] = queue.Queue(self.opts.detect_queue_max)
         self._plan_q: queue.Queue[Any] = queue.Queue(100)
@@ -131,8 +127,6 @@ class Runtime:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> Runtime:
-        from console.plant_io import DriverIO, DriverPlant
-
         self._loop = asyncio.get_running_loop()
         self.started_at = time.monotonic()
         self._lock_store()
@@ -157,7 +151,7 @@ class Runtime:
         self.pipe = IngestPipeline(self.loaded, self.store, self.clock).start()
         self.engine = Engine(self.store, self.loaded.config, self.clock,
                              plant=DriverPlant(self._io, self.loaded), device=self._io,
-                             bus=self.bus, retrain=self._start_retrain)
+                             bus=self.bus, retrain=self.ml.start_retrain)
         self.alarms = AlarmManager.from_config(self.store, self.loaded, self.clock)
         self._build_detection()
         recovered = self.engine.executor.recover()
@@ -172,7 +166,7 @@ class Runtime:
             d.on_state_change(lambda st, d=d: self._on_state(d.id, st))
             await d.start(self._sink)
         if self.opts.ml:
-            self._start_ml()
+            self.ml.start()
         self._tasks.append(asyncio.create_task(self._upkeep(), name="loopline-upkeep"))
         self._publish(RuntimeEvent(self.clock.now(), "runtime started", event="started",
                                    detail={"drivers": sorted(self.drivers),
@@ -188,9 +182,7 @@ class Runtime:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+        self.ml.close()
         for d in self.drivers.values():
             with contextlib.suppress(Exception):
                 await d.stop()
@@ -203,9 +195,6 @@ class Runtime:
         ingest: dict[str, Any] = {}
         if self.pipe is not None:
             ingest = await asyncio.to_thread(self.pipe.close)
-        if self.ml_jobs is not None:
-            with contextlib.suppress(Exception):
-                self.ml_jobs.close()
         if self.twin is not None:
             await asyncio.to_thread(self.twin.stop)
         summary = self.summary(ingest)
@@ -268,8 +257,6 @@ class Runtime:
     # ------------------------------------------------------------ twin
 
     async def _start_twin(self) -> None:
-        from console.twin_launcher import TwinStartError, start_twin
-
         extra: list[str] = list(self.opts.twin_args)
         if self.opts.speed is not None:
             extra += ["--speed", f"{self.opts.speed:g}"]
@@ -354,7 +341,7 @@ class Runtime:
             log.warning("no SPC characteristics from the store: %s", e)
             chars = {}
         models = {d.model for d in self.loaded.config.detectors if getattr(d, "model", None)}
-        sources = {m: (lambda m=m: self.scores.get(m, {})) for m in models}
+        sources = {m: self.ml.source_for(m) for m in models}
         ds = DetectorSet.from_config(self.loaded, self.clock, score_sources=sources,
                                      characteristics=chars)
         lines = [ln.id for ln in self.loaded.config.lines]
@@ -364,15 +351,17 @@ class Runtime:
 
     def _on_detection(self, det: Any) -> Any:
         assert self.engine is not None
-        if not det.cleared and decision_class_for(det) == "replan":
-            # a re-plan solves for about a second: on its own thread, so the detections
-            # behind it (a limit crossing, an SPC run) are not kept waiting
-            try:
-                self._plan_q.put_nowait(det)
-            except queue.Full:
-                self.counters.detect_dropped += 1
+        if self.engine.lane_of(det) == "plan":
+            self._to_plan_lane(det)
             return None
         return self._decide(det)
+
+    def _to_plan_lane(self, det: Any) -> None:
+        """Decided on the plan thread: the detection thread is never kept waiting."""
+        try:
+            self._plan_q.put_nowait(det)
+        except queue.Full:
+            self.counters.detect_dropped += 1
 
     def _decide(self, det: Any) -> Any:
         assert self.engine is not None
@@ -468,91 +457,6 @@ class Runtime:
         self.engine.recommender.expire_stale()
         self.engine.evaluate()
 
-    def _start_ml(self) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        from ml.jobs import MlJobs
-        from ml.registry import Registry
-        from ml.store_source import StoreSource
-
-        self._ml_tried = True
-        jobs = [j for j in self.loaded.config.ml.jobs if j.enabled]
-        if not jobs:
-            return
-        try:
-            source = StoreSource(self.store, self.loaded.archive_dir,
-                                 [t.id for t in self.loaded.tags])
-            self.ml_jobs = MlJobs(jobs, Registry(self.loaded.models_dir), source,
-                                  on_scores=self._on_scores, on_drift=self._on_drift,
-                                  clock=self.clock.now)
-            self.scheduler = AsyncIOScheduler(timezone="UTC")
-            # scoring every N wall seconds; retraining on its cron in wall-clock UTC (a
-            # fast twin does not speed it up); ``loopline train`` retrains on demand
-            self.ml_jobs.schedule(self.scheduler)
-            self.scheduler.start()
-        except Exception as e:
-            self._error("ML jobs (the loop runs without model scores)", e)
-
-    def _on_scores(self, name: str, frame: Any) -> None:
-        self.scores[name] = scores_from_frame(frame)
-        top = max(self.scores[name].items(), key=lambda kv: kv[1].value, default=None)
-        self._publish(ModelEvent(
-            self.clock.now(), f"{name}: scored {len(self.scores[name])}"
-            + (f"; highest {top[0]} {top[1].value:.2f}" if top else ""),
-            equipment_id=top[0] if top else None, model=name, status="scored",
-            detail={"scored": len(self.scores[name])}))
-
-    def _on_drift(self, name: str, frame: Any) -> None:
-        """Drift is news (a model event) and a problem (a retrain recommendation, decided
-        under the ``retrain`` autonomy class like any other action)."""
-        cols = getattr(frame, "columns", [])
-        rows = [{"feature": str(r["feature"]), "psi": float(r.get("psi") or 0.0)}
-                for r in frame.to_dicts()] if "feature" in cols else []
-        feats = [r["feature"] for r in rows][:10]
-        self._publish(ModelEvent(self.clock.now(), f"{name}: input drift in "
-                                 f"{', '.join(feats) or 'some features'}", model=name,
-                                 status="drift", detail={"features": feats}))
-        if not rows or self.engine is None:
-            return
-        job = self.ml_jobs.jobs.get(name) if self.ml_jobs is not None else None
-        det = drift_detection(name, rows, self.clock.now(), job.model if job else "")
-        try:  # decided on the plan thread: the detection thread is never kept waiting
-            self._plan_q.put_nowait(det)
-        except queue.Full:
-            self.counters.detect_dropped += 1
-
-    def _start_retrain(self, model: str, key: str) -> dict[str, Any]:
-        """The outbox's retrain adapter (outbox thread): start the job on the loop, return."""
-        if self.ml_jobs is None:
-            if self.opts.ml and not self._ml_tried:
-                raise TransientError("the ML jobs are not started yet")
-            raise ActionFailed(f"this runtime runs no ML jobs: train {model} with "
-                               f"`loopline train {model}`")
-        if model not in self.ml_jobs.jobs:
-            raise ActionFailed(f"no enabled ML job named {model!r} "
-                               f"(configured: {', '.join(self.ml_jobs.jobs) or 'none'})")
-        if self._loop is None or not self._loop.is_running():
-            raise TransientError("the runtime's event loop is not running")
-        started = self.clock.now()
-        asyncio.run_coroutine_threadsafe(self._retrain(model, key), self._loop)
-        return {"started_at": started.isoformat(), "job": model}
-
-    async def _retrain(self, model: str, key: str) -> None:
-        assert self.ml_jobs is not None
-        try:
-            res = await self.ml_jobs.retrain(model)
-        except Exception as e:
-            self._publish(ModelEvent(self.clock.now(), f"{model}: retraining failed: {e}",
-                                     model=model, status="failed",
-                                     detail={"key": key}))
-            return
-        dec = res.get("decision", {}) if isinstance(res, dict) else {}
-        self._publish(ModelEvent(
-            self.clock.now(), f"{model}: retrained v{res.get('version')}: "
-            f"{dec.get('reason', 'done')}", model=model,
-            status="promoted" if dec.get("promoted") else "trained", version=res.get("version"),
-            detail={"key": key, "version": res.get("version"), "decision": dec}))
-
     # ------------------------------------------------------------ events, stats
 
     def _on_state(self, driver_id: str, st: ConnectionState) -> None:
@@ -603,52 +507,6 @@ class Runtime:
         if self.fatal:
             s["fatal"] = self.fatal
         return s
-
-
-def scores_from_frame(frame: Any) -> dict[str, Score]:
-    """The ML jobs' score frame → the detectors' ``Score`` per equipment (or lot)."""
-    import json
-
-    from ml.explain import sentence
-
-    out: dict[str, Score] = {}
-    if frame is None or getattr(frame, "height", 0) == 0 or "score" not in frame.columns:
-        return out
-    key = "equipment_id" if "equipment_id" in frame.columns else "lot_id"
-    for row in frame.iter_rows(named=True):
-        if row.get("low_data") or row.get("score") is None:
-            continue  # too little good data: no score rather than a guess
-        contribs: dict[str, float] = {}
-        words = ""
-        why = row.get("why")
-        if why:
-            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
-                items = json.loads(why)
-                for it in items:
-                    name = f"{it.get('signal') or it.get('context')}.{it.get('feature')}"
-                    contribs[name] = float(it.get("contribution", 0.0))
-                words = "; ".join(sentence(it) for it in items[:3])
-        ts = row.get("ts")
-        out[str(row[key])] = Score(float(row["score"]),
-                                   ts=ts if isinstance(ts, datetime) else None,
-                                   contributions=contribs, explanation=words)
-    return out
-
-
-_ENDPOINT = re.compile(r"^(opc\.tcp://)([^:/]+):(\d+)(.*)$")
-
-
-def point_drivers_at_twin(loaded: LoadedConfig, host: str, opcua_port: int,
-                          modbus_port: int) -> None:
-    """Drivers that address the configured twin ports follow the ports it really uses."""
-    sim = loaded.config.simulator
-    for drv in loaded.config.drivers.values():
-        if drv.kind == "opcua":
-            m = _ENDPOINT.match(drv.endpoint)
-            if m and int(m.group(3)) == sim.opcua_port:
-                drv.endpoint = f"{m.group(1)}{host}:{opcua_port}{m.group(4)}"
-        elif drv.kind == "modbus" and drv.port == sim.modbus_port:
-            drv.port = modbus_port
 
 
 class BackgroundRuntime:
@@ -706,30 +564,3 @@ class BackgroundRuntime:
         self._stopped.wait(timeout_s)
         self._thread.join(5)
         return self.summary
-
-
-IO_TUNED_SPEED = 60.0  # the config's intervals are tuned for a twin at this speed
-IO_FLOOR_MS = 50
-
-
-def scale_io_to_speed(loaded: LoadedConfig, speed: float) -> None:
-    """A twin running faster than the config's intervals were tuned for would be sampled
-    too coarsely (a 500 ms poll is 15 plant minutes at 1800×): shorten publishing,
-    sampling and polling intervals in proportion, down to 50 ms, so plant-time
-    resolution stays near the tuned one."""
-    if speed <= IO_TUNED_SPEED:
-        return
-    f = IO_TUNED_SPEED / speed
-
-    def scaled(ms: int) -> int:
-        return max(IO_FLOOR_MS, int(ms * f)) if ms > IO_FLOOR_MS else ms
-
-    for drv in loaded.config.drivers.values():
-        if drv.kind == "opcua":
-            drv.publishing_interval_ms = scaled(drv.publishing_interval_ms)
-            drv.sampling_interval_ms = min(drv.sampling_interval_ms,
-                                           drv.publishing_interval_ms)
-        elif drv.kind == "modbus":
-            drv.poll_interval_ms = scaled(drv.poll_interval_ms)
-            for g in drv.poll_groups:
-                g.interval_ms = scaled(g.interval_ms)

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -136,3 +137,47 @@ def maybe_start_twin(cfg: LoadedConfig) -> TwinProcess | None:
     if not cfg.config.simulator.enabled:
         return None
     return start_twin(cfg)
+
+
+_ENDPOINT = re.compile(r"^(opc\.tcp://)([^:/]+):(\d+)(.*)$")
+
+
+def point_drivers_at_twin(loaded: LoadedConfig, host: str, opcua_port: int,
+                          modbus_port: int) -> None:
+    """Drivers that address the configured twin ports follow the ports it really uses."""
+    sim = loaded.config.simulator
+    for drv in loaded.config.drivers.values():
+        if drv.kind == "opcua":
+            m = _ENDPOINT.match(drv.endpoint)
+            if m and int(m.group(3)) == sim.opcua_port:
+                drv.endpoint = f"{m.group(1)}{host}:{opcua_port}{m.group(4)}"
+        elif drv.kind == "modbus" and drv.port == sim.modbus_port:
+            drv.port = modbus_port
+
+
+
+IO_TUNED_SPEED = 60.0  # the config's intervals are tuned for a twin at this speed
+IO_FLOOR_MS = 50
+
+
+def scale_io_to_speed(loaded: LoadedConfig, speed: float) -> None:
+    """A twin running faster than the config's intervals were tuned for would be sampled
+    too coarsely (a 500 ms poll is 15 plant minutes at 1800×): shorten publishing,
+    sampling and polling intervals in proportion, down to 50 ms, so plant-time
+    resolution stays near the tuned one."""
+    if speed <= IO_TUNED_SPEED:
+        return
+    f = IO_TUNED_SPEED / speed
+
+    def scaled(ms: int) -> int:
+        return max(IO_FLOOR_MS, int(ms * f)) if ms > IO_FLOOR_MS else ms
+
+    for drv in loaded.config.drivers.values():
+        if drv.kind == "opcua":
+            drv.publishing_interval_ms = scaled(drv.publishing_interval_ms)
+            drv.sampling_interval_ms = min(drv.sampling_interval_ms,
+                                           drv.publishing_interval_ms)
+        elif drv.kind == "modbus":
+            drv.poll_interval_ms = scaled(drv.poll_interval_ms)
+            for g in drv.poll_groups:
+                g.interval_ms = scaled(g.interval_ms)

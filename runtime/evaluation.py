@@ -34,10 +34,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from console.runtime import Runtime, RuntimeOptions
 from core.config import LoadedConfig, load_config
 from core.engine.decide import DecisionError
 from core.masterdata import load_master_data
+from core.statuses import WO_NOT_STARTED
 from core.store.db import Store, open_store
 from core.store.models import (
     Action,
@@ -49,6 +49,7 @@ from core.store.models import (
     Recommendation,
     WorkOrder,
 )
+from runtime.host import Runtime, RuntimeOptions
 
 REC = Recommendation.__table__  # type: ignore[attr-defined]
 DEC = Decision.__table__  # type: ignore[attr-defined]
@@ -95,7 +96,7 @@ class Crew:
         with self.rt.store.begin() as conn:
             wos = conn.execute(select(WO.c.id, WO.c.window_start, WO.c.created_at,
                                       WO.c.priority).where(
-                WO.c.status.in_(("open", "scheduled")))).all()
+                WO.c.status.in_(WO_NOT_STARTED))).all()
             holds = conn.execute(select(HOLD.c.id, HOLD.c.created_at).where(
                 HOLD.c.status == "open")).all()
         for w in wos:
@@ -225,7 +226,7 @@ async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
         twin_args = ["--start", opts.start.isoformat().replace("+00:00", "Z")]
         if opts.faults_per_day is not None:
             twin_args += ["--faults-per-day", f"{opts.faults_per_day:g}"]
-        from console.twin_launcher import free_port
+        from runtime.twin import free_port
 
         ropts = RuntimeOptions(speed=opts.speed, seed=opts.seed, inject=list(opts.inject),
                                truth=truth, approve="auto" if loop_on else "never",

@@ -1,4 +1,7 @@
-"""Engine events: one small dataclass per step of the loop, and a synchronous bus.
+"""Loop events: one small dataclass per step of the loop, and a synchronous bus.
+
+Below both core.detect and core.engine (and core.alarms), so each can publish without
+importing the other.
 
 The headless event stream (JSON lines) and the console both subscribe to the same bus,
 so what a person sees and what a script reads cannot drift apart. Publishing is sync
@@ -50,6 +53,34 @@ class DetectionEvent(EngineEvent):
     problem_key: str = ""
     detector_id: str = ""
     priority: str = "medium"
+
+
+def detection_event(det: Any, ts: datetime | None = None) -> DetectionEvent:
+    """The one builder of a detection's event: ``det`` is a ``core.detect.Detection``
+    or anything with its attributes (a replayed record); the detail is its JSON form."""
+    ctx = getattr(det, "context", None) or {}
+    as_dict = getattr(det, "as_dict", None)
+    if callable(as_dict):
+        detail = as_dict()
+    else:
+        onset = getattr(det, "onset", None)
+        detail = {"kind": getattr(det, "kind", ""), "detector_id": det.detector_id,
+                  "problem_key": det.problem_key, "priority": det.priority,
+                  "onset": ensure_utc(onset).isoformat() if onset else None,
+                  "summary": det.summary, "equipment_id": det.equipment_id,
+                  "line_id": det.line_id, "tag_id": getattr(det, "tag_id", None),
+                  "value": getattr(det, "value", None), "context": dict(ctx),
+                  "evidence": dict(getattr(det, "evidence", None) or {}),
+                  "cleared": bool(getattr(det, "cleared", False))}
+    when = ts or getattr(det, "ts", None) or det.onset
+    obj = getattr(det, "ctx", None)  # a core.samples.Context, where the record has one
+    ids = ctx if isinstance(ctx, dict) else {}
+    return DetectionEvent(
+        ts=when, summary=det.summary, equipment_id=det.equipment_id, line_id=det.line_id,
+        lot_id=ids.get("lot_id") or getattr(obj, "lot_id", None),
+        order_id=ids.get("order_id") or getattr(obj, "order_id", None),
+        detail=detail, problem_key=det.problem_key, detector_id=det.detector_id,
+        priority=det.priority)
 
 
 @dataclass(frozen=True)
