@@ -1,1 +1,2 @@
-"""The console: Textual app, CLI entry point and headless runner (the only textual importer)."""
+"""The console: the Textual app (screens, widgets, views, messages) and the CLI with one
+module per command. Only the UI modules import textual; the plant host lives in runtime/."""

@@ -1,4 +1,4 @@
-"""loopline core: domain, store, config, audit, auth, clock and the closed loop.
+"""loopline core: domain, store, config, events, audit, auth, clock and the closed loop.
 
-The bottom layer: imports none of console/, drivers/, ml/ and never textual.
+The bottom layer: imports none of console/, runtime/, drivers/, ml/, sim/ and never textual.
 """
