@@ -12,13 +12,16 @@ Everything comes from config (``[drivers.<id>]`` and the tags' addresses)::
     await d.stop()
 
 ``connect()`` is an optional first attempt that raises ``DriverError`` with the
-reason; ``start()`` alone keeps retrying with backoff until ``stop()``.
+reason; ``start()`` alone keeps retrying with a capped backoff until ``stop()``,
+except for problems retrying cannot fix (config, a refused identity or certificate:
+``DriverAuthError``), after which the driver goes DOWN with ``gave_up`` set.
 """
 
 from drivers.base import (
     ConnectionState,
     ConnState,
     Driver,
+    DriverAuthError,
     DriverConfigError,
     DriverError,
     DriverStats,
@@ -31,6 +34,7 @@ __all__ = [
     "ConnState",
     "ConnectionState",
     "Driver",
+    "DriverAuthError",
     "DriverConfigError",
     "DriverError",
     "DriverStats",

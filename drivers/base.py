@@ -42,9 +42,13 @@ class DriverConfigError(DriverError):
     """The config asks for something this driver cannot do (bad address, type)."""
 
 
+class DriverAuthError(DriverError):
+    """The server refused who we are (credentials, certificate): retrying cannot fix it."""
+
+
 class ConnState(StrEnum):
     """connecting: never connected yet; reconnecting: lost, retrying with backoff;
-    down: stopped, or a config problem that retrying cannot fix (see last_error)."""
+    down: stopped, or a problem retrying cannot fix (config, credentials; see last_error)."""
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -54,7 +58,8 @@ class ConnState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionState:
-    """Where a driver stands and since when; ``last_error`` survives recovery."""
+    """Where a driver stands and since when; ``last_error`` is the *current* problem
+    (None once connected: the history of errors is in ``DriverStats``)."""
 
     state: ConnState
     since: datetime
@@ -76,8 +81,16 @@ class DriverStats:
     errors: int = 0  # failed reads, failed connects, sink errors
     writes: int = 0
     write_failures: int = 0
+    last_failure: str | None = None  # the newest of ``errors``, so a count has a reason
+    last_failure_at: str | None = None  # its UTC time (ISO)
 
-    def as_dict(self) -> dict[str, int]:
+    def note_error(self, message: str) -> None:
+        """Count one error and keep its message as the newest."""
+        self.errors += 1
+        self.last_failure = message
+        self.last_failure_at = datetime.now(UTC).isoformat()
+
+    def as_dict(self) -> dict[str, int | str | None]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
 
 
@@ -97,6 +110,27 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Backoff:
+    """Capped exponential backoff with a fast first retry: min, 2·min, 4·min … max.
+
+    The cap is what bounds the time from a server's return to data flowing again,
+    so it stays small (``reconnect_max_s``, 1 s by default): a retry is one TCP
+    connect, which costs a server nothing.
+    """
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self.min_s, self.max_s = min_s, max(max_s, min_s)
+        self._next = min_s
+
+    def next(self) -> float:
+        d = self._next
+        self._next = min(d * 2, self.max_s)
+        return d
+
+    def reset(self) -> None:
+        self._next = self.min_s
+
+
 class Driver(ABC):
     """Base class: subclasses implement the protocol, this class keeps the books."""
 
@@ -114,6 +148,8 @@ class Driver(ABC):
         self._sink: Sink | None = None
         self._last_mono: dict[str, float] = {}
         self._started_mono: float | None = None
+        # why the driver stopped by itself (config, credentials): retrying cannot help
+        self.gave_up: str | None = None
 
     # ------------------------------------------------------------ interface
 
@@ -144,8 +180,9 @@ class Driver(ABC):
         self._listeners.append(listener)
 
     def _set_state(self, state: ConnState, error: str | None = None) -> None:
+        """Move to ``state``; ``error`` is the current problem (None when healthy)."""
         cur = self._state
-        last_error = error if error is not None else cur.last_error
+        last_error = None if state is ConnState.CONNECTED else error
         if state == cur.state and last_error == cur.last_error:
             return
         since = cur.since if state == cur.state else datetime.now(UTC)
@@ -166,8 +203,24 @@ class Driver(ABC):
             **self._state.as_dict(),
             "tags": len(self.tags),
             "stale": len(self.stale_tags(stale_after_s)),
+            "gave_up": self.gave_up,
             **self.stats.as_dict(),
         }
+
+    def _give_up(self, reason: str) -> None:
+        """Stop for good: every tag Bad with the reason (the data-quality alarm names
+        it), the state DOWN with it, the stats counting it."""
+        if self.gave_up is not None:
+            return
+        self.gave_up = reason
+        self.stats.note_error(reason)
+        log.error("driver %s: stopped: %s", self.id, reason)
+        self._mark_lost(self.tags, reason)
+        self._set_state(ConnState.DOWN, reason)
+
+    def _stopped(self) -> None:
+        """State after ``stop()``: DOWN, keeping the reason if the driver had given up."""
+        self._set_state(ConnState.DOWN, self.gave_up)
 
     # ------------------------------------------------------------ staleness
 
@@ -221,8 +274,8 @@ class Driver(ABC):
             return
         try:
             sink(samples)
-        except Exception:
-            self.stats.errors += 1
+        except Exception as e:
+            self.stats.note_error(f"sink failed: {type(e).__name__}: {e}")
             log.exception("driver %s: sink failed for %d samples", self.id, len(samples))
 
     def _mark_lost(self, tag_ids: Iterable[str], reason: str = CONNECTION_LOST) -> None:

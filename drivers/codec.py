@@ -15,7 +15,23 @@ import struct
 from collections.abc import Sequence
 from typing import Literal
 
-Order = Literal["big", "little"]
+Order = Literal["big", "little", "ABCD", "CDAB", "BADC", "DCBA"]
+
+# Layout names as device manuals write them (A = most significant byte) -> (word, byte)
+LAYOUTS: dict[str, tuple[str, str]] = {
+    "ABCD": ("big", "big"),
+    "CDAB": ("little", "big"),
+    "BADC": ("big", "little"),
+    "DCBA": ("little", "little"),
+}
+
+
+def layout_name(word_order: str, byte_order: str) -> str:
+    """The ABCD-style name of a (word order, byte order) pair."""
+    for name, pair in LAYOUTS.items():
+        if pair == (word_order, byte_order):
+            return name
+    raise CodecError(f"unknown register order {word_order!r}/{byte_order!r}")
 
 # struct format (big-endian) and register count per data type
 _FORMATS: dict[str, tuple[str, int]] = {
@@ -56,6 +72,8 @@ def register_count(data_type: str) -> int:
 
 def _reorder(words: list[int], word_order: Order, byte_order: Order) -> list[int]:
     # Both operations are their own inverse, so encode and decode share this.
+    if word_order in LAYOUTS:
+        word_order, byte_order = LAYOUTS[word_order]  # type: ignore[assignment]
     if byte_order == "little":
         words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
     if word_order == "little":

@@ -29,8 +29,10 @@ from core.samples import Quality, Sample, Value
 from drivers import codec
 from drivers.base import (
     CONNECTION_LOST,
+    Backoff,
     ConnState,
     Driver,
+    DriverConfigError,
     DriverError,
     Sink,
     WriteResult,
@@ -109,6 +111,12 @@ class ModbusDriver(Driver):
             t.id: parse_address(t, units.get(t.equipment_id or "", cfg.unit_id)) for t in tags
         }
         intervals = {g.name: g.interval_ms / 1000 for g in cfg.poll_groups}
+        for t in tags:
+            if t.spec.poll_group != "default" and t.spec.poll_group not in intervals:
+                raise DriverConfigError(
+                    f"tag {t.id}: poll_group {t.spec.poll_group!r} is not one of driver "
+                    f"{driver_id}'s poll_groups"
+                )
         by_group: dict[str, list[Item]] = {}
         for it in self.items.values():
             by_group.setdefault(it.tag.spec.poll_group, []).append(it)
@@ -167,7 +175,7 @@ class ModbusDriver(Driver):
         try:
             await self._open()
         except DriverError as e:
-            self.stats.errors += 1
+            self.stats.note_error(str(e))
             self._set_state(ConnState.CONNECTING, str(e))
             raise
         self._connected.set()
@@ -198,46 +206,45 @@ class ModbusDriver(Driver):
         self._tasks.clear()
         self._close()
         self._connected.clear()
-        self._set_state(ConnState.DOWN)
+        self._stopped()
 
     def _lose(self, reason: str) -> None:
         """Called from a poll or write: the connection is no longer trustworthy."""
         if not self._connected.is_set():
             return
         self._connected.clear()
-        self.stats.errors += 1
+        self.stats.note_error(reason)
         self._close()
         self._set_state(ConnState.RECONNECTING, reason)
         self._mark_lost(self.tags, f"{CONNECTION_LOST}: {reason}")
         self._lost.set()
 
     async def _supervise(self) -> None:
-        delay = self.cfg.reconnect_min_s
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
         while not self._stopping:
             if self._connected.is_set():
                 self._lost.clear()
                 await self._lost.wait()
-                delay = self.cfg.reconnect_min_s
+                backoff.reset()
                 if self._stopping:
                     return
-                await asyncio.sleep(delay)  # let a restarting device come back
+                await asyncio.sleep(backoff.next())  # let a restarting device come back
                 continue
             try:
                 await self._open()
             except DriverError as e:
-                self.stats.errors += 1
+                self.stats.note_error(str(e))
                 state = ConnState.RECONNECTING if self._ever_connected else ConnState.CONNECTING
                 if self._state.state is not state or self._state.last_error != str(e):
                     self._set_state(state, str(e))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             if self._ever_connected:
                 self.stats.reconnects += 1
             self._ever_connected = True
             self._connected.set()
             self._set_state(ConnState.CONNECTED)
-            delay = self.cfg.reconnect_min_s
+            backoff.reset()
 
     # ------------------------------------------------------------ reading
 
@@ -332,7 +339,7 @@ class ModbusDriver(Driver):
                     out += await self._poll_block(g, b)
                 return out
             g.failed_blocks += 1
-            self.stats.errors += 1
+            self.stats.note_error(f"{block.table}:{block.address}+{block.count}: {e}")
             now = self.now()
             return [Sample(it.tag.id, now, None, Quality.BAD, str(e)) for it in block.items]
         except _Timeout as e:
@@ -361,7 +368,7 @@ class ModbusDriver(Driver):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # never let one group's bug end polling
-                self.stats.errors += 1
+                self.stats.note_error(f"poll group {g.name}: {type(e).__name__}: {e}")
                 log.exception("driver %s: poll group %s failed", self.id, g.name)
                 self._emit(samples)
                 await asyncio.sleep(g.interval_s)

@@ -20,6 +20,39 @@ from drivers.codec import register_count
 Table = Literal["hr", "ir", "co", "di"]
 
 _ADDR = re.compile(r"^\s*(hr|ir|co|di)\s*:\s*(\d+)(?:\.(\d+))?\s*$", re.IGNORECASE)
+# Modicon notation: table digit + 1-based register, 5 digits (40001) or 6 (400001)
+_MODICON = re.compile(r"^\s*([0134])(\d{4,5})(?:\.(\d+))?\s*$")
+_MODICON_TABLES = {"0": "co", "1": "di", "3": "ir", "4": "hr"}
+ADDRESS_FORMS = "hr:N, ir:N, hr:N.BIT, co:N, di:N (0-based) or 4xxxx/3xxxx/0xxxx/1xxxx (1-based)"
+
+
+def split_address(address: str) -> tuple[str, int, int | None]:
+    """An address -> (table, 0-based register, bit); ``ValueError`` says what is wrong.
+
+    ``hr:N`` forms are 0-based protocol addresses; Modicon ``4xxxx`` forms are the
+    1-based register numbers of device manuals, so ``40001`` is ``hr:0``.
+    """
+    m = _ADDR.match(address)
+    if m:
+        table, reg = m.group(1).lower(), int(m.group(2))
+    else:
+        m = _MODICON.match(address)
+        if not m:
+            digit = address.strip()[:1]
+            if address.strip().isdigit() and digit not in _MODICON_TABLES:
+                raise ValueError(f"Modbus address {address!r}: Modicon numbers start with "
+                                 "0, 1, 3 or 4 (coil, input, input register, holding), "
+                                 f"not {digit}")
+            raise ValueError(f"Modbus address {address!r} is not one of {ADDRESS_FORMS}")
+        table, number = _MODICON_TABLES[m.group(1)], int(m.group(2))
+        if number < 1:
+            raise ValueError(f"Modbus address {address!r}: Modicon numbers are 1-based "
+                             f"({m.group(1)}0001 is the first register)")
+        reg = number - 1
+    bit = int(m.group(3)) if m.group(3) is not None else None
+    if reg > 65535:
+        raise ValueError(f"register {reg} is outside 0..65535")
+    return table, reg, bit
 
 MAX_BITS = 2000  # protocol limit for coils / discrete inputs in one request
 
@@ -53,19 +86,12 @@ class Block:
 
 
 def parse_address(tag: ResolvedTag, unit: int = 1) -> Item:
-    """``hr:100``, ``ir:7``, ``hr:100.3`` (bit 3), ``co:5``, ``di:5`` -> Item."""
+    """``hr:100``, ``ir:7``, ``hr:100.3`` (bit 3), ``co:5``, ``di:5``, ``40101`` -> Item."""
     spec = tag.spec
-    m = _ADDR.match(spec.address)
-    if not m:
-        raise DriverConfigError(
-            f"tag {tag.id}: Modbus address {spec.address!r} is not one of "
-            "hr:N, ir:N, hr:N.BIT, co:N, di:N"
-        )
-    table = m.group(1).lower()
-    address = int(m.group(2))
-    bit = int(m.group(3)) if m.group(3) is not None else None
-    if address > 65535:
-        raise DriverConfigError(f"tag {tag.id}: register {address} is outside 0..65535")
+    try:
+        table, address, bit = split_address(spec.address)
+    except ValueError as e:
+        raise DriverConfigError(f"tag {tag.id}: {e}") from None
     if table in ("co", "di"):
         if bit is not None:
             raise DriverConfigError(f"tag {tag.id}: {table} addresses take no bit index")
@@ -73,7 +99,13 @@ def parse_address(tag: ResolvedTag, unit: int = 1) -> Item:
             raise DriverConfigError(
                 f"tag {tag.id}: {table} (coils/discrete inputs) hold bools, not {spec.data_type}"
             )
+        if spec.writable and table == "di":
+            raise DriverConfigError(f"tag {tag.id}: writable, but discrete inputs are read-only "
+                                    "(use a coil, co: or 0xxxx)")
         return Item(tag, table, address, 1, None, unit)  # type: ignore[arg-type]
+    if spec.writable and table == "ir":
+        raise DriverConfigError(f"tag {tag.id}: writable, but input registers are read-only "
+                                "(use a holding register, hr: or 4xxxx)")
     if bit is not None:
         if not 0 <= bit <= 15:
             raise DriverConfigError(f"tag {tag.id}: bit {bit} is outside 0..15")

@@ -33,8 +33,10 @@ from core.config.schema import OpcUaDriver as OpcUaDriverCfg
 from core.samples import Quality, Sample, Value
 from drivers.base import (
     CONNECTION_LOST,
+    Backoff,
     ConnState,
     Driver,
+    DriverAuthError,
     DriverConfigError,
     DriverError,
     Sink,
@@ -42,7 +44,13 @@ from drivers.base import (
     compare_read_back,
 )
 from drivers.codec import float32_roundtrip, to_engineering
-from drivers.opcua_values import NUMERIC_TYPES, VARIANT_TYPES, sample_from_datavalue, to_variant
+from drivers.opcua_nodes import namespace_uri, parse_node_id, resolve
+from drivers.opcua_values import (
+    NUMERIC_TYPES,
+    VARIANT_TYPES,
+    sample_from_datavalue,
+    to_variant,
+)
 
 log = logging.getLogger("loopline.drivers.opcua")
 
@@ -76,6 +84,7 @@ class _Session:
         self.subs: list[_FastSubscription] = []
         self.handles: dict[int, ResolvedTag] = {}
         self.sub_of: dict[str, _FastSubscription] = {}
+        self.nodeids: dict[str, ua.NodeId] = {}  # resolved on this connection
         self.lost = asyncio.Event()
         self.connected = False
         self.ever_connected = False
@@ -105,6 +114,9 @@ class _Session:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 1.0)
             msg = str(e) or type(e).__name__
+            refused = identity_refusal(e)
+            if refused:
+                raise DriverAuthError(f"{d.cfg.endpoint}: {refused}: {msg}") from None
             raise DriverError(f"{d.cfg.endpoint}: {msg}") from None
         self.client = client
 
@@ -128,6 +140,18 @@ class _Session:
         self.subs = []
         per_sub = cfg.max_items_per_subscription
         failures: list[Sample] = []
+        self.nodeids = {}
+        parsed = d.nodes
+        namespaces: list[str] = []
+        if any(namespace_uri(parsed[t.id]) for t in self.tags):
+            # nsu= ids: the index is whatever the server's table says on this connection
+            namespaces = list(await client.get_namespace_array())
+        for tag in self.tags:
+            try:
+                self.nodeids[tag.id] = resolve(parsed[tag.id], namespaces)
+            except ValueError as e:
+                d.stats.note_error(str(e))
+                failures.append(Sample(tag.id, d.now(), None, Quality.BAD, str(e)))
         next_handle = 1
         for start in range(0, len(self.tags), per_sub):
             chunk = self.tags[start : start + per_sub]
@@ -150,19 +174,9 @@ class _Session:
                 batch = chunk[b : b + _MONITOR_BATCH]
                 reqs = []
                 for tag in batch:
-                    try:
-                        nodeid = ua.NodeId.from_string(tag.spec.address)
-                    except Exception:
-                        failures.append(
-                            Sample(
-                                tag.id,
-                                self.driver.now(),
-                                None,
-                                Quality.BAD,
-                                f"invalid node id {tag.spec.address!r}",
-                            )
-                        )
-                        continue
+                    nodeid = self.nodeids.get(tag.id)
+                    if nodeid is None:
+                        continue  # its namespace is not on the server (marked Bad above)
                     handle = next_handle
                     next_handle += 1
                     self.handles[handle] = tag
@@ -176,7 +190,7 @@ class _Session:
                         self.sub_of[self.handles[handle].id] = sub
                         continue
                     tag = self.handles.pop(handle)
-                    d.stats.errors += 1
+                    d.stats.note_error(f"cannot monitor {tag.spec.address}: {mid.name}")
                     failures.append(
                         Sample(
                             tag.id,
@@ -233,10 +247,15 @@ class _Session:
     # -------------------------------------------------------- supervision
 
     async def run(self) -> None:
-        """Connect, subscribe, wait for loss, mark the gap, back off, repeat."""
+        """Connect, subscribe, wait for loss, mark the gap, back off, repeat.
+
+        A refused identity or certificate is retried ``auth_attempts`` times (a server's
+        lock-out policy counts failed logins), then the driver gives up.
+        """
         d = self.driver
-        delay = d.cfg.reconnect_min_s
-        while not d._stopping:
+        backoff = Backoff(d.cfg.reconnect_min_s, d.cfg.reconnect_max_s)
+        refusals = 0
+        while not d._stopping and d.gave_up is None:
             try:
                 if self.client is None:
                     await self.open()
@@ -244,35 +263,39 @@ class _Session:
             except asyncio.CancelledError:
                 raise
             except DriverConfigError as e:  # retrying cannot help: say so and stay down
-                d.stats.errors += 1
                 self.last_error = str(e)
                 await self.close()
-                d._set_state(ConnState.DOWN, str(e))
+                d._give_up(str(e))
                 return
             except Exception as e:
-                d.stats.errors += 1
                 self.last_error = str(e) or type(e).__name__
+                d.stats.note_error(self.last_error)
                 await self.close()
+                if isinstance(e, DriverAuthError):
+                    refusals += 1
+                    if refusals >= d.cfg.auth_attempts:
+                        d._give_up(f"{e} (stopped after {refusals} refused attempts; fix "
+                                   "the credentials or certificates, then restart)")
+                        return
                 d._session_changed(self)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, d.cfg.reconnect_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
+            refusals = 0
             if self.ever_connected:
                 d.stats.reconnects += 1
             self.connected = self.ever_connected = True
             self.last_error = None
             d._session_changed(self)
-            delay = d.cfg.reconnect_min_s
+            backoff.reset()
             await self.lost.wait()
             if d._stopping:
                 return
-            d.stats.errors += 1
+            d.stats.note_error(self.last_error or CONNECTION_LOST)
             self.connected = False
             d._mark_lost([t.id for t in self.tags], CONNECTION_LOST)
             d._session_changed(self)
             await self.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, d.cfg.reconnect_max_s)
+            await asyncio.sleep(backoff.next())
 
 
 class OpcUaDriver(Driver):
@@ -288,18 +311,12 @@ class OpcUaDriver(Driver):
         super().__init__(driver_id, tags)
         self.cfg = cfg
         self.base_dir = base_dir or Path.cwd()
+        self.nodes: dict[str, ua.NodeId] = {}
         for t in tags:
-            if t.spec.data_type not in VARIANT_TYPES:
-                raise DriverConfigError(
-                    f"tag {t.id}: data_type {t.spec.data_type} is not supported"
-                )
-            try:
-                ua.NodeId.from_string(t.spec.address)
-            except Exception:
-                raise DriverConfigError(
-                    f"tag {t.id}: {t.spec.address!r} is not an OPC UA node id "
-                    "(e.g. ns=2;s=Line.Machine.Value)"
-                ) from None
+            problem = tag_problem(t)
+            if problem:
+                raise DriverConfigError(problem)
+            self.nodes[t.id] = parse_node_id(t.spec.address)
         tag_list = list(tags)
         n = max(1, min(cfg.sessions, len(tag_list) or 1))
         size = math.ceil(len(tag_list) / n) if tag_list else 0
@@ -384,7 +401,8 @@ class OpcUaDriver(Driver):
         results = await asyncio.gather(*(one(s) for s in self.sessions), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
-            self.stats.errors += len(errors)
+            for e in errors:
+                self.stats.note_error(str(e) or type(e).__name__)
             for s in self.sessions:
                 await s.close()
             msg = str(errors[0]) or type(errors[0]).__name__
@@ -416,7 +434,7 @@ class OpcUaDriver(Driver):
                     await s.task
                 s.task = None
             await s.close()
-        self._set_state(ConnState.DOWN)
+        self._stopped()
 
     def _fresh_mono(self, tag_id: str) -> float | None:
         """An unchanged value is current while its subscription keeps publishing.
@@ -434,7 +452,7 @@ class OpcUaDriver(Driver):
         return t
 
     def _session_changed(self, s: _Session) -> None:
-        if self._stopping:
+        if self._stopping or self.gave_up is not None:
             return
         if all(x.connected for x in self.sessions):
             self._set_state(ConnState.CONNECTED)
@@ -461,7 +479,10 @@ class OpcUaDriver(Driver):
             variant = to_variant(value, spec.data_type, spec.scale, spec.offset)
         except ValueError as e:
             return self._write_failed(tag_id, value, str(e))
-        node = client.get_node(spec.address)
+        nodeid = s.nodeids.get(tag_id)
+        if nodeid is None:
+            return self._write_failed(tag_id, value, "node id not resolved on this server")
+        node = client.get_node(nodeid)
         try:
             await node.write_attribute(ua.AttributeIds.Value, ua.DataValue(variant))
             dv = await node.read_attribute(ua.AttributeIds.Value)
@@ -498,6 +519,45 @@ class OpcUaDriver(Driver):
         self.stats.writes += 1
         self.stats.write_failures += 1
         return WriteResult(tag_id, False, value, None, error)
+
+
+# status codes that say "not you", not "not now": a retry sends the same identity again
+REFUSALS = (
+    "BadUserAccessDenied", "BadIdentityToken", "BadCertificate", "BadSecurityChecksFailed",
+    "BadSecurityPolicyRejected", "BadApplicationSignatureInvalid", "BadUserSignatureInvalid",
+    "BadNoValidCertificates", "BadSecurityModeRejected",
+)
+
+
+def identity_refusal(e: BaseException) -> str | None:
+    """"authentication rejected" / "certificate rejected" when the server refused who we
+    are, else None (a network or server problem, worth retrying)."""
+    code = getattr(e, "code", None)
+    names = [str(e), type(e).__name__]
+    if isinstance(code, int):
+        with contextlib.suppress(Exception):
+            names.append(ua.StatusCode(code).name)
+    text = " ".join(names)
+    for name in REFUSALS:
+        if name in text:
+            if "Certificate" in name or "Security" in name or "Signature" in name:
+                return "certificate or security rejected"
+            return "authentication rejected"
+    return None
+
+
+def tag_problem(tag: ResolvedTag) -> str | None:
+    """Why this tag cannot be served over OPC UA, or None (also used by config check)."""
+    spec = tag.spec
+    if spec.data_type not in VARIANT_TYPES:
+        return f"tag {tag.id}: data_type {spec.data_type} is not supported over OPC UA"
+    try:
+        parse_node_id(spec.address)
+    except ValueError as e:
+        return f"tag {tag.id}: {e}"
+    if spec.deadband and spec.data_type not in NUMERIC_TYPES:
+        return f"tag {tag.id}: a deadband needs a numeric data_type, not {spec.data_type}"
+    return None
 
 
 def _application_uri(cert_path: str) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from core.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError, LoadedConfig, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +19,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=schema)
 
 
+def problems(loaded: LoadedConfig) -> list[str]:
+    """What `run` would refuse beyond the schema: master-data references and every
+    driver's addresses, types, certificates. One line each; empty when usable."""
+    from core.masterdata import check_references, read_master
+    from drivers.validate import device_problems
+
+    out: list[str] = []
+    try:
+        spec, _ = read_master(loaded.master_data_path)
+        check_references(spec, loaded, loaded.master_data_path)
+    except ConfigError as e:
+        out += str(e).splitlines()
+    out += [f"{loaded.path}: {p}" for p in device_problems(loaded)]
+    return out
+
+
+def checked_config(path: str | None, db: str | None) -> LoadedConfig:
+    """``load_config`` plus ``problems``: a ``ConfigError`` listing them all."""
+    loaded = load_config(path, db=db)
+    found = problems(loaded)
+    if found:
+        raise ConfigError("\n".join(found))
+    return loaded
+
+
 def check(args: argparse.Namespace) -> int:
     path = args.path or args.config
     try:
-        cfg = load_config(path, db=args.db)
+        cfg = checked_config(path, args.db)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1

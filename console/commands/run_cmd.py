@@ -101,8 +101,10 @@ class Progress:
 
 def run_headless(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
+    from console.commands.config_cmd import checked_config
     from core.events import EventBus
     from core.store import StoreError
+    from drivers import DriverError
     from runtime.host import Runtime, RuntimeError_, RuntimeOptions
     from sim.args import SimUsageError, parse_duration, parse_inject
 
@@ -120,6 +122,7 @@ def run_headless(args: argparse.Namespace) -> int:
         raise UserError(f"--faults-per-day {args.faults_per_day:g}: give 0..1000")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    checked_config(args.config, args.db)  # what `config check` finds, before anything starts
     loaded, store = open_cli_store(args)
     bus = EventBus()
     out: IO[str]
@@ -147,7 +150,7 @@ def run_headless(args: argparse.Namespace) -> int:
     rt = Runtime(loaded, store, opts, bus=bus)
     try:
         summary = asyncio.run(_main(rt, duration))
-    except (RuntimeError_, StoreError) as e:
+    except (RuntimeError_, StoreError, DriverError) as e:
         print(f"loopline: {e}", file=sys.stderr)
         return 1
     finally:

@@ -29,6 +29,15 @@ TagKind = Literal[
 DataType = Literal[
     "bool", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "string"
 ]
+# Register layouts as engineers name them: A is the most significant byte. Each name is a
+# (word order, byte order) pair; "big"/"little" stay as the older spelling of the orders.
+LAYOUTS: dict[str, tuple[str, str]] = {
+    "ABCD": ("big", "big"),
+    "CDAB": ("little", "big"),
+    "BADC": ("big", "little"),
+    "DCBA": ("little", "little"),
+}
+RegisterOrder = Literal["big", "little", "ABCD", "CDAB", "BADC", "DCBA"]
 
 
 class Strict(BaseModel):
@@ -65,10 +74,13 @@ class Limits(Strict):
 class Tag(Strict):
     """One signal of one piece of equipment, as the driver finds it.
 
-    ``address`` is an OPC UA node id (``ns=2;s=A.A-LATHE1.VibrationRMS``) or a
-    Modbus address: ``hr:100`` / ``ir:100`` (registers), ``hr:100.3`` (bit 3 of a
-    status word), ``co:5`` / ``di:5`` (coils, discrete inputs). Templates may use
-    ``{line}``, ``{equipment}`` and ``{base+N}`` (equipment register_base + N).
+    ``address`` is an OPC UA node id (``ns=2;s=A.A-LATHE1.VibrationRMS``, or
+    ``nsu=urn:vendor:plc;s=...`` resolved against the server's namespace table) or a
+    Modbus address: ``hr:100`` / ``ir:100`` (registers, 0-based), ``hr:100.3`` (bit 3
+    of a status word), ``co:5`` / ``di:5`` (coils, discrete inputs), or Modicon
+    notation ``40101`` / ``30001`` / ``00001`` / ``10001`` (1-based: 40101 is hr:100).
+    Templates may use ``{line}``, ``{equipment}`` and ``{base+N}`` (register_base + N).
+    ``word_order`` takes a layout name (ABCD, CDAB, BADC, DCBA), which sets both orders.
     """
 
     name: Identifier
@@ -79,14 +91,34 @@ class Tag(Strict):
     description: str = ""
     scale: float = 1.0
     offset: float = 0.0
-    word_order: Literal["big", "little"] = "big"
-    byte_order: Literal["big", "little"] = "big"
+    word_order: RegisterOrder = "big"
+    byte_order: RegisterOrder = "big"
     limits: Limits | None = None
     writable: bool = False
     deadband: float = Field(default=0.0, ge=0)
     poll_group: Identifier = "default"
     key: bool = False  # the signal shown as the equipment's sparkline
     id_format: str | None = None  # numeric context value -> id, e.g. "L-{:06d}"
+
+    @model_validator(mode="after")
+    def _layout(self) -> Tag:
+        """A layout name sets both orders; stored as the (word, byte) pair drivers use."""
+        given = {k: getattr(self, k) for k in ("word_order", "byte_order")
+                 if k in self.model_fields_set}
+        named = {k: v for k, v in given.items() if v in LAYOUTS}
+        if not named:
+            return self
+        layouts = {LAYOUTS[v] for v in named.values()}
+        if len(layouts) > 1:
+            raise ValueError(f"word_order and byte_order name different layouts: {named}")
+        word, byte = layouts.pop()
+        for k, v in given.items():
+            if v not in LAYOUTS and v != (word if k == "word_order" else byte):
+                layout = next(iter(named.values()))
+                raise ValueError(f"{k} = {v!r} contradicts the layout {layout!r}; "
+                                 "give the layout alone")
+        self.word_order, self.byte_order = word, byte  # type: ignore[assignment]
+        return self
 
 
 class Equipment(Strict):
@@ -132,11 +164,18 @@ class OpcUaDriver(Strict):
     max_items_per_subscription: int = Field(default=1000, ge=1)
     sessions: int = Field(default=1, ge=1, le=16)
     timeout_s: float = Field(default=4.0, gt=0)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    # backoff after a loss: a fast first retry, doubling up to the cap; the cap bounds
+    # how long after a server's return the data resumes
+    reconnect_min_s: float = Field(default=0.1, gt=0)
+    reconnect_max_s: float = Field(default=1.0, gt=0)
+    # a refused identity or certificate is tried this often, then the driver stops (a
+    # server's lock-out policy counts failed logins)
+    auth_attempts: int = Field(default=3, ge=1, le=20)
 
     @model_validator(mode="after")
     def _consistent(self) -> OpcUaDriver:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         if (self.security_policy == "None") != (self.security_mode == "None"):
             raise ValueError("security_policy and security_mode must both be None or both set")
         if (self.password or self.password_env) and self.security_mode != "SignAndEncrypt":
@@ -162,8 +201,14 @@ class ModbusDriver(Strict):
     poll_groups: list[PollGroup] = Field(default_factory=list)
     max_block: int = Field(default=125, ge=1, le=125)
     max_gap: int = Field(default=8, ge=0, le=124)  # unused registers a block may bridge
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.1, gt=0)
+    reconnect_max_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModbusDriver:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
 
 
 Driver = Annotated[OpcUaDriver | ModbusDriver, Field(discriminator="kind")]
