@@ -207,13 +207,16 @@ class Driver(ABC):
             **self.stats.as_dict(),
         }
 
-    def _give_up(self, reason: str) -> None:
+    def _give_up(self, reason: str, count: bool = True) -> None:
         """Stop for good: every tag Bad with the reason (the data-quality alarm names
         it), the state DOWN with it, the stats counting it."""
         if self.gave_up is not None:
             return
         self.gave_up = reason
-        self.stats.note_error(reason)
+        if count:
+            self.stats.note_error(reason)
+        else:  # the failure itself was counted; keep its fuller wording
+            self.stats.last_failure = reason
         log.error("driver %s: stopped: %s", self.id, reason)
         self._mark_lost(self.tags, reason)
         self._set_state(ConnState.DOWN, reason)

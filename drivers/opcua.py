@@ -275,7 +275,7 @@ class _Session:
                     refusals += 1
                     if refusals >= d.cfg.auth_attempts:
                         d._give_up(f"{e} (stopped after {refusals} refused attempts; fix "
-                                   "the credentials or certificates, then restart)")
+                                   "the credentials or certificates, then restart)", count=False)
                         return
                 d._session_changed(self)
                 await asyncio.sleep(backoff.next())

@@ -461,6 +461,10 @@ class Runtime:
 
     def _on_state(self, driver_id: str, st: ConnectionState) -> None:
         d = st.as_dict()
+        drv = self.drivers.get(driver_id)
+        gave_up = f"driver {driver_id}: {drv.gave_up}" if drv and drv.gave_up else None
+        if gave_up and gave_up not in self.errors:  # stopped for good: the summary says why
+            self.errors.append(gave_up)
         self._publish(ConnectionEvent(self.clock.now(), f"{driver_id}: {d.get('state')}",
                                       driver_id=driver_id, state=str(d.get("state")),
                                       since=d.get("since"), error=d.get("last_error")))
@@ -489,7 +493,7 @@ class Runtime:
             out["detections"] = dict(self.detect.stats.detections)
             out["alarm_changes"] = self.detect.stats.alarm_changes
             out["consumer_errors"] = self.detect.stats.consumer_errors
-        out["drivers"] = {k: {**d.state.as_dict(), **d.stats.as_dict()}
+        out["drivers"] = {k: {**d.state.as_dict(), **d.stats.as_dict(), "gave_up": d.gave_up}
                           for k, d in self.drivers.items()}
         return out
 

@@ -1,4 +1,4 @@
-"""Broken device configs: `config check` names each in one line; `run` refuses the same, no traceback.
+"""Broken device configs: `config check` names each in one line; `run` refuses them too.
 
 Each case is one edit of the shipped config.toml (or its master data), the way an
 engineer connecting a real plant gets it wrong.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -575,3 +576,66 @@ async def test_a_failing_sink_does_not_stop_the_driver(tmp_path: Path, device: D
         assert drv.stats.errors >= 2 and drv.state.state is ConnState.CONNECTED
     finally:
         await drv.stop()
+
+
+async def test_modicon_addresses_and_layout_names(tmp_path: Path, device: Device) -> None:
+    """40061 is hr:60 (1-based), 30003 is ir:2; CDAB/BADC/DCBA name the register layouts."""
+    value = 1234.5
+    await device.set_hr(60, layout("f", value, "big", "big"))
+    await device.set_hr(62, layout("f", value, "little", "big"))
+    await device.set_hr(64, layout("f", value, "big", "little"))
+    await device.set_hr(66, layout("f", value, "little", "little"))
+    await device.set_hr(68, [0b100])
+    await device.set_ir(2, [77])
+    tags = [
+        {"name": "abcd", "address": "40061", "data_type": "float32", "word_order": "ABCD"},
+        {"name": "cdab", "address": "40063", "data_type": "float32", "word_order": "CDAB"},
+        {"name": "badc", "address": "400065", "data_type": "float32", "byte_order": "BADC"},
+        {"name": "dcba", "address": "40067", "data_type": "float32", "word_order": "DCBA"},
+        {"name": "bit2", "address": "40069.2", "data_type": "bool"},
+        {"name": "ir", "address": "30003", "data_type": "uint16"},
+    ]
+    drv, sink = await started(tmp_path, device.port, tags)
+    try:
+        ids = [f"M1.{t['name']}" for t in tags]
+        await sink.wait_for(lambda: all(sink.good(i) for i in ids))
+        assert [sink.good(f"M1.{n}")[-1].value for n in ("abcd", "cdab", "badc", "dcba")] == [
+            value
+        ] * 4
+        assert sink.good("M1.bit2")[-1].value is True and sink.good("M1.ir")[-1].value == 77
+        assert drv.items["M1.abcd"].address == 60 and drv.items["M1.ir"].table == "ir"
+    finally:
+        await drv.stop()
+
+
+async def test_device_back_data_resumes_within_the_backoff_cap(tmp_path: Path) -> None:
+    """Default backoff (0.1 s doubling to 1 s): data within about a second of the return."""
+    port = free_port()
+    dev = Device(port)
+    await dev.start()
+    cfg = {k: v for k, v in mb_driver(port).items() if not k.startswith("reconnect")}
+    loaded = write_config(tmp_path, "plc", cfg, [
+        {"name": "a", "address": "hr:5", "data_type": "uint16"}])
+    drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags)
+    events: list[tuple[float, ConnState, str | None]] = []
+    drv.on_state_change(lambda st: events.append((time.monotonic(), st.state, st.last_error)))
+    sink = Collector()
+    await drv.start(sink)
+    try:
+        await sink.wait_for(lambda: bool(sink.good("M1.a")))
+        await dev.stop()
+        await wait_until(lambda: drv.state.state is ConnState.RECONNECTING)
+        failed = drv.stats.errors
+        await wait_until(lambda: drv.stats.errors >= failed + 6)  # backoff is at its cap
+        await dev.start()
+        back = time.monotonic()
+        await dev.set_hr(5, [9])
+        await sink.wait_for(lambda: any(s.value == 9 for s in sink.good("M1.a")))
+        resumed = time.monotonic() - back
+        print(f"\nModbus reconnect: first value {resumed:.2f} s after the device was back")
+        assert resumed <= 2.0
+        assert [e for _, st, e in events if st is ConnState.CONNECTED] == [None, None]
+        assert drv.stats.last_failure and drv.state.last_error is None
+    finally:
+        await drv.stop()
+        await dev.stop()

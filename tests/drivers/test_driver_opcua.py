@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,13 +56,18 @@ class Plc:
     def endpoint(self) -> str:
         return f"opc.tcp://127.0.0.1:{self.port}/plc/"
 
-    async def start(self, values: dict[str, Any] | None = None, **security: Any) -> None:
+    async def start(
+        self, values: dict[str, Any] | None = None, other_ns: int = 0, **security: Any
+    ) -> None:
+        """``other_ns`` namespaces are registered first, moving ours to a higher index."""
         s = Server(user_manager=self.user_manager)
         await s.init()
         s.set_endpoint(self.endpoint)
         s.set_server_name("loopline test PLC")
         if security:
             await security["setup"](s)
+        for k in range(other_ns):
+            await s.register_namespace(f"urn:loopline:other-{k}")
         self.ns = await s.register_namespace(NS_URI)
         obj = await s.nodes.objects.add_object(ua.NodeId("M1", self.ns), "M1")
         self.nodes = {}
@@ -545,4 +551,121 @@ async def test_basic256sha256_sign_and_encrypt_with_password(
     finally:
         if drv is not None:
             await drv.stop()
+        await plc.stop()
+
+
+# ---------------------------------------------------------------- namespace URIs
+
+
+async def test_nsu_node_ids_follow_a_reordered_namespace_table(tmp_path: Path, plc: Plc) -> None:
+    tags = [
+        {"name": "temp", "address": f"nsu={NS_URI};s=M1.Temp", "data_type": "float64"},
+        {"name": "sp", "address": f"nsu={NS_URI};s=M1.SpeedSP", "data_type": "float32",
+         "writable": True},
+        {"name": "gone", "address": "nsu=urn:nobody;s=M1.Temp", "data_type": "float64"},
+    ]
+    drv, sink = await started(tmp_path, plc, tags=tags)
+    try:
+        await sink.wait_for(lambda: bool(sink.good("M1.temp")))
+        assert plc.ns == 2 and sink.good("M1.temp")[0].value == 20.5
+        gone = sink.last("M1.gone")
+        assert gone is not None and gone.quality is Quality.BAD
+        assert "urn:nobody" in (gone.reason or "") and "not on the server" in (gone.reason or "")
+        # the server comes back with two namespaces in front of ours: index 4, same URI
+        await plc.stop()
+        await wait_until(lambda: drv.state.state is ConnState.RECONNECTING)
+        await plc.start(values={"Temp": 31.5}, other_ns=2)
+        assert plc.ns == 4
+        await sink.wait_for(lambda: any(s.value == 31.5 for s in sink.good("M1.temp")))
+        r = await drv.write("M1.sp", 7.5)
+        assert r.ok and (await plc.get("SpeedSP")).Value == 7.5
+    finally:
+        await drv.stop()
+
+
+# ---------------------------------------------------------------- reconnect timing, errors
+
+
+async def test_data_resumes_within_the_backoff_cap_after_a_long_outage(
+    tmp_path: Path, plc: Plc
+) -> None:
+    """With the default backoff (0.1 s doubling to a 1 s cap) the first good value after
+    the server is back arrives within about a second, however long it was away."""
+    tags = ua_tags(plc.ns, ["Temp"])
+    cfg = {k: v for k, v in ua_driver(plc.endpoint).items() if not k.startswith("reconnect")}
+    loaded = write_config(tmp_path, "plc", cfg, tags)
+    drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags, loaded.base_dir)
+    events: list[tuple[float, ConnState, str | None]] = []
+    drv.on_state_change(lambda st: events.append((time.monotonic(), st.state, st.last_error)))
+    sink = Collector()
+    await drv.start(sink)
+    try:
+        await sink.wait_for(lambda: bool(sink.good("M1.temp")))
+        await plc.stop()
+        await wait_until(lambda: drv.state.state is ConnState.RECONNECTING)
+        failed = drv.stats.errors
+        await wait_until(lambda: drv.stats.errors >= failed + 6)  # backoff is at its cap
+        await plc.start(values={"Temp": 42.5})
+        back = time.monotonic()
+        await sink.wait_for(lambda: any(s.value == 42.5 for s in sink.good("M1.temp")))
+        resumed = time.monotonic() - back
+        connected_at = next(t for t, st, _ in events if st is ConnState.CONNECTED and t > back)
+        print(f"\nOPC UA reconnect: connected {connected_at - back:.2f} s and first value "
+              f"{resumed:.2f} s after the server was back (cap 1 s)")
+        assert resumed <= 2.0
+        # the connected event carries no error; the stats keep the count and newest reason
+        assert [e for _, st, e in events if st is ConnState.CONNECTED] == [None, None]
+        assert drv.state.last_error is None
+        assert drv.stats.errors > failed and drv.stats.last_failure
+    finally:
+        await drv.stop()
+
+
+async def test_refused_password_stops_the_driver_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    server_cert, server_key = make_cert(pki, "server", "urn:freeopcua:python:server")
+    make_cert(pki, "client", "urn:loopline:test-client")
+
+    async def setup(s: Server) -> None:
+        await s.load_certificate(str(server_cert))
+        await s.load_private_key(str(server_key))
+        s.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+
+    users = OnlyOperator()
+    plc = Plc(free_port(), user_manager=users)
+    await plc.start(setup=setup)
+    monkeypatch.setenv("LOOPLINE_TEST_OPC_PW", "wrong")
+    secure = {
+        "security_policy": "Basic256Sha256",
+        "security_mode": "SignAndEncrypt",
+        "certificate": "pki/client.pem",
+        "private_key": "pki/client-key.pem",
+        "server_certificate": "pki/server.pem",
+        "username": "operator",
+        "password_env": "LOOPLINE_TEST_OPC_PW",
+        "auth_attempts": 3,
+    }
+    loaded = write_config(tmp_path, "plc", ua_driver(plc.endpoint, **secure),
+                          ua_tags(plc.ns, ["Temp"]))
+    drv = make_driver("plc", loaded.config.drivers["plc"], loaded.tags, loaded.base_dir)
+    sink = Collector()
+    await drv.start(sink)
+    try:
+        await wait_until(lambda: drv.state.state is ConnState.DOWN)
+        # three logins, not one per backoff step until someone notices the lock-out
+        assert [u for u in users.seen if u[0] == "operator"] == [("operator", "wrong")] * 3
+        st = drv.status()
+        assert "authentication rejected" in str(st["last_error"])
+        assert "BadUserAccessDenied" in str(st["gave_up"]) and st["errors"] == 3
+        # every tag Bad with the reason: the data-quality alarm names it
+        m = sink.last("M1.temp")
+        assert m is not None and m.quality is Quality.BAD
+        assert "authentication rejected" in (m.reason or "")
+        await drv.stop()
+        assert drv.state.state is ConnState.DOWN and drv.state.last_error == drv.gave_up
+    finally:
+        await drv.stop()
         await plc.stop()
