@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "console.commands.tui",
     "console.commands.run_cmd",
     "console.commands.config_cmd",
+    "console.commands.discover_cmd",
     "console.commands.status",
     "console.commands.audit_cmd",
     "console.commands.user",
