@@ -5,7 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean install
+INTEROP := tests/interop
+INTEROP_STAMP := $(INTEROP)/node_modules/.installed
+MODBUS_SERVER := $(INTEROP)/build/modbus_server
+
+.PHONY: run test lint bench clean install interop
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +22,24 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/loopline
 
-test: $(STAMP)
+# Independent device stacks for the driver tests (not asyncua/pymodbus): node-opcua from
+# npm (pinned by package-lock.json) and a libmodbus server built with gcc. Quick when done.
+interop: $(INTEROP_STAMP) $(MODBUS_SERVER)
+
+$(INTEROP_STAMP): $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MODBUS_SERVER): $(INTEROP)/modbus_server.c
+	@{ command -v gcc >/dev/null && pkg-config --exists libmodbus; } 2>/dev/null || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc pkg-config libmodbus-dev; }
+	@mkdir -p $(dir $@)
+	gcc -O2 -Wall -o $@ $< $$(pkg-config --cflags --libs libmodbus)
+
+test: $(STAMP) interop
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
