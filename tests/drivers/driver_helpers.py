@@ -45,13 +45,17 @@ def write_config(
     tags: list[dict[str, Any]],
     extra: str = "",
     equipment_extra: str = "",
+    top: str = "",
+    db: str | None = None,
 ) -> LoadedConfig:
-    """A minimal plant: one line, one machine ``M1`` on ``driver_id`` with ``tags``."""
+    """A minimal plant: one line, one machine ``M1`` on ``driver_id`` with ``tags``.
+
+    ``top`` goes before the first table (top-level keys such as ``master_data``)."""
     tag_lines = ",\n  ".join(
         "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in t.items()) + " }" for t in tags
     )
     drv = "\n".join(f"{k} = {_toml_value(v)}" for k, v in driver.items())
-    text = f"""
+    text = f"""{top}
 [site]
 id = "test"
 name = "Test site"
@@ -88,7 +92,7 @@ pin_hash = "{PIN_HASH}"
 """
     p = tmp_path / "plant.toml"
     p.write_text(text, encoding="utf-8")
-    return load_config(p)
+    return load_config(p, db=db)
 
 
 class Collector:
