@@ -19,26 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=schema)
 
 
-def problems(loaded: LoadedConfig) -> list[str]:
-    """What `run` would refuse beyond the schema: master-data references and every
-    driver's addresses, types, certificates. One line each; empty when usable."""
-    from core.masterdata import check_references, read_master
-    from drivers.validate import device_problems
-
-    out: list[str] = []
-    try:
-        spec, _ = read_master(loaded.master_data_path)
-        check_references(spec, loaded, loaded.master_data_path)
-    except ConfigError as e:
-        out += str(e).splitlines()
-    out += [f"{loaded.path}: {p}" for p in device_problems(loaded)]
-    return out
-
-
 def checked_config(path: str | None, db: str | None) -> LoadedConfig:
     """``load_config`` plus ``problems``: a ``ConfigError`` listing them all."""
+    from runtime.commissioning import config_problems
+
     loaded = load_config(path, db=db)
-    found = problems(loaded)
+    found = config_problems(loaded)
     if found:
         raise ConfigError("\n".join(found))
     return loaded

@@ -3,13 +3,14 @@
 ``opcua URL`` browses the server and prints (or writes with ``--out``) tag templates
 in config.toml syntax; ``modbus HOST[:PORT] --range hr:0-999`` lists the addresses
 that answer with their raw values under each register layout. The work is done in
-``drivers.discover``; this module only parses arguments and prints.
+``drivers.discover`` (reached through ``runtime.commissioning``); this module only
+parses arguments and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="environment variable holding the password")
     o.add_argument("--timeout", type=float, default=4.0, metavar="S", help="request timeout")
     o.add_argument("--out", metavar="PATH", help="write the templates here (default: stdout)")
-    o.set_defaults(func=discover_opcua)
+    o.set_defaults(func=opcua)
     m = dsub.add_parser("modbus", help="read register ranges; list the addresses that answer")
     m.add_argument("target", metavar="HOST[:PORT]", help="device or gateway (port 502 default)")
     m.add_argument("--unit", type=int, default=1, metavar="U", help="unit id (default 1)")
@@ -39,17 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--max-block", type=int, default=125, metavar="N",
                    help="registers per request (default 125; some gateways need less)")
     m.add_argument("--timeout", type=float, default=1.0, metavar="S", help="request timeout")
-    m.set_defaults(func=discover_modbus)
+    m.set_defaults(func=modbus)
 
 
-def discover_opcua(args: argparse.Namespace) -> int:
+def _quiet_libraries() -> None:
+    """The protocol libraries log every failed attempt; the command says it once."""
+    for name in ("asyncua", "pymodbus"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def opcua(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from console.cli import UserError
+    from console.commands.common import UserError
     from core.config.schema import OpcUaDriver as OpcUaDriverCfg
-    from drivers import DriverError
-    from drivers.discover import browse_opcua, opcua_template, open_opcua_client
+    from runtime.commissioning import DriverError
+    from runtime.commissioning import discover_opcua as browse
 
+    _quiet_libraries()
     policy, _, mode = args.security.partition(":")
     fields = {
         "kind": "opcua", "endpoint": args.url, "security_policy": policy or "None",
@@ -66,16 +74,8 @@ def discover_opcua(args: argparse.Namespace) -> int:
         raise UserError(f"discover opcua: {where + ': ' if where else ''}"
                         f"{first['msg'].removeprefix('Value error, ')}") from None
 
-    async def go() -> str:
-        client = await open_opcua_client(cfg, Path.cwd())
-        try:
-            found = await browse_opcua(client)
-        finally:
-            await asyncio.wait_for(client.disconnect(), 5.0)
-        return opcua_template(found, args.url)
-
     try:
-        text = asyncio.run(go())
+        text = browse(cfg, Path.cwd())
     except DriverError as e:
         raise UserError(f"discover opcua: {e}") from None
     if args.out:
@@ -89,11 +89,11 @@ def discover_opcua(args: argparse.Namespace) -> int:
     return 0
 
 
-def discover_modbus(args: argparse.Namespace) -> int:
-    from console.cli import UserError
-    from drivers import DriverError
-    from drivers.discover import ScanRange, modbus_table, scan_modbus
+def modbus(args: argparse.Namespace) -> int:
+    from console.commands.common import UserError
+    from runtime.commissioning import DriverError, discover_modbus
 
+    _quiet_libraries()
     host, _, port_text = args.target.rpartition(":") if ":" in args.target else (
         args.target, "", "502")
     try:
@@ -105,14 +105,10 @@ def discover_modbus(args: argparse.Namespace) -> int:
     if not 1 <= args.max_block <= 125:
         raise UserError("discover modbus: --max-block must be 1..125")
     try:
-        ranges = [ScanRange.parse(r) for r in args.ranges]
+        text = discover_modbus(host, port, args.unit, args.ranges, args.max_block, args.timeout)
     except ValueError as e:
         raise UserError(f"discover modbus: {e}") from None
-    try:
-        results = asyncio.run(scan_modbus(host, port, args.unit, ranges, args.max_block,
-                                          args.timeout))
     except DriverError as e:
         raise UserError(f"discover modbus: {e}") from None
-    print(f"# loopline discover modbus {host}:{port} unit {args.unit}")
-    print(modbus_table(results))
+    print(text)
     return 0

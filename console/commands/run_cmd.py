@@ -104,7 +104,7 @@ def run_headless(args: argparse.Namespace) -> int:
     from console.commands.config_cmd import checked_config
     from core.events import EventBus
     from core.store import StoreError
-    from drivers import DriverError
+    from runtime.commissioning import DriverError
     from runtime.host import Runtime, RuntimeError_, RuntimeOptions
     from sim.args import SimUsageError, parse_duration, parse_inject
 

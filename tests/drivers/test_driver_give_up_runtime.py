@@ -12,11 +12,11 @@ from asyncua import Server, ua
 from driver_helpers import free_port, wait_until, write_config
 from sqlalchemy import select
 
-from console.runtime import Runtime, RuntimeOptions
 from core.clock import WallClock
 from core.masterdata import load_master_data
 from core.store.db import open_store
 from core.store.models import Alarm
+from runtime.host import Runtime, RuntimeOptions
 
 MASTER = """
 [[products]]
