@@ -254,7 +254,6 @@ class _Session:
         """
         d = self.driver
         backoff = Backoff(d.cfg.reconnect_min_s, d.cfg.reconnect_max_s)
-        refusals = 0
         while not d._stopping and d.gave_up is None:
             try:
                 if self.client is None:
@@ -272,15 +271,15 @@ class _Session:
                 d.stats.note_error(self.last_error)
                 await self.close()
                 if isinstance(e, DriverAuthError):
-                    refusals += 1
-                    if refusals >= d.cfg.auth_attempts:
-                        d._give_up(f"{e} (stopped after {refusals} refused attempts; fix "
+                    d._refusals += 1  # counted per driver: every session logs in as the same user
+                    if d._refusals >= d.cfg.auth_attempts:
+                        d._give_up(f"{e} (stopped after {d._refusals} refused attempts; fix "
                                    "the credentials or certificates, then restart)", count=False)
                         return
                 d._session_changed(self)
                 await asyncio.sleep(backoff.next())
                 continue
-            refusals = 0
+            d._refusals = 0
             if self.ever_connected:
                 d.stats.reconnects += 1
             self.connected = self.ever_connected = True
@@ -323,6 +322,7 @@ class OpcUaDriver(Driver):
         self.sessions = [_Session(self, i, tag_list[i * size : (i + 1) * size]) for i in range(n)]
         self._session_of = {t.id: s for s in self.sessions for t in s.tags}
         self._stopping = False
+        self._refusals = 0  # refused logins in a row, connect() included
 
     # ------------------------------------------------------------ client set-up
 
@@ -403,6 +403,8 @@ class OpcUaDriver(Driver):
         if errors:
             for e in errors:
                 self.stats.note_error(str(e) or type(e).__name__)
+                if isinstance(e, DriverAuthError):
+                    self._refusals += 1
             for s in self.sessions:
                 await s.close()
             msg = str(errors[0]) or type(errors[0]).__name__
