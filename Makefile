@@ -9,7 +9,7 @@ INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.installed
 MODBUS_SERVER := $(INTEROP)/build/modbus_server
 
-.PHONY: run test lint bench clean install interop
+.PHONY: run test lint bench clean install interop broker
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The MQTT tests run a real mosquitto on loopback (Debian's package); idempotent.
+broker:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; }
 
 run: $(STAMP)
 	$(BIN)/loopline
@@ -39,7 +45,7 @@ $(MODBUS_SERVER): $(INTEROP)/modbus_server.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -Wall -o $@ $< $$(pkg-config --cflags --libs libmodbus)
 
-test: $(STAMP) interop
+test: $(STAMP) interop broker
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -331,6 +331,10 @@ def make_driver(
         from drivers.modbus import ModbusDriver
 
         return ModbusDriver(driver_id, driver_cfg, mine)  # type: ignore[arg-type]
+    if driver_cfg.kind == "mqtt":
+        from drivers.mqtt import MqttDriver
+
+        return MqttDriver(driver_id, driver_cfg, mine, base_dir)  # type: ignore[arg-type]
     raise DriverConfigError(f"driver {driver_id!r}: unknown kind {driver_cfg.kind!r}")
 
 

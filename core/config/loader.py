@@ -198,7 +198,7 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
     return "\n".join(msgs)
 
 
-_UNION_TAGS = {"opcua", "modbus"}
+_UNION_TAGS = {"opcua", "modbus", "mqtt"}
 
 
 def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -211,7 +211,55 @@ class ModbusDriver(Strict):
         return self
 
 
-Driver = Annotated[OpcUaDriver | ModbusDriver, Field(discriminator="kind")]
+class MqttTls(Strict):
+    """TLS to the broker; ``ca`` empty uses the system's trust store."""
+
+    ca: str | None = None
+    cert: str | None = None  # client certificate (mutual TLS), with key
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together")
+        return self
+
+
+class MqttDriver(Strict):
+    """An MQTT broker; tags are ``spb:GROUP/EDGE[/DEVICE]#METRIC`` (Sparkplug B)
+    or ``json:TOPIC[#PATH]`` (a value in a plain JSON message)."""
+
+    kind: Literal["mqtt"]
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = Field(default=None, max_length=128)  # default loopline-<driver id>
+    tls: MqttTls | None = None
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    qos: Literal[0, 1] = 1
+    sparkplug_host_id: Identifier | None = None  # publish spBv1.0/STATE/<id> as a host app
+    rebirth_on_gap: bool = True  # NCMD Node Control/Rebirth on a sequence gap or unknown node
+    rebirth_min_interval_s: float = Field(default=5.0, ge=0)
+    json_write_topic: str | None = None  # e.g. "{topic}/set"; unset: JSON tags are read-only
+    json_timestamp_path: str | None = None  # where a JSON message carries its time
+    write_timeout_s: float = Field(default=5.0, gt=0)  # wait for the read-back
+    timeout_s: float = Field(default=5.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _password_over_tls(self) -> MqttDriver:
+        if (self.password or self.password_env) and self.tls is None:
+            raise ValueError("a password is only sent over TLS: add [drivers.<id>.tls]")
+        if self.password and self.password_env:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+
+Driver = Annotated[OpcUaDriver | ModbusDriver | MqttDriver, Field(discriminator="kind")]
 
 
 class User(Strict):
