@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 
 from core.config.loader import ResolvedTag
 from core.config.schema import MqttDriver as MqttDriverCfg
@@ -192,7 +193,7 @@ class MqttDriver(Driver):
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             clean_session=None if v5 else True,
-            clean_start=True,
+            clean_start=True if v5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             will=will,
             keepalive=cfg.keepalive_s,
             timeout=cfg.timeout_s,

@@ -1,0 +1,407 @@
+"""MQTT driver against a real mosquitto on loopback and a Sparkplug B edge node
+(``sim.sparkplug.EdgeNode``, paho-mqtt with the specification's protobuf), via config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from driver_helpers import Collector, free_port, wait_until, write_config
+from mqtt_helpers import Broker, make_tls
+
+from core.clock import FrozenClock
+from core.config import ConfigError, LoadedConfig
+from core.config.schema import MqttDriver as MqttDriverCfg
+from core.ingest.pipeline import IngestPipeline
+from core.samples import Quality
+from core.store.db import Store
+from drivers.base import CONNECTION_LOST, ConnState, make_drivers
+from drivers.mqtt import MqttDriver
+from drivers.mqtt_address import AddressError, JsonAddress, SparkplugAddress, parse
+from sim.sparkplug import EdgeNode
+from sparkplug_b import DataType
+
+GROUP, EDGE = "Plant1", "GW1"
+DEVICE_METRICS: dict[str, dict[str, tuple[int, Any]]] = {
+    "PRESS1": {
+        "Motor/Temp": (DataType.Double, 41.5),
+        "Motor/Current": (DataType.Float, 12.25),
+        "Count": (DataType.Int32, -3),
+        "Running": (DataType.Boolean, True),
+        "SpeedSP": (DataType.Float, 50.0),
+        "Lot": (DataType.String, "L-00501"),
+    },
+    "PRESS2": {"Motor/Temp": (DataType.Double, 30.0)},
+}
+
+
+def spb(device: str | None, metric: str) -> str:
+    return f"spb:{GROUP}/{EDGE}/{device}#{metric}" if device else f"spb:{GROUP}/{EDGE}#{metric}"
+
+
+TAGS = [
+    {"name": "temp", "address": spb("PRESS1", "Motor/Temp")},
+    {"name": "current", "address": spb("PRESS1", "Motor/Current"), "data_type": "float32"},
+    {"name": "count", "address": spb("PRESS1", "Count"), "data_type": "int32"},
+    {"name": "running", "address": spb("PRESS1", "Running"), "data_type": "bool"},
+    {"name": "speed_sp", "address": spb("PRESS1", "SpeedSP"), "data_type": "float32",
+     "writable": True, "kind": "setpoint"},
+    {"name": "lot", "address": spb("PRESS1", "Lot"), "data_type": "string", "kind": "context"},
+    {"name": "temp2", "address": spb("PRESS2", "Motor/Temp")},
+    {"name": "missing", "address": spb("PRESS1", "NotThere")},
+]
+
+
+# ---------------------------------------------------------------- addresses, config
+
+
+def test_addresses_parse_both_forms_and_refuse_the_rest() -> None:
+    assert parse("spb:G/E/D#Motor/Speed") == SparkplugAddress("G", "E", "D", "Motor/Speed")
+    assert parse("spb:G/E#Node Control/Rebirth").device is None
+    a = parse("json:plant/line1/press#data.values[1].v")
+    assert isinstance(a, JsonAddress) and a.topic == "plant/line1/press"
+    assert a.path == ("data", "values", 1, "v")
+    assert parse("json:t/x").path == () and parse("json:t#$.a").path == ("a",)
+    for bad in ("spb:G/E/D", "spb:G#m", "spb:G/E/D/X#m", "spb:G/+/D#m", "json:a/+/b#x",
+                "json:#x", "json:t#a..b", "ns=2;s=X", "hr:100"):
+        with pytest.raises(AddressError):
+            parse(bad)
+
+
+def _mqtt_config(tmp_path: Path, driver: dict[str, Any], tags: list[dict[str, Any]]
+                 ) -> LoadedConfig:
+    driver = dict(driver)
+    tls = driver.pop("tls", None)
+    extra = ""
+    if tls is not None:
+        extra = "[drivers.mq.tls]\n" + "".join(f'{k} = "{v}"\n' for k, v in tls.items())
+    return write_config(tmp_path, "mq", {"kind": "mqtt", "host": "127.0.0.1", **driver}, tags,
+                        extra=extra)
+
+
+def test_config_builds_the_driver_and_refuses_plain_passwords(tmp_path: Path) -> None:
+    loaded = _mqtt_config(tmp_path, {"port": 1883}, TAGS)
+    d = make_drivers(loaded)["mq"]
+    assert isinstance(d, MqttDriver) and d.kind == "mqtt"
+    assert d.topics() == [f"spBv1.0/{GROUP}/+/{EDGE}/#"]
+    with pytest.raises(ConfigError, match="only sent over TLS"):
+        _mqtt_config(tmp_path, {"username": "u", "password": "p"}, TAGS)
+    with pytest.raises(ConfigError, match="protocl"):
+        _mqtt_config(tmp_path, {"protocl": "5"}, TAGS)
+    with pytest.raises(Exception, match=r"M1\.x.*metric name goes after"):
+        make_drivers(_mqtt_config(tmp_path, {}, [{"name": "x", "address": "spb:G/E/D"}]))
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker", free_port()).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def edge_node(port: int, **kw: Any) -> EdgeNode:
+    return EdgeNode("127.0.0.1", port, GROUP, EDGE, DEVICE_METRICS,
+                    node_metrics={"Uptime": (DataType.Int64, 5)}, **kw)
+
+
+async def started(tmp_path: Path, port: int, tags: list[dict[str, Any]] = TAGS,
+                  **driver: Any) -> tuple[MqttDriver, Collector]:
+    loaded = _mqtt_config(tmp_path, {"port": port, "reconnect_min_s": 0.1,
+                                     "reconnect_max_s": 0.5, "write_timeout_s": 2.0,
+                                     **driver}, tags)
+    d = make_drivers(loaded)["mq"]
+    assert isinstance(d, MqttDriver)
+    col = Collector()
+    await d.start(col)
+    await wait_until(lambda: d.state.state is ConnState.CONNECTED)
+    return d, col
+
+
+@pytest.fixture
+async def running(tmp_path: Path, broker: Broker) -> AsyncIterator[tuple[MqttDriver,
+                                                                      Collector, EdgeNode]]:
+    d, col = await started(tmp_path, broker.port)
+    node = edge_node(broker.port)
+    await asyncio.to_thread(node.connect)
+    try:
+        await col.wait_for(lambda: bool(col.good("M1.temp2")))
+        yield d, col, node
+    finally:
+        await d.stop()
+        node.kill()
+
+
+# ---------------------------------------------------------------- Sparkplug B
+
+
+async def test_births_give_values_and_aliased_ddata_updates_them(
+        running: tuple[MqttDriver, Collector, EdgeNode]) -> None:
+    d, col, node = running
+    assert col.last("M1.temp").value == 41.5  # type: ignore[union-attr]
+    assert col.last("M1.current").value == 12.25  # type: ignore[union-attr]
+    assert col.last("M1.count").value == -3  # type: ignore[union-attr]  # two's complement
+    assert col.last("M1.running").value is True  # type: ignore[union-attr]
+    assert col.last("M1.lot").value == "L-00501"  # type: ignore[union-attr]
+    miss = col.last("M1.missing")
+    assert miss is not None and miss.quality is Quality.BAD and "not in DBIRTH" in miss.reason
+    node.publish("PRESS1", {"Motor/Temp": 43.0, "Count": 7}, ts_ms=1_767_600_000_000)
+    await col.wait_for(lambda: col.last("M1.temp").value == 43.0)  # type: ignore[union-attr]
+    last = col.last("M1.temp")
+    assert last is not None and last.source_ts.timestamp() == 1_767_600_000.0
+    assert col.last("M1.count").value == 7  # type: ignore[union-attr]
+    assert d.stale_tags(0.0) == ["M1.missing"]  # report by exception: born metrics are live
+    assert d.status()["seq_gaps"] == 0
+
+
+async def test_ndeath_marks_bad_and_a_new_session_restores(
+        running: tuple[MqttDriver, Collector, EdgeNode]) -> None:
+    d, col, node = running
+    node.kill()  # no DISCONNECT: the broker publishes the will NDEATH
+    await col.wait_for(lambda: col.last("M1.temp").quality is Quality.BAD)  # type: ignore[union-attr]
+    for t in ("M1.temp", "M1.lot", "M1.temp2"):
+        s = col.last(t)
+        assert s is not None and s.value is None and "NDEATH" in (s.reason or "")
+    assert "M1.temp" in d.stale_tags(0.0)
+    await asyncio.to_thread(node.reconnect)  # next bdSeq, NBIRTH + DBIRTH
+    await col.wait_for(lambda: col.last("M1.temp").quality is Quality.GOOD)  # type: ignore[union-attr]
+    assert col.last("M1.temp2").quality is Quality.GOOD  # type: ignore[union-attr]
+    assert d.state.state is ConnState.CONNECTED
+
+
+async def test_a_sequence_gap_marks_bad_and_asks_for_a_rebirth(
+        running: tuple[MqttDriver, Collector, EdgeNode]) -> None:
+    d, col, node = running
+    before = node.rebirths
+    node.lose_messages(2)
+    node.publish("PRESS1", {"Motor/Temp": 99.0})  # arrives with seq +3: a gap
+    await col.wait_for(lambda: col.last("M1.temp").quality is Quality.BAD)  # type: ignore[union-attr]
+    assert "sequence gap" in (col.last("M1.temp").reason or "")  # type: ignore[union-attr]
+    assert col.last("M1.temp2").quality is Quality.BAD  # type: ignore[union-attr]  # whole node
+    # the rebirth request comes back as a full BIRTH with the current values
+    await col.wait_for(lambda: col.last("M1.temp").quality is Quality.GOOD)  # type: ignore[union-attr]
+    assert col.last("M1.temp").value == 99.0  # type: ignore[union-attr]
+    assert node.rebirths == before + 1
+    assert d.status()["seq_gaps"] == 1 and d.status()["rebirths_requested"] >= 1
+
+
+async def test_ddeath_marks_one_device_and_dbirth_restores_it(
+        running: tuple[MqttDriver, Collector, EdgeNode]) -> None:
+    _d, col, node = running
+    node.device_death("PRESS2")
+    await col.wait_for(lambda: col.last("M1.temp2").quality is Quality.BAD)  # type: ignore[union-attr]
+    assert "DDEATH" in (col.last("M1.temp2").reason or "")  # type: ignore[union-attr]
+    assert col.last("M1.temp").quality is Quality.GOOD  # type: ignore[union-attr]
+    node.device_birth("PRESS2")
+    await col.wait_for(lambda: col.last("M1.temp2").quality is Quality.GOOD)  # type: ignore[union-attr]
+
+
+async def test_dcmd_writes_are_read_back_and_refusals_reported(
+        tmp_path: Path, broker: Broker) -> None:
+    accept = {"SpeedSP": True}
+    d, col = await started(tmp_path, broker.port)
+    node = edge_node(broker.port, on_command=lambda dev, name, v: accept.get(name, False))
+    await asyncio.to_thread(node.connect)
+    try:
+        await col.wait_for(lambda: bool(col.good("M1.speed_sp")))
+        r = await d.write("M1.speed_sp", 62.5)
+        assert r.ok and r.read_back == 62.5, r
+        assert node.commands[-1] == ("PRESS1", "SpeedSP", 62.5)
+        accept["SpeedSP"] = False  # the device refuses: no read-back
+        r = await d.write("M1.speed_sp", 70.0)
+        assert not r.ok and "no read-back" in (r.error or "")
+        r = await d.write("M1.temp", 1.0)
+        assert not r.ok and "not writable" in (r.error or "")
+        node.device_death("PRESS1")
+        await col.wait_for(lambda: col.last("M1.speed_sp").quality is Quality.BAD)  # type: ignore[union-attr]
+        r = await d.write("M1.speed_sp", 55.0)
+        assert not r.ok and "offline" in (r.error or "")
+        assert d.stats.writes == 4 and d.stats.write_failures == 3
+    finally:
+        await d.stop()
+        node.kill()
+
+
+async def test_broker_loss_marks_connection_lost_and_reconnect_rebirths(
+        tmp_path: Path, broker: Broker) -> None:
+    d, col = await started(tmp_path, broker.port)
+    node = edge_node(broker.port)
+    await asyncio.to_thread(node.connect)
+    try:
+        await col.wait_for(lambda: bool(col.good("M1.temp")))
+        broker.stop()
+        await col.wait_for(lambda: col.last("M1.temp").reason == CONNECTION_LOST)  # type: ignore[union-attr]
+        await wait_until(lambda: d.state.state is ConnState.RECONNECTING)
+        assert d.state.last_error
+        node.kill()
+        broker.start()
+        await wait_until(lambda: d.state.state is ConnState.CONNECTED)
+        assert d.stats.reconnects == 1
+        await asyncio.to_thread(node.reconnect)
+        await col.wait_for(lambda: col.last("M1.temp").quality is Quality.GOOD)  # type: ignore[union-attr]
+    finally:
+        await d.stop()
+        node.kill()
+
+
+# ---------------------------------------------------------------- JSON topics
+
+
+def _paho(port: int, **tls: Any) -> paho.Client:
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"t-{free_port()}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+async def test_json_topics_values_bad_messages_and_plain_topic_writes(
+        tmp_path: Path, broker: Broker) -> None:
+    tags = [
+        {"name": "temp", "address": "json:plant/L/M1#data.temp", "unit": "degC"},
+        {"name": "first", "address": "json:plant/L/M1#data.values[0]", "data_type": "int32"},
+        {"name": "mode", "address": "json:plant/L/mode", "data_type": "string"},
+        {"name": "sp", "address": "json:plant/L/M1/sp#value", "writable": True,
+         "scale": 0.1},
+    ]
+    d, col = await started(tmp_path, broker.port, tags, json_write_topic="{topic}/set",
+                           json_timestamp_path="ts", protocol="3.1.1")
+    dev = _paho(broker.port)
+
+    def echo(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:  # the device applies a set
+        c.publish("plant/L/M1/sp", m.payload)
+
+    dev.on_message = echo
+    dev.subscribe("plant/L/M1/sp/set")
+    try:
+        dev.publish("plant/L/M1", json.dumps(
+            {"ts": "2026-01-05T06:00:01Z", "data": {"temp": 21.5, "values": [4, 5]}}))
+        dev.publish("plant/L/mode", json.dumps("auto"))
+        await col.wait_for(lambda: bool(col.good("M1.mode")) and bool(col.good("M1.first")))
+        t = col.last("M1.temp")
+        assert t is not None and t.value == 21.5 and t.source_ts.isoformat().startswith(
+            "2026-01-05T06:00:01")
+        assert col.last("M1.first").value == 4  # type: ignore[union-attr]
+        dev.publish("plant/L/M1", b"{not json")
+        await col.wait_for(lambda: col.last("M1.temp").quality is Quality.BAD)  # type: ignore[union-attr]
+        assert col.last("M1.temp").reason.startswith("not JSON")  # type: ignore[union-attr]
+        dev.publish("plant/L/M1", json.dumps({"data": {"temp": 22}}))
+        await col.wait_for(lambda: col.last("M1.first").reason == "no value at 'data.values[0]'")  # type: ignore[union-attr]
+        assert col.last("M1.temp").value == 22.0  # type: ignore[union-attr]
+        r = await d.write("M1.sp", 12.5)  # engineering 12.5 = raw 125 on the wire
+        assert r.ok and r.read_back == 12.5, r
+    finally:
+        dev.loop_stop()
+        dev.disconnect()
+        await d.stop()
+
+
+# ---------------------------------------------------------------- TLS and credentials
+
+
+async def test_tls_with_username_and_password_from_env(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = make_tls(tmp_path / "pki")
+    b = Broker(tmp_path / "tlsbroker", free_port(), tls=tls, users={"loop": "s3cret"}).start()
+    monkeypatch.setenv("LOOPLINE_MQTT_PW", "s3cret")
+    try:
+        tags = [{"name": "v", "address": "json:a/b#v"}]
+        d, _col = await started(tmp_path, b.port, tags, username="loop",
+                               password_env="LOOPLINE_MQTT_PW", tls={"ca": str(tls.ca)})
+        await d.stop()
+        monkeypatch.setenv("LOOPLINE_MQTT_PW", "wrong")
+        loaded = _mqtt_config(tmp_path, {"port": b.port, "username": "loop",
+                                         "password_env": "LOOPLINE_MQTT_PW",
+                                         "tls": {"ca": str(tls.ca)}}, tags)
+        bad = make_drivers(loaded)["mq"]
+        with pytest.raises(Exception, match=r"[Nn]ot authori[sz]ed|[Bb]ad user name"):
+            await bad.connect()
+        assert bad.state.last_error
+    finally:
+        b.stop()
+
+
+# ---------------------------------------------------------------- into the store
+
+
+def rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(str(db))
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+async def test_edge_node_metrics_are_stored_with_context_bad_on_death_good_on_rebirth(
+        tmp_path: Path, broker: Broker, store: Store, loaded_config: LoadedConfig,
+        frozen_clock: FrozenClock) -> None:
+    """The issue's check: a Sparkplug B edge node's metrics land in the store with the
+    machine's production context; its NDEATH stores them Bad; the next birth Good."""
+    loaded_config.config.store.spill_dir = str(tmp_path / "spill")
+    loaded_config.config.store.archive_dir = str(tmp_path / "history")
+    eq = "C-PRESS1"
+    metrics = {"lot": (DataType.UInt32, 501), "state": (DataType.UInt16, 1),
+               "good_count": (DataType.UInt32, 10), "vibration_rms": (DataType.Float, 2.0)}
+    mine = [replace(t, driver_id="spb", spec=t.spec.model_copy(
+                update={"address": f"spb:{GROUP}/{EDGE}/{eq}#{t.name}"}))
+            for t in loaded_config.tags if t.equipment_id == eq and t.name in metrics]
+    assert len(mine) == 4
+    d = MqttDriver("spb", MqttDriverCfg(kind="mqtt", host="127.0.0.1", port=broker.port,
+                                        reconnect_min_s=0.1), mine)
+    d.now = frozen_clock.now  # as the runtime does: markers in the plant's time base
+    pipe = IngestPipeline(loaded_config, store, frozen_clock, flush_ms=20).start()
+    seen: list[Any] = []
+
+    def sink(batch: list[Any]) -> None:
+        seen.extend(batch)
+        pipe.handle(batch)
+
+    await d.start(sink)
+    await wait_until(lambda: d.state.state is ConnState.CONNECTED)
+    plant_ms = lambda: int(frozen_clock.now().timestamp() * 1000)  # noqa: E731
+    node = EdgeNode("127.0.0.1", broker.port, GROUP, EDGE, {eq: metrics}, clock_ms=plant_ms)
+    vib = f"{eq}.vibration_rms"
+
+    def last_vib() -> Any:
+        got = [s for s in seen if s.tag_id == vib]
+        return got[-1] if got else None
+
+    try:
+        await asyncio.to_thread(node.connect)
+        await wait_until(lambda: last_vib() is not None)
+        frozen_clock.advance(1)
+        node.publish(eq, {"vibration_rms": 2.25})
+        await wait_until(lambda: last_vib().value == 2.25)
+        frozen_clock.advance(1)
+        node.kill()
+        await wait_until(lambda: last_vib().quality is Quality.BAD)
+        frozen_clock.advance(1)
+        await asyncio.to_thread(node.reconnect)
+        await wait_until(lambda: last_vib().quality is Quality.GOOD and
+                         last_vib().source_ts == frozen_clock.now())
+        assert pipe.writer.drain(30)
+        db = store.path
+        assert db is not None
+        got = rows(db, "SELECT value, quality, reason, lot_id, order_id, line_id, "
+                   "equipment_id FROM sample WHERE tag_id = ? ORDER BY ts", (vib,))
+        ctx = ("L-00501", "PO-0005", "C", eq)
+        assert got == [
+            (2.0, 0, None, *ctx),
+            (2.25, 0, None, *ctx),
+            (None, 2, "Sparkplug NDEATH (edge node offline)", *ctx),
+            (2.25, 0, None, *ctx),
+        ], got
+    finally:
+        await d.stop()
+        node.kill()
+        pipe.close()
