@@ -405,3 +405,81 @@ async def test_edge_node_metrics_are_stored_with_context_bad_on_death_good_on_re
         await d.stop()
         node.kill()
         pipe.close()
+
+
+# ---------------------------------------------------------------- host rules, no broker
+
+
+def _host() -> tuple[Any, Any]:
+    from datetime import UTC, datetime
+
+    from core.config.loader import ResolvedTag
+    from core.config.schema import Tag
+    from drivers.sparkplug_host import SparkplugHost
+
+    t = ResolvedTag("M1.v", "v", "M1", "L", "mq", Tag(name="v", address="spb:G/E/D#v"))
+    a = parse(t.spec.address)
+    assert isinstance(a, SparkplugAddress)
+    return SparkplugHost([(t, a)], lambda: datetime(2026, 1, 5, tzinfo=UTC)), t
+
+
+def _payload(seq: int | None, metrics: list[tuple[str | None, int | None, int, Any]],
+             props: dict[str, int] | None = None) -> bytes:
+    from sparkplug_b import Payload, set_value
+
+    p = Payload(timestamp=1_767_600_000_000)
+    if seq is not None:
+        p.seq = seq
+    for name, alias, dt, v in metrics:
+        m = p.metrics.add()
+        if name:
+            m.name = name
+        if alias is not None:
+            m.alias = alias
+        set_value(m, dt, v)
+        for k, code in (props or {}).items():
+            m.properties.keys.append(k)
+            pv = m.properties.values.add(type=DataType.Int32)
+            pv.int_value = code
+    return p.SerializeToString()
+
+
+def test_host_ignores_an_old_will_and_asks_unknown_nodes_to_rebirth() -> None:
+    host, _ = _host()
+    out = host.handle("DDATA", "G", "E", "D", _payload(5, [(None, 1, DataType.Double, 1.0)]))
+    assert out.rebirth == [("G", "E")] and not out.fresh  # aliases unknown: cannot decode
+    host.handle("NBIRTH", "G", "E", None, _payload(0, [("bdSeq", None, DataType.Int64, 3)]))
+    out = host.handle("DBIRTH", "G", "E", "D", _payload(1, [("v", 1, DataType.Double, 2.5)]))
+    assert [(s.value, s.quality) for s in out.fresh] == [(2.5, Quality.GOOD)]
+    out = host.handle("NDEATH", "G", "E", None, _payload(None, [("bdSeq", None,
+                                                                   DataType.Int64, 2)]))
+    assert not out.samples and host.is_live("M1.v")  # the previous session's will
+    out = host.handle("DDATA", "G", "E", "D", _payload(2, [(None, 1, DataType.Double, 3.5)],
+                                                      props={"Quality": 500}))
+    assert [(s.value, s.quality, s.reason) for s in out.fresh] == [
+        (3.5, Quality.UNCERTAIN, "device quality STALE")]
+    out = host.handle("NDEATH", "G", "E", None, _payload(None, [("bdSeq", None,
+                                                                   DataType.Int64, 3)]))
+    assert [s.quality for s in out.samples] == [Quality.BAD] and not host.is_live("M1.v")
+
+
+def test_host_builds_dcmd_with_the_birth_type_and_refuses_what_cannot_be_sent() -> None:
+    from dataclasses import replace as rep
+
+    from sparkplug_b import Payload, get_value
+
+    host, t = _host()
+    t = rep(t, spec=t.spec.model_copy(update={"writable": True, "data_type": "int16"}))
+    with pytest.raises(ValueError, match="offline"):
+        host.command(t, 1)
+    host.handle("NBIRTH", "G", "E", None, _payload(0, []))
+    host.handle("DBIRTH", "G", "E", "D", _payload(1, [("v", 7, DataType.Int16, 0)]))
+    topic, raw = host.command(t, -4)
+    m = Payload.FromString(raw).metrics[0]
+    assert topic == "spBv1.0/G/DCMD/E/D" and m.name == "v" and get_value(m, m.datatype) == -4
+    with pytest.raises(ValueError, match="could not convert"):
+        host.command(t, "abc")
+    t2 = rep(t, id="M1.w", spec=t.spec.model_copy(update={"address": "spb:G/E/D#w"}))
+    host.address["M1.w"] = parse(t2.spec.address)
+    with pytest.raises(ValueError, match="not in the device's BIRTH"):
+        host.command(t2, 1)
