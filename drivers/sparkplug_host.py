@@ -20,6 +20,7 @@ the edge nodes that need a rebirth request; the driver sends those. Rules:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class _Metric:
     name: str
     datatype: int
     tags: list[ResolvedTag]
+    # per tag: may a float value pass as is (a float tag without scale or offset)?
+    targets: list[tuple[ResolvedTag, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.targets = [(t, t.spec.data_type in ("float32", "float64") and
+                         t.spec.scale == 1.0 and t.spec.offset == 0.0) for t in self.tags]
 
 
 @dataclass(slots=True)
@@ -249,7 +256,7 @@ class SparkplugHost:
             if m.HasField("alias"):
                 node.aliases[int(m.alias)] = (device, mm)
             if tags:
-                self._values(mm, m, p, out)
+                self._values(mm, m, None, out, p)
         return metrics
 
     def _missing(self, node: _Node, device: str | None, metrics: dict[str, _Metric],
@@ -276,41 +283,67 @@ class SparkplugHost:
         else:
             by_name = node.metrics
         aliases = node.aliases
+        payload_ts: datetime | None = None
+        last_ms, ts = -1, None
         for m in p.metrics:
             if m.HasField("alias"):
-                hit = aliases.get(int(m.alias))
+                hit = aliases.get(m.alias)
                 mm = hit[1] if hit is not None and hit[0] == device else None
             else:
                 mm = by_name.get(m.name)
-            if mm is None:
-                continue  # a metric not in the BIRTH (a broken edge node) or not ours
-            if mm.tags:
-                self._values(mm, m, p, out)
+            if mm is None or not mm.tags:
+                continue  # not in the BIRTH (a broken edge node), or no tag wants it
+            ms = m.timestamp  # one DATA's metrics mostly share their time: convert once
+            if ms != last_ms or ts is None:
+                last_ms = ms
+                if ms:
+                    ts = _ts(ms)
+                else:
+                    payload_ts = payload_ts or self._payload_ts(p)
+                    ts = payload_ts
+            self._values(mm, m, ts, out)
 
-    def _values(self, mm: _Metric, m: Metric, p: Payload, out: Outcome) -> None:
-        ts = _ts(m.timestamp) if m.HasField("timestamp") else self._payload_ts(p)
-        dt = int(m.datatype) if m.HasField("datatype") else mm.datatype
-        quality, reason = Quality.GOOD, None
+    def _values(self, mm: _Metric, m: Metric, ts: datetime | None, out: Outcome,
+                p: Payload | None = None) -> None:
+        if ts is None:
+            assert p is not None
+            ts = _ts(m.timestamp) if m.timestamp else self._payload_ts(p)
+        dt = m.datatype or mm.datatype
         raw = get_value(m, dt)
+        fresh = out.fresh
+        if raw is not None and not m.HasField("properties"):
+            for t, plain in mm.targets:  # the common case: a good value
+                if plain and type(raw) is float and math.isfinite(raw):
+                    fresh.append(Sample(t.id, ts, raw))
+                    continue
+                spec = t.spec
+                try:
+                    v: Value = coerce(raw, spec.data_type, spec.scale, spec.offset)
+                except ValueError as e:
+                    fresh.append(Sample(t.id, ts, None, Quality.BAD, str(e)))
+                    continue
+                fresh.append(Sample(t.id, ts, v).checked())
+            return
+        quality, reason = Quality.GOOD, None
         if m.is_null:
             quality, reason = Quality.BAD, "null value"
         elif raw is None:
             quality = Quality.BAD
             reason = (f"unsupported Sparkplug type {DataType.name(dt)}" if not is_scalar(dt)
                       else "no value")
-        if quality is Quality.GOOD and m.HasField("properties"):
+        else:
             quality, reason = _property_quality(m)
         for t in mm.tags:
             if raw is None:
-                out.fresh.append(Sample(t.id, ts, None, quality, reason))
+                fresh.append(Sample(t.id, ts, None, quality, reason))
                 continue
             spec = t.spec
             try:
-                v: Value = coerce(raw, spec.data_type, spec.scale, spec.offset)
+                v = coerce(raw, spec.data_type, spec.scale, spec.offset)
             except ValueError as e:
-                out.fresh.append(Sample(t.id, ts, None, Quality.BAD, str(e)))
+                fresh.append(Sample(t.id, ts, None, Quality.BAD, str(e)))
                 continue
-            out.fresh.append(Sample(t.id, ts, v, quality, reason).checked())
+            fresh.append(Sample(t.id, ts, v, quality, reason).checked())
 
     def _ndeath(self, node: _Node, p: Payload, out: Outcome) -> None:
         bdseq = None
