@@ -73,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: [simulator] random_faults_per_day)")
     p.add_argument("--write-config", metavar="PATH", help="also write the served tag map "
                    "(scaled copies, these ports) as a config file clients can load")
+    p.add_argument("--sparkplug", metavar="HOST:PORT", help="also publish one line as a "
+                   "Sparkplug B edge node to this MQTT broker")
+    p.add_argument("--sparkplug-line", metavar="LINE", help="the line published over "
+                   "Sparkplug B (default: the first Modbus line, else the first line)")
     p.add_argument("--no-opcua", action="store_true", help="serve Modbus only")
     p.add_argument("--no-modbus", action="store_true", help="serve OPC UA only")
     p.add_argument("--ready-file", metavar="PATH", help=argparse.SUPPRESS)

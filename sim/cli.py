@@ -58,12 +58,25 @@ def options_from_args(args: argparse.Namespace, cfg_path: str | None) -> tuple:
         exit_with_parent=args.exit_with_parent,
         opcua=not args.no_opcua,
         modbus=not args.no_modbus,
+        sparkplug=_broker(args.sparkplug),
+        sparkplug_line=args.sparkplug_line,
     )
     try:
         master = load_master(cfg.master_data_path)
     except MasterDataError as e:
         raise SimUsageError(str(e)) from None
     return cfg, master, opts
+
+
+def _broker(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    from sim.sparkplug_twin import parse_host_port
+
+    try:
+        return parse_host_port(text)
+    except ValueError as e:
+        raise SimUsageError(str(e)) from None
 
 
 def run(args: argparse.Namespace, cfg_path: str | None) -> int:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import LoadedConfig
 from sim.master import Master
@@ -24,6 +25,9 @@ from sim.modbus_server import ModbusTwinServer
 from sim.opcua_server import OpcUaTwinServer, Security
 from sim.plant import Plant
 from sim.truth import TruthLog
+
+if TYPE_CHECKING:
+    from sim.sparkplug_twin import SparkplugLine
 
 _log = logging.getLogger("sim")
 
@@ -49,11 +53,20 @@ class TwinOptions:
     opcua: bool = True
     modbus: bool = True
     exit_with_parent: bool = False  # the launcher's child must not outlive the console
+    sparkplug: tuple[str, int] | None = None  # MQTT broker for one line over Sparkplug B
+    sparkplug_line: str | None = None
 
 
 def default_start() -> datetime:
     """The current UTC hour: two runs started within the same hour are identical."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def default_sparkplug_line(cfg: LoadedConfig) -> str:
+    """The first line on a Modbus driver (the default plant's line C), else the first."""
+    drivers = cfg.config.drivers
+    lines = cfg.config.lines
+    return next((ln.id for ln in lines if drivers[ln.driver].kind == "modbus"), lines[0].id)
 
 
 def build_plant(cfg: LoadedConfig, master: Master, opts: TwinOptions,
@@ -77,6 +90,12 @@ class Twin:
             if opts.opcua else None
         self.modbus = ModbusTwinServer(self.plant, opts.host, opts.modbus_port,
                                        opts.modbus_unit_id) if opts.modbus else None
+        self.sparkplug: SparkplugLine | None = None
+        if opts.sparkplug is not None:
+            from sim.sparkplug_twin import SparkplugLine
+
+            self.sparkplug = SparkplugLine(self.plant, *opts.sparkplug,
+                                           opts.sparkplug_line or default_sparkplug_line(cfg))
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.lag_s = 0.0  # how far the twin fell behind its schedule (twin seconds)
@@ -91,6 +110,8 @@ class Twin:
                 await self.opcua.start()
             if self.modbus:
                 await self.modbus.start()
+            if self.sparkplug:
+                await self.sparkplug.start()
             if opts.ready_file:
                 tmp = opts.ready_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps({
@@ -107,6 +128,8 @@ class Twin:
                 await self.opcua.stop()
             if self.modbus:
                 await self.modbus.stop()
+            if self.sparkplug:
+                await asyncio.to_thread(self.sparkplug.stop)
             self.plant.truth_event("stop", twin_seconds=self.plant.t)
             self.truth.close()
 
@@ -134,6 +157,8 @@ class Twin:
                 await self.opcua.publish()
             if self.modbus:
                 self.modbus.publish()
+            if self.sparkplug:
+                self.sparkplug.publish()
             self.truth.flush()
             if limit is not None and plant.t >= limit:
                 return
