@@ -56,6 +56,7 @@ TAGS = [
     {"name": "lot", "address": spb("PRESS1", "Lot"), "data_type": "string", "kind": "context"},
     {"name": "temp2", "address": spb("PRESS2", "Motor/Temp")},
     {"name": "missing", "address": spb("PRESS1", "NotThere")},
+    {"name": "uptime", "address": spb(None, "Uptime"), "data_type": "int64"},
 ]
 
 
@@ -161,6 +162,8 @@ async def test_births_give_values_and_aliased_ddata_updates_them(
     last = col.last("M1.temp")
     assert last is not None and last.source_ts.timestamp() == 1_767_600_000.0
     assert col.last("M1.count").value == 7  # type: ignore[union-attr]
+    node.publish(None, {"Uptime": 6})  # NDATA: the edge node's own metric
+    await col.wait_for(lambda: col.last("M1.uptime").value == 6)  # type: ignore[union-attr]
     assert d.stale_tags(0.0) == ["M1.missing"]  # report by exception: born metrics are live
     assert d.status()["seq_gaps"] == 0
 
