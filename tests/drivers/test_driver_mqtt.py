@@ -177,9 +177,9 @@ async def test_ndeath_marks_bad_and_a_new_session_restores(
         s = col.last(t)
         assert s is not None and s.value is None and "NDEATH" in (s.reason or "")
     assert "M1.temp" in d.stale_tags(0.0)
-    await asyncio.to_thread(node.reconnect)  # next bdSeq, NBIRTH + DBIRTH
-    await col.wait_for(lambda: col.last("M1.temp").quality is Quality.GOOD)  # type: ignore[union-attr]
-    assert col.last("M1.temp2").quality is Quality.GOOD  # type: ignore[union-attr]
+    await asyncio.to_thread(node.reconnect)  # next bdSeq, NBIRTH + DBIRTHs
+    await col.wait_for(lambda: all(col.last(t).quality is Quality.GOOD  # type: ignore[union-attr]
+                                   for t in ("M1.temp", "M1.temp2", "M1.uptime")))
     assert d.state.state is ConnState.CONNECTED
 
 
