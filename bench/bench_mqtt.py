@@ -10,11 +10,13 @@ data type), then ``--messages`` DDATA as fast as paho sends them, round robin ov
 the devices, each with all of that device's numeric metrics by alias (~12 values).
 Every phase gets a fresh publisher with the same seed, so both see the same bytes:
 
-1. raw: a plain paho-mqtt 2.2 subscriber (no loopline code) on the same filter that
-   parses each payload with the protobuf and reads every metric's value — the floor
-   any Sparkplug consumer pays in Python;
-2. loopline: ``MqttDriver`` (aiomqtt) on the default config's tags remapped to
-   ``spb:`` addresses, its sink the real ``IngestPipeline`` (contextualizer, store
+1. raw: a plain paho-mqtt 2.2 subscriber (no loopline code; MQTT 5 like the driver's
+   default, its network loop in paho's thread) on the same filter that parses each
+   payload with the protobuf and reads every metric's value: the floor any Sparkplug
+   consumer pays in Python;
+2. driver: ``MqttDriver`` (aiomqtt) on the default config's tags remapped to ``spb:``
+   addresses, its sink only counting;
+3. loopline: the same driver, its sink the real ``IngestPipeline`` (contextualizer, store
    writer thread, production tracker) on a fresh SQLite store with master data.
 
 values/s = values received / time from the first message to the last one (both
@@ -185,7 +187,8 @@ def run_raw(port: int, messages: int, seed: int, target: int, timeout: float) ->
             k += 1
         c.add(k)
 
-    cl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"raw-{port}-{seed}")
+    cl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"raw-{port}-{seed}",
+                     protocol=paho.MQTTv5)  # the driver's default protocol
     cl.on_message = on_message
     cl.on_subscribe = lambda *a: subscribed.set()
     cl.connect("127.0.0.1", port)

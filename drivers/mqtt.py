@@ -65,7 +65,7 @@ from drivers.mqtt_address import (
     parse_time,
 )
 from drivers.sparkplug_host import SparkplugHost, rebirth_request
-from sparkplug_b import NAMESPACE
+from sparkplug_b import NAMESPACE, DataType
 
 log = logging.getLogger("loopline.drivers.mqtt")
 
@@ -428,14 +428,16 @@ class MqttDriver(Driver):
         spec = rt.spec
         try:
             expected = coerce(value, spec.data_type)
-            if spec.data_type == "float32" and isinstance(expected, float):
-                expected = codec.float32_roundtrip(expected)
+            float32 = spec.data_type == "float32"
             if tag_id in self.host.address:
                 topic, payload = self.host.command(rt, value)
+                float32 = float32 or self.host.born_type(tag_id) == DataType.Float
             else:
                 topic, payload = self._json_write(rt, value)
         except ValueError as e:
             return self._write_failed(tag_id, value, str(e))
+        if float32 and isinstance(expected, float):  # what a float32 on the wire can hold
+            expected = codec.float32_roundtrip(expected)
         fut: asyncio.Future[Sample] = asyncio.get_running_loop().create_future()
         w = _Waiter(spec.data_type, expected, fut)
         self._waiters.setdefault(tag_id, []).append(w)

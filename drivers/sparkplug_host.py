@@ -378,6 +378,17 @@ class SparkplugHost:
 
     # ---------------------------------------------------------------- commands
 
+    def born_type(self, tag_id: str) -> int | None:
+        """The data type the tag's metric was born with (None: not born now)."""
+        a = self.address[tag_id]
+        node = self.nodes[(a.group, a.edge_node)]
+        if a.device is None:
+            mm = node.metrics.get(a.metric)
+        else:
+            d = node.devices.get(a.device)
+            mm = d.metrics.get(a.metric) if d is not None else None
+        return mm.datatype if mm is not None else None
+
     def command(self, tag: ResolvedTag, value: Value) -> tuple[str, bytes]:
         """Topic and payload of the NCMD/DCMD that writes ``value`` to the tag's metric.
 

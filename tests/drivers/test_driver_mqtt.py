@@ -36,6 +36,7 @@ DEVICE_METRICS: dict[str, dict[str, tuple[int, Any]]] = {
         "Count": (DataType.Int32, -3),
         "Running": (DataType.Boolean, True),
         "SpeedSP": (DataType.Float, 50.0),
+        "TempSP": (DataType.Float, 20.0),
         "Lot": (DataType.String, "L-00501"),
     },
     "PRESS2": {"Motor/Temp": (DataType.Double, 30.0)},
@@ -54,6 +55,8 @@ TAGS = [
     {"name": "speed_sp", "address": spb("PRESS1", "SpeedSP"), "data_type": "float32",
      "writable": True, "kind": "setpoint"},
     {"name": "lot", "address": spb("PRESS1", "Lot"), "data_type": "string", "kind": "context"},
+    {"name": "temp_sp", "address": spb("PRESS1", "TempSP"), "writable": True,
+     "kind": "setpoint"},
     {"name": "temp2", "address": spb("PRESS2", "Motor/Temp")},
     {"name": "missing", "address": spb("PRESS1", "NotThere")},
     {"name": "uptime", "address": spb(None, "Uptime"), "data_type": "int64"},
@@ -212,7 +215,7 @@ async def test_ddeath_marks_one_device_and_dbirth_restores_it(
 
 async def test_dcmd_writes_are_read_back_and_refusals_reported(
         tmp_path: Path, broker: Broker) -> None:
-    accept = {"SpeedSP": True}
+    accept = {"SpeedSP": True, "TempSP": True}
     d, col = await started(tmp_path, broker.port)
     node = edge_node(broker.port, on_command=lambda dev, name, v: accept.get(name, False))
     await asyncio.to_thread(node.connect)
@@ -221,6 +224,8 @@ async def test_dcmd_writes_are_read_back_and_refusals_reported(
         r = await d.write("M1.speed_sp", 62.5)
         assert r.ok and r.read_back == 62.5, r
         assert node.commands[-1] == ("PRESS1", "SpeedSP", 62.5)
+        r = await d.write("M1.temp_sp", 0.1)  # a float64 tag on a Float metric
+        assert r.ok and r.read_back == pytest.approx(0.1, rel=1e-7), r
         accept["SpeedSP"] = False  # the device refuses: no read-back
         r = await d.write("M1.speed_sp", 70.0)
         assert not r.ok and "no read-back" in (r.error or "")
@@ -230,7 +235,7 @@ async def test_dcmd_writes_are_read_back_and_refusals_reported(
         await col.wait_for(lambda: col.last("M1.speed_sp").quality is Quality.BAD)  # type: ignore[union-attr]
         r = await d.write("M1.speed_sp", 55.0)
         assert not r.ok and "offline" in (r.error or "")
-        assert d.stats.writes == 4 and d.stats.write_failures == 3
+        assert d.stats.writes == 5 and d.stats.write_failures == 3
     finally:
         await d.stop()
         node.kill()
