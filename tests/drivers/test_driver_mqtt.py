@@ -491,3 +491,26 @@ def test_host_builds_dcmd_with_the_birth_type_and_refuses_what_cannot_be_sent() 
     host.address["M1.w"] = parse(t2.spec.address)
     with pytest.raises(ValueError, match="not in the device's BIRTH"):
         host.command(t2, 1)
+
+
+async def test_sparkplug_host_state_is_retained_online_then_offline(
+        tmp_path: Path, broker: Broker) -> None:
+    d, _col = await started(tmp_path, broker.port, sparkplug_host_id="loopline")
+    got: list[dict[str, Any]] = []
+
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+        got.append({"retain": m.retain, **json.loads(m.payload)})
+
+    c = _paho(broker.port)
+    c.on_message = on_message
+    c.subscribe("spBv1.0/STATE/loopline", qos=1)
+    try:
+        await wait_until(lambda: bool(got))
+        assert got[0]["online"] is True and got[0]["retain"] and got[0]["timestamp"] > 0
+        await d.stop()
+        await wait_until(lambda: len(got) >= 2)
+        assert got[-1]["online"] is False and got[-1]["timestamp"] == got[0]["timestamp"]
+    finally:
+        c.loop_stop()
+        c.disconnect()
+        await d.stop()
