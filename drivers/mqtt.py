@@ -110,29 +110,18 @@ class MqttDriver(Driver):
         spb: list[tuple[ResolvedTag, SparkplugAddress]] = []
         self.json_by_topic: dict[str, list[tuple[ResolvedTag, JsonAddress]]] = {}
         self._json_addr: dict[str, JsonAddress] = {}
+        problems = tag_problems(driver_id, cfg, tags)
+        if problems:
+            raise DriverConfigError(problems[0])
         for t in tags:
-            try:
-                a = parse(t.spec.address)
-            except AddressError as e:
-                raise DriverConfigError(f"tag {t.id}: {e}") from None
+            a = parse(t.spec.address)
             if isinstance(a, SparkplugAddress):
                 spb.append((t, a))
             else:
                 self.json_by_topic.setdefault(a.topic, []).append((t, a))
                 self._json_addr[t.id] = a
-        if cfg.json_write_topic is not None:
-            try:
-                cfg.json_write_topic.format(topic="t", path="p")
-            except (KeyError, IndexError, ValueError):
-                raise DriverConfigError(
-                    f"driver {driver_id}: json_write_topic may use only {{topic}} and {{path}}"
-                ) from None
-        self._ts_path: tuple[str | int, ...] | None = None
-        if cfg.json_timestamp_path:
-            try:
-                self._ts_path = parse_path(cfg.json_timestamp_path)
-            except AddressError as e:
-                raise DriverConfigError(f"driver {driver_id}: json_timestamp_path: {e}") from None
+        self._ts_path = parse_path(cfg.json_timestamp_path) if cfg.json_timestamp_path \
+            else None
         self.host = SparkplugHost(spb, lambda: self.now(), cfg.rebirth_min_interval_s)
         self.client_id = cfg.client_id or f"loopline-{driver_id}-{os.getpid()}"
         self.sparkplug_stats = {"seq_gaps": 0, "rebirths_requested": 0, "ignored_messages": 0}
@@ -166,13 +155,13 @@ class MqttDriver(Driver):
 
     def _new_client(self) -> aiomqtt.Client:
         cfg = self.cfg
+        problems = setup_problems(self.id, cfg, self.base_dir)
+        if problems:
+            raise DriverConfigError(problems[0])
         tls = None
         if cfg.tls is not None:
             files = {"tls.ca": cfg.tls.ca, "tls.cert": cfg.tls.cert, "tls.key": cfg.tls.key}
             paths = {k: self._path(v) for k, v in files.items() if v}
-            for k, p in paths.items():
-                if not Path(p).is_file():
-                    raise DriverConfigError(f"driver {self.id}: {k} {p} does not exist")
             tls = aiomqtt.TLSParameters(
                 ca_certs=paths.get("tls.ca"),
                 certfile=paths.get("tls.cert"),
@@ -491,6 +480,45 @@ class MqttDriver(Driver):
         self.stats.writes += 1
         self.stats.write_failures += 1
         return WriteResult(tag_id, False, value, None, error)
+
+
+def tag_problems(driver_id: str, cfg: MqttDriverCfg, tags: Sequence[ResolvedTag]) -> list[str]:
+    """What the driver refuses at construction, one line each (``config check`` too)."""
+    out: list[str] = []
+    for t in tags:
+        try:
+            parse(t.spec.address)
+        except AddressError as e:
+            out.append(f"tag {t.id}: {e}")
+    if cfg.json_write_topic is not None:
+        try:
+            cfg.json_write_topic.format(topic="t", path="p")
+        except (KeyError, IndexError, ValueError):
+            out.append(f"driver {driver_id}: json_write_topic may use only {{topic}} and "
+                       "{path}")
+    if cfg.json_timestamp_path:
+        try:
+            parse_path(cfg.json_timestamp_path)
+        except AddressError as e:
+            out.append(f"driver {driver_id}: json_timestamp_path: {e}")
+    return out
+
+
+def setup_problems(driver_id: str, cfg: MqttDriverCfg, base_dir: Path) -> list[str]:
+    """What the driver would stop on when connecting: TLS files, the password variable."""
+    out: list[str] = []
+    if cfg.tls is not None:
+        for label, f in (("tls.ca", cfg.tls.ca), ("tls.cert", cfg.tls.cert),
+                         ("tls.key", cfg.tls.key)):
+            if f:
+                q = Path(os.path.expanduser(f))
+                q = q if q.is_absolute() else base_dir / q
+                if not q.is_file():
+                    out.append(f"driver {driver_id}: {label} {q} does not exist")
+    if cfg.password_env and cfg.password_env not in os.environ:
+        out.append(f"driver {driver_id}: environment variable {cfg.password_env} "
+                   "(password_env) is not set")
+    return out
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -101,6 +101,19 @@ def test_config_builds_the_driver_and_refuses_plain_passwords(tmp_path: Path) ->
         _mqtt_config(tmp_path, {"protocl": "5"}, TAGS)
     with pytest.raises(Exception, match=r"M1\.x.*metric name goes after"):
         make_drivers(_mqtt_config(tmp_path, {}, [{"name": "x", "address": "spb:G/E/D"}]))
+    from drivers.mqtt import setup_problems, tag_problems
+
+    bad = _mqtt_config(tmp_path, {"json_write_topic": "{topc}/set", "username": "u",
+                                  "password_env": "LOOPLINE_NOT_SET_ANYWHERE",
+                                  "tls": {"ca": "missing-ca.pem"}},
+                       [{"name": "x", "address": "json:a#b..c"}])
+    cfg = bad.config.drivers["mq"]
+    assert tag_problems("mq", cfg, bad.tags) == [  # type: ignore[arg-type]
+        "tag M1.x: JSON path 'b..c': cannot read '..'",
+        "driver mq: json_write_topic may use only {topic} and {path}"]
+    assert setup_problems("mq", cfg, bad.base_dir) == [  # type: ignore[arg-type]
+        f"driver mq: tls.ca {bad.base_dir / 'missing-ca.pem'} does not exist",
+        "driver mq: environment variable LOOPLINE_NOT_SET_ANYWHERE (password_env) is not set"]
 
 
 # ---------------------------------------------------------------- fixtures
