@@ -243,8 +243,8 @@ class MqttDriver(Driver):
         self._connected = False
         for ws in self._waiters.values():
             for w in ws:
-                if not w.fut.done():
-                    w.fut.cancel()
+                if not w.fut.done():  # the write reports it; its caller is not cancelled
+                    w.fut.set_exception(aiomqtt.MqttError("driver stopped"))
         self._waiters.clear()
         self._set_state(ConnState.DOWN)
 
