@@ -37,6 +37,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from core.config.loader import ResolvedTag
 from core.config.schema import MqttDriver as MqttDriverCfg
@@ -252,6 +253,7 @@ class MqttDriver(Driver):
         """Connect, subscribe, serve until the connection drops, mark the gap, back off."""
         cfg = self.cfg
         delay = cfg.reconnect_min_s
+        refusals = 0
         while not self._stopping:
             try:
                 client = self._new_client()
@@ -263,6 +265,7 @@ class MqttDriver(Driver):
                     self._connected = self._ever_connected = True
                     self._set_state(ConnState.CONNECTED)
                     delay = cfg.reconnect_min_s
+                    refusals = 0
                     if cfg.rebirth_on_gap:  # nodes born before we came have to tell us again
                         for g, e in self.host.nodes:
                             self._request_rebirth(g, e)
@@ -277,6 +280,13 @@ class MqttDriver(Driver):
             except Exception as e:
                 self.stats.errors += 1
                 err = f"{cfg.host}:{cfg.port}: {e or type(e).__name__}"
+                refused = _refusal(e)
+                if refused is not None:
+                    refusals += 1
+                    if refusals >= cfg.auth_attempts:
+                        self._stop_refused(f"{cfg.host}:{cfg.port}: {refused} "
+                                           f"({refusals} attempts; fix the config)")
+                        return
             else:
                 err = f"{cfg.host}:{cfg.port}: disconnected"
             finally:
@@ -292,6 +302,12 @@ class MqttDriver(Driver):
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, cfg.reconnect_max_s)
+
+    def _stop_refused(self, reason: str) -> None:
+        """Credentials or certificate refused: every tag Bad with the reason, then DOWN."""
+        log.error("driver %s: stopped: %s", self.id, reason)
+        self._mark_lost(list(self.tags), reason)
+        self._set_state(ConnState.DOWN, reason)
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         filters = self.topics()
@@ -519,6 +535,21 @@ def setup_problems(driver_id: str, cfg: MqttDriverCfg, base_dir: Path) -> list[s
         out.append(f"driver {driver_id}: environment variable {cfg.password_env} "
                    "(password_env) is not set")
     return out
+
+
+_REFUSED = {134: "bad user name or password", 135: "not authorized", 138: "client banned"}
+
+
+def _refusal(e: BaseException) -> str | None:
+    """Why the broker refused us if retrying cannot help, else None."""
+    rc = getattr(e, "rc", None)
+    if isinstance(e, MqttConnectError) and rc is not None:
+        code = int(getattr(rc, "value", rc))
+        if code in _REFUSED:
+            return f"broker refused the connection: {_REFUSED[code]}"
+    if "CERTIFICATE_VERIFY_FAILED" in str(e):
+        return "the broker's TLS certificate is not trusted (tls.ca)"
+    return None
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

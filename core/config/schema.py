@@ -246,6 +246,9 @@ class MqttDriver(Strict):
     json_write_topic: str | None = None  # e.g. "{topic}/set"; unset: JSON tags are read-only
     json_timestamp_path: str | None = None  # where a JSON message carries its time
     write_timeout_s: float = Field(default=5.0, gt=0)  # wait for the read-back
+    # refused credentials or an untrusted broker certificate are tried this often, then
+    # the driver stops with the reason (brokers may ban clients that keep failing)
+    auth_attempts: int = Field(default=3, ge=1, le=20)
     timeout_s: float = Field(default=5.0, gt=0)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)

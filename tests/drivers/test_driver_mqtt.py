@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -348,6 +349,25 @@ async def test_tls_with_username_and_password_from_env(
         with pytest.raises(Exception, match=r"[Nn]ot authori[sz]ed|[Bb]ad user name"):
             await bad.connect()
         assert bad.state.last_error
+        # running, it tries auth_attempts times, then stops with the reason on every tag
+        col = Collector()
+        await bad.start(col)
+        await wait_until(lambda: bad.state.state is ConnState.DOWN)
+        assert re.search(r"broker refused the connection: (not authorized|bad user name or "
+                         r"password) \(3 attempts", bad.state.last_error or "")
+        v = col.last("M1.v")
+        assert v is not None and v.quality is Quality.BAD and "refused" in (v.reason or "")
+        await bad.stop()
+        # a CA that did not sign the broker's certificate: not trusted, stops the same way
+        other = make_tls(tmp_path / "other-pki")
+        loaded = _mqtt_config(tmp_path, {"port": b.port, "username": "loop",
+                                         "password_env": "LOOPLINE_MQTT_PW", "auth_attempts": 1,
+                                         "tls": {"ca": str(other.ca)}}, tags)
+        untrusted = make_drivers(loaded)["mq"]
+        await untrusted.start(Collector())
+        await wait_until(lambda: untrusted.state.state is ConnState.DOWN)
+        assert "certificate is not trusted" in (untrusted.state.last_error or "")
+        await untrusted.stop()
     finally:
         b.stop()
 
