@@ -45,6 +45,7 @@ from core.samples import Quality, Sample, Value
 from drivers import codec
 from drivers.base import (
     CONNECTION_LOST,
+    Backoff,
     ConnState,
     Driver,
     DriverConfigError,
@@ -212,8 +213,8 @@ class MqttDriver(Driver):
             async with client:
                 pass
         except aiomqtt.MqttError as e:
-            self.stats.errors += 1
             msg = f"{self.cfg.host}:{self.cfg.port}: {e}"
+            self.stats.note_error(msg)
             self._set_state(ConnState.CONNECTING, msg)
             raise DriverError(msg) from None
 
@@ -247,12 +248,12 @@ class MqttDriver(Driver):
                 if not w.fut.done():  # the write reports it; its caller is not cancelled
                     w.fut.set_exception(aiomqtt.MqttError("driver stopped"))
         self._waiters.clear()
-        self._set_state(ConnState.DOWN)
+        self._stopped()
 
     async def _run(self) -> None:
         """Connect, subscribe, serve until the connection drops, mark the gap, back off."""
         cfg = self.cfg
-        delay = cfg.reconnect_min_s
+        backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
         refusals = 0
         while not self._stopping:
             try:
@@ -264,7 +265,7 @@ class MqttDriver(Driver):
                         self.stats.reconnects += 1
                     self._connected = self._ever_connected = True
                     self._set_state(ConnState.CONNECTED)
-                    delay = cfg.reconnect_min_s
+                    backoff.reset()
                     refusals = 0
                     if cfg.rebirth_on_gap:  # nodes born before we came have to tell us again
                         for g, e in self.host.nodes:
@@ -274,21 +275,23 @@ class MqttDriver(Driver):
             except asyncio.CancelledError:
                 raise
             except DriverConfigError as e:  # retrying cannot help: say so and stay down
-                self.stats.errors += 1
-                self._set_state(ConnState.DOWN, str(e))
+                self._client = None
+                self._give_up(str(e))
                 return
             except Exception as e:
-                self.stats.errors += 1
                 err = f"{cfg.host}:{cfg.port}: {e or type(e).__name__}"
+                self.stats.note_error(err)
                 refused = _refusal(e)
                 if refused is not None:
                     refusals += 1
                     if refusals >= cfg.auth_attempts:
-                        self._stop_refused(f"{cfg.host}:{cfg.port}: {refused} "
-                                           f"({refusals} attempts; fix the config)")
+                        self._client = None
+                        self._give_up(f"{cfg.host}:{cfg.port}: {refused} "
+                                      f"({refusals} attempts; fix the config)", count=False)
                         return
             else:
                 err = f"{cfg.host}:{cfg.port}: disconnected"
+                self.stats.note_error(err)
             finally:
                 self._client = None
             if self._stopping:
@@ -300,14 +303,7 @@ class MqttDriver(Driver):
             self._set_state(
                 ConnState.RECONNECTING if self._ever_connected else ConnState.CONNECTING, err
             )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, cfg.reconnect_max_s)
-
-    def _stop_refused(self, reason: str) -> None:
-        """Credentials or certificate refused: every tag Bad with the reason, then DOWN."""
-        log.error("driver %s: stopped: %s", self.id, reason)
-        self._mark_lost(list(self.tags), reason)
-        self._set_state(ConnState.DOWN, reason)
+            await asyncio.sleep(backoff.next())
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         filters = self.topics()
@@ -330,8 +326,8 @@ class MqttDriver(Driver):
                 self._on_sparkplug(topic, bytes(payload))
             else:
                 self._on_json(topic, bytes(payload))
-        except Exception:  # one odd message must never stop the connection
-            self.stats.errors += 1
+        except Exception as e:  # one odd message must never stop the connection
+            self.stats.note_error(f"message on {topic}: {type(e).__name__}: {e}")
             log.exception("driver %s: message on %s failed", self.id, topic)
 
     def _on_sparkplug(self, topic: str, payload: bytes) -> None:
@@ -343,7 +339,7 @@ class MqttDriver(Driver):
         st = self.sparkplug_stats
         if out.gaps:
             st["seq_gaps"] += out.gaps
-            self.stats.errors += out.gaps
+            self.stats.note_error(f"Sparkplug sequence gap on {parts[1]}/{parts[3]}")
         st["ignored_messages"] += out.ignored
         if out.samples:
             self._emit(out.samples, fresh=False)

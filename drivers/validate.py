@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.config.loader import LoadedConfig, ResolvedTag
 from core.config.schema import ModbusDriver as ModbusDriverCfg
+from core.config.schema import MqttDriver as MqttDriverCfg
 from core.config.schema import OpcUaDriver as OpcUaDriverCfg
 from drivers.base import DriverConfigError
 
@@ -29,6 +30,8 @@ def device_problems(loaded: LoadedConfig) -> list[str]:
         tags = by_driver.get(did, [])
         if isinstance(dcfg, OpcUaDriverCfg):
             out += _opcua_problems(did, dcfg, tags, loaded.base_dir, per_tag)
+        elif isinstance(dcfg, MqttDriverCfg):
+            out += _mqtt_problems(did, dcfg, tags, loaded.base_dir, per_tag)
         else:
             _modbus_problems(did, dcfg, tags, per_tag)
     for t in loaded.tags:
@@ -100,3 +103,18 @@ def _modbus_problems(did: str, cfg: ModbusDriverCfg, tags: list[ResolvedTag],
         if t.spec.poll_group not in groups:
             per_tag.append((t, f"tag {t.id}: poll_group {t.spec.poll_group!r} is not one of "
                             f"driver {did}'s poll_groups ({', '.join(sorted(groups))})"))
+
+
+def _mqtt_problems(did: str, cfg: MqttDriverCfg, tags: list[ResolvedTag], base_dir: Path,
+                   per_tag: list[tuple[ResolvedTag, str]]) -> list[str]:
+    from drivers.mqtt import setup_problems, tag_problems
+
+    by_id = {t.id: t for t in tags}
+    out: list[str] = []
+    for msg in tag_problems(did, cfg, tags):
+        tid = msg.removeprefix("tag ").split(":", 1)[0]
+        if tid in by_id:
+            per_tag.append((by_id[tid], msg))
+        else:
+            out.append(msg)
+    return out + setup_problems(did, cfg, base_dir)

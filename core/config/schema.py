@@ -250,11 +250,13 @@ class MqttDriver(Strict):
     # the driver stops with the reason (brokers may ban clients that keep failing)
     auth_attempts: int = Field(default=3, ge=1, le=20)
     timeout_s: float = Field(default=5.0, gt=0)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.1, gt=0)  # backoff as for the other drivers
+    reconnect_max_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _password_over_tls(self) -> MqttDriver:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         if (self.password or self.password_env) and self.tls is None:
             raise ValueError("a password is only sent over TLS: add [drivers.<id>.tls]")
         if self.password and self.password_env:

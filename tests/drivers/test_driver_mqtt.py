@@ -115,6 +115,14 @@ def test_config_builds_the_driver_and_refuses_plain_passwords(tmp_path: Path) ->
     assert setup_problems("mq", cfg, bad.base_dir) == [  # type: ignore[arg-type]
         f"driver mq: tls.ca {bad.base_dir / 'missing-ca.pem'} does not exist",
         "driver mq: environment variable LOOPLINE_NOT_SET_ANYWHERE (password_env) is not set"]
+    from drivers.validate import device_problems  # what `loopline config check` prints
+
+    assert device_problems(bad) == [
+        "tag M1.x: JSON path 'b..c': cannot read '..'",
+        "driver mq: json_write_topic may use only {topic} and {path}",
+        f"driver mq: tls.ca {bad.base_dir / 'missing-ca.pem'} does not exist",
+        "driver mq: environment variable LOOPLINE_NOT_SET_ANYWHERE (password_env) is not set"]
+    assert device_problems(_mqtt_config(tmp_path, {}, TAGS)) == []
 
 
 # ---------------------------------------------------------------- fixtures
