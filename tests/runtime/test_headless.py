@@ -141,29 +141,50 @@ def test_injected_bearing_fault_runs_the_whole_loop(tmp_path: Path) -> None:
     assert acts == [("done",)] and outcomes == 1
 
 
+# A second process that has already imported the CLI and waits for the id on stdin: at
+# 900x a setpoint's hour of validity is 4 wall seconds, less than a cold interpreter's
+# start on a busy machine, and the test is about exactly-once, not start-up time.
+_WARM_APPROVER = (
+    "import sys\n"
+    "from console.cli import main\n"
+    "import console.commands.decide_cmd, core.engine.engine  # noqa: F401 (warm)\n"
+    "print('ready', flush=True)\n"
+    "rid = sys.stdin.readline().strip()\n"
+    "sys.exit(main(['approve', rid, *sys.argv[1:]]))\n"
+)
+
+
 @pytest.mark.slow
 def test_approval_from_a_second_process_is_executed_once(tmp_path: Path) -> None:
     run = Headless(tmp_path, "--speed", "900", "--seed", "3", "--approve", "never",
                    "--truth", str(tmp_path / "truth.jsonl"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    approver = subprocess.Popen(
+        [sys.executable, "-c", _WARM_APPROVER, "--user", "quinn", "--pin", "4444", "--db",
+         str(run.db)], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
+        assert approver.stdout is not None and approver.stdin is not None
+        assert approver.stdout.readline().strip() == "ready", approver.stderr
         # quality may decide both what SPC brings first: a correction or a hold
         rec = run.wait_for(lambda e: e["kind"] == "recommendation"
                            and e.get("decision_class") in ("lot_hold", "setpoint")
                            and e.get("status") == "created", 150)
         rid = rec["recommendation_id"]
         assert not run.of("decision", recommendation_id=rid), "approved without anyone"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        _, err = approver.communicate(rid + "\n", timeout=60)
+        assert approver.returncode == 0, err
         cmd = [sys.executable, "-m", "console.cli", "approve", rid, "--user", "quinn",
                "--pin", "4444", "--db", str(run.db)]
-        first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                               timeout=60)
-        assert first.returncode == 0, first.stderr
         again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=60)
         assert again.returncode == 1 and "already" in again.stderr.lower(), again.stderr
         run.wait_for(lambda e: e["kind"] == "execution" and e.get("recommendation_id") == rid
                      and e.get("status") == "done", 60)
     finally:
+        if approver.poll() is None:
+            approver.kill()
+            approver.wait()
         rc = run.stop()
     assert rc == 0, run.stderr
     done = [e for e in run.of("execution", recommendation_id=rid) if e["status"] == "done"]
