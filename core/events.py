@@ -155,6 +155,26 @@ class RuntimeEvent(EngineEvent):
     level: str = "info"
 
 
+@dataclass(frozen=True)
+class CounterResetEvent(EngineEvent):
+    """A device's part counter restarted (counted from 0 again); ``detail`` has the figures."""
+
+    kind: ClassVar[str] = "counter_reset"
+    tag_id: str = ""
+    booked: int = 0
+
+
+@dataclass(frozen=True)
+class CounterEvent(EngineEvent):
+    """A part counter rolled over, or a reading was refused as implausible, or is
+    plausible again (``event``: counter_wrap | counter_implausible | counter_ok)."""
+
+    kind: ClassVar[str] = "counter"
+    event: str = ""
+    tag_id: str = ""
+    booked: int = 0
+
+
 Subscriber = Callable[[EngineEvent], None]
 
 

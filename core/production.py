@@ -16,12 +16,15 @@ transaction (call it off the loop, e.g. every few seconds).
   interval and opens state ``unknown`` with reason ``no data``, which OEE leaves out of
   both planned busy time and run time; the next Good state sample closes it.
 - **Counts** (``production_count``, one row per equipment, lot, shift and minute)
-  from the ``good_count``/``scrap_count`` counters as deltas. A counter that goes
-  down wrapped if the wrap distance is plausible (≤ ``max_step``), otherwise it was
-  reset and the new value is the delta. The counters' last values are saved with
-  the deltas (in ``meta``), so after a restart the first value counts from there;
-  only a counter never seen before starts as a bare baseline.
-  Deltas also go to the operation's qty_good/qty_scrap.
+  from the ``good_count``/``scrap_count`` counters as deltas (``core.counters``: the
+  wrap modulus from the data type or ``rollover``, a device restart counted from 0,
+  more parts than the ideal cycle allows refused). Wraps, restarts and refused
+  readings become ``CounterNote``s (``drain_notes``): the runtime publishes them and
+  raises the data-quality alarm; restarts and refusals are audited with the flush
+  (``counter.reset``, ``counter.implausible``).
+  The counters' last readings are saved with the deltas (in ``meta``), so after a
+  restart the first value counts from there; only a counter never seen before starts
+  as a bare baseline. Deltas also go to the operation's qty_good/qty_scrap.
 - **Quality measurements** from ``quality`` tag samples (Good ones, when the value
   changes — a polled register repeats the last part's value), against the spec
   limits of the product's characteristic (found from the lot, else the order, else
@@ -41,7 +44,9 @@ from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Ta
 from sqlalchemy import select as select_
 from sqlmodel import select
 
+from core.audit import append as audit_append
 from core.config.loader import ResolvedTag
+from core.counters import MODULUS, CounterBook, CounterNote, CounterSpec
 from core.samples import ContextSample, Quality
 from core.store.db import Store, guard
 from core.store.models import (
@@ -59,8 +64,6 @@ STATES: dict[int, str] = {0: "idle", 1: "running", 2: "setup", 3: "down_planned"
                           4: "down_unplanned", 5: "starved", 6: "blocked"}
 UNKNOWN, NO_DATA = "unknown", "no data"
 BASELINE_KEY = "production.counter_baselines"
-MODULUS: dict[str, int] = {"uint16": 1 << 16, "int16": 1 << 16, "uint32": 1 << 32,
-                           "int32": 1 << 32, "int64": 1 << 64}
 
 PRODUCTION_COUNT_DDL = (
     "CREATE TABLE IF NOT EXISTS production_count ("
@@ -131,9 +134,12 @@ class ProductionTracker:
     """Turns stamped samples into state intervals, count deltas and quality rows."""
 
     def __init__(self, tags: Iterable[ResolvedTag], lookups: Lookups | None = None, *,
-                 max_step: int = 100_000, reason_grace_s: float = 2.0) -> None:
+                 max_step: int = 100_000, reason_grace_s: float = 2.0,
+                 ideal_cycle_s: dict[str, float] | None = None,
+                 rate_tolerance: float = 1.5, rate_grace_s: float = 5.0) -> None:
         self.role: dict[str, tuple[str, str]] = {}  # tag -> (equipment, role)
-        self.modulus: dict[str, int] = {}
+        specs: dict[str, CounterSpec] = {}
+        ideal = ideal_cycle_s or {}
         for t in tags:
             if t.equipment_id is None:
                 continue
@@ -144,23 +150,25 @@ class ProductionTracker:
                 role = "reason"
             elif t.spec.kind == "counter" and t.name in ("good_count", "scrap_count"):
                 role = "good" if t.name == "good_count" else "scrap"
-                self.modulus[t.id] = MODULUS.get(t.spec.data_type, 1 << 32)
+                rollover = getattr(t.spec, "rollover", None)
+                mod = rollover or MODULUS.get(t.spec.data_type)
+                specs[t.id] = CounterSpec(t.equipment_id, mod, ideal.get(t.equipment_id))
             elif t.spec.kind == "quality":
                 role = "quality"
             if role:
                 self.role[t.id] = (t.equipment_id, role)
         self.lk = lookups or Lookups()
-        self.max_step = max_step
+        self.counters = CounterBook(specs, max_step=max_step, rate_tolerance=rate_tolerance,
+                                    grace_s=rate_grace_s)
+        self._notes: list[CounterNote] = []  # for drain_notes (the event bus, alarms)
+        self._audit_notes: list[CounterNote] = []  # restarts and refusals, for the audit
         self.reason_grace = timedelta(seconds=reason_grace_s)
         self._latest: datetime | None = None
         self.eq: dict[str, _Equip] = {}
-        self._last_count: dict[str, int] = {}
         self._last_quality: dict[str, float] = {}
         self._ops: list[tuple[str, dict[str, object]]] = []
         self._counts: dict[tuple[object, ...], list[int]] = {}
         self._measurements: list[dict[str, object]] = []
-        self.resets = 0
-        self.wraps = 0
         self._lock = threading.Lock()  # process (event loop) vs flush (a worker thread)
 
     # ------------------------------------------------------------ setup
@@ -176,10 +184,26 @@ class ProductionTracker:
         conv = UTCDateTime().process_result_value
         for eq, state, reason, start in rows:
             self.eq[eq] = _Equip(state, reason or "", conv(start, None))
+        with store.session() as s:
+            self.counters.set_ideal_cycle({e.id: e.ideal_cycle_s for e in
+                                           s.exec(select(Equipment)).all()})
         saved = store.get_meta(BASELINE_KEY)
         if saved:
-            self._last_count.update({k: int(v) for k, v in json.loads(saved).items()
-                                     if k in self.modulus})
+            self.counters.load(json.loads(saved))
+
+    @property
+    def wraps(self) -> int:
+        return self.counters.wraps
+
+    @property
+    def resets(self) -> int:
+        return self.counters.resets
+
+    def drain_notes(self) -> list[CounterNote]:
+        """Counter wraps, restarts and refusals since the last call (for events, alarms)."""
+        with self._lock:
+            out, self._notes = self._notes, []
+        return out
 
     # ------------------------------------------------------------ in memory
 
@@ -277,21 +301,15 @@ class ProductionTracker:
             return
         if isinstance(v, float) and not math.isfinite(v):
             return
-        new = int(v)
-        last = self._last_count.get(s.tag_id)
-        self._last_count[s.tag_id] = new
-        if last is None or new == last:
+        delta, note = self.counters.reading(s.tag_id, int(v), s.source_ts)
+        if note is not None:
+            self._notes.append(note)
+            if len(self._notes) > 1000:
+                del self._notes[:500]  # nobody draining: keep the newest
+            if note.kind in ("reset", "implausible"):
+                self._audit_notes.append(note)
+        if delta <= 0:
             return
-        if new > last:
-            delta = new - last
-        else:
-            wrapped = self.modulus.get(s.tag_id, 1 << 32) - last + new
-            if wrapped <= self.max_step:
-                delta = wrapped
-                self.wraps += 1
-            else:
-                delta = new  # reset to zero, then counted up to new
-                self.resets += 1
         c = s.ctx
         minute = s.source_ts.replace(second=0, microsecond=0)
         key = (eq, c.line_id, c.lot_id, c.order_id, c.operation_id, c.shift_id, minute)
@@ -331,10 +349,15 @@ class ProductionTracker:
             for eq, e in self.eq.items():
                 self._settle(eq, e, self._latest)
             ops, counts, meas = self._ops, self._counts, self._measurements
-            if not (ops or counts or meas):
+            notes = self._audit_notes
+            dirty = self.counters.dirty
+            if not (ops or counts or meas or notes or dirty):
                 return 0
             self._ops, self._counts, self._measurements = [], {}, []
-            baselines = json.dumps(self._last_count) if counts else None
+            self._audit_notes = []
+            # the last readings the driver delivered, not only the ones that booked parts
+            baselines = json.dumps(self.counters.dump()) if (counts or notes or dirty) \
+                else None
         esi = EquipmentStateInterval.__table__  # type: ignore[attr-defined]
         qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
         try:
@@ -359,17 +382,21 @@ class ProductionTracker:
                              "ts": k[6], "good": g, "scrap": sc}
                             for k, (g, sc) in counts.items()]
                     conn.execute(PRODUCTION_COUNT.insert(), rows)
-                    # the counters' last values commit with the deltas they produced, so a
-                    # restart counts from there: nothing counted twice or lost
-                    conn.execute(text("INSERT INTO meta (key, value) VALUES (:k, :v) "
-                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
-                                 {"k": BASELINE_KEY, "v": baselines})
                     ops_qty = [{"op": r["operation_id"], "good": r["good"], "scrap": r["scrap"]}
                                for r in rows if r["operation_id"]]
                     if ops_qty:
                         conn.execute(text("UPDATE operation SET qty_good = qty_good + :good,"
                                           " qty_scrap = qty_scrap + :scrap WHERE id = :op"),
                                      ops_qty)
+                if baselines is not None:
+                    # the counters' last readings commit with the deltas they produced, so a
+                    # restart counts from there: nothing counted twice or lost
+                    conn.execute(text("INSERT INTO meta (key, value) VALUES (:k, :v) "
+                                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+                                 {"k": BASELINE_KEY, "v": baselines})
+                for n in notes:
+                    audit_append(conn, "system", f"counter.{n.kind}", "tag", n.tag_id,
+                                 n.as_dict(), ts=n.ts)
                 if meas:
                     # lots the plant numbered are registered by the ingest upkeep; one the
                     # store does not know (yet) is measured without a lot, never refused
@@ -392,5 +419,7 @@ class ProductionTracker:
                     acc[0] += v[0]
                     acc[1] += v[1]
                 self._measurements = meas + self._measurements
+                self._audit_notes = notes + self._audit_notes
+                self.counters.dirty = True
             raise
-        return len(ops) + len(counts) + len(meas)
+        return len(ops) + len(counts) + len(meas) + len(notes)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from core.alarms import AlarmManager
 from core.clock import Clock, TwinClock, WallClock, ensure_utc, parse_utc
 from core.config import LoadedConfig
+from core.counters import note_detection, note_event
 from core.detect import DetectLoop, DetectorSet
 from core.engine.engine import Engine
 from core.events import (
@@ -117,6 +118,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._io: Any = None
         self._clock_tags: set[str] = {t.id for t in loaded.tags if t.spec.kind == "clock"}
+        self._line_of = {t.equipment_id: t.line_id for t in loaded.tags if t.equipment_id}
+        self._injected: deque[Any] = deque(maxlen=1000)  # detections made outside detect
         self.started_at: float | None = None
         self.errors: deque[str] = deque(maxlen=200)  # the newest; a long run stays bounded
         self.fatal: str | None = None  # why the runtime had to stop, if it had to
@@ -319,10 +322,22 @@ class Runtime:
         self.counters.batches += 1
         self.counters.samples += len(samples)
         self._io.observe(samples)
+        notes = self.pipe.drain_counter_notes()
+        if notes:
+            self._on_counter_notes(notes)
         try:
             self._q.put_nowait(stamped)
         except queue.Full:
             self.counters.detect_dropped += 1
+
+    def _on_counter_notes(self, notes: list[Any]) -> None:
+        """Counter restarts, wraps and refusals: on the bus; refusals raise (and the next
+        booked reading clears) the machine's data-quality alarm, on the detect thread."""
+        for n in notes:
+            self._publish(note_event(n))
+            det = note_detection(n, self._line_of.get(n.equipment_id))
+            if det is not None:
+                self._injected.append(det)
 
     def _sync_clock(self, samples: list[Sample]) -> None:
         if not isinstance(self.clock, TwinClock):
@@ -404,6 +419,8 @@ class Runtime:
             if batch is None:
                 break
             try:
+                while self._injected:
+                    self.detect.dispatch([self._injected.popleft()])
                 if batch:
                     self.detect.on_samples(batch)
                 if time.monotonic() >= next_tick:

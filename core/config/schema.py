@@ -99,6 +99,8 @@ class Tag(Strict):
     poll_group: Identifier = "default"
     key: bool = False  # the signal shown as the equipment's sparkline
     id_format: str | None = None  # numeric context value -> id, e.g. "L-{:06d}"
+    # a counter's rollover modulus when it is not the data type's (a PLC counting 0..9999)
+    rollover: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
     def _layout(self) -> Tag:

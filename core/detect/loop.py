@@ -78,6 +78,11 @@ class DetectLoop:
             self._emit(self.alarms.tick(at))
         return dets
 
+    def dispatch(self, dets: list[Detection]) -> None:
+        """Detections made outside the detectors (e.g. a refused part count): to the
+        event stream, the alarm manager and the engine like any other."""
+        self._dispatch(dets)
+
     def _dispatch(self, dets: list[Detection]) -> None:
         for d in dets:
             if not d.cleared:

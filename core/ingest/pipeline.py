@@ -27,6 +27,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.config import LoadedConfig
+from core.counters import CounterNote
 from core.ingest.archive import Archiver, ArchiveReport
 from core.ingest.contextualizer import Contextualizer, snapshot_from_store
 from core.ingest.lots import register_lots
@@ -57,7 +58,8 @@ class IngestPipeline:
             raise StoreError("the ingest pipeline needs a SQLite store file")
         self.loaded, self.store, self.clock = loaded, store, clock
         self.contextualizer = Contextualizer(loaded.tags)
-        self.tracker = ProductionTracker(loaded.tags)
+        self.tracker = ProductionTracker(loaded.tags, ideal_cycle_s={
+            eq.id: eq.ideal_cycle_s for ln in loaded.config.lines for eq in ln.equipment})
         kw = {"queue_max": loaded.config.store.queue_max,
               "flush_ms": loaded.config.store.flush_ms,
               "batch_rows": loaded.config.store.batch_rows, **writer_kw}
@@ -81,6 +83,10 @@ class IngestPipeline:
         self.writer.submit(stamped)
         self.tracker.process(stamped)
         return stamped
+
+    def drain_counter_notes(self) -> list[CounterNote]:
+        """Counter wraps, restarts and refused readings since the last call (no I/O)."""
+        return self.tracker.drain_notes()
 
     def maintain(self, *, archive: bool | None = None) -> MaintenanceReport:
         """Blocking upkeep (run it in a worker thread): facts, context refresh, archive."""

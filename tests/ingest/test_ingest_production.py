@@ -63,17 +63,17 @@ def test_state_intervals_open_close_and_no_data(store: Store,
 
 def test_counter_deltas_wrap_reset_per_lot(store: Store, loaded_config: LoadedConfig) -> None:
     cz, tr = _setup(store, loaded_config)
-    eq = "C-PRESS1"  # uint32 counters on Modbus
+    eq = "C-PRESS1"  # uint32 counters on Modbus, ideal cycle 20 s
     _feed(cz, tr, [sample(f"{eq}.lot", 0, 501),
                    sample(f"{eq}.good_count", 1, 4294967290),  # baseline near the top
-                   sample(f"{eq}.good_count", 2, 4294967295),  # +5
-                   sample(f"{eq}.good_count", 3, 3),  # wrap: +4
-                   sample(f"{eq}.scrap_count", 3, 10),  # baseline
-                   sample(f"{eq}.scrap_count", 4, 12),  # +2
-                   sample(f"{eq}.good_count", 4, None, Quality.BAD),  # ignored
-                   sample(f"{eq}.lot", 70, 502),
-                   sample(f"{eq}.good_count", 71, 10),  # +7 into the next lot
-                   sample(f"{eq}.good_count", 72, 2)])  # reset to 0 then +2
+                   sample(f"{eq}.good_count", 100, 4294967295),  # +5
+                   sample(f"{eq}.good_count", 200, 3),  # wrap: +4
+                   sample(f"{eq}.scrap_count", 200, 10),  # baseline
+                   sample(f"{eq}.scrap_count", 240, 12),  # +2
+                   sample(f"{eq}.good_count", 240, None, Quality.BAD),  # ignored
+                   sample(f"{eq}.lot", 270, 502),
+                   sample(f"{eq}.good_count", 340, 10),  # +7 into the next lot
+                   sample(f"{eq}.good_count", 380, 2)])  # restarted from 0, then +2
     assert (tr.wraps, tr.resets) == (1, 1)
     tr.flush(store)
     with store.begin() as conn:
