@@ -34,6 +34,8 @@ FLOOR_ROLES: dict[str, frozenset[str]] = {
     "acknowledge": frozenset({"operator", "shift_lead", "maintenance", "quality", "admin"}),
     "shelve": frozenset({"shift_lead", "admin"}),
     "dispose": frozenset({"quality", "admin"}),
+    # starting, pausing, resuming and completing an operation on a machine (core.dispatch)
+    "dispatch": frozenset({"operator", "shift_lead", "admin"}),
 }
 
 

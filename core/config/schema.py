@@ -23,6 +23,11 @@ DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "re
 
 AutonomyLevel = Literal["advise", "approve", "auto"]
 
+# where a machine's production context (order, lot, operator...) comes from: its own
+# context tags, the MES dispatch (``loopline dispatch``), or the tags with dispatch
+# filling in while the device reports no order or lot
+ContextSource = Literal["device", "dispatch", "device_then_dispatch"]
+
 TagKind = Literal[
     "signal", "counter", "state", "setpoint", "context", "command", "clock", "quality"
 ]
@@ -132,6 +137,7 @@ class Equipment(Strict):
     register_base: int = Field(default=0, ge=0, le=65535)
     unit_id: int | None = Field(default=None, ge=0, le=255)
     ideal_cycle_s: float = Field(gt=0)
+    context_source: ContextSource | None = None  # defaults to the line's
     tags: list[Tag] = Field(default_factory=list)
 
 
@@ -140,6 +146,7 @@ class Line(Strict):
     name: str
     area: Identifier
     driver: Identifier
+    context_source: ContextSource = "device"
     equipment: list[Equipment] = Field(min_length=1)
 
 
@@ -280,6 +287,7 @@ class Auth(Strict):
     max_failed_attempts: int = Field(default=5, ge=1)
     signature_idle_timeout_s: int = Field(default=300, ge=10)
     two_person_setpoint: bool = False
+    sign_dispatch: bool = False  # dispatch start/pause/resume/complete need the PIN
     permissions: dict[Role, list[DecisionClass]] = Field(
         default_factory=lambda: {
             "operator": [],

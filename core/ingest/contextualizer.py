@@ -14,6 +14,10 @@ Sources, freshest first:
 - the store (``refresh``/``apply_snapshot``): lots in WIP at the equipment, the
   lot → order → recipe chain, the operation of an order on the equipment. A field a
   context tag has set is not overwritten by the store.
+- the MES dispatch (``apply_dispatch``, rows of ``core.dispatch``): for machines whose
+  ``context_source`` is ``dispatch`` (their context tags are ignored) or
+  ``device_then_dispatch`` (used while the device reports no order and no lot), the
+  dispatched order, operation, lot, batch and operator; completing it clears them.
 - the shift calendar, by the sample's own (plant) time; the operator defaults to the
   first crew member of the shift until an operator tag reports one.
 
@@ -28,9 +32,10 @@ import dataclasses
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import select
 
@@ -55,7 +60,7 @@ class ContextChange:
     old: str | None
     new: str | None
     ts: datetime | None
-    source: str  # "tag" | "store" | "shift"
+    source: str  # "tag" | "store" | "shift" | "dispatch"
 
     @property
     def lot_ended(self) -> str | None:
@@ -125,7 +130,8 @@ class Contextualizer:
     """Stamps samples with their equipment's current context; see the module docstring."""
 
     def __init__(self, tags: Iterable[ResolvedTag], *, calendar: ShiftCalendar | None = None,
-                 line_of: dict[str, str] | None = None, keep_changes: int = 10_000) -> None:
+                 line_of: dict[str, str] | None = None, keep_changes: int = 10_000,
+                 context_source: dict[str, str] | None = None) -> None:
         self._tag_eq: dict[str, str | None] = {}
         self._ctx_tags: dict[str, tuple[str, str | None]] = {}
         self._current: dict[str, Context] = {}
@@ -141,6 +147,10 @@ class Contextualizer:
         for eq, line in line_of.items():
             self._current[eq] = Context(equipment_id=eq, line_id=line)
         self._from_tag: set[tuple[str, str]] = set()  # (equipment, field) a tag has set
+        # equipment -> "dispatch" | "device_then_dispatch" (absent: device, today's way)
+        self._source = {eq: src for eq, src in (context_source or {}).items()
+                        if src != "device"}
+        self._dispatched: dict[str, dict[str, str | None]] = {}  # eq -> fields dispatch set
         self._snap = StoreSnapshot(line_of=line_of)
         self._calendar = calendar
         self._window: ShiftWindow | None = None
@@ -216,7 +226,7 @@ class Contextualizer:
         return up
 
     def _apply_tag(self, eq: str, fld: str, fmt: str | None, s: Sample) -> None:
-        if s.quality == Quality.BAD:
+        if s.quality == Quality.BAD or self._source.get(eq) == "dispatch":
             return
         value = context_id(s.value, fmt)
         cur = self._current.get(eq) or Context(equipment_id=eq,
@@ -231,7 +241,8 @@ class Contextualizer:
         default_op = w.crew[0] if w.crew else None
         for eq in list(self._current):
             up: dict[str, str | None] = {"shift_id": w.shift_id}
-            if (eq, "operator_id") not in self._from_tag:
+            if (eq, "operator_id") not in self._from_tag and \
+                    not self._dispatched.get(eq, {}).get("operator_id"):
                 up["operator_id"] = default_op
             self._set(eq, up, ts, "shift")
 
@@ -302,7 +313,8 @@ class Contextualizer:
         for eq, line in snap.line_of.items():
             self._set(eq, {"line_id": line}, now, "store")
         for eq in snap.line_of:
-            if (eq, "lot_id") in self._from_tag:
+            if (eq, "lot_id") in self._from_tag or self._source.get(eq) == "dispatch" \
+                    or eq in self._dispatched:
                 continue
             lot = snap.wip.get(eq)
             cur = self._current[eq]
@@ -312,6 +324,49 @@ class Contextualizer:
             self._set(eq, up, now, "store")
         if now is not None and self._window is None:
             self._shift_for(now)  # later, the samples' own times move the shift on
+
+    # ------------------------------------------------------------ dispatch
+
+    def apply_dispatch(self, rows: Mapping[str, Any], now: datetime | None = None) -> None:
+        """Take the MES dispatch (``core.dispatch.current_dispatch``: equipment -> row with
+        order_id, operation_id, lot_id, batch_id, operator_id; no I/O) for the machines
+        whose context comes from dispatch. A machine whose row is gone loses what
+        dispatch had set. Call it after ``apply_snapshot`` (it uses its recipes/steps)."""
+        with self._lock:
+            for eq in self._source:
+                self._dispatch_one(eq, rows.get(eq), now)
+            changes = self._take_pending()
+        self._emit(changes)
+
+    def _dispatch_one(self, eq: str, row: Any, now: datetime | None) -> None:
+        cur = self._current.get(eq) or Context(equipment_id=eq,
+                                               line_id=self._snap.line_of.get(eq))
+        if row is not None and self._source[eq] == "device_then_dispatch" and (
+                ((eq, "lot_id") in self._from_tag and cur.lot_id)
+                or ((eq, "order_id") in self._from_tag and cur.order_id)):
+            self._dispatched.pop(eq, None)  # the device says what it runs: it wins
+            return
+        had = self._dispatched.get(eq)
+        if row is None:
+            if had is None:
+                return
+            del self._dispatched[eq]
+            clear = {k: None for k in had if getattr(cur, k) == had[k]}
+            if "operator_id" in clear and self._window is not None and self._window.crew:
+                clear["operator_id"] = self._window.crew[0]  # back to the shift's default
+            self._set(eq, clear, now, "dispatch")
+            return
+        op = row.operation_id
+        step = self._snap.operations.get((row.order_id, eq))
+        want: dict[str, str | None] = {
+            "order_id": row.order_id, "operation_id": op, "lot_id": row.lot_id,
+            "batch_id": row.batch_id,
+            "recipe_id": self._snap.order_recipe.get(row.order_id, cur.recipe_id),
+            "step": str(step[1]) if step and step[0] == op else cur.step}
+        if row.operator_id:
+            want["operator_id"] = row.operator_id
+        self._dispatched[eq] = want
+        self._set(eq, want, now, "dispatch")
 
     def refresh(self, store: Store, now: datetime | None = None) -> None:
         """Re-read the store (blocking; run it off the event loop) and apply it."""

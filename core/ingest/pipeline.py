@@ -12,7 +12,8 @@ One object wires the parts with the config's [store] settings::
 ``handle`` stamps the samples (``Contextualizer``), queues them for the
 ``StoreWriter`` thread and feeds the ``ProductionTracker`` (in memory). ``maintain``
 does the blocking work: production facts to the store, a context refresh from the
-store (lots moved by people or the engine), and the Parquet archive pass when due.
+store (lots moved by people or the engine, operations dispatched from the MES side:
+``core.dispatch``), and the Parquet archive pass when due.
 Context changes (lot starts/ends, shift changes) reach ``on_context_change``
 listeners added with ``pipe.contextualizer.subscribe``.
 """
@@ -28,6 +29,7 @@ from typing import Any
 from core.clock import Clock
 from core.config import LoadedConfig
 from core.counters import CounterNote
+from core.dispatch import current_dispatch
 from core.ingest.archive import Archiver, ArchiveReport
 from core.ingest.contextualizer import Contextualizer, snapshot_from_store
 from core.ingest.lots import register_lots
@@ -57,7 +59,9 @@ class IngestPipeline:
         if store.path is None:
             raise StoreError("the ingest pipeline needs a SQLite store file")
         self.loaded, self.store, self.clock = loaded, store, clock
-        self.contextualizer = Contextualizer(loaded.tags)
+        self.contextualizer = Contextualizer(loaded.tags, context_source={
+            eq.id: eq.context_source or ln.context_source
+            for ln in loaded.config.lines for eq in ln.equipment})
         self.tracker = ProductionTracker(loaded.tags, ideal_cycle_s={
             eq.id: eq.ideal_cycle_s for ln in loaded.config.lines for eq in ln.equipment})
         kw = {"queue_max": loaded.config.store.queue_max,
@@ -73,6 +77,7 @@ class IngestPipeline:
     def start(self) -> IngestPipeline:
         """Context and open intervals from the store, then the writer (forwarding old spill)."""
         self.contextualizer.refresh(self.store, now=self.clock.now())
+        self._apply_dispatch()
         self.tracker.load(self.store)
         self.writer.start()
         return self
@@ -83,6 +88,16 @@ class IngestPipeline:
         self.writer.submit(stamped)
         self.tracker.process(stamped)
         return stamped
+
+    def _apply_dispatch(self) -> None:
+        """Operations people dispatched (CLI, console, any process: through the store)."""
+        if self.uses_dispatch:
+            self.contextualizer.apply_dispatch(current_dispatch(self.store), self.clock.now())
+
+    @property
+    def uses_dispatch(self) -> bool:
+        return any((eq.context_source or ln.context_source) != "device"
+                   for ln in self.loaded.config.lines for eq in ln.equipment)
 
     def drain_counter_notes(self) -> list[CounterNote]:
         """Counter wraps, restarts and refused readings since the last call (no I/O)."""
@@ -104,6 +119,7 @@ class IngestPipeline:
             rep.errors.append(f"production facts: {e}")
         try:
             self.contextualizer.apply_snapshot(snapshot_from_store(self.store), self.clock.now())
+            self._apply_dispatch()
         except Exception as e:
             rep.errors.append(f"context refresh: {e}")
         due = time.monotonic() - self._last_archive >= self.archive_every_s

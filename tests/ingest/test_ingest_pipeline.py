@@ -27,8 +27,8 @@ def test_pipeline_samples_facts_and_archive(store: Store, loaded_config: LoadedC
     eq = "C-PRESS1"
     pipe.handle([sample(f"{eq}.lot", 0, 501), sample(f"{eq}.state", 0, 1),
                  sample(f"{eq}.good_count", 0, 10), sample(f"{eq}.vibration_rms", 1, 2.0)])
-    pipe.handle([sample(f"{eq}.good_count", 60, 25), sample(f"{eq}.state", 120, 6),
-                 sample(f"{eq}.vibration_rms", 121, 2.2)])
+    pipe.handle([sample(f"{eq}.state", 120, 6), sample(f"{eq}.vibration_rms", 121, 2.2),
+                 sample(f"{eq}.good_count", 240, 25)])  # 15 parts at a 20 s ideal cycle
     assert pipe.writer.drain(30)
     rep = pipe.maintain(archive=False)
     assert rep.errors == [] and rep.production_rows > 0

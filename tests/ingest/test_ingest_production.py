@@ -134,10 +134,10 @@ def test_quality_of_a_lot_unknown_to_the_store_uses_the_order(
 def test_counter_baseline_survives_a_restart(store: Store, loaded_config: LoadedConfig) -> None:
     cz, tr = _setup(store, loaded_config)
     eq = "A-MILL1"
-    _feed(cz, tr, [sample(f"{eq}.good_count", 0, 100), sample(f"{eq}.good_count", 60, 130)])
+    _feed(cz, tr, [sample(f"{eq}.good_count", 0, 100), sample(f"{eq}.good_count", 1500, 130)])
     tr.flush(store)
     cz2, tr2 = _setup(store, loaded_config)  # a restart: new objects, same store
-    _feed(cz2, tr2, [sample(f"{eq}.good_count", 600, 150)])  # 20 made while we were away
+    _feed(cz2, tr2, [sample(f"{eq}.good_count", 2400, 150)])  # 20 made while we were away
     tr2.flush(store)
     with store.begin() as conn:
         total = conn.exec_driver_sql("SELECT sum(good) FROM production_count WHERE "
