@@ -43,6 +43,7 @@ from console.messages import (
 )
 from console.screens.details import LotScreen, RecommendationScreen, what_will_happen
 from console.screens.dialogs import ActionDialog, SignInScreen
+from console.screens.dispatch import may_dispatch, open_dispatch
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
 from console.views import COMMANDS, VIEWS, ViewData
@@ -94,7 +95,7 @@ DISPOSITION_LABELS = {"use_as_is": "use as is — the lots ship unchanged",
                       "return_to_supplier": "return to supplier — the lots leave as scrap"}
 # bindings whose offer depends on the row, the role or the data (see check_action)
 OFFERED_ACTIONS = ("approve", "reject", "acknowledge", "shelve", "disposition",
-                   "complete_work_order")
+                   "complete_work_order", "dispatch")
 REASON_LABELS = {"false_alarm": "false alarm — the problem is not real",
                  "not_now": "not now — right action, wrong time",
                  "wrong_action": "wrong action — the problem is real, the fix is not",
@@ -157,6 +158,7 @@ class LooplineApp(App[None]):
         Binding("s", "shelve", "Shelve", id="shelve"),
         Binding("d", "disposition", "Disposition", id="disposition"),
         Binding("c", "complete_work_order", "Complete WO", id="complete_work_order"),
+        Binding("o", "dispatch", "Dispatch", id="dispatch"),  # Lines, Orders
         Binding("ctrl+l", "sign_in", "Sign in", id="sign_in"),
         Binding("ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme"),
@@ -508,6 +510,8 @@ class LooplineApp(App[None]):
         if action == "complete_work_order":
             wo = self._current_wo()
             return wo is not None and self.may_complete(wo)
+        if action == "dispatch":
+            return may_dispatch(self)
         return True
 
     def may_handle_alarm(self, alarm: AlarmView, act: str) -> bool:
@@ -750,6 +754,9 @@ class LooplineApp(App[None]):
                 f"meaning \"work order {wo_id} done\".")
         self.push_screen(ActionDialog(f"Complete {wo_id}", body, complete, ask_pin=True,
                                       confirm="Enter signs"), self._decided)
+
+    def action_dispatch(self) -> None:
+        open_dispatch(self)
 
     def on_action_done(self, msg: ActionDone) -> None:
         if msg.ok:

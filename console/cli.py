@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "console.commands.export_cmd",
     "console.commands.report_cmd",
     "console.commands.eval_cmd",
+    "console.commands.dispatch_cmd",
 ]
 
 

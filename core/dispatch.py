@@ -155,6 +155,7 @@ class Dispatcher:
               operator_id: str | None = None, pin: str | None = None) -> Dispatch:
         """The order's operation starts on the machine, with its lot (found or made)."""
         now = self.clock.now()
+        self.auth.identity(user_id)  # an unknown user is told so first
         operator = operator_id or user_id
         if operator not in self.auth.users:
             raise DispatchError(f"unknown operator {operator!r}")
@@ -305,3 +306,69 @@ class Dispatcher:
             conn.execute(update(LOT).where(LOT.c.id == lot_id).values(
                 status="wip", equipment_id=eq, updated_at=now))
         return lot_id
+
+
+@dataclass(frozen=True)
+class DispatchOption:
+    """One act a person can take from a console row (a machine's, or an order's)."""
+
+    act: Act
+    equipment_id: str
+    order_id: str
+    operation_id: str | None
+    label: str
+
+
+def dispatch_options(store: Store, *, equipment_id: str | None = None,
+                     order_id: str | None = None, limit: int = 12) -> list[DispatchOption]:
+    """What can be dispatched from a machine's row (its running operation's acts, else the
+    open orders with an operation on it, by due date) or from an order's row (per
+    machine of its open operations); blocking reads, small."""
+    running = current_dispatch(store)
+    out: list[DispatchOption] = []
+
+    def acts_on(d: Dispatch) -> None:
+        what = d.operation_id or d.order_id
+        if d.status == "running":
+            out.append(DispatchOption("pause", d.equipment_id, d.order_id, d.operation_id,
+                                      f"pause {what} on {d.equipment_id}"))
+        else:
+            out.append(DispatchOption("resume", d.equipment_id, d.order_id, d.operation_id,
+                                      f"resume {what} on {d.equipment_id}"))
+        out.append(DispatchOption("complete", d.equipment_id, d.order_id, d.operation_id,
+                                  f"complete {what} on {d.equipment_id} (lot {d.lot_id})"))
+
+    with store.engine.connect() as conn:
+        steps = {r.id: [e for e in r.equipment.split(",") if e]
+                 for r in conn.execute(select(STEP.c.id, STEP.c.equipment)).all()}
+        q = (select(OP.c.id, OP.c.order_id, OP.c.routing_step_id, OP.c.equipment_id,
+                    ORDER.c.due_at)
+             .join(ORDER, ORDER.c.id == OP.c.order_id)
+             .where(OP.c.status != "complete", ORDER.c.status.in_(ORDER_OPEN))
+             .order_by(ORDER.c.due_at, OP.c.step))
+        if order_id is not None:
+            q = q.where(OP.c.order_id == order_id)
+        ops = conn.execute(q).all()
+    if equipment_id is not None:
+        d = running.get(equipment_id)
+        if d is not None:
+            acts_on(d)
+            return out
+        for o in ops:
+            eqs = [o.equipment_id] if o.equipment_id else steps.get(o.routing_step_id, [])
+            if equipment_id in eqs and len(out) < limit:
+                out.append(DispatchOption("start", equipment_id, o.order_id, o.id,
+                                          f"start {o.id} ({o.order_id}) on {equipment_id}"))
+        return out
+    seen: set[str] = set()
+    for o in ops:
+        eqs = [o.equipment_id] if o.equipment_id else steps.get(o.routing_step_id, [])
+        for eq in eqs:
+            d = running.get(eq)
+            if d is not None and d.order_id == o.order_id and eq not in seen:
+                seen.add(eq)
+                acts_on(d)
+            elif d is None:
+                out.append(DispatchOption("start", eq, o.order_id, o.id,
+                                          f"start {o.id} on {eq}"))
+    return out[:limit]

@@ -45,6 +45,7 @@ from core.events import (
     StatsEvent,
 )
 from core.ingest.pipeline import IngestPipeline
+from core.plant_clock import publish_plant_clock
 from core.samples import Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
@@ -469,6 +470,10 @@ class Runtime:
     def _upkeep_sync(self) -> None:
         assert self.pipe is not None and self.engine is not None
         rep = self.pipe.maintain()
+        try:
+            publish_plant_clock(self.store, self.clock)  # for the CLI beside us
+        except Exception as e:
+            log.warning("plant clock not published: %s", e)
         for err in rep.errors or []:
             self._publish(RuntimeEvent(self.clock.now(), err, event="error", level="warning"))
         self.engine.recommender.expire_stale()

@@ -62,8 +62,12 @@ class IngestPipeline:
         self.contextualizer = Contextualizer(loaded.tags, context_source={
             eq.id: eq.context_source or ln.context_source
             for ln in loaded.config.lines for eq in ln.equipment})
+        # a fast twin's timestamps jitter by (wall jitter x speed): half a wall second of it
+        # is grace for the counters' plausibility cap
+        speed = float(getattr(clock, "speed", 1.0))
         self.tracker = ProductionTracker(loaded.tags, ideal_cycle_s={
-            eq.id: eq.ideal_cycle_s for ln in loaded.config.lines for eq in ln.equipment})
+            eq.id: eq.ideal_cycle_s for ln in loaded.config.lines for eq in ln.equipment},
+            rate_grace_s=max(5.0, 0.5 * speed))
         kw = {"queue_max": loaded.config.store.queue_max,
               "flush_ms": loaded.config.store.flush_ms,
               "batch_rows": loaded.config.store.batch_rows, **writer_kw}
