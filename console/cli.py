@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "console.commands.report_cmd",
     "console.commands.eval_cmd",
     "console.commands.dispatch_cmd",
+    "console.commands.request_cmd",
 ]
 
 

@@ -135,6 +135,26 @@ class DriverPlant:
                                          "wo": work_order_id},
                           MODBUS_WO_CODES.get(fault_mode))
 
+    def send_command(self, equipment_id: str, command: str, args: dict[str, Any],
+                     key: str) -> dict:
+        """A requested machine command: JSON on a text command tag, a code on a numeric one
+        (``--arg code=N`` or the convention's code for hold/release/complete_wo)."""
+        payload: dict[str, Any] = {"cmd": command, **args, "id": key}
+        code: int | None = None
+        if "code" in args:
+            try:
+                code = int(args["code"])
+            except (TypeError, ValueError):
+                raise ActionFailed(f"command code {args['code']!r} is not a number") from None
+            payload.pop("code")
+        elif command == "hold_lot":
+            code = MODBUS_HOLD
+        elif command == "release_lot":
+            code = MODBUS_RELEASE
+        elif command == "complete_wo":
+            code = MODBUS_WO_CODES.get(str(args.get("fault")))
+        return self._send(equipment_id, payload, code)
+
     def replenish(self, line_id: str, material_id: str, batch_id: str | None,
                   key: str) -> dict:
         eq = self.first_of_line.get(line_id)

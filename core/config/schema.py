@@ -17,9 +17,9 @@ ROLES = ("operator", "shift_lead", "maintenance", "quality", "admin")
 Role = Literal["operator", "shift_lead", "maintenance", "quality", "admin"]
 
 DECISION_CLASSES = ("lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish",
-                    "retrain")
+                    "retrain", "command")
 DecisionClass = Literal["lot_hold", "lot_release", "work_order", "setpoint", "replan", "replenish",
-                        "retrain"]
+                        "retrain", "command"]  # command: a machine command a person requested
 
 AutonomyLevel = Literal["advise", "approve", "auto"]
 
@@ -291,8 +291,8 @@ class Auth(Strict):
     permissions: dict[Role, list[DecisionClass]] = Field(
         default_factory=lambda: {
             "operator": [],
-            "shift_lead": ["replan", "replenish", "setpoint"],
-            "maintenance": ["work_order"],
+            "shift_lead": ["replan", "replenish", "setpoint", "command"],
+            "maintenance": ["work_order", "command"],
             "quality": ["lot_hold", "lot_release", "setpoint"],
             "admin": list(DECISION_CLASSES),
         }
@@ -307,7 +307,10 @@ class Autonomy(Strict):
     replan: AutonomyLevel = "advise"
     replenish: AutonomyLevel = "auto"
     retrain: AutonomyLevel = "approve"  # a drifted model's retraining (ML drift check)
+    command: AutonomyLevel = "approve"  # machine commands people request (core.requests)
     undo_window_s: int = Field(default=900, ge=0)
+    # classes whose person-initiated requests need another person to approve them
+    four_eyes: list[DecisionClass] = Field(default_factory=list)
 
 
 class Detector(Strict):

@@ -55,6 +55,16 @@ class Approval:
     waiting_for_second: bool = False
 
 
+def _requested_by(row: Any) -> str | None:
+    """The person who asked for a recommendation (``core.requests``), if one did."""
+    try:
+        ev = json.loads(row.evidence or "{}")
+    except (TypeError, ValueError):
+        return None
+    who = ev.get("requested_by") if isinstance(ev, dict) else None
+    return str(who) if who else None
+
+
 def idempotency_key(rec_id: str, action: str) -> str:
     return f"{rec_id}:{action}"
 
@@ -132,6 +142,12 @@ class Decider:
             self.auth.require(user, row.decision_class)
         except AuthError as e:
             self._refuse(user, "approve", row, str(e), AuthError)
+        author = _requested_by(row)
+        if author is not None and author == user and \
+                row.decision_class in (getattr(self.autonomy, "four_eyes", None) or ()):
+            self._refuse(user, "approve", row, f"{row.id} was requested by "
+                         f"{self.auth.identity(user).name}: the four-eyes rule for "
+                         f"{row.decision_class} needs another person to approve it", AuthError)
         h = record_hash_of(row)
         if seen_hash is not None and seen_hash != h:
             self._refuse(user, "approve", row, f"{row.id} changed since you opened it (new "

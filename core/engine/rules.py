@@ -49,13 +49,14 @@ FAULT_OF_SIGNAL = {"vibration_rms": "bearing", "bearing_temp": "bearing",
                    "motor_current": "tool", "zone_temp": "heater", "pressure": "clog",
                    "flow": "clog"}
 TTL_S = {"lot_hold": 4 * 3600, "lot_release": 8 * 3600, "work_order": 8 * 3600,
-         "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600, "retrain": 24 * 3600}
+         "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600, "retrain": 24 * 3600,
+         "command": 3600}
 
 # action kinds per decision class (the outbox's vocabulary)
 ACTION_OF = {"lot_hold": "hold_lots", "lot_release": "release_lots",
              "work_order": "create_work_order", "setpoint": "write_setpoint",
              "replan": "activate_plan", "replenish": "replenish",
-             "retrain": "retrain_model"}
+             "retrain": "retrain_model", "command": "send_command"}
 # what a drifted model costs: small against a failure, never zero (it is ranked last,
 # but it is shown) — a model scoring on inputs it never saw misses the next failure
 RETRAIN_IMPACT = 0.05 * DOWNTIME_H

@@ -13,6 +13,7 @@ from core.engine.executors.base import (
     TransientError,
     key_id,
 )
+from core.engine.executors.command import CommandAdapter
 from core.engine.executors.device import DeviceAdapter, DeviceWriter, MemoryDevice
 from core.engine.executors.maintenance import MaintenanceAdapter
 from core.engine.executors.material import MaterialAdapter
@@ -37,7 +38,7 @@ def default_adapters(store: Store, clock: Clock, plant: PlantCommands,
     adapters: list[Adapter] = [
         QualityAdapter(store, clock, plant), MaintenanceAdapter(store, clock, plant),
         SchedulingAdapter(store, clock, activate_plan), MaterialAdapter(store, clock, plant),
-        ModelAdapter(store, clock, retrain),
+        ModelAdapter(store, clock, retrain), CommandAdapter(plant),
     ]
     if device is not None:
         adapters.append(DeviceAdapter(store, device, loop))

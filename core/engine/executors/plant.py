@@ -27,6 +27,9 @@ class PlantCommands(Protocol):
     def replenish(self, line_id: str, material_id: str, batch_id: str | None,
                   key: str) -> Any: ...
 
+    def send_command(self, equipment_id: str, command: str, args: dict[str, Any],
+                     key: str) -> Any: ...
+
 
 @dataclass
 class RecordingPlant:
@@ -59,6 +62,11 @@ class RecordingPlant:
     def replenish(self, line_id: str, material_id: str, batch_id: str | None,
                   key: str) -> None:
         self._record("replenish", line_id, material_id, batch_id, key)
+
+    def send_command(self, equipment_id: str, command: str, args: dict[str, Any],
+                     key: str) -> None:
+        self._record("send_command", equipment_id, command,
+                     tuple(sorted((k, str(v)) for k, v in args.items())), key)
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.calls if n == name]
