@@ -97,7 +97,7 @@ class Requester:
             recipe = recipe_id or self._recipe_of(equipment_id)
             if recipe is None:
                 raise RequestError(f"no recipe known on {equipment_id} (nothing runs there): "
-                                   "name it with --recipe")
+                                   "dispatch an order on it, or name the recipe (--recipe)")
             row = s.get(RecipeSetpoint, f"{recipe}.{eq_type}.{name}")
         if row is None:
             raise RequestError(f"recipe {recipe} has no limits for {name} on "

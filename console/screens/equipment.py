@@ -50,7 +50,8 @@ class EquipmentScreen(Screen[None]):
     """Re-read on every snapshot; the tag table changes only the cells that changed
     (it was cleared and refilled twice a second, which stalled keys on this page)."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="eq_back")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="eq_back"),
+                Binding("w", "request_change", "Request change", id="request_change")]
 
     def __init__(self, equipment_id: str, deps: AppDeps) -> None:
         super().__init__()
@@ -67,6 +68,13 @@ class EquipmentScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.load()
+
+    def action_request_change(self) -> None:
+        """Ask for a setpoint change or a machine command (console/screens/request.py)."""
+        from console.screens.request import open_request
+
+        key = self.query_one("#eq-tags", SnapshotTable).current_key()
+        open_request(self.app, self.equipment_id, str(key) if key else None)  # type: ignore[arg-type]
 
     def show(self, snapshot: PlantSnapshot) -> None:
         eq = snapshot.equipment(self.equipment_id)
