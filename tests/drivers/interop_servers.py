@@ -10,10 +10,10 @@ with ``@@ `` (node-opcua writes its own log to stdout too).
 
 from __future__ import annotations
 
-import selectors
+import queue
 import signal
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1] / "interop"
@@ -30,33 +30,36 @@ class ServerProcess:
     def __init__(self, argv: list[str], port: int, startup_s: float = 60.0) -> None:
         self.argv, self.port, self.startup_s = argv, port, startup_s
         self.proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, cwd=HERE, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
+        # a reader thread, not select() on the pipe: one read can bring several lines into
+        # the file's buffer, and select() then waits for bytes that were already read
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         line = self._line(self.startup_s)
         if line != f"ready {self.port}":
             err = self.stop()
             raise RuntimeError(f"{self.argv[0]} did not start ({line!r}): {err[-2000:]}")
 
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("@@ "):  # a protocol line, not the server's own logging
+                self._lines.put(line[3:].strip())
+        self._lines.put(None)
+
     def _line(self, timeout: float) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    return ""
-                line = self.proc.stdout.readline()
-                if not line:
-                    return ""
-                if line.startswith("@@ "):  # a protocol line, not the server's own logging
-                    return line[3:].strip()
-        finally:
-            sel.close()
+            line = self._lines.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return ""
+        if line is None:
+            self._lines.put(None)  # the server ended: every later read says so at once
+            return ""
+        return line
 
     def send(self, line: str, timeout: float = 10.0) -> str:
         """One command; returns the server's one-line answer."""
