@@ -1,49 +1,134 @@
-"""History for a tag set and time range: hot SQLite rows and the Parquet archive as one frame.
+"""History for a tag set and time range: recent rows, chunks and the Parquet archive as one frame.
 
-The frame follows the ML contract (``ml/contract.py``): tag_id, ts (datetime[us, UTC]),
-value (f64, null when Bad), quality (i8), equipment_id, line_id, lot_id, order_id,
-recipe_id, batch_id, shift_id, operator_id, plus text_value and reason. The range is
-``start <= ts < end``. A row present in both places (an archive run interrupted
-between writing its file and deleting its rows) appears once: rows are matched on
-(row id, tag, ts). Sorted by ts, then tag.
+Storage is narrow (``core.store.models``: ``sample``, ``sample_chunk``, ``sample_text``,
+``context_interval``, archive files in ``archive_dir/date=*/``); this module puts the
+strings and the context back. Read path, per call:
+
+1. tag ids → tag numbers (``sample_tag``), then for those numbers in [start, end):
+   recent rows (``sample``), the chunks whose span overlaps (index on (tag, t1)),
+   text samples, and the archive files of the dates touched (polars scan, predicate
+   pushed down to row groups: the files are sorted by (tag, ts));
+2. a chunk read from SQLite and also found in the archive (an archive pass that
+   died between writing its file and deleting its chunks) is kept once, by chunk seq;
+3. reason codes → texts, and an as-of join with each machine's context intervals
+   (the interval in force at the sample's time; none after it was closed).
+
+The frame follows the ML contract (``ml/contract.py``) and is what this module always
+returned: tag_id, ts (datetime[us, UTC]), value (f64, null when Bad), quality (i8),
+equipment_id, line_id, lot_id, order_id, recipe_id, batch_id, shift_id, operator_id,
+text_value, reason; sorted by ts, then tag. Files from before the narrow layout
+(``line=*/date=*``, context on every row) are read as they are.
+
+``latest`` and ``newest_ts`` are the small reads of the console, the engine and the
+runtime (newest points of a few tags; the newest sample time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from core.ingest.archive import rows_frame
-from core.ingest.rows import ROW_COLUMNS, ts_text
+from core.store.chunks import decode, from_us, to_us
 from core.store.db import Store, guard
+from core.store.narrow import CTX_FIELDS
 
 CONTEXT = ["equipment_id", "line_id", "lot_id", "order_id", "recipe_id", "batch_id",
            "shift_id", "operator_id"]
 COLUMNS = ["tag_id", "ts", "value", "quality", *CONTEXT, "text_value", "reason"]
 _CHUNK = 500
+NARROW_SCHEMA: dict[str, Any] = {"tag": pl.Int64(), "ts": pl.Int64(), "value": pl.Float64(),
+                                 "quality": pl.Int8(), "reason": pl.Int64(),
+                                 "text_value": pl.String(), "chunk": pl.Int64()}
+OUT_SCHEMA: dict[str, Any] = {
+    "tag_id": pl.String(), "ts": pl.Datetime("us", "UTC"), "value": pl.Float64(),
+    "quality": pl.Int8(), **{c: pl.String() for c in CONTEXT}, "text_value": pl.String(),
+    "reason": pl.String()}
 
 
-def _hot(store: Store, tag_ids: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
-    cols = ", ".join(("id", *ROW_COLUMNS))
-    rows: list[tuple[object, ...]] = []
-    with guard(store), store.engine.connect() as conn:
-        for i in range(0, len(tag_ids), _CHUNK):
-            part = list(tag_ids[i:i + _CHUNK])
-            marks = ", ".join("?" for _ in part)
-            rows.extend(tuple(r) for r in conn.exec_driver_sql(
-                f"SELECT {cols} FROM sample WHERE tag_id IN ({marks}) AND ts >= ? AND ts < ?",
-                (*part, ts_text(start), ts_text(end))).fetchall())
-    return rows_frame(rows)
+def _sql(conn: Any, sql: str) -> str:
+    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
 
 
-def _archive_files(archive_dir: Path, start: datetime, end: datetime) -> list[str]:
+def _rows(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.exec_driver_sql(_sql(conn, sql), tuple(params)).fetchall()]
+
+
+def _in(conn: Any, sql: str, keys: Sequence[Any], params: Sequence[Any] = ()
+        ) -> list[tuple[Any, ...]]:
+    """``sql`` with ``{marks}`` for an IN list, run in slices of ``_CHUNK`` keys."""
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(keys), _CHUNK):
+        part = list(keys[i:i + _CHUNK])
+        out.extend(_rows(conn, sql.format(marks=", ".join("?" for _ in part)),
+                         (*part, *params)))
+    return out
+
+
+def tag_numbers(conn: Any, tag_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+    """tag id → (tag number, scope) for the tags the history tables know."""
+    rows = _in(conn, "SELECT tag_id, num, scope FROM sample_tag WHERE tag_id IN ({marks})",
+               tag_ids)
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
+
+
+def _empty_narrow() -> pl.DataFrame:
+    return pl.DataFrame(schema=NARROW_SCHEMA)
+
+
+def _chunks_frame(chunks: list[tuple[Any, ...]], lo: int, hi: int) -> pl.DataFrame:
+    import numpy as np
+
+    if not chunks:
+        return _empty_narrow()
+    parts = [(seq, tag, decode(blob, t0)) for seq, tag, t0, blob in chunks]
+    n = sum(len(c.ts) for _, _, c in parts)
+    tag = np.empty(n, np.int64)
+    seq = np.empty(n, np.int64)
+    o = 0
+    for s, t, c in parts:
+        k = len(c.ts)
+        tag[o:o + k], seq[o:o + k] = t, s
+        o += k
+    ts = np.concatenate([c.ts for _, _, c in parts])
+    value = np.concatenate([c.value for _, _, c in parts])
+    quality = np.concatenate([c.quality for _, _, c in parts]).astype(np.int8)
+    reason = np.concatenate([c.reason for _, _, c in parts]).astype(np.int64)
+    keep = (ts >= lo) & (ts < hi)
+    df = pl.DataFrame({"tag": tag[keep], "ts": ts[keep],
+                       "value": pl.Series(value[keep], nan_to_null=True),
+                       "quality": quality[keep], "reason": reason[keep]})
+    return df.with_columns(
+        pl.when(pl.col("reason") < 0).then(None).otherwise(pl.col("reason")).alias("reason"),
+        pl.lit(None, pl.String()).alias("text_value"), pl.Series("chunk", seq[keep]),
+    ).select(list(NARROW_SCHEMA)).cast(NARROW_SCHEMA)
+
+
+def hot_narrow(conn: Any, nums: Sequence[int], lo: int, hi: int
+               ) -> tuple[pl.DataFrame, set[int]]:
+    """Recent rows, chunks and text samples of tag numbers in [lo, hi) µs; chunk seqs read."""
+    if not nums:
+        return _empty_narrow(), set()
+    recent = _in(conn, "SELECT tag, ts, value, quality, reason, NULL, NULL FROM sample "
+                 "WHERE tag IN ({marks}) AND ts >= ? AND ts < ?", nums, (lo, hi))
+    texts = _in(conn, "SELECT tag, ts, NULL, quality, reason, text, NULL FROM sample_text "
+                "WHERE tag IN ({marks}) AND ts >= ? AND ts < ?", nums, (lo, hi))
+    chunks = _in(conn, "SELECT seq, tag, t0, data FROM sample_chunk "
+                 "WHERE tag IN ({marks}) AND t1 >= ? AND t0 < ?", nums, (lo, hi))
+    frames = [_chunks_frame(chunks, lo, hi),
+              pl.DataFrame(recent + texts, schema=NARROW_SCHEMA, orient="row")]
+    return pl.concat(frames, how="vertical"), {int(c[0]) for c in chunks}
+
+
+def _dates(archive_dir: Path, pattern: str, start: datetime, end: datetime) -> list[str]:
     """Parquet files in the date partitions the range touches (partition pruning)."""
-    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    first = start.astimezone(UTC).date() - timedelta(days=1)  # a chunk may cross midnight
+    last = end.astimezone(UTC).date()
     out = []
-    for d in archive_dir.glob("line=*/date=*"):
+    for d in archive_dir.glob(pattern):
         try:
             day = date.fromisoformat(d.name.removeprefix("date="))
         except ValueError:
@@ -53,28 +138,150 @@ def _archive_files(archive_dir: Path, start: datetime, end: datetime) -> list[st
     return sorted(out)
 
 
-def _archived(archive_dir: Path, tag_ids: Sequence[str], start: datetime,
-              end: datetime) -> pl.DataFrame | None:
-    files = _archive_files(archive_dir, start, end) if archive_dir.exists() else []
+def archived_narrow(archive_dir: Path, nums: Sequence[int], start: datetime, end: datetime,
+                    skip_chunks: set[int]) -> pl.DataFrame | None:
+    files = _dates(archive_dir, "date=*", start, end) if archive_dir.exists() else []
+    if not files or not nums:
+        return None
+    lo, hi = to_us(start), to_us(end)
+    f = (pl.scan_parquet(files, hive_partitioning=False)
+         .filter(pl.col("tag").is_in(list(nums))
+                 & (pl.col("ts") >= from_us(lo)) & (pl.col("ts") < from_us(hi))))
+    if skip_chunks:
+        f = f.filter(~pl.col("chunk").is_in(list(skip_chunks)))
+    df = f.collect()
+    return df.with_columns(pl.col("ts").dt.epoch("us"),
+                           pl.lit(None, pl.String()).alias("text_value")
+                           ).select(list(NARROW_SCHEMA)).cast(NARROW_SCHEMA)
+
+
+def _legacy(archive_dir: Path, tag_ids: Sequence[str], start: datetime,
+            end: datetime) -> pl.DataFrame | None:
+    """Archive files written before the narrow layout: context already on every row."""
+    files = _dates(archive_dir, "line=*/date=*", start, end) if archive_dir.exists() else []
     if not files:
         return None
     in_range = pl.col("ts").is_between(start.astimezone(UTC), end.astimezone(UTC),
                                        closed="left")
-    return (pl.scan_parquet(files, hive_partitioning=False)
-            .filter(pl.col("tag_id").is_in(list(tag_ids)) & in_range).collect())
+    df = (pl.scan_parquet(files, hive_partitioning=False)
+          .filter(pl.col("tag_id").is_in(list(tag_ids)) & in_range).collect())
+    return df.select(COLUMNS).cast(OUT_SCHEMA)
+
+
+def intervals(conn: Any, scopes: Sequence[str], lo: int, hi: int) -> pl.DataFrame:
+    """The context intervals of machines that overlap [lo, hi) µs."""
+    cols = ", ".join(CTX_FIELDS)
+    rows = _in(conn, f"SELECT scope, valid_from, valid_to, {cols} FROM context_interval "
+               "WHERE scope IN ({marks}) AND valid_from < ? "
+               "AND (valid_to IS NULL OR valid_to > ?) ORDER BY id", scopes, (hi, lo))
+    schema = {"scope": pl.String(), "valid_from": pl.Int64(), "valid_to": pl.Int64(),
+              **{c: pl.String() for c in CTX_FIELDS}}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def contextualize(narrow: pl.DataFrame, tags: dict[str, tuple[int, str | None]],
+                  reasons: dict[int, str], ivals: pl.DataFrame) -> pl.DataFrame:
+    """Narrow rows → contract frame: tag ids, reason texts, the context in force (as-of)."""
+    tag_df = pl.DataFrame({"tag": [v[0] for v in tags.values()], "tag_id": list(tags),
+                           "scope": [v[1] for v in tags.values()]},
+                          schema={"tag": pl.Int64(), "tag_id": pl.String(),
+                                  "scope": pl.String()})
+    reason_df = pl.DataFrame({"reason": list(reasons), "reason_text": list(reasons.values())},
+                             schema={"reason": pl.Int64(), "reason_text": pl.String()})
+    df = (narrow.join(tag_df, on="tag", how="left")
+          .join(reason_df, on="reason", how="left")
+          .sort("ts"))
+    iv = ivals.filter(pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("valid_from")))
+    iv = iv.sort("valid_from", maintain_order=True)
+    df = df.join_asof(iv, left_on="ts", right_on="valid_from", by="scope", strategy="backward",
+                     check_sortedness=False)
+    closed = pl.col("valid_to").is_not_null() & (pl.col("ts") >= pl.col("valid_to"))
+    ctx = [pl.when(closed).then(None).otherwise(pl.col(c)).alias(c) for c in CONTEXT]
+    value = (pl.when(pl.col("quality") == 2).then(None).otherwise(pl.col("value"))
+             .alias("value"))
+    return df.with_columns(
+        *ctx, value, pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
+        pl.col("reason_text").alias("reason"),
+    ).select(COLUMNS).cast(OUT_SCHEMA)
+
+
+def reason_texts(conn: Any) -> dict[int, str]:
+    return {int(c): t for c, t in _rows(conn, "SELECT code, text FROM sample_reason")}
 
 
 def history(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
             start: datetime, end: datetime) -> pl.DataFrame:
-    """Hot + archived samples of ``tag_ids`` in [start, end) as one contract frame."""
+    """Recent + chunked + archived samples of ``tag_ids`` in [start, end) as one frame."""
     tag_ids = list(dict.fromkeys(tag_ids))
-    frames = [_hot(store, tag_ids, start, end)]
+    lo, hi = to_us(start), to_us(end)
+    with guard(store), store.engine.connect() as conn:
+        tags = tag_numbers(conn, tag_ids)
+        nums = [v[0] for v in tags.values()]
+        narrow, seen = hot_narrow(conn, nums, lo, hi)
+        scopes = sorted({v[1] for v in tags.values() if v[1] is not None})
+        ivals = intervals(conn, scopes, lo, hi)
+        reasons = reason_texts(conn)
+    frames = [narrow]
+    legacy = None
     if archive_dir is not None:
-        arch = _archived(Path(archive_dir), tag_ids, start, end)
+        arch = archived_narrow(Path(archive_dir), nums, start, end, seen)
         if arch is not None and arch.height:
-            frames.append(arch.select(frames[0].columns).cast(frames[0].schema))
-    df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    df = df.unique(subset=["id", "tag_id", "ts"], keep="first", maintain_order=True)
-    df = df.with_columns(
-        pl.when(pl.col("quality") == 2).then(None).otherwise(pl.col("value")).alias("value"))
-    return df.sort(["ts", "tag_id"]).select(COLUMNS)
+            frames.append(arch)
+        legacy = _legacy(Path(archive_dir), tag_ids, start, end)
+    df = contextualize(pl.concat(frames, how="vertical"), tags, reasons, ivals)
+    if legacy is not None and legacy.height:
+        df = pl.concat([legacy, df], how="vertical")
+    return df.sort(["ts", "tag_id"], maintain_order=True)
+
+
+def latest(conn: Any, tag_ids: Sequence[str], n: int = 1, good_only: bool = False
+           ) -> dict[str, list[tuple[datetime, float | None, str | None, int]]]:
+    """The newest ``n`` samples of each tag (oldest first): (ts, value, text, quality).
+
+    Recent rows are one scan (they have no tag index: they are few), older points come
+    from the newest chunks of the tags still short of ``n``.
+    """
+    tags = tag_numbers(conn, list(tag_ids))
+    if not tags:
+        return {}
+    name = {v[0]: k for k, v in tags.items()}
+    nums = list(name)
+    good = " AND quality = 0 AND value IS NOT NULL" if good_only else ""
+    got: dict[int, list[tuple[int, float | None, str | None, int]]] = {k: [] for k in nums}
+    for tag, ts, value, quality in _in(
+            conn, "SELECT tag, ts, value, quality FROM sample WHERE tag IN ({marks})" + good,
+            nums):
+        got[int(tag)].append((int(ts), value, None, int(quality)))
+    if not good_only:
+        for num in nums:
+            for ts, text, quality in _rows(conn, "SELECT ts, text, quality FROM sample_text "
+                                           "WHERE tag = ? ORDER BY ts DESC LIMIT ?", (num, n)):
+                got[num].append((int(ts), None, text, int(quality)))
+    for num in nums:
+        pts = got[num]
+        if len(pts) >= n:
+            continue
+        for t0, blob in _rows(conn, "SELECT t0, data FROM sample_chunk WHERE tag = ? "
+                              "ORDER BY t1 DESC LIMIT 64", (num,)):
+            c = decode(blob, t0)
+            for ts, v, q in zip(c.ts.tolist(), c.value.tolist(), c.quality.tolist(),
+                                strict=True):
+                v = None if v != v else v
+                if good_only and (q != 0 or v is None):
+                    continue
+                pts.append((ts, v, None, q))
+            if len(pts) >= n:
+                break
+    out = {}
+    for num, pts in got.items():
+        pts.sort(key=lambda p: p[0])
+        out[name[num]] = [(from_us(ts), v, t, q) for ts, v, t, q in pts[-n:]]
+    return out
+
+
+def newest_ts(conn: Any) -> datetime | None:
+    """The newest sample time in the store (recent rows, chunks, text samples)."""
+    top = [r[0] for r in _rows(conn, "SELECT max(ts) FROM sample "
+                               "UNION ALL SELECT max(t1) FROM sample_chunk "
+                               "UNION ALL SELECT max(ts) FROM sample_text") if r[0] is not None]
+    return from_us(max(top)) if top else None

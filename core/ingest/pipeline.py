@@ -130,6 +130,7 @@ class IngestPipeline:
         if archive or (archive is None and due):
             self._last_archive = time.monotonic()
             try:
+                self.writer.compact_now()  # rows rolled up and in chunks: the archive moves chunks
                 self.last_archive = self.archiver.run(self.clock.now(), self.hot_window_h)
                 rep.archived_rows = self.last_archive.rows
             except Exception as e:
