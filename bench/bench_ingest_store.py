@@ -10,7 +10,8 @@ spill buffer armed, rollups on), timed until ``close()`` has drained every row. 
 baseline inserts the same rows with plain sqlite3 executemany in batches of the
 writer's size, the row tuples built *before* the clock starts: it times only the
 database work, the ceiling for any writer, so the ratio is loopline's whole cost
-(stamping, conversion, queue, thread, rollups) on top of it. Both write fresh store
+(stamping, conversion, queue, thread, rollups, compaction into per-tag chunks) on top
+of it. Rows are narrow: (tag number, µs time, value, quality, reason code). Both write fresh store
 files with the same schema and pragmas. Medians over ``--reps``; the order of the two
 runs alternates. Reports drops, spills, and the process's peak RSS growth during the
 loopline run.
@@ -100,7 +101,8 @@ def run_loopline(db: Path, spill: Path, tags: list[ResolvedTag],
     dt = time.perf_counter() - t
     return {"s": dt, "stored": st.stored, "dropped": st.dropped, "spilled": st.spilled_total,
             "quarantined": st.quarantined, "balanced": st.balanced,
-            "rss_growth_mb": rss_mb() - rss0, "changes": len(cz.drain_changes())}
+            "rss_growth_mb": rss_mb() - rss0, "changes": len(cz.drain_changes()),
+            "compacted": st.compacted}
 
 
 def run_raw(db: Path, tags: list[ResolvedTag], batches: list[list[Sample]],
@@ -166,6 +168,7 @@ def measure(n_tags: int, seconds: int, reps: int, batch_rows: int) -> dict[str, 
                      "spilled": sum(r["spilled"] for r in loop_runs),
                      "balanced": all(r["balanced"] for r in loop_runs),
                      "context_changes": loop_runs[0]["changes"],
+                     "compacted": loop_runs[0]["compacted"],
                      "rss_growth_mb": max(r["rss_growth_mb"] for r in loop_runs)},
         "ratio_to_raw": raw_med / loop_med,
     }
@@ -182,6 +185,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"{lp['rows_per_s']:>10,.0f} {r['ratio_to_raw']:>6.2f}x")
     print(f"dropped {lp['dropped']}, spilled {lp['spilled']}, counters balanced "
           f"{lp['balanced']}, context changes {lp['context_changes']}, "
+          f"rows compacted into chunks during the run {lp['compacted']:,}, "
           f"peak RSS growth {lp['rss_growth_mb']:.1f} MB")
 
 

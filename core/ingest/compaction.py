@@ -24,7 +24,8 @@ def chunk_rows(tag, ts, value, quality, reason):  # type: ignore[no-untyped-def]
 
     order = np.lexsort((ts, ts // HOUR_US, tag))
     tag, ts = tag[order], ts[order]
-    value, quality, reason = value[order], quality[order], reason[order]
+    value = value[order].astype(np.float64)
+    quality, reason = quality[order].astype(np.uint8), reason[order].astype(np.int32)
     key = tag * 1_000_000 + ts // HOUR_US
     cut = np.flatnonzero(np.diff(key)) + 1
     bounds = [0, *cut.tolist(), len(ts)]
@@ -35,10 +36,14 @@ def chunk_rows(tag, ts, value, quality, reason):  # type: ignore[no-untyped-def]
     return out
 
 
-def compact(con: sqlite3.Connection, mark: int | None = None) -> tuple[int, int]:
+def compact(con: sqlite3.Connection, mark: int | None = None,
+            known: tuple[int, list[tuple[object, ...]]] | None = None) -> tuple[int, int]:
     """Move rows with id <= mark (all rows when None) into chunks; returns (moved, left).
 
     ``con`` is an autocommit sqlite3 connection; the work is one BEGIN IMMEDIATE.
+    ``known`` is ``(first id, rows)``: the writer's own copy of the recent rows (tag, ts,
+    value, quality, reason) in id order from ``first id``, used instead of reading them
+    back when the table holds exactly those ids (checked in the transaction).
     """
     import numpy as np
 
@@ -47,14 +52,24 @@ def compact(con: sqlite3.Connection, mark: int | None = None) -> tuple[int, int]
         top = mark if mark is not None else con.execute("SELECT max(id) FROM sample").fetchone()[0]
         moved = 0
         if top:
-            rows = con.execute("SELECT tag, ts, ifnull(value, 9e999), quality, "
-                               "ifnull(reason, -1) FROM sample WHERE id <= ?", (top,)).fetchall()
+            rows: list[tuple[object, ...]] | None = None
+            if known is not None and known[1]:
+                first, mine = known
+                k = min(top - first + 1, len(mine))
+                n, lo = con.execute("SELECT count(*), min(id) FROM sample WHERE id <= ?",
+                                    (top,)).fetchone()
+                if k > 0 and n == k and lo == first:
+                    rows = mine[:k]
+            if rows is None:
+                rows = con.execute("SELECT tag, ts, value, quality, reason FROM sample "
+                                   "WHERE id <= ?", (top,)).fetchall()
             if rows:
-                a = np.array(rows, dtype=np.float64)
-                value = a[:, 2].copy()
-                value[np.isinf(value)] = np.nan
-                chunks = chunk_rows(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), value,
-                                    a[:, 3].astype(np.uint8), a[:, 4].astype(np.int32))
+                a = np.array(rows, dtype=np.float64)  # None → NaN
+                reason = a[:, 4]
+                reason[np.isnan(reason)] = -1
+                chunks = chunk_rows(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
+                                    a[:, 2], a[:, 3].astype(np.uint8), reason.astype(np.int32))
+                del a
                 con.executemany(INSERT_CHUNK, chunks)
                 con.execute("DELETE FROM sample WHERE id <= ?", (top,))
                 moved = len(rows)

@@ -95,6 +95,23 @@ class RollupAccumulator:
                 if v > p[1]:
                     p[1] = v
 
+    def add_narrow(self, rows: Iterable[tuple[Any, ...]], names: dict[int, str]) -> None:
+        """Fold ``sample`` tuples (tag number, ts, value, quality, reason)."""
+        parts = self._parts
+        for num, ts, v, q, _ in rows:
+            key = (names[num], ts // _MINUTE_US)
+            p = parts.get(key)
+            if p is None:
+                p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
+            p[4] += 1
+            if q == 0 and v is not None:
+                p[3] += 1
+                p[2] += v
+                if v < p[0]:
+                    p[0] = v
+                if v > p[1]:
+                    p[1] = v
+
     def take(self) -> list[tuple[str, str, float | None, float | None, float | None, int, float]]:
         """The partials as merge parameters; the accumulator is emptied."""
         out = []

@@ -104,7 +104,7 @@ class StoreWriter:
                  flush_ms: int = 200, batch_rows: int = 5000, lock_timeout_ms: int = 250,
                  slow_flush_ms: float = 2000.0, retry_ms: float = 500.0,
                  rollups: bool = True, rollup_every_s: float = 5.0,
-                 compact_rows: int = 50_000,
+                 compact_rows: int = 100_000,
                  on_stored: Callable[[Sequence[Row]], None] | None = None) -> None:
         self.db_path = Path(db_path)
         self.spill = SpillBuffer(Path(spill_dir))
@@ -125,6 +125,10 @@ class StoreWriter:
         self._committed_roll_id = 0  # rollup mark as committed (compaction stays below it)
         self._compact_req = False
         self._compactions = 0
+        # the writer's own copy of the recent rows (ids from _buf_first on, no gaps), so
+        # compaction need not read them back; None when the table holds rows it has not
+        self._buf: list[tuple[Any, ...]] | None = None
+        self._buf_first = 0
         self.stats = WriterStats()
         self._q: deque[list[ContextSample]] = deque()
         self._cond = threading.Condition()
@@ -262,6 +266,7 @@ class StoreWriter:
         assert self._narrow is not None
         names = self._narrow.names
         self._uncompacted = con.execute("SELECT count(*) FROM sample").fetchone()[0]
+        self._buf = [] if self._uncompacted == 0 else None
         while through < top:
             chunk = con.execute("SELECT id, tag, ts, value, quality FROM sample WHERE id > ? "
                                 "ORDER BY id LIMIT 50000", (through,)).fetchall()
@@ -392,13 +397,73 @@ class StoreWriter:
         return rows
 
     def _handle(self, samples: list[ContextSample]) -> None:
-        rows = self._convert(samples)
         if self.spill.rows or time.monotonic() < self._retry_at:
-            self._to_spill(rows)
+            self._to_spill(self._convert(samples))
             return
+        if self.on_stored is None and self._fast(samples):
+            return
+        rows = self._convert(samples)
         done = self._insert_bisect(rows, None)
         if done < len(rows):
             self._to_spill(rows[done:])
+
+    def _fast(self, samples: list[ContextSample]) -> bool:
+        """One transaction straight from the samples; False: take the row-by-row path.
+
+        A transient error spills the batch (True); a sample that cannot be stored or a
+        row the database refuses sends the batch to ``_insert_bisect``, which finds it.
+        """
+        con, narrow = self._con, self._narrow
+        assert con is not None and narrow is not None
+        t0 = time.monotonic()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            nums = narrow.write_stamped(samples)
+            if nums:
+                self._pending_id = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+            con.execute("COMMIT")
+        except (sqlite3.Error, TypeError, ValueError, AttributeError) as e:
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                narrow.reload()
+            if isinstance(e, sqlite3.Error) and is_transient(e):
+                self.stats.lock_events += 1
+                self._retry_at = time.monotonic() + self.retry_s
+                self._to_spill(self._convert(samples))
+                return True
+            return False
+        dt = time.monotonic() - t0
+        st = self.stats
+        st.last_flush_ms = dt * 1000
+        st.max_flush_ms = max(st.max_flush_ms, st.last_flush_ms)
+        st.flushes += 1
+        if dt > self.slow_flush_s:
+            st.slow_flushes += 1
+            self._retry_at = time.monotonic() + self.retry_s
+        self._uncompacted += len(nums)
+        self._keep(nums)
+        with self._cond:
+            st.stored += len(samples)
+            st.in_flight -= len(samples)
+        if self.rollups is not None:
+            self.rollups.add_narrow(nums, narrow.names)
+            self._rolled_id = max(self._rolled_id, self._pending_id)
+        return True
+
+    def _keep(self, nums: list[tuple[Any, ...]]) -> None:
+        """Remember the rows just committed (ids up to ``_pending_id``) for compaction."""
+        buf = self._buf
+        if buf is None or not nums:
+            return
+        first = self._pending_id - len(nums) + 1
+        if not buf:
+            self._buf_first = first
+        elif first != self._buf_first + len(buf):
+            self._buf = None  # someone else wrote between our batches
+            return
+        buf.extend(nums)
 
     def _to_spill(self, rows: list[Row]) -> None:
         while rows:
@@ -460,6 +525,8 @@ class StoreWriter:
                 con.execute(_META_UPSERT, (CURSOR_KEY, cursor))
             con.execute("COMMIT")
             self._uncompacted += nums
+            if nums:
+                self._buf = None  # rows not kept in memory: compaction reads them back
             return None
         except sqlite3.Error as e:
             if con.in_transaction:
@@ -584,9 +651,15 @@ class StoreWriter:
         mark = self._committed_roll_id if self.rollups is not None else None
         try:
             if time.monotonic() >= self._retry_at:
-                moved, left = compact(con, mark)
+                buf = self._buf
+                moved, left = compact(con, mark, (self._buf_first, buf) if buf else None)
                 self.stats.compacted += moved
                 self._uncompacted = left
+                if buf is not None and len(buf) - moved == left:
+                    del buf[:moved]
+                    self._buf_first += moved
+                else:
+                    self._buf = [] if left == 0 else None
         except sqlite3.Error as e:
             if is_transient(e):
                 self._retry_at = time.monotonic() + self.retry_s
