@@ -84,27 +84,22 @@ def _chunks_frame(chunks: list[tuple[Any, ...]], lo: int, hi: int) -> pl.DataFra
 
     if not chunks:
         return _empty_narrow()
-    parts = [(seq, tag, decode(blob, t0)) for seq, tag, t0, blob in chunks]
-    n = sum(len(c.ts) for _, _, c in parts)
-    tag = np.empty(n, np.int64)
-    seq = np.empty(n, np.int64)
-    o = 0
-    for s, t, c in parts:
-        k = len(c.ts)
-        tag[o:o + k], seq[o:o + k] = t, s
-        o += k
-    ts = np.concatenate([c.ts for _, _, c in parts])
-    value = np.concatenate([c.value for _, _, c in parts])
-    quality = np.concatenate([c.quality for _, _, c in parts]).astype(np.int8)
-    reason = np.concatenate([c.reason for _, _, c in parts]).astype(np.int64)
-    keep = (ts >= lo) & (ts < hi)
-    df = pl.DataFrame({"tag": tag[keep], "ts": ts[keep],
-                       "value": pl.Series(value[keep], nan_to_null=True),
-                       "quality": quality[keep], "reason": reason[keep]})
+    parts = [decode(blob, t0) for _, _, t0, blob in chunks]
+    lens = [len(c.ts) for c in parts]
+    df = pl.DataFrame({
+        "tag": np.repeat(np.array([c[1] for c in chunks], np.int64), lens),
+        "ts": np.concatenate([c.ts for c in parts]),
+        "value": pl.Series(np.concatenate([c.value for c in parts]), nan_to_null=True),
+        "quality": np.concatenate([c.quality for c in parts]).view(np.int8),
+        "reason": np.concatenate([c.reason for c in parts]).astype(np.int64),
+        "chunk": np.repeat(np.array([c[0] for c in chunks], np.int64), lens),
+    })
+    if any(c[2] < lo for c in chunks) or any(int(p.ts[-1]) >= hi for p in parts if len(p.ts)):
+        df = df.filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
     return df.with_columns(
         pl.when(pl.col("reason") < 0).then(None).otherwise(pl.col("reason")).alias("reason"),
-        pl.lit(None, pl.String()).alias("text_value"), pl.Series("chunk", seq[keep]),
-    ).select(list(NARROW_SCHEMA)).cast(NARROW_SCHEMA)
+        pl.lit(None, pl.String()).alias("text_value"),
+    ).select(list(NARROW_SCHEMA))
 
 
 def hot_narrow(conn: Any, nums: Sequence[int], lo: int, hi: int
@@ -181,26 +176,45 @@ def intervals(conn: Any, scopes: Sequence[str], lo: int, hi: int) -> pl.DataFram
 
 def contextualize(narrow: pl.DataFrame, tags: dict[str, tuple[int, str | None]],
                   reasons: dict[int, str], ivals: pl.DataFrame) -> pl.DataFrame:
-    """Narrow rows → contract frame: tag ids, reason texts, the context in force (as-of)."""
-    tag_df = pl.DataFrame({"tag": [v[0] for v in tags.values()], "tag_id": list(tags),
-                           "scope": [v[1] for v in tags.values()]},
-                          schema={"tag": pl.Int64(), "tag_id": pl.String(),
-                                  "scope": pl.String()})
+    """Narrow rows → contract frame: tag ids, reason texts, the context in force (as-of).
+
+    Integers all the way until the end: rows are sorted by (ts, rank of the tag id),
+    matched to an interval number per machine number, and only then do the strings
+    (tag ids, reasons, the context of the matched interval) come in by small joins.
+    """
+    names = sorted(tags)
+    scopes = sorted({v[1] for v in tags.values() if v[1] is not None})
+    scope_no = {sc: i for i, sc in enumerate(scopes)}
+    tag_df = pl.DataFrame(
+        {"tag": [tags[n][0] for n in names], "tag_id": names,
+         "rank": list(range(len(names))),
+         "scope_no": [scope_no.get(tags[n][1]) for n in names]},  # type: ignore[arg-type]
+        schema={"tag": pl.Int64(), "tag_id": pl.String(), "rank": pl.Int64(),
+                "scope_no": pl.Int64()})
     reason_df = pl.DataFrame({"reason": list(reasons), "reason_text": list(reasons.values())},
                              schema={"reason": pl.Int64(), "reason_text": pl.String()})
-    df = (narrow.join(tag_df, on="tag", how="left")
-          .join(reason_df, on="reason", how="left")
-          .sort("ts"))
-    iv = ivals.filter(pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("valid_from")))
-    iv = iv.sort("valid_from", maintain_order=True)
-    df = df.join_asof(iv, left_on="ts", right_on="valid_from", by="scope", strategy="backward",
-                     check_sortedness=False)
+    iv = (ivals.filter(pl.col("valid_to").is_null()
+                       | (pl.col("valid_to") > pl.col("valid_from")))
+          .with_columns(pl.col("scope").replace_strict(scope_no, default=None,
+                                                       return_dtype=pl.Int64()).alias("scope_no"))
+          .with_row_index("iv"))
+    keys = iv.select("scope_no", "valid_from", "valid_to", pl.col("iv").cast(pl.Int64()))
+    keys = keys.sort("valid_from", maintain_order=True)
+    df = (narrow.join(tag_df.select("tag", "rank", "scope_no"), on="tag", how="left",
+                      maintain_order="left")
+          .sort(["ts", "rank"], maintain_order=True)
+          .join_asof(keys, left_on="ts", right_on="valid_from", by="scope_no",
+                     strategy="backward", check_sortedness=False))
     closed = pl.col("valid_to").is_not_null() & (pl.col("ts") >= pl.col("valid_to"))
-    ctx = [pl.when(closed).then(None).otherwise(pl.col(c)).alias(c) for c in CONTEXT]
+    df = df.with_columns(pl.when(closed).then(None).otherwise(pl.col("iv")).alias("iv"))
+    ctx = iv.select(pl.col("iv").cast(pl.Int64()), *CONTEXT)
+    df = (df.join(tag_df.select("rank", "tag_id"), on="rank", how="left", maintain_order="left")
+          .join(reason_df, on="reason", how="left", maintain_order="left")
+          .join(ctx, on="iv", how="left", maintain_order="left"))
     value = (pl.when(pl.col("quality") == 2).then(None).otherwise(pl.col("value"))
              .alias("value"))
     return df.with_columns(
-        *ctx, value, pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
+        value, pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
         pl.col("reason_text").alias("reason"),
     ).select(COLUMNS).cast(OUT_SCHEMA)
 
@@ -209,29 +223,63 @@ def reason_texts(conn: Any) -> dict[int, str]:
     return {int(c): t for c, t in _rows(conn, "SELECT code, text FROM sample_reason")}
 
 
-def history(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
-            start: datetime, end: datetime) -> pl.DataFrame:
-    """Recent + chunked + archived samples of ``tag_ids`` in [start, end) as one frame."""
-    tag_ids = list(dict.fromkeys(tag_ids))
+def narrow(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
+           start: datetime, end: datetime
+           ) -> tuple[pl.DataFrame, dict[str, tuple[int, str | None]], pl.DataFrame | None]:
+    """Steps 1-2 of the read path: (narrow rows, tag map, legacy wide rows or None)."""
     lo, hi = to_us(start), to_us(end)
     with guard(store), store.engine.connect() as conn:
         tags = tag_numbers(conn, tag_ids)
         nums = [v[0] for v in tags.values()]
-        narrow, seen = hot_narrow(conn, nums, lo, hi)
-        scopes = sorted({v[1] for v in tags.values() if v[1] is not None})
-        ivals = intervals(conn, scopes, lo, hi)
-        reasons = reason_texts(conn)
-    frames = [narrow]
+        rows, seen = hot_narrow(conn, nums, lo, hi)
+    frames = [rows]
     legacy = None
     if archive_dir is not None:
         arch = archived_narrow(Path(archive_dir), nums, start, end, seen)
         if arch is not None and arch.height:
             frames.append(arch)
         legacy = _legacy(Path(archive_dir), tag_ids, start, end)
-    df = contextualize(pl.concat(frames, how="vertical"), tags, reasons, ivals)
+    return pl.concat(frames, how="vertical"), tags, legacy
+
+
+def history(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
+            start: datetime, end: datetime) -> pl.DataFrame:
+    """Recent + chunked + archived samples of ``tag_ids`` in [start, end) as one frame."""
+    tag_ids = list(dict.fromkeys(tag_ids))
+    rows, tags, legacy = narrow(store, archive_dir, tag_ids, start, end)
+    scopes = sorted({v[1] for v in tags.values() if v[1] is not None})
+    with guard(store), store.engine.connect() as conn:
+        ivals = intervals(conn, scopes, to_us(start), to_us(end))
+        reasons = reason_texts(conn)
+    df = contextualize(rows, tags, reasons, ivals)  # sorted by ts, then tag id
     if legacy is not None and legacy.height:
-        df = pl.concat([legacy, df], how="vertical")
-    return df.sort(["ts", "tag_id"], maintain_order=True)
+        df = pl.concat([legacy, df], how="vertical").sort(["ts", "tag_id"], maintain_order=True)
+    return df
+
+
+def aggregate(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
+              start: datetime, end: datetime, every: str = "1m") -> pl.DataFrame:
+    """min/mean/max/count of Good values per tag per ``every`` bucket (a trend over weeks).
+
+    Works on the narrow rows (no context join): tag_id, ts (bucket start), min, mean,
+    max, count.
+    """
+    tag_ids = list(dict.fromkeys(tag_ids))
+    rows, tags, legacy = narrow(store, archive_dir, tag_ids, start, end)
+    names = pl.DataFrame({"tag": [v[0] for v in tags.values()], "tag_id": list(tags)},
+                         schema={"tag": pl.Int64(), "tag_id": pl.String()})
+    good = (rows.filter((pl.col("quality") == 0) & pl.col("value").is_not_null())
+            .join(names, on="tag").select(
+                "tag_id", pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
+                "value"))
+    if legacy is not None and legacy.height:
+        good = pl.concat([legacy.filter((pl.col("quality") == 0)
+                                        & pl.col("value").is_not_null())
+                          .select("tag_id", "ts", "value"), good])
+    return (good.sort(["tag_id", "ts"])
+            .group_by_dynamic("ts", every=every, group_by="tag_id")
+            .agg(pl.col("value").min().alias("min"), pl.col("value").mean().alias("mean"),
+                 pl.col("value").max().alias("max"), pl.len().alias("count")))
 
 
 def latest(conn: Any, tag_ids: Sequence[str], n: int = 1, good_only: bool = False
