@@ -401,9 +401,11 @@ def equipment_detail(engine: Engine, equipment_id: str, points: int = 60) -> Equ
         if e is None:
             raise KeyError(equipment_id)
         tags = []
-        for t in c.execute(select(tm).where(tm.c.equipment_id == equipment_id)
-                           .order_by(tm.c.kind, tm.c.name)):
-            rows = list(reversed(history.latest(c, [t.id], points).get(t.id, [])))
+        metas = list(c.execute(select(tm).where(tm.c.equipment_id == equipment_id)
+                               .order_by(tm.c.kind, tm.c.name)))
+        newest = history.latest(c, [t.id for t in metas], points)  # one scan for all tags
+        for t in metas:
+            rows = list(reversed(newest.get(t.id, [])))
             last = rows[0] if rows else None
             recent = tuple(float(v) for _, v, _, q in reversed(rows)
                            if q == 0 and v is not None)
