@@ -112,9 +112,7 @@ def _arrow(tag: np.ndarray, ts: np.ndarray, value: np.ndarray) -> Any:
 
 def write_day(path: Path, nums: list[int], kinds: list[str], day0: int, seed: int) -> int:
     """One archive file: these tags' day, sorted by (tag, ts), the archiver's encodings."""
-    import pyarrow.parquet as pq
-
-    from core.ingest.archive import ROW_GROUP
+    from core.ingest.archive import write_table
 
     ts1 = day0 + np.arange(DAY_S, dtype=np.int64) * S_US
     tag = np.repeat(np.array(nums, np.int32), DAY_S)
@@ -122,10 +120,7 @@ def write_day(path: Path, nums: list[int], kinds: list[str], day0: int, seed: in
     value = np.concatenate([signal(k, DAY_S, seed * 100_003 + n) for n, k in zip(nums, kinds,
                                                                                  strict=True)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_arrow(tag, ts, value), str(path), compression="zstd", compression_level=6,
-                   row_group_size=ROW_GROUP, write_statistics=True,
-                   use_dictionary=["tag", "quality", "reason", "chunk", "value"],
-                   column_encoding={"ts": "DELTA_BINARY_PACKED"})
+    write_table(_arrow(tag, ts, value), path)
     return len(ts)
 
 
@@ -326,6 +321,7 @@ def measure(gen: dict[str, Any], days: int, hot_h: int, reps: int,
 
 def disk(gen: dict[str, Any], root: Path) -> dict[str, Any]:
     """Bytes per sample: archive (all, by kind), hot store, a noisy 1 Hz signal."""
+    from core.ingest.archive import write_table
     from core.ingest.compaction import chunk_rows
 
     arch_bytes = sum(p.stat().st_size for p in gen["archive"].rglob("*.parquet"))
@@ -342,12 +338,7 @@ def disk(gen: dict[str, Any], root: Path) -> dict[str, Any]:
     noisy = np.random.default_rng(1).standard_normal(DAY_S)
     ts = day0 + np.arange(DAY_S, dtype=np.int64) * S_US
     p = root / "kind" / "noisy.parquet"
-    import pyarrow.parquet as pq
-
-    pq.write_table(_arrow(np.ones(DAY_S, np.int32), ts, noisy), str(p), compression="zstd",
-                   compression_level=6, use_dictionary=["tag", "quality", "reason", "chunk",
-                                                         "value"],
-                   column_encoding={"ts": "DELTA_BINARY_PACKED"})
+    write_table(_arrow(np.ones(DAY_S, np.int32), ts, noisy), p)
     rows = chunk_rows(np.ones(DAY_S, np.int64), ts, noisy, np.zeros(DAY_S, np.uint8),
                       np.full(DAY_S, -1, np.int32))
     noisy_sqlite = sum(len(r[4]) + 40 for r in rows) / DAY_S  # + ~40 bytes of row and index

@@ -178,44 +178,47 @@ def contextualize(narrow: pl.DataFrame, tags: dict[str, tuple[int, str | None]],
                   reasons: dict[int, str], ivals: pl.DataFrame) -> pl.DataFrame:
     """Narrow rows → contract frame: tag ids, reason texts, the context in force (as-of).
 
-    Integers all the way until the end: rows are sorted by (ts, rank of the tag id),
-    matched to an interval number per machine number, and only then do the strings
-    (tag ids, reasons, the context of the matched interval) come in by small joins.
+    Integers all the way until the end: rows are sorted by (ts, rank of the tag id) on
+    one int64 key, matched to an interval number per machine number, and only then do
+    the strings come in, gathered by index (tag ids by rank, the context of the matched
+    interval by its row number) instead of joined.
     """
     names = sorted(tags)
     scopes = sorted({v[1] for v in tags.values() if v[1] is not None})
     scope_no = {sc: i for i, sc in enumerate(scopes)}
-    tag_df = pl.DataFrame(
-        {"tag": [tags[n][0] for n in names], "tag_id": names,
-         "rank": list(range(len(names))),
-         "scope_no": [scope_no.get(tags[n][1]) for n in names]},  # type: ignore[arg-type]
-        schema={"tag": pl.Int64(), "tag_id": pl.String(), "rank": pl.Int64(),
-                "scope_no": pl.Int64()})
-    reason_df = pl.DataFrame({"reason": list(reasons), "reason_text": list(reasons.values())},
-                             schema={"reason": pl.Int64(), "reason_text": pl.String()})
+    rank = {tags[n][0]: i for i, n in enumerate(names)}
+    scope_of = {tags[n][0]: scope_no[tags[n][1]] for n in names  # type: ignore[index]
+                if tags[n][1] is not None}
     iv = (ivals.filter(pl.col("valid_to").is_null()
                        | (pl.col("valid_to") > pl.col("valid_from")))
           .with_columns(pl.col("scope").replace_strict(scope_no, default=None,
                                                        return_dtype=pl.Int64()).alias("scope_no"))
-          .with_row_index("iv"))
-    keys = iv.select("scope_no", "valid_from", "valid_to", pl.col("iv").cast(pl.Int64()))
-    keys = keys.sort("valid_from", maintain_order=True)
-    df = (narrow.join(tag_df.select("tag", "rank", "scope_no"), on="tag", how="left",
-                      maintain_order="left")
-          .sort(["ts", "rank"], maintain_order=True)
-          .join_asof(keys, left_on="ts", right_on="valid_from", by="scope_no",
-                     strategy="backward", check_sortedness=False))
+          .with_row_index("iv").with_columns(pl.col("iv").cast(pl.Int64())))
+    keys = iv.select("scope_no", "valid_from", "valid_to", "iv").sort("valid_from",
+                                                                     maintain_order=True)
+    top = max(rank, default=0) + 1  # tag numbers are small: look them up by index
+    rank_lut = pl.Series([rank.get(k) for k in range(top)], dtype=pl.Int64())
+    scope_lut = pl.Series([scope_of.get(k) for k in range(top)], dtype=pl.Int64())
+    tag_col = narrow["tag"]
+    df = narrow.with_columns(rank_lut.gather(tag_col).alias("rank"),
+                             scope_lut.gather(tag_col).alias("scope_no"))
+    if len(names) < 2048:  # ts (µs, < 2^52 until 2112) * 2048 + rank fits in an int64
+        df = df.sort(pl.col("ts") * 2048 + pl.col("rank"), maintain_order=True)
+    else:
+        df = df.sort(["ts", "rank"], maintain_order=True)
+    df = df.join_asof(keys, left_on="ts", right_on="valid_from", by="scope_no",
+                      strategy="backward", check_sortedness=False)
     closed = pl.col("valid_to").is_not_null() & (pl.col("ts") >= pl.col("valid_to"))
-    df = df.with_columns(pl.when(closed).then(None).otherwise(pl.col("iv")).alias("iv"))
-    ctx = iv.select(pl.col("iv").cast(pl.Int64()), *CONTEXT)
-    df = (df.join(tag_df.select("rank", "tag_id"), on="rank", how="left", maintain_order="left")
-          .join(reason_df, on="reason", how="left", maintain_order="left")
-          .join(ctx, on="iv", how="left", maintain_order="left"))
+    idx = df.select(pl.when(closed).then(None).otherwise(pl.col("iv")).alias("iv"))["iv"]
+    name_s = pl.Series("tag_id", names, dtype=pl.String())
+    cols = {c: iv[c].gather(idx) for c in CONTEXT}
     value = (pl.when(pl.col("quality") == 2).then(None).otherwise(pl.col("value"))
              .alias("value"))
     return df.with_columns(
         value, pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
-        pl.col("reason_text").alias("reason"),
+        pl.col("reason").replace_strict(reasons, default=None,
+                                        return_dtype=pl.String()).alias("reason"),
+        name_s.gather(df["rank"]).alias("tag_id"), *(v.alias(c) for c, v in cols.items()),
     ).select(COLUMNS).cast(OUT_SCHEMA)
 
 

@@ -29,6 +29,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -58,21 +59,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet(df: pl.DataFrame, path: Path | str) -> None:
-    """One archive file: sorted by (tag, ts), zstd, statistics, small row groups.
+def write_table(table: Any, path: Path | str) -> None:
+    """Write an archive table (pyarrow, sorted by (tag, ts)) with the archive's encodings.
 
     pyarrow, for the encodings polars does not write: times DELTA_BINARY_PACKED (a
     regular sampling interval costs next to nothing), ids and quality dictionary/RLE,
-    values dictionary-encoded while the distinct values stay few (a sensor's resolution),
-    plain otherwise.
+    values dictionary-encoded when they repeat (a sensor's resolution: a few thousand
+    distinct values a day) and BYTE_STREAM_SPLIT when they mostly do not (full-precision
+    noise, where a dictionary only adds a page).
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = df.sort(["tag", "ts"], maintain_order=True).to_arrow()
+    n = table.num_rows
+    distinct = pc.count_distinct(table["value"]).as_py() if n else 0
+    repeats = distinct <= n // 2
     pq.write_table(table, str(path), compression="zstd", compression_level=6,
                    row_group_size=ROW_GROUP, write_statistics=True,
-                   use_dictionary=["tag", "quality", "reason", "chunk", "value"],
-                   column_encoding={"ts": "DELTA_BINARY_PACKED"})
+                   use_dictionary=["tag", "quality", "reason", "chunk",
+                                   *(["value"] if repeats else [])],
+                   column_encoding={"ts": "DELTA_BINARY_PACKED",
+                                    **({} if repeats else {"value": "BYTE_STREAM_SPLIT"})})
+
+
+def write_parquet(df: pl.DataFrame, path: Path | str) -> None:
+    """One archive file from a frame in ``SCHEMA``: sorted by (tag, ts), see ``write_table``."""
+    write_table(df.sort(["tag", "ts"], maintain_order=True).to_arrow(), path)
 
 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
