@@ -260,29 +260,53 @@ def history(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str]
     return df
 
 
+def _partials(lf: pl.LazyFrame, key: str, every: str) -> pl.LazyFrame:
+    """Good values → (key, bucket, min, max, sum, count): partials that merge exactly."""
+    return (lf.filter((pl.col("quality") == 0) & pl.col("value").is_not_null())
+            .group_by(key, pl.col("ts").dt.truncate(every))
+            .agg(pl.col("value").min().alias("min"), pl.col("value").max().alias("max"),
+                 pl.col("value").sum().alias("sum"), pl.len().alias("count")))
+
+
 def aggregate(store: Store, archive_dir: str | Path | None, tag_ids: Sequence[str],
               start: datetime, end: datetime, every: str = "1m") -> pl.DataFrame:
     """min/mean/max/count of Good values per tag per ``every`` bucket (a trend over weeks).
 
-    Works on the narrow rows (no context join): tag_id, ts (bucket start), min, mean,
-    max, count.
+    No context join, and the archive is aggregated inside its scan (polars streams the
+    files into per-bucket partials), so a month of one tag never becomes a frame of
+    rows: tag_id, ts (bucket start), min, mean, max, count; sorted by tag, then ts.
     """
     tag_ids = list(dict.fromkeys(tag_ids))
-    rows, tags, legacy = narrow(store, archive_dir, tag_ids, start, end)
+    lo, hi = to_us(start), to_us(end)
+    with guard(store), store.engine.connect() as conn:
+        tags = tag_numbers(conn, tag_ids)
+        nums = [v[0] for v in tags.values()]
+        rows, seen = hot_narrow(conn, nums, lo, hi)
+    as_ts = pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC")
+    parts = [_partials(rows.lazy().with_columns(as_ts), "tag", every)]
+    if archive_dir is not None:
+        files = _dates(Path(archive_dir), "date=*", start, end) \
+            if Path(archive_dir).exists() else []
+        if files and nums:
+            scan = (pl.scan_parquet(files, hive_partitioning=False)
+                    .filter(pl.col("tag").is_in(nums) & (pl.col("ts") >= from_us(lo))
+                            & (pl.col("ts") < from_us(hi))))
+            if seen:
+                scan = scan.filter(~pl.col("chunk").is_in(list(seen)))
+            parts.append(_partials(scan.with_columns(pl.col("tag").cast(pl.Int64())),
+                                   "tag", every))
     names = pl.DataFrame({"tag": [v[0] for v in tags.values()], "tag_id": list(tags)},
-                         schema={"tag": pl.Int64(), "tag_id": pl.String()})
-    good = (rows.filter((pl.col("quality") == 0) & pl.col("value").is_not_null())
-            .join(names, on="tag").select(
-                "tag_id", pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC"),
-                "value"))
+                         schema={"tag": pl.Int64(), "tag_id": pl.String()}).lazy()
+    merged = [pl.concat(parts, how="vertical").join(names, on="tag").drop("tag")]
+    legacy = _legacy(Path(archive_dir), tag_ids, start, end) if archive_dir else None
     if legacy is not None and legacy.height:
-        good = pl.concat([legacy.filter((pl.col("quality") == 0)
-                                        & pl.col("value").is_not_null())
-                          .select("tag_id", "ts", "value"), good])
-    return (good.sort(["tag_id", "ts"])
-            .group_by_dynamic("ts", every=every, group_by="tag_id")
-            .agg(pl.col("value").min().alias("min"), pl.col("value").mean().alias("mean"),
-                 pl.col("value").max().alias("max"), pl.len().alias("count")))
+        merged.append(_partials(legacy.lazy(), "tag_id", every))
+    cols = ["tag_id", "ts", "min", "max", "sum", "count"]
+    return (pl.concat([m.select(cols) for m in merged], how="vertical")
+            .group_by("tag_id", "ts")
+            .agg(pl.col("min").min(), (pl.col("sum").sum() / pl.col("count").sum()).alias("mean"),
+                 pl.col("max").max(), pl.col("count").sum().cast(pl.UInt32()))
+            .sort(["tag_id", "ts"]).collect())
 
 
 def latest(conn: Any, tag_ids: Sequence[str], n: int = 1, good_only: bool = False
