@@ -210,8 +210,13 @@ def contextualize(narrow: pl.DataFrame, tags: dict[str, tuple[int, str | None]],
         df = df.sort(["ts", "rank"], maintain_order=True)
     df = df.join_asof(keys, left_on="ts", right_on="valid_from", by="scope_no",
                       strategy="backward", check_sortedness=False)
+    first = keys.group_by("scope_no").agg(pl.col("iv").first().alias("first_iv"))
+    df = df.join(first, on="scope_no", how="left", maintain_order="left")
     closed = pl.col("valid_to").is_not_null() & (pl.col("ts") >= pl.col("valid_to"))
-    idx = df.select(pl.when(closed).then(None).otherwise(pl.col("iv")).alias("iv"))["iv"]
+    # older than anything its machine's intervals know (a value read at connect with its
+    # old source time): the first context known, as the sample was stamped with it
+    idx = df.select(pl.when(pl.col("iv").is_null()).then(pl.col("first_iv"))
+                    .when(closed).then(None).otherwise(pl.col("iv")).alias("iv"))["iv"]
     name_s = pl.Series("tag_id", names, dtype=pl.String())
     cols = {c: iv[c].gather(idx) for c in CONTEXT}
     value = (pl.when(pl.col("quality") == 2).then(None).otherwise(pl.col("value"))
