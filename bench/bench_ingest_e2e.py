@@ -23,7 +23,8 @@ after another (2 shared cores: nothing else of ours runs beside a phase):
    values/s = rows the store writer committed in the window / window; received/s
    from the drivers' sink. Then ``stop()`` drains the writer and loss is checked:
    received = stored + quarantined, writer drops, detection-queue drops, and the
-   ``sample`` table's row count = stored. Peak RSS of this process during the phase.
+   stored rows (recent, text and chunked samples) = stored. Peak RSS of this process
+   during the phase.
 4. raw sqlite3 executemany of the same row shape (``bench ingest_store``'s baseline,
    one tag per twin tag, batches of the writer's size, rows built before the clock).
 
@@ -268,7 +269,9 @@ async def run_loopline(cfg_path: Path, db: Path, twin: Any, speed: float, warmup
     peak[0] = max(peak[0], rss_mb())
     con = sqlite3.connect(str(db))
     try:
-        rows = con.execute("SELECT count(*) FROM sample").fetchone()[0]
+        rows = con.execute("SELECT (SELECT count(*) FROM sample) + (SELECT count(*) FROM "
+                           "sample_text) + (SELECT coalesce(sum(n), 0) FROM sample_chunk)"
+                           ).fetchone()[0]
     finally:
         con.close()
     ing = summary["ingest"]

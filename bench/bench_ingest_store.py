@@ -10,7 +10,8 @@ spill buffer armed, rollups on), timed until ``close()`` has drained every row. 
 baseline inserts the same rows with plain sqlite3 executemany in batches of the
 writer's size, the row tuples built *before* the clock starts: it times only the
 database work, the ceiling for any writer, so the ratio is loopline's whole cost
-(stamping, conversion, queue, thread, rollups) on top of it. Both write fresh store
+(stamping, conversion, queue, thread, rollups, compaction into per-tag chunks) on top
+of it. Rows are narrow: (tag number, µs time, value, quality, reason code). Both write fresh store
 files with the same schema and pragmas. Medians over ``--reps``; the order of the two
 runs alternates. Reports drops, spills, and the process's peak RSS growth during the
 loopline run.
@@ -35,10 +36,12 @@ from typing import Any
 from core.config.loader import ResolvedTag
 from core.config.schema import Tag
 from core.ingest.contextualizer import Contextualizer
-from core.ingest.rows import INSERT_SQL, to_row
+from core.ingest.rows import to_row
 from core.ingest.writer import StoreWriter
 from core.samples import Context, Quality, Sample
+from core.store.chunks import to_us
 from core.store.db import open_store
+from core.store.narrow import INSERT_SAMPLE
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
 PER_EQ = 20
@@ -98,7 +101,8 @@ def run_loopline(db: Path, spill: Path, tags: list[ResolvedTag],
     dt = time.perf_counter() - t
     return {"s": dt, "stored": st.stored, "dropped": st.dropped, "spilled": st.spilled_total,
             "quarantined": st.quarantined, "balanced": st.balanced,
-            "rss_growth_mb": rss_mb() - rss0, "changes": len(cz.drain_changes())}
+            "rss_growth_mb": rss_mb() - rss0, "changes": len(cz.drain_changes()),
+            "compacted": st.compacted}
 
 
 def run_raw(db: Path, tags: list[ResolvedTag], batches: list[list[Sample]],
@@ -107,10 +111,11 @@ def run_raw(db: Path, tags: list[ResolvedTag], batches: list[list[Sample]],
     ctx = {t.equipment_id: Context(equipment_id=t.equipment_id, line_id=t.line_id,
                                    lot_id="L-00101") for t in tags}
     flat = [(s, ctx[s.tag_id.split(".")[0]]) for b in batches for s in b]
-    fmt = "%Y-%m-%d %H:%M:%S.%f"
-    rows = [(s.tag_id, s.source_ts.strftime(fmt), s.value if s.quality == 0 else None,
-             None, int(s.quality), s.reason, c.equipment_id, c.line_id, c.order_id,
-             c.lot_id, c.recipe_id, c.batch_id, c.shift_id, c.operator_id) for s, c in flat]
+    nums = {t.id: i + 1 for i, t in enumerate(tags)}
+    codes = {"timeout": 1}
+    assert ctx
+    rows = [(nums[s.tag_id], to_us(s.source_ts), s.value if s.quality == 0 else None,
+             int(s.quality), codes.get(s.reason) if s.reason else None) for s, _ in flat]
     con = sqlite3.connect(str(db), isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
@@ -118,7 +123,7 @@ def run_raw(db: Path, tags: list[ResolvedTag], batches: list[list[Sample]],
         t = time.perf_counter()  # only the database work: the ceiling for any writer
         for i in range(0, len(rows), batch_rows):
             con.execute("BEGIN")
-            con.executemany(INSERT_SQL, rows[i:i + batch_rows])
+            con.executemany(INSERT_SAMPLE, rows[i:i + batch_rows])
             con.execute("COMMIT")
         return time.perf_counter() - t
     finally:
@@ -143,7 +148,9 @@ def measure(n_tags: int, seconds: int, reps: int, batch_rows: int) -> dict[str, 
                     loop_runs.append(run_loopline(db, Path(tmp) / f"spill-{rep}", tags,
                                                   batches, batch_rows))
                 con = sqlite3.connect(str(db))
-                got = con.execute("SELECT count(*) FROM sample").fetchone()[0]
+                got = con.execute("SELECT count(*) FROM sample").fetchone()[0] + (
+                    con.execute("SELECT coalesce(sum(n), 0) FROM sample_chunk").fetchone()[0])
+                got += con.execute("SELECT count(*) FROM sample_text").fetchone()[0]
                 con.close()
                 lost = n - got - (loop_runs[-1]["quarantined"] if name == "loopline" else 0)
                 if lost:
@@ -161,6 +168,7 @@ def measure(n_tags: int, seconds: int, reps: int, batch_rows: int) -> dict[str, 
                      "spilled": sum(r["spilled"] for r in loop_runs),
                      "balanced": all(r["balanced"] for r in loop_runs),
                      "context_changes": loop_runs[0]["changes"],
+                     "compacted": loop_runs[0]["compacted"],
                      "rss_growth_mb": max(r["rss_growth_mb"] for r in loop_runs)},
         "ratio_to_raw": raw_med / loop_med,
     }
@@ -177,6 +185,7 @@ def print_table(r: dict[str, Any]) -> None:
           f"{lp['rows_per_s']:>10,.0f} {r['ratio_to_raw']:>6.2f}x")
     print(f"dropped {lp['dropped']}, spilled {lp['spilled']}, counters balanced "
           f"{lp['balanced']}, context changes {lp['context_changes']}, "
+          f"rows compacted into chunks during the run {lp['compacted']:,}, "
           f"peak RSS growth {lp['rss_growth_mb']:.1f} MB")
 
 

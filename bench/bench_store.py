@@ -6,8 +6,10 @@ Each repetition writes the same rows into fresh store files with the same schema
 pragmas (WAL, synchronous=NORMAL), one transaction per batch: through
 ``core.store.sample_writer.write_samples`` (row dicts, and ``ContextSample`` objects as
 the contextualizer hands them over) and through plain ``sqlite3.executemany`` of
-pre-shaped tuples (timestamps formatted inside the timed loop, as the writer must).
-The order of the three runs rotates per repetition; medians and ratios are reported.
+narrow tuples (tag number looked up and timestamp converted inside the timed loop, as
+the writer must). The order of the three runs rotates per repetition; medians and ratios
+are reported, and the file's bytes per sample as written (recent rows) and after
+compaction into per-tag chunks.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.ingest.compaction import compact
 from core.samples import Context, ContextSample, Quality
+from core.store.chunks import to_us
 from core.store.db import open_store
+from core.store.narrow import INSERT_SAMPLE
 from core.store.sample_writer import COLUMNS, write_samples
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
@@ -71,16 +76,15 @@ def run_raw(path: Path, samples: Sequence[ContextSample], batch: int) -> float:
     con = sqlite3.connect(str(path), isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    sql = (f"INSERT INTO sample ({', '.join(COLUMNS)}) "
-           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+    sql = INSERT_SAMPLE
+    nums = {t: i + 1 for i, t in enumerate(sorted({s.tag_id for s in samples}))}
+    reasons = {"timeout": 1}
     try:
         t = time.perf_counter()
         for b in _batches(samples, batch):
             tuples = [
-                (s.tag_id, s.source_ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
-                 s.value, None, int(s.quality), s.reason, s.ctx.equipment_id, s.ctx.line_id,
-                 s.ctx.order_id, s.ctx.lot_id, s.ctx.recipe_id, s.ctx.batch_id,
-                 s.ctx.shift_id, s.ctx.operator_id)
+                (nums[s.tag_id], to_us(s.source_ts), s.value, int(s.quality),
+                 reasons.get(s.reason) if s.reason else None)
                 for s in b
             ]
             con.execute("BEGIN")
@@ -97,6 +101,31 @@ def count(path: Path) -> int:
         return int(con.execute("SELECT count(*) FROM sample").fetchone()[0])
     finally:
         con.close()
+
+
+def file_bytes(path: Path) -> int:
+    """The store's size with its WAL checkpointed and free pages dropped."""
+    con = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    return path.stat().st_size
+
+
+def bytes_per_sample(path: Path, n: int) -> tuple[float, float]:
+    """(bytes/sample as recent rows, bytes/sample once compacted), an empty store subtracted."""
+    empty = path.with_name("empty.db")
+    open_store(str(empty)).close()
+    base = file_bytes(empty)
+    rows = file_bytes(path) - base
+    con = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        compact(con)
+    finally:
+        con.close()
+    return rows / n, (file_bytes(path) - base) / n
 
 
 def measure(n_rows: int, batch: int, reps: int) -> dict[str, Any]:
@@ -122,11 +151,14 @@ def measure(n_rows: int, batch: int, reps: int) -> dict[str, Any]:
                 written = count(path)
                 if written != n_rows:
                     raise RuntimeError(f"{name}: wrote {written} rows, expected {n_rows}")
+                if rep == 0 and name == names[1]:
+                    disk = bytes_per_sample(path, n_rows)
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(path) + suffix).unlink(missing_ok=True)
     raw = statistics.median(times[names[0]])
     return {
         "rows": n_rows, "batch": batch, "reps": reps,
+        "bytes_per_sample_rows": disk[0], "bytes_per_sample_chunks": disk[1],
         "results": [
             {"name": k, "median_s": statistics.median(v),
              "rows_per_s": n_rows / statistics.median(v),
@@ -144,6 +176,8 @@ def print_table(report: dict[str, Any]) -> None:
     for r in report["results"]:
         print(f"{r['name']:32} {r['median_s']:>9.3f} {r['rows_per_s']:>10,.0f} "
               f"{r['ratio_to_raw']:>6.2f}x")
+    print(f"SQLite bytes/sample: {report['bytes_per_sample_rows']:.1f} as recent rows, "
+          f"{report['bytes_per_sample_chunks']:.1f} compacted into chunks (uniform noise)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

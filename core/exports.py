@@ -26,7 +26,7 @@ from core.store.models import (
     HoldLot,
     Lot,
     Recommendation,
-    Sample,
+    SampleTag,
     TagMeta,
     WorkOrder,
 )
@@ -83,11 +83,11 @@ def table_frame(store: Store, table: Table, time_col: str | None = None,
 def samples_frame(store: Store, archive_dir: str | Path | None, since: datetime | None,
                   until: datetime | None) -> pl.DataFrame:
     """Hot and archived samples in [since, until), one frame in core.history's contract."""
-    st, tm = Sample.__table__, TagMeta.__table__  # type: ignore[attr-defined]
+    st, tm = SampleTag.__table__, TagMeta.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:
         tags = {r[0] for r in conn.execute(select(tm.c.id))}
-        tags |= {r[0] for r in conn.execute(select(st.c.tag_id).distinct())}
-    if archive_dir is not None and Path(archive_dir).exists():
+        tags |= {r[0] for r in conn.execute(select(st.c.tag_id))}
+    if archive_dir is not None and Path(archive_dir).exists():  # files from before v4
         files = [str(p) for p in Path(archive_dir).glob("line=*/date=*/*.parquet")]
         if files:
             tags |= set(pl.scan_parquet(files, hive_partitioning=False).select("tag_id")

@@ -156,7 +156,7 @@ class Requester:
 
     def _recipe_of(self, equipment_id: str) -> str | None:
         """What the machine runs: the dispatched order's recipe, else its newest
-        contextualized sample's, else its WIP lot's order's."""
+        context interval's, else its WIP lot's order's."""
         with guard(self.store), self.store.engine.connect() as conn:
             from core.dispatch import ensure_schema
 
@@ -164,8 +164,8 @@ class Requester:
             for sql in (
                 "SELECT o.recipe_id FROM dispatch d JOIN production_order o "
                 "ON o.id = d.order_id WHERE d.equipment_id = :eq",
-                "SELECT recipe_id FROM sample WHERE tag_id LIKE :pat AND recipe_id IS NOT NULL "
-                "ORDER BY ts DESC LIMIT 1",
+                "SELECT recipe_id FROM context_interval WHERE scope = :eq "
+                "AND recipe_id IS NOT NULL ORDER BY valid_from DESC, id DESC LIMIT 1",
                 "SELECT o.recipe_id FROM lot l JOIN production_order o ON o.id = l.order_id "
                 "WHERE l.equipment_id = :eq AND l.status = 'wip' LIMIT 1",
             ):
@@ -176,10 +176,11 @@ class Requester:
         return None
 
     def _last_value(self, tag_id: str) -> float | None:
+        from core.history import latest
+
         with guard(self.store), self.store.engine.connect() as conn:
-            r = conn.execute(text("SELECT value FROM sample WHERE tag_id = :t AND quality = 0 "
-                                  "ORDER BY ts DESC LIMIT 1"), {"t": tag_id}).first()
-        return float(r[0]) if r is not None and r[0] is not None else None
+            pts = latest(conn, [tag_id], 1, good_only=True).get(tag_id)
+        return float(pts[-1][1]) if pts and pts[-1][1] is not None else None
 
 
 def requested_by(evidence: Any) -> str | None:

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, column, func, select, text
+from sqlalchemy import Engine, and_, func, select
 
+from core import history
 from core.statuses import LOT_OPEN, ORDER_OPEN, REC_DONE, REC_PENDING, WO_OPEN
 from core.store.models import (
     Action,
@@ -33,7 +34,6 @@ from core.store.models import (
     ProductionOrder,
     QualityMeasurement,
     Recommendation,
-    Sample,
     Site,
     TagMeta,
     WorkOrder,
@@ -357,29 +357,18 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
 
 def _key_signals(c: Any, keys: dict[str, Any], points: int
                  ) -> tuple[dict[str, tuple[float, ...]], dict[str, datetime | None]]:
-    """Recent good values and the newest sample time of each key tag, in two statements
-    (one index seek per tag each). This runs every refresh beside a busy writer, and
-    building and compiling a statement per tag cost more Python (GIL held, the UI waits)
-    than SQLite spent on the seeks; plain SQL text compiles once."""
+    """Recent good values and the newest sample time of each key tag: two scans of the
+    recent rows (few, in arrival order) and the newest chunk of a tag still short of
+    points. This runs every refresh beside a busy writer, so it stays plain SQL text."""
     if not keys:
         return {}, {}
-    st = _t(Sample)
     tags = {tag.id: eq_id for eq_id, tag in keys.items()}
-    binds = {f"t{i}": tag_id for i, tag_id in enumerate(tags)}
-    recent_sql = " UNION ALL ".join(
-        f"SELECT * FROM (SELECT tag_id, ts, value FROM {st.name} WHERE tag_id = :{b} "
-        "AND quality = 0 AND value IS NOT NULL ORDER BY ts DESC LIMIT :n)" for b in binds)
-    recent: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-    stmt = text(recent_sql).columns(st.c.tag_id, st.c.ts, st.c.value)
-    for r in c.execute(stmt, {**binds, "n": points}):
-        recent[r.tag_id].append((r.ts, float(r.value)))
-    spark = {tags[t]: tuple(v for _, v in sorted(rows)) for t, rows in recent.items()}
-    newest_sql = "SELECT " + ", ".join(
-        f"(SELECT max(ts) FROM {st.name} WHERE tag_id = :{b}) AS {b}" for b in binds)
-    newest = c.execute(text(newest_sql).columns(*(column(b, st.c.ts.type) for b in binds)),
-                       binds).one()
-    last_ts = {tag_id: newest[i] for i, tag_id in enumerate(tags)}
-    return spark, {tags[t]: ts for t, ts in last_ts.items()}
+    good = history.latest(c, list(tags), points, good_only=True)
+    newest = history.latest(c, list(tags), 1)
+    spark = {tags[t]: tuple(float(v) for _, v, _, _ in pts if v is not None)
+             for t, pts in good.items() if pts}
+    last_ts = {tags[t]: (pts[-1][0] if pts else None) for t, pts in newest.items()}
+    return spark, last_ts
 
 
 @dataclass(frozen=True)
@@ -406,26 +395,25 @@ class EquipmentDetail:
 
 def equipment_detail(engine: Engine, equipment_id: str, points: int = 60) -> EquipmentDetail:
     """Each tag of one machine with its latest value and recent good values."""
-    tm, st, et = _t(TagMeta), _t(Sample), _t(Equipment)
+    tm, et = _t(TagMeta), _t(Equipment)
     with engine.connect() as c:
         e = c.execute(select(et).where(et.c.id == equipment_id)).first()
         if e is None:
             raise KeyError(equipment_id)
         tags = []
-        for t in c.execute(select(tm).where(tm.c.equipment_id == equipment_id)
-                           .order_by(tm.c.kind, tm.c.name)):
-            rows = c.execute(
-                select(st.c.ts, st.c.value, st.c.text_value, st.c.quality)
-                .where(st.c.tag_id == t.id).order_by(st.c.ts.desc()).limit(points)
-            ).all()
+        metas = list(c.execute(select(tm).where(tm.c.equipment_id == equipment_id)
+                               .order_by(tm.c.kind, tm.c.name)))
+        newest = history.latest(c, [t.id for t in metas], points)  # one scan for all tags
+        for t in metas:
+            rows = list(reversed(newest.get(t.id, [])))
             last = rows[0] if rows else None
-            recent = tuple(float(r.value) for r in reversed(rows)
-                           if r.quality == 0 and r.value is not None)
+            recent = tuple(float(v) for _, v, _, q in reversed(rows)
+                           if q == 0 and v is not None)
             value = None
             if last is not None:
-                value = last.value if last.value is not None else last.text_value
+                value = last[1] if last[1] is not None else last[2]
             tags.append(TagView(t.id, t.name, t.kind, t.unit, t.hi, value,
-                                last.quality if last else None, last.ts if last else None,
+                                last[3] if last else None, last[0] if last else None,
                                 recent))
     return EquipmentDetail(e.id, e.name, e.type, e.line_id, tuple(tags))
 

@@ -297,14 +297,12 @@ class Runtime:
         would be counted twice (OEE above 100 %). Plant time never runs backwards."""
         from datetime import timedelta
 
-        from sqlalchemy import func, select
-
-        from core.store.models import Sample as SampleRow
+        from core.history import newest_ts
 
         top = WallClock().now().replace(minute=0, second=0, microsecond=0)
         try:
             with self.store.engine.connect() as conn:
-                last = conn.execute(select(func.max(SampleRow.__table__.c.ts))).scalar()  # type: ignore[attr-defined]
+                last = newest_ts(conn)
         except Exception:  # an unreadable store fails later, with its own message
             return None
         if last is None:

@@ -168,13 +168,11 @@ def _store_source(cfg: Any) -> Any:
 
 
 def _newest_sample(cfg: Any) -> datetime | None:
-    from sqlalchemy import func, select
-
     from core.clock import ensure_utc
-    from core.store.models import Sample
+    from core.history import newest_ts
 
     with _store(cfg).engine.connect() as conn:
-        ts = conn.execute(select(func.max(Sample.__table__.c.ts))).scalar()  # type: ignore[attr-defined]
+        ts = newest_ts(conn)
     return ensure_utc(ts) if ts is not None else None
 
 

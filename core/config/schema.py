@@ -76,6 +76,22 @@ class Limits(Strict):
         return self
 
 
+class HistoryFilter(Strict):
+    """Storage compression of one tag (core.ingest.deadband): which samples history keeps.
+
+    Off unless set. ``absolute``/``swinging_door``: ``value`` in engineering units;
+    ``percent``: ``value`` % of the last stored value. Error bound: a reader holding the
+    last stored value (absolute, percent) or interpolating between stored points
+    (swinging door) is never further than the band from any dropped sample. Quality
+    changes, non-Good samples and text are always stored, and a sample at least every
+    ``max_interval_s``. Leave it off for quality characteristics and counters.
+    """
+
+    kind: Literal["absolute", "percent", "swinging_door"] = "absolute"
+    value: float = Field(gt=0)
+    max_interval_s: float = Field(default=600.0, gt=0)
+
+
 class Tag(Strict):
     """One signal of one piece of equipment, as the driver finds it.
 
@@ -100,7 +116,8 @@ class Tag(Strict):
     byte_order: RegisterOrder = "big"
     limits: Limits | None = None
     writable: bool = False
-    deadband: float = Field(default=0.0, ge=0)
+    deadband: float = Field(default=0.0, ge=0)  # OPC UA subscription deadband (the server's)
+    history: HistoryFilter | None = None  # storage compression (ours), off by default
     poll_group: Identifier = "default"
     key: bool = False  # the signal shown as the equipment's sparkline
     id_format: str | None = None  # numeric context value -> id, e.g. "L-{:06d}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core import history
 from core.store.db import Store, guard
 from core.store.models import (
     Action,
@@ -32,7 +33,6 @@ from core.store.models import (
     QualityCharacteristic,
     QualityMeasurement,
     RecipeSetpoint,
-    Sample,
 )
 
 EFFECT_PREFIX = "r2r.effect."  # engineers' figure (master data), per recipe setpoint id
@@ -43,7 +43,6 @@ WINDOW = 30  # newest measurements the shift is estimated from
 MIN_POINTS = 10  # fewer since the last change: wait for more before moving again
 SIGNIFICANCE = 3.0  # standard errors the estimated shift must exceed
 META = Meta.__table__  # type: ignore[attr-defined]
-SAMPLE = Sample.__table__  # type: ignore[attr-defined]
 QM = QualityMeasurement.__table__  # type: ignore[attr-defined]
 ACT = Action.__table__  # type: ignore[attr-defined]
 
@@ -86,10 +85,9 @@ def effects(store: Store, recipe_id: str, equipment_type: str) -> dict[str, tupl
 def current_setpoint(store: Store, equipment_id: str, name: str) -> float | None:
     """The newest Good value the machine reported for this setpoint."""
     with guard(store), store.engine.connect() as conn:
-        row = conn.execute(select(SAMPLE.c.value).where(
-            SAMPLE.c.tag_id == f"{equipment_id}.{name}", SAMPLE.c.quality == 0)
-            .order_by(SAMPLE.c.ts.desc()).limit(1)).first()
-    return float(row[0]) if row is not None and row[0] is not None else None
+        tag = f"{equipment_id}.{name}"
+        pts = history.latest(conn, [tag], 1, good_only=True).get(tag)
+    return float(pts[-1][1]) if pts and pts[-1][1] is not None else None
 
 
 def last_change(store: Store, equipment_id: str, until: datetime) -> datetime | None:

@@ -1,14 +1,24 @@
-"""Move samples older than the hot window from SQLite to Parquet, crash-safe.
+"""Move chunks older than the hot window from SQLite to Parquet, exactly once, crash-safe.
 
-Layout: ``archive_dir/line=<line>/date=<YYYY-MM-DD>/part-<lo>-<hi>-<cutoff>.parquet``
-(hive partitions; samples without a line go to ``line=_none``). Work goes in chunks
-of row ids. Each chunk is first written to a journal (``_archive_journal.json``: id
-range and cutoff), then its files are written completely (temp file, fsync, rename),
-then its rows are deleted from the hot table, then the journal is removed. File names
-are a function of the journal, so a run that died anywhere in between is redone on
-the next run with the same names: files are overwritten, never doubled, and rows are
-deleted only after their file exists. The ``id`` column is kept in the files so
-``core.history`` can drop a row seen in both places.
+Layout: ``archive_dir/date=<YYYY-MM-DD>/part-<lo>-<hi>.parquet`` (hive partition by
+the samples' UTC date; a chunk is one tag's hour, so it never crosses midnight).
+Columns: ``tag`` (int32 tag number, see ``sample_tag``), ``ts`` (timestamp µs UTC),
+``value`` (f64, null when none), ``quality`` (int8), ``reason`` (int32 code, null when
+none) and ``chunk`` (the ``sample_chunk.seq`` the row came from); rows sorted by
+(tag, ts), zstd, times delta-encoded, ids dictionary/RLE encoded, small row groups
+with statistics so one tag's read touches one or two of them per file.
+Context is not repeated in the files: it stays in ``context_interval`` and
+``core.history`` joins it, for archived rows as for hot ones.
+
+A pass first compacts the recent rows up to the rollup mark (``compaction``), then
+works in chunk-seq ranges. Each range is written to a journal
+(``_archive_journal.json``: seq range and cutoff) before its files are written
+completely (temp file, fsync, rename), then its chunks are deleted, then the journal
+is removed. File names are a function of the journal, so a run that died anywhere in
+between is redone on the next run with the same names: files are overwritten, never
+doubled, chunks are deleted only after their file exists, and chunks are immutable,
+so the redone range holds the same rows. Readers drop archived rows whose chunk is
+still in SQLite, so the window between rename and delete shows every sample once.
 """
 
 from __future__ import annotations
@@ -19,33 +29,26 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from core.ingest.rows import ROW_COLUMNS, ts_text
+from core.ingest.compaction import compact
+from core.store.chunks import decode, to_us
 
 JOURNAL = "_archive_journal.json"
-NO_LINE = "_none"
-TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
+ROLLUP_KEY = "ingest.rollup_through"
+ROW_GROUP = 65_536
 SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64(), "tag_id": pl.String(), "ts": pl.String(), "value": pl.Float64(),
-    "text_value": pl.String(), "quality": pl.Int8(), "reason": pl.String(),
-    **{c: pl.String() for c in ROW_COLUMNS[6:]},
-}
+    "tag": pl.Int32(), "ts": pl.Datetime("us", "UTC"), "value": pl.Float64(),
+    "quality": pl.Int8(), "reason": pl.Int32(), "chunk": pl.Int64()}
 
 
 @dataclass
 class ArchiveReport:
     rows: int = 0
     files: list[Path] = field(default_factory=list)
-    redone: bool = False  # a chunk left by an interrupted run was finished
-
-
-def rows_frame(rows: list[tuple[object, ...]]) -> pl.DataFrame:
-    """Raw sample rows (id first, ts as stored text) to a typed frame."""
-    df = pl.DataFrame(rows, schema=SCHEMA, orient="row")
-    return df.with_columns(pl.col("ts").str.to_datetime(TS_FORMAT, time_unit="us",
-                                                        time_zone="UTC"))
+    redone: bool = False  # a range left by an interrupted run was finished
 
 
 def _fsync_dir(path: Path) -> None:
@@ -56,24 +59,73 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_table(table: Any, path: Path | str) -> None:
+    """Write an archive table (pyarrow, sorted by (tag, ts)) with the archive's encodings.
+
+    pyarrow, for the encodings polars does not write: times DELTA_BINARY_PACKED (a
+    regular sampling interval costs next to nothing), ids and quality dictionary/RLE,
+    values dictionary-encoded when they repeat (a sensor's resolution: a few thousand
+    distinct values a day) and BYTE_STREAM_SPLIT when they mostly do not (full-precision
+    noise, where a dictionary only adds a page).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    n = table.num_rows
+    distinct = pc.count_distinct(table["value"]).as_py() if n else 0
+    repeats = distinct <= n // 2
+    pq.write_table(table, str(path), compression="zstd", compression_level=6,
+                   row_group_size=ROW_GROUP, write_statistics=True,
+                   use_dictionary=["tag", "quality", "reason", "chunk",
+                                   *(["value"] if repeats else [])],
+                   column_encoding={"ts": "DELTA_BINARY_PACKED",
+                                    **({} if repeats else {"value": "BYTE_STREAM_SPLIT"})})
+
+
+def write_parquet(df: pl.DataFrame, path: Path | str) -> None:
+    """One archive file from a frame in ``SCHEMA``: sorted by (tag, ts), see ``write_table``."""
+    write_table(df.sort(["tag", "ts"], maintain_order=True).to_arrow(), path)
+
+
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    df.write_parquet(tmp)
+    write_parquet(df, tmp)
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
+def chunks_frame(rows: list[tuple[int, int, int, bytes]]) -> pl.DataFrame:
+    """(seq, tag, t0, data) chunk rows to an archive frame."""
+    import numpy as np
+
+    cols = [(seq, tag, decode(blob, t0)) for seq, tag, t0, blob in rows]
+    if not cols:
+        return pl.DataFrame(schema=SCHEMA)
+    lens = [len(c.ts) for _, _, c in cols]
+    reason = np.concatenate([c.reason for _, _, c in cols])
+    df = pl.DataFrame({
+        "tag": np.repeat(np.array([t for _, t, _ in cols], np.int32), lens),
+        "ts": np.concatenate([c.ts for _, _, c in cols]),
+        "value": pl.Series(np.concatenate([c.value for _, _, c in cols]), nan_to_null=True),
+        "quality": np.concatenate([c.quality for _, _, c in cols]).astype(np.int8),
+        "reason": pl.Series(reason).set(pl.Series(reason < 0), None),
+        "chunk": np.repeat(np.array([s for s, _, _ in cols], np.int64), lens),
+    })
+    return df.with_columns(pl.from_epoch("ts", time_unit="us").dt.replace_time_zone("UTC")
+                           ).cast(SCHEMA)  # type: ignore[arg-type]
+
+
 class Archiver:
-    """Archives one SQLite store's sample table into ``archive_dir``."""
+    """Archives one SQLite store's chunks into ``archive_dir``."""
 
     def __init__(self, db_path: str | Path, archive_dir: str | Path, *,
-                 chunk_rows: int = 200_000) -> None:
+                 chunk_rows: int = 2_000) -> None:
         self.db_path = Path(db_path)
         self.dir = Path(archive_dir)
-        self.chunk_rows = chunk_rows
+        self.chunk_rows = chunk_rows  # chunks (not samples) per range
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(str(self.db_path), isolation_level=None, timeout=30)
@@ -83,29 +135,26 @@ class Archiver:
     def _journal(self) -> Path:
         return self.dir / JOURNAL
 
-    def _chunk(self, con: sqlite3.Connection, lo: int, hi: int, cutoff: str,
+    def _chunk(self, con: sqlite3.Connection, lo: int, hi: int, cutoff: int,
                report: ArchiveReport) -> None:
-        cols = ", ".join(("id", *ROW_COLUMNS))
-        rows = con.execute(f"SELECT {cols} FROM sample WHERE id BETWEEN ? AND ? AND ts < ? "
-                           "ORDER BY id", (lo, hi, cutoff)).fetchall()
+        rows = con.execute("SELECT seq, tag, t0, data FROM sample_chunk "
+                           "WHERE seq BETWEEN ? AND ? AND t1 < ? ORDER BY seq",
+                           (lo, hi, cutoff)).fetchall()
         if rows:
-            df = rows_frame(rows)
-            stamp = cutoff.replace("-", "").replace(":", "").replace(" ", "T")[:15]
-            keyed = df.with_columns(
-                pl.col("line_id").fill_null(NO_LINE).alias("_line"),
+            df = chunks_frame(rows).with_columns(
                 pl.col("ts").dt.date().cast(pl.String).alias("_date"))
-            for (line, day), part in keyed.group_by(["_line", "_date"], maintain_order=True):
-                path = (self.dir / f"line={line}" / f"date={day}"
-                        / f"part-{lo:012d}-{hi:012d}-{stamp}.parquet")
-                _write_atomic(part.drop("_line", "_date"), path)
+            for (day,), part in df.group_by(["_date"], maintain_order=True):
+                path = self.dir / f"date={day}" / f"part-{lo:012d}-{hi:012d}.parquet"
+                _write_atomic(part.drop("_date"), path)
                 report.files.append(path)
-            report.rows += len(rows)
+                report.rows += part.height
         con.execute("BEGIN IMMEDIATE")
-        con.execute("DELETE FROM sample WHERE id BETWEEN ? AND ? AND ts < ?", (lo, hi, cutoff))
+        con.execute("DELETE FROM sample_chunk WHERE seq BETWEEN ? AND ? AND t1 < ?",
+                    (lo, hi, cutoff))
         con.execute("COMMIT")
 
     def run(self, now: datetime, hot_window_h: float) -> ArchiveReport:
-        """Archive every sample older than ``now - hot_window_h``; safe to re-run."""
+        """Archive every chunk that ends before ``now - hot_window_h``; safe to re-run."""
         self.dir.mkdir(parents=True, exist_ok=True)
         report = ArchiveReport()
         con = self._connect()
@@ -116,11 +165,14 @@ class Archiver:
                 self._chunk(con, j["lo"], j["hi"], j["cutoff"], report)
                 jpath.unlink()
                 report.redone = True
-            cutoff = ts_text(now.astimezone(UTC) - timedelta(hours=hot_window_h))
-            snap = con.execute("SELECT max(id) FROM sample").fetchone()[0]
+            cutoff = to_us(now.astimezone(UTC) - timedelta(hours=hot_window_h))
+            mark = con.execute("SELECT value FROM meta WHERE key = ?", (ROLLUP_KEY,)).fetchone()
+            compact(con, int(mark[0]) if mark else None)  # rows not yet rolled up stay
+            snap = con.execute("SELECT max(seq) FROM sample_chunk").fetchone()[0]
             if snap is None:
                 return report
-            lo = con.execute("SELECT min(id) FROM sample WHERE ts < ?", (cutoff,)).fetchone()[0]
+            lo = con.execute("SELECT min(seq) FROM sample_chunk WHERE t1 < ?",
+                             (cutoff,)).fetchone()[0]
             while lo is not None and lo <= snap:
                 hi = min(lo + self.chunk_rows - 1, snap)
                 tmp = jpath.with_suffix(".tmp")
@@ -129,7 +181,7 @@ class Archiver:
                 _fsync_dir(self.dir)
                 self._chunk(con, lo, hi, cutoff, report)
                 jpath.unlink()
-                lo = con.execute("SELECT min(id) FROM sample WHERE ts < ? AND id > ?",
+                lo = con.execute("SELECT min(seq) FROM sample_chunk WHERE t1 < ? AND seq > ?",
                                  (cutoff, hi)).fetchone()[0]
             return report
         finally:

@@ -32,6 +32,7 @@ from core.counters import CounterNote
 from core.dispatch import current_dispatch
 from core.ingest.archive import Archiver, ArchiveReport
 from core.ingest.contextualizer import Contextualizer, snapshot_from_store
+from core.ingest.deadband import HistoryFilter, bands_from_tags
 from core.ingest.lots import register_lots
 from core.ingest.writer import StoreWriter
 from core.production import ProductionTracker
@@ -72,6 +73,7 @@ class IngestPipeline:
               "flush_ms": loaded.config.store.flush_ms,
               "batch_rows": loaded.config.store.batch_rows, **writer_kw}
         self.writer = StoreWriter(store.path, loaded.spill_dir, **kw)
+        self.history_filter = HistoryFilter(bands_from_tags(loaded.tags))
         self.archiver = Archiver(store.path, loaded.archive_dir)
         self.hot_window_h = loaded.config.store.hot_window_h
         self.archive_every_s = archive_every_s
@@ -89,7 +91,8 @@ class IngestPipeline:
     def handle(self, samples: Sequence[Sample]) -> list[ContextSample]:
         """Stamp, queue for the store, track production; no I/O. Returns the stamped batch."""
         stamped = self.contextualizer.stamp(samples)
-        self.writer.submit(stamped)
+        hf = self.history_filter
+        self.writer.submit(hf.filter(stamped) if hf else stamped)
         self.tracker.process(stamped)
         return stamped
 
@@ -130,6 +133,7 @@ class IngestPipeline:
         if archive or (archive is None and due):
             self._last_archive = time.monotonic()
             try:
+                self.writer.compact_now()  # rows rolled up and in chunks: the archive moves chunks
                 self.last_archive = self.archiver.run(self.clock.now(), self.hot_window_h)
                 rep.archived_rows = self.last_archive.rows
             except Exception as e:
@@ -142,10 +146,12 @@ class IngestPipeline:
         """Counters for the events stream and the UI."""
         return {**self.writer.stats.as_dict(), "balanced": self.writer.stats.balanced,
                 "stamped": self.contextualizer.stamped,
+                "history_filtered": self.history_filter.dropped,
                 "production_pending": self.tracker.pending}
 
     def close(self, timeout: float = 60.0) -> dict[str, Any]:
         """Drain the writer and write the last production facts; returns final stats."""
+        self.writer.submit(self.history_filter.flush())
         self.writer.close(timeout)
         try:
             self.tracker.flush(self.store)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from core.ingest.rows import QUALITY, TEXT, TS, VALUE, Row
+from core.ingest.rows import QUALITY, TEXT, TS, VALUE, Row, ts_text
+from core.store.chunks import from_us, to_us
 
 MERGE_SQL = """
 INSERT INTO sample_rollup (tag_id, minute, min, max, mean, count, good_share)
@@ -42,19 +44,26 @@ ON CONFLICT(tag_id, minute) DO UPDATE SET
 """
 
 REBUILD_SQL = """
-INSERT OR REPLACE INTO sample_rollup (tag_id, minute, min, max, mean, count, good_share)
-SELECT tag_id, substr(ts, 1, 16) || ':00.000000',
-       min(CASE WHEN quality = 0 THEN value END), max(CASE WHEN quality = 0 THEN value END),
-       avg(CASE WHEN quality = 0 THEN value END), count(*),
-       1.0 * sum(CASE WHEN quality = 0 AND value IS NOT NULL THEN 1 ELSE 0 END) / count(*)
-FROM sample
-WHERE ts >= ? AND ts < ? AND text_value IS NULL
-GROUP BY tag_id, substr(ts, 1, 16)
+SELECT t.tag_id, s.ts / 60000000 AS m,
+       min(CASE WHEN s.quality = 0 THEN s.value END), max(CASE WHEN s.quality = 0 THEN s.value END),
+       avg(CASE WHEN s.quality = 0 THEN s.value END), count(*),
+       1.0 * sum(CASE WHEN s.quality = 0 AND s.value IS NOT NULL THEN 1 ELSE 0 END) / count(*)
+FROM sample s JOIN sample_tag t ON t.num = s.tag
+WHERE s.ts >= ? AND s.ts < ?
+GROUP BY s.tag, s.ts / 60000000
 """
+_REPLACE = ("INSERT OR REPLACE INTO sample_rollup (tag_id, minute, min, max, mean, count, "
+            "good_share) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_MINUTE_US = 60_000_000
 
 
-def minute_of(ts_text: str) -> str:
-    return ts_text[:16] + ":00.000000"
+def minute_text(minute: int) -> str:
+    """Minute number (µs // 60 s) to the ``sample_rollup.minute`` text."""
+    return ts_text(from_us(minute * _MINUTE_US))
+
+
+def minute_of(text: str) -> int:
+    return to_us(datetime.fromisoformat(text[:16]).replace(tzinfo=UTC)) // _MINUTE_US
 
 
 class RollupAccumulator:
@@ -62,7 +71,7 @@ class RollupAccumulator:
 
     def __init__(self) -> None:
         # key -> [min, max, sum, good, count]
-        self._parts: dict[tuple[str, str], list[float]] = {}
+        self._parts: dict[tuple[str, int], list[float]] = {}
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -72,7 +81,7 @@ class RollupAccumulator:
         for r in rows:
             if r[TEXT] is not None:
                 continue
-            key = (r[0], r[TS][:16])
+            key = (r[0], r[TS] // _MINUTE_US)
             p = parts.get(key)
             if p is None:
                 p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
@@ -86,12 +95,29 @@ class RollupAccumulator:
                 if v > p[1]:
                     p[1] = v
 
+    def add_narrow(self, rows: Iterable[tuple[Any, ...]], names: dict[int, str]) -> None:
+        """Fold ``sample`` tuples (tag number, ts, value, quality, reason)."""
+        parts = self._parts
+        for num, ts, v, q, _ in rows:
+            key = (names[num], ts // _MINUTE_US)
+            p = parts.get(key)
+            if p is None:
+                p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
+            p[4] += 1
+            if q == 0 and v is not None:
+                p[3] += 1
+                p[2] += v
+                if v < p[0]:
+                    p[0] = v
+                if v > p[1]:
+                    p[1] = v
+
     def take(self) -> list[tuple[str, str, float | None, float | None, float | None, int, float]]:
         """The partials as merge parameters; the accumulator is emptied."""
         out = []
         for (tag, minute), (mn, mx, sm, good, cnt) in self._parts.items():
             g = int(good)
-            out.append((tag, minute + ":00.000000", mn if g else None, mx if g else None,
+            out.append((tag, minute_text(minute), mn if g else None, mx if g else None,
                         sm / g if g else None, int(cnt), g / cnt if cnt else 1.0))
         self._parts = {}
         return out
@@ -101,7 +127,7 @@ class RollupAccumulator:
         parts = self._parts
         for tag, minute, mn, mx, mean, cnt, share in params:
             good = round(cnt * share)
-            key = (tag, minute[:16])
+            key = (tag, minute_of(minute))
             p = parts.get(key)
             if p is None:
                 p = parts[key] = [float("inf"), float("-inf"), 0.0, 0, 0]
@@ -121,5 +147,12 @@ class RollupAccumulator:
 
 
 def rebuild(con: sqlite3.Connection, start: str, end: str) -> None:
-    """Recompute every minute in [start, end) (ts text) from the hot table."""
-    con.execute(REBUILD_SQL, (start, end))
+    """Recompute every minute in [start, end) (``ts_text`` times) from the recent rows.
+
+    Rows above the rollup mark (those whose partials a crash can lose) are never
+    compacted into chunks before they are rolled up, so the recent rows are enough.
+    """
+    lo = to_us(datetime.fromisoformat(start).replace(tzinfo=UTC))
+    hi = to_us(datetime.fromisoformat(end).replace(tzinfo=UTC))
+    rows = con.execute(REBUILD_SQL, (lo, hi)).fetchall()
+    con.executemany(_REPLACE, [(r[0], minute_text(r[1]), *r[2:]) for r in rows])

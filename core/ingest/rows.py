@@ -1,8 +1,10 @@
-"""Sample rows as the writer stores them: tuples in ``sample`` column order.
+"""Sample rows as the writer carries and spills them (see ``core.store.narrow``).
 
-Timestamps are formatted exactly as SQLAlchemy's SQLite ``DateTime`` stores them
-(``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) so rows written here and rows written
-through the ORM sort and compare as one column. Non-finite floats become Bad.
+``(tag_id, ts_us, value, text, quality, reason, ctx)``: time as integer µs since the
+epoch (UTC), the context as the 8-tuple of ids in ``CTX_FIELDS`` order. Non-finite
+floats become Bad; Bad samples keep no number. ``from_spilled`` also reads the wide
+rows an older loopline spilled (14 columns, time as text), so a spill buffer left
+before an upgrade is forwarded.
 """
 
 from __future__ import annotations
@@ -11,31 +13,36 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from core.samples import ContextSample, Quality
-from core.store.sample_writer import COLUMNS
+from core.samples import Context, ContextSample, Quality
+from core.store.chunks import to_us
+from core.store.narrow import CTX, CTX_FIELDS, QUALITY, TEXT, TS, VALUE, Row
 
-ROW_COLUMNS: tuple[str, ...] = (
-    "tag_id", "ts", "value", "text_value", "quality", "reason", "equipment_id", "line_id",
-    "order_id", "lot_id", "recipe_id", "batch_id", "shift_id", "operator_id",
-)
-assert set(ROW_COLUMNS) == set(COLUMNS), "sample table columns changed"
-TS, VALUE, TEXT, QUALITY = 1, 2, 3, 4
-Row = tuple[Any, ...]
-INSERT_SQL = (f"INSERT INTO sample ({', '.join(ROW_COLUMNS)}) "
-              f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})")
+__all__ = ["CTX", "CTX_FIELDS", "QUALITY", "TEXT", "TS", "VALUE", "Row", "ctx_tuple",
+           "from_spilled", "row_dict", "to_row", "ts_text"]
+ROW_COLUMNS: tuple[str, ...] = ("tag_id", "ts", "value", "text_value", "quality", "reason",
+                                "ctx")
 
 
 def ts_text(ts: datetime) -> str:
+    """SQLAlchemy's SQLite text form of a time (``sample_rollup.minute``)."""
     if ts.tzinfo is not None and ts.tzinfo is not UTC:
         ts = ts.astimezone(UTC)
     return ts.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def to_row(s: ContextSample, ts: str | None = None) -> Row:
-    """One contextualized sample as a row tuple; raises TypeError/ValueError if it cannot be.
+def ctx_tuple(c: Context | None) -> tuple[Any, ...] | None:
+    if c is None:
+        return None
+    return (c.equipment_id, c.line_id, c.order_id, c.lot_id, c.recipe_id, c.batch_id,
+            c.shift_id, c.operator_id)
 
-    ``ts`` is the already formatted source time, when the caller has it (batch callers
-    reuse the text for samples that share one timestamp object, as a poll block does).
+
+def to_row(s: ContextSample, ts: int | None = None,
+           ctx: tuple[Any, ...] | None = None) -> Row:
+    """One contextualized sample as a row; raises TypeError/ValueError if it cannot be.
+
+    ``ts``/``ctx`` are the already converted time and context when the caller has them
+    (a poll block shares one timestamp object, a machine one Context object).
     """
     v = s.value
     quality = int(s.quality)
@@ -54,12 +61,27 @@ def to_row(s: ContextSample, ts: str | None = None) -> Row:
         raise TypeError(f"value of type {type(v).__name__} cannot be stored")
     if quality == Quality.BAD:
         num = None  # Bad values are never kept as numbers
-    c = s.ctx
     if ts is None:
-        ts = ts_text(s.source_ts)
-    return (s.tag_id, ts, num, text, quality, reason, c.equipment_id, c.line_id, c.order_id,
-            c.lot_id, c.recipe_id, c.batch_id, c.shift_id, c.operator_id)
+        ts = to_us(s.source_ts)
+    if ctx is None:
+        ctx = ctx_tuple(s.ctx)
+    if reason is not None and not isinstance(reason, str):
+        reason = str(reason)
+    return (s.tag_id, ts, num, text, quality, reason, ctx)
+
+
+def from_spilled(r: list[Any] | tuple[Any, ...]) -> Row:
+    """A row read back from a spill file (this layout, or the wide one before it)."""
+    if len(r) == 7:
+        ctx = r[CTX]
+        return (r[0], int(r[TS]), r[VALUE], r[TEXT], r[QUALITY], r[5],
+                tuple(ctx) if ctx is not None else None)
+    ts = datetime.fromisoformat(r[1]).replace(tzinfo=UTC)
+    return (r[0], to_us(ts), r[2], r[3], r[4], r[5], tuple(r[6:14]))
 
 
 def row_dict(row: Row) -> dict[str, Any]:
-    return dict(zip(ROW_COLUMNS, row, strict=True))
+    out = dict(zip(ROW_COLUMNS[:6], row[:6], strict=True))
+    ctx = row[CTX]
+    out.update(zip(CTX_FIELDS, ctx or (None,) * len(CTX_FIELDS), strict=True))
+    return out

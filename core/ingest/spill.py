@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from core.ingest.rows import Row
+from core.ingest.rows import Row, from_spilled
 
 PREFIX, SUFFIX = "spill-", ".jsonl"
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -133,7 +133,7 @@ class SpillBuffer:
         e = self.entries[0]
         with self.path(e.file_no).open("rb") as f:
             f.seek(e.offset)
-            rows = [tuple(r) for r in json.loads(f.read(e.end - e.offset))]
+            rows = [from_spilled(r) for r in json.loads(f.read(e.end - e.offset))]
         return e, rows[e.skip:]
 
     def pop(self) -> None:

@@ -42,10 +42,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.ingest.compaction import compact
 from core.ingest.rollups import MERGE_SQL, RollupAccumulator
-from core.ingest.rows import INSERT_SQL, ROW_COLUMNS, Row, row_dict, to_row, ts_text
+from core.ingest.rows import Row, ctx_tuple, row_dict, to_row
 from core.ingest.spill import SpillBuffer
 from core.samples import ContextSample
+from core.store.chunks import to_us
+from core.store.narrow import NarrowWriter
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class WriterStats:
     last_flush_ms: float = 0.0
     max_flush_ms: float = 0.0
     rollup_rows: int = 0
+    compacted: int = 0  # recent rows moved into per-tag chunks
     state: str = "starting"  # starting | live | spilling | closed | failed
     error: str | None = None
 
@@ -100,6 +104,7 @@ class StoreWriter:
                  flush_ms: int = 200, batch_rows: int = 5000, lock_timeout_ms: int = 250,
                  slow_flush_ms: float = 2000.0, retry_ms: float = 500.0,
                  rollups: bool = True, rollup_every_s: float = 5.0,
+                 compact_rows: int = 100_000,
                  on_stored: Callable[[Sequence[Row]], None] | None = None) -> None:
         self.db_path = Path(db_path)
         self.spill = SpillBuffer(Path(spill_dir))
@@ -114,6 +119,16 @@ class StoreWriter:
         self.rollup_every_s = rollup_every_s
         self.rollups = RollupAccumulator() if rollups else None
         self.on_stored = on_stored
+        self.compact_rows = compact_rows  # recent rows that trigger a compaction (0: never)
+        self._narrow: NarrowWriter | None = None
+        self._uncompacted = 0
+        self._committed_roll_id = 0  # rollup mark as committed (compaction stays below it)
+        self._compact_req = False
+        self._compactions = 0
+        # the writer's own copy of the recent rows (ids from _buf_first on, no gaps), so
+        # compaction need not read them back; None when the table holds rows it has not
+        self._buf: list[tuple[Any, ...]] | None = None
+        self._buf_first = 0
         self.stats = WriterStats()
         self._q: deque[list[ContextSample]] = deque()
         self._cond = threading.Condition()
@@ -180,6 +195,23 @@ class StoreWriter:
                 self._progress.wait(min(left, 0.5))
         return True
 
+    def compact_now(self, timeout: float = 60.0) -> bool:
+        """Ask the thread to roll up and compact everything stored; wait until it has."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        with self._cond:
+            target = self._compactions + 1
+            self._compact_req = True
+            self._cond.notify()
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self._compactions < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._progress.wait(min(left, 0.5))
+        return True
+
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything received is stored or quarantined."""
         with self._cond:
@@ -231,13 +263,16 @@ class StoreWriter:
         row = con.execute("SELECT value FROM meta WHERE key = ?", (ROLLUP_KEY,)).fetchone()
         top = con.execute("SELECT max(id) FROM sample").fetchone()[0] or 0
         through = int(row[0]) if row else top  # first run: earlier rows are not ours
-        cols = ", ".join(ROW_COLUMNS)
+        assert self._narrow is not None
+        names = self._narrow.names
+        self._uncompacted = con.execute("SELECT count(*) FROM sample").fetchone()[0]
+        self._buf = [] if self._uncompacted == 0 else None
         while through < top:
-            chunk = con.execute(f"SELECT id, {cols} FROM sample WHERE id > ? ORDER BY id "
-                                "LIMIT 50000", (through,)).fetchall()
+            chunk = con.execute("SELECT id, tag, ts, value, quality FROM sample WHERE id > ? "
+                                "ORDER BY id LIMIT 50000", (through,)).fetchall()
             if not chunk:
                 break
-            self.rollups.add(r[1:] for r in chunk)
+            self.rollups.add((names.get(r[1]), r[2], r[3], None, r[4]) for r in chunk)
             through = chunk[-1][0]
         self._rolled_id = through
         self._flush_rollups(force=True)
@@ -249,6 +284,7 @@ class StoreWriter:
             cursor = None
             while True:
                 try:
+                    self._narrow = NarrowWriter(self._con)
                     cursor = self._read_cursor()
                     break
                 except sqlite3.OperationalError as e:
@@ -256,6 +292,7 @@ class StoreWriter:
                         raise
                     time.sleep(self.retry_s)
             self._recover_rollups()
+            self._committed_roll_id = self._rolled_id
             n = self.spill.recover(cursor)
             with self._cond:
                 self.stats.recovered = n
@@ -285,6 +322,12 @@ class StoreWriter:
                         time.monotonic() - last_rollup >= self.rollup_every_s:
                     self._flush_rollups()
                     last_rollup = time.monotonic()
+                if self._compact_req or (self.compact_rows
+                                         and self._uncompacted >= self.compact_rows):
+                    if self.rollups is not None:
+                        self._flush_rollups()
+                        last_rollup = time.monotonic()
+                    self._compact()
                 self._notify()
             self._final_drain()
         finally:
@@ -312,6 +355,8 @@ class StoreWriter:
                     break
                 if not self._q and self.spill.rows and now >= self._retry_at:
                     return []  # nothing new: use the time to forward
+                if not self._q and self._compact_req:
+                    return []
                 if self._q:
                     wait = last_flush + self.flush_s - now
                 elif self.spill.rows:
@@ -335,25 +380,90 @@ class StoreWriter:
     def _convert(self, samples: Iterable[ContextSample]) -> list[Row]:
         rows: list[Row] = []
         last_ts: object = None
-        last_text = ""
+        last_us = 0
+        last_ctx: object = None
+        ctx_t: tuple[Any, ...] | None = None
         for s in samples:
             try:
                 ts = s.source_ts
                 if ts is not last_ts:
-                    last_ts, last_text = ts, ts_text(ts)
-                rows.append(to_row(s, last_text))
+                    last_ts, last_us = ts, to_us(ts)
+                c = s.ctx
+                if c is not last_ctx:
+                    last_ctx, ctx_t = c, ctx_tuple(c)
+                rows.append(to_row(s, last_us, ctx_t))
             except (TypeError, ValueError, AttributeError) as e:
                 self._quarantine_raw(s, f"cannot convert: {e}")
         return rows
 
     def _handle(self, samples: list[ContextSample]) -> None:
-        rows = self._convert(samples)
         if self.spill.rows or time.monotonic() < self._retry_at:
-            self._to_spill(rows)
+            self._to_spill(self._convert(samples))
             return
+        if self.on_stored is None and self._fast(samples):
+            return
+        rows = self._convert(samples)
         done = self._insert_bisect(rows, None)
         if done < len(rows):
             self._to_spill(rows[done:])
+
+    def _fast(self, samples: list[ContextSample]) -> bool:
+        """One transaction straight from the samples; False: take the row-by-row path.
+
+        A transient error spills the batch (True); a sample that cannot be stored or a
+        row the database refuses sends the batch to ``_insert_bisect``, which finds it.
+        """
+        con, narrow = self._con, self._narrow
+        assert con is not None and narrow is not None
+        t0 = time.monotonic()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            nums = narrow.write_stamped(samples)
+            if nums:
+                self._pending_id = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+            con.execute("COMMIT")
+        except (sqlite3.Error, TypeError, ValueError, AttributeError) as e:
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                narrow.reload()
+            if isinstance(e, sqlite3.Error) and is_transient(e):
+                self.stats.lock_events += 1
+                self._retry_at = time.monotonic() + self.retry_s
+                self._to_spill(self._convert(samples))
+                return True
+            return False
+        dt = time.monotonic() - t0
+        st = self.stats
+        st.last_flush_ms = dt * 1000
+        st.max_flush_ms = max(st.max_flush_ms, st.last_flush_ms)
+        st.flushes += 1
+        if dt > self.slow_flush_s:
+            st.slow_flushes += 1
+            self._retry_at = time.monotonic() + self.retry_s
+        self._uncompacted += len(nums)
+        self._keep(nums)
+        with self._cond:
+            st.stored += len(samples)
+            st.in_flight -= len(samples)
+        if self.rollups is not None:
+            self.rollups.add_narrow(nums, narrow.names)
+            self._rolled_id = max(self._rolled_id, self._pending_id)
+        return True
+
+    def _keep(self, nums: list[tuple[Any, ...]]) -> None:
+        """Remember the rows just committed (ids up to ``_pending_id``) for compaction."""
+        buf = self._buf
+        if buf is None or not nums:
+            return
+        first = self._pending_id - len(nums) + 1
+        if not buf:
+            self._buf_first = first
+        elif first != self._buf_first + len(buf):
+            self._buf = None  # someone else wrote between our batches
+            return
+        buf.extend(nums)
 
     def _to_spill(self, rows: list[Row]) -> None:
         while rows:
@@ -404,21 +514,26 @@ class StoreWriter:
                 time.sleep(self.retry_s)
 
     def _try_insert(self, rows: Sequence[Row], cursor: str | None) -> BaseException | None:
-        con = self._con
-        assert con is not None
+        con, narrow = self._con, self._narrow
+        assert con is not None and narrow is not None
         try:
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(INSERT_SQL, rows)
-            if rows:
+            nums, _ = narrow.write(rows)
+            if nums:  # text rows go first, so this is the sample table's id
                 self._pending_id = con.execute("SELECT last_insert_rowid()").fetchone()[0]
             if cursor is not None:
                 con.execute(_META_UPSERT, (CURSOR_KEY, cursor))
             con.execute("COMMIT")
+            self._uncompacted += nums
+            if nums:
+                self._buf = None  # rows not kept in memory: compaction reads them back
             return None
         except sqlite3.Error as e:
             if con.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                narrow.reload()  # tag numbers or intervals of the rolled-back batch
             return e
 
     def _insert_bisect(self, rows: list[Row], cursor: str | None,
@@ -516,6 +631,7 @@ class StoreWriter:
             # the rows these partials cover, committed with them (crash recovery)
             con.execute(_META_UPSERT, (ROLLUP_KEY, str(self._rolled_id)))
             con.execute("COMMIT")
+            self._committed_roll_id = self._rolled_id
             self.stats.rollup_rows += len(params)
         except sqlite3.Error as e:
             if con.in_transaction:
@@ -526,3 +642,29 @@ class StoreWriter:
                 self._retry_at = time.monotonic() + self.retry_s
             else:
                 log.error("rollup merge failed: %s", e)
+
+    def _compact(self) -> None:
+        """Move recent rows into per-tag chunks (rows already rolled up, when rollups run)."""
+        con = self._con
+        if con is None:
+            return
+        mark = self._committed_roll_id if self.rollups is not None else None
+        try:
+            if time.monotonic() >= self._retry_at:
+                buf = self._buf
+                moved, left = compact(con, mark, (self._buf_first, buf) if buf else None)
+                self.stats.compacted += moved
+                self._uncompacted = left
+                if buf is not None and len(buf) - moved == left:
+                    del buf[:moved]
+                    self._buf_first += moved
+                else:
+                    self._buf = [] if left == 0 else None
+        except sqlite3.Error as e:
+            if is_transient(e):
+                self._retry_at = time.monotonic() + self.retry_s
+            else:
+                log.error("compaction failed: %s", e)
+        finally:  # a request is answered once, done or not (the next one retries)
+            self._compact_req = False
+            self._compactions += 1

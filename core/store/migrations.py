@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlmodel import SQLModel
@@ -41,10 +42,62 @@ def _v3_audit_guards(conn: Connection) -> None:
             conn.execute(text(stmt))
 
 
+def _v4_narrow_history(conn: Connection) -> None:
+    """Wide sample rows (tag id, time text, context ids on every row) to the narrow tables.
+
+    Rows are replayed in id (arrival) order through the same ``NarrowWriter`` the store
+    writer uses, so tag numbers, reason codes, text samples and context intervals come
+    out as if the rows had been written by this version; the rollup mark follows the rows.
+    """
+    from core.store.chunks import to_us
+    from core.store.models import (
+        ContextInterval,
+        SampleChunk,
+        SampleReason,
+        SampleTag,
+        SampleText,
+    )
+    from core.store.models import Sample as NarrowSample
+    from core.store.narrow import NarrowWriter
+
+    conn.execute(text("DROP INDEX IF EXISTS ix_sample_tag_ts"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_sample_ts"))
+    conn.execute(text("ALTER TABLE sample RENAME TO sample_v3"))
+    SQLModel.metadata.create_all(conn, tables=[
+        t.__table__ for t in (SampleTag, SampleReason, NarrowSample, SampleChunk,  # type: ignore[attr-defined]
+                              SampleText, ContextInterval)])
+    writer = NarrowWriter(conn.connection.driver_connection, conn.dialect.paramstyle)
+    cols = ("id, tag_id, ts, value, text_value, quality, reason, equipment_id, line_id, "
+            "order_id, lot_id, recipe_id, batch_id, shift_id, operator_id")
+    last = 0
+    while True:
+        rows = conn.execute(text(f"SELECT {cols} FROM sample_v3 WHERE id > :last "
+                                 "ORDER BY id LIMIT 50000"), {"last": last}).fetchall()
+        if not rows:
+            break
+        batch = []
+        for r in rows:
+            ts = r[2] if isinstance(r[2], datetime) else datetime.fromisoformat(str(r[2]))
+            ctx = tuple(r[7:15])
+            batch.append((r[1], to_us(ts), r[3], r[4], r[5], r[6], ctx if any(ctx) else None))
+        writer.write(batch)
+        last = rows[-1][0]
+    mark = conn.execute(select(_META.c.value).where(_META.c.key == "ingest.rollup_through")
+                        ).first()
+    if mark is not None:  # old ids → new ids: number rows keep their order, renumbered from 1
+        through = conn.execute(text("SELECT count(*) FROM sample_v3 WHERE id <= :m "
+                                    "AND text_value IS NULL"), {"m": int(mark[0])}).scalar_one()
+        conn.execute(_META.update().where(_META.c.key == "ingest.rollup_through")
+                     .values(value=str(int(through))))
+    conn.execute(text("DROP TABLE sample_v3"))
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
     Step(3, "triggers refusing UPDATE and DELETE on audit_entry", _v3_audit_guards),
+    Step(4, "narrow history: tag numbers, integer times, chunks, context intervals",
+         _v4_narrow_history),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION

@@ -4,7 +4,7 @@ Site → Area → Line → Equipment → TagMeta; products, recipes and routings
 batches and stock; orders → operations → lots with genealogy; shifts and users;
 equipment states, quality, holds, maintenance, alarms; the closed loop
 (recommendation → decision → action → outcome), model versions, plans, the audit
-chain and the hot sample table.
+chain and the history tables (narrow samples, chunks, context intervals).
 
 All datetimes are UTC: columns use ``UTCDateTime`` so they come back aware. JSON
 payloads are text (portable across SQLite and PostgreSQL). Master-data ids are the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, Index, SmallInteger, UniqueConstraint, event
+from sqlalchemy import DDL, BigInteger, Index, LargeBinary, SmallInteger, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 from core.store.types import UTCDateTime
@@ -535,26 +535,91 @@ for _stmt in AUDIT_GUARD_SQL:  # the database itself refuses to rewrite history
 # ---------------------------------------------------------------- hot data
 
 
-class Sample(SQLModel, table=True):
-    """Contextualized samples. Written in batches by core.store.sample_writer only.
+class SampleTag(SQLModel, table=True):
+    """A tag's number in the history tables: the tag id string is stored once, here.
 
-    No foreign keys and two indexes to keep the write path cheap: (tag_id, ts) for
-    trends and features, ts alone for pruning the hot window and time-range exports
-    (added by schema version 2). Context ids are plain strings.
+    ``scope`` is the machine whose context intervals apply to the tag's samples (the
+    equipment the contextualizer stamped on it); None for plant-level tags.
+    """
+
+    __tablename__ = "sample_tag"
+    num: int | None = Field(default=None, primary_key=True)
+    tag_id: str = Field(unique=True)
+    scope: str | None = None
+
+
+class SampleReason(SQLModel, table=True):
+    """Reason texts ("timeout", "exception code 2") by code; samples carry the code."""
+
+    __tablename__ = "sample_reason"
+    code: int | None = Field(default=None, primary_key=True)
+    text: str = Field(unique=True)
+
+
+class Sample(SQLModel, table=True):
+    """Recent narrow samples in arrival order: the open chunk of every tag.
+
+    Append-only rowid table with no secondary index, so an insert touches one place
+    of one b-tree (the write path). ``ts`` is microseconds since the epoch, UTC;
+    ``value`` is None when Bad (or a text sample, see ``sample_text``); ``reason`` is a
+    ``sample_reason`` code. The store writer compacts these rows into ``sample_chunk``
+    in the background. AUTOINCREMENT: ids never repeat after compaction empties the table
+    (rollup and spill marks refer to them).
     """
 
     __tablename__ = "sample"
-    __table_args__ = (
-        Index("ix_sample_tag_ts", "tag_id", "ts"),
-        Index("ix_sample_ts", "ts"),
-    )
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
-    tag_id: str
-    ts: datetime = utc()
+    tag: int
+    ts: int = Field(sa_type=BigInteger)
     value: float | None = None
-    text_value: str | None = None
     quality: int = Field(default=0, sa_type=SmallInteger)  # core.samples.Quality
-    reason: str | None = None
+    reason: int | None = None
+
+
+class SampleChunk(SQLModel, table=True):
+    """One tag's samples of (part of) one hour, as a compressed block (core.store.chunks).
+
+    Written by compaction and never changed: a late sample makes another chunk of the
+    same hour. ``seq`` orders chunks and lets the archiver move an exact set.
+    """
+
+    __tablename__ = "sample_chunk"
+    __table_args__ = (Index("ix_sample_chunk_tag_t1", "tag", "t1"),
+                      {"sqlite_autoincrement": True})
+    seq: int | None = Field(default=None, primary_key=True)
+    tag: int
+    t0: int = Field(sa_type=BigInteger)  # first sample time (µs since epoch, UTC)
+    t1: int = Field(sa_type=BigInteger)  # last sample time
+    n: int
+    data: bytes = Field(sa_type=LargeBinary)
+
+
+class SampleText(SQLModel, table=True):
+    """Text-valued samples (string tags: lot ids, commands), rare beside numbers."""
+
+    __tablename__ = "sample_text"
+    __table_args__ = (Index("ix_sample_text_tag_ts", "tag", "ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tag: int
+    ts: int = Field(sa_type=BigInteger)
+    text: str | None = None
+    quality: int = Field(default=0, sa_type=SmallInteger)
+    reason: int | None = None
+
+
+class ContextInterval(SQLModel, table=True):
+    """The production context of one machine from ``valid_from`` until ``valid_to``.
+
+    Context is piecewise constant, so it is stored once per change instead of on every
+    sample, and joined to samples when they are read (core.history). ``valid_to`` is None
+    while the interval is open. Times are µs since the epoch, UTC, like ``sample.ts``.
+    """
+
+    __tablename__ = "context_interval"
+    __table_args__ = (Index("ix_ctx_scope_from", "scope", "valid_from"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # the machine (equipment id) the interval belongs to
     equipment_id: str | None = None
     line_id: str | None = None
     order_id: str | None = None
@@ -563,6 +628,8 @@ class Sample(SQLModel, table=True):
     batch_id: str | None = None
     shift_id: str | None = None
     operator_id: str | None = None
+    valid_from: int = Field(sa_type=BigInteger)
+    valid_to: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class SampleRollup(SQLModel, table=True):

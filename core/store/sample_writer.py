@@ -1,76 +1,67 @@
-"""Batch insert of contextualized samples: one executemany per batch, never ORM rows.
+"""Batch insert of contextualized samples in the caller's transaction (tests, benches, tools).
 
-``write_samples(conn, rows)`` is the primitive the threaded store-and-forward writer
-builds on: it joins the caller's transaction, so the caller decides batch size and
-commit cadence. Rows are dicts with the ``sample`` table's column names, or
-``ContextSample``/``Sample`` objects, converted by ``to_row``. Numbers and booleans go
-to ``value``; strings to ``text_value``; Bad samples keep their reason and no number.
-Timestamps are stored as ``core.store.types.UTCDateTime`` text, the same format the
-ingest path writes, so both kinds of rows sort and compare as one column.
+``write_samples(conn, rows)`` writes through ``core.store.narrow`` on the SQLAlchemy
+connection's own driver connection, so its tables are exactly what the threaded store
+writer produces: narrow ``sample`` rows, text values in ``sample_text``, context as
+``context_interval`` changes. Rows are dicts in ``core.history``'s column names
+(``tag_id``, ``ts``, ``value``, ``text_value``, ``quality``, ``reason`` and the context
+ids; missing keys are None, quality 0), or ``ContextSample``/``Sample`` objects.
+Numbers and booleans go to ``value``; strings to ``text_value``; Bad samples keep
+their reason and no number; a non-finite number becomes Bad.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from core.samples import ContextSample, Quality, Sample
-from core.store.models import Sample as SampleRow
+from core.store.chunks import to_us
+from core.store.narrow import CTX_FIELDS, NarrowWriter, Row
 
-TABLE = SampleRow.__table__  # type: ignore[attr-defined]
-COLUMNS: tuple[str, ...] = tuple(c.name for c in TABLE.columns if c.name != "id")
-_CTX_FIELDS = ("equipment_id", "line_id", "order_id", "lot_id", "recipe_id", "batch_id",
-               "shift_id", "operator_id")
-_INSERT = insert(TABLE)
+COLUMNS: tuple[str, ...] = ("tag_id", "ts", "value", "text_value", "quality", "reason",
+                            *CTX_FIELDS)
 
 
-def to_row(s: ContextSample | Sample) -> dict[str, Any]:
-    """One sample as a row dict for the sample table.
-
-    A non-finite number becomes Bad with a reason; a Bad sample never keeps a number
-    (DESIGN: Bad values are stored as such and never feed a model).
-    """
-    v, quality, reason = s.value, int(s.quality), s.reason
+def to_row(s: ContextSample | Sample | Mapping[str, Any]) -> Row:
+    """One sample as a narrow-writer row (see ``core.store.narrow``)."""
+    if isinstance(s, Mapping):
+        tag, ts, v = s.get("tag_id"), s.get("ts"), s.get("value")
+        txt, quality, reason = s.get("text_value"), int(s.get("quality") or 0), s.get("reason")
+        ctx: tuple[Any, ...] | None = tuple(s.get(f) for f in CTX_FIELDS)
+        if txt is None and isinstance(v, str):
+            v, txt = None, v
+    else:
+        tag, ts, v, quality, reason = s.tag_id, s.source_ts, s.value, int(s.quality), s.reason
+        txt = None
+        c = getattr(s, "ctx", None)
+        ctx = tuple(getattr(c, f) for f in CTX_FIELDS) if c is not None else None
+        if isinstance(v, str):
+            v, txt = None, v
     num: float | None = None
-    txt: str | None = None
-    if isinstance(v, str):
-        txt = v
-    elif v is not None:
+    if v is not None:
         num = float(v)  # bool and int too
         if not math.isfinite(num):
             num, quality = None, int(Quality.BAD)
             reason = reason or f"non-finite value {v}"
     if quality == Quality.BAD:
         num = None
-    row: dict[str, Any] = {
-        "tag_id": s.tag_id,
-        "ts": s.source_ts,
-        "value": num,
-        "text_value": txt,
-        "quality": quality,
-        "reason": reason,
-    }
-    ctx = getattr(s, "ctx", None)
-    for f in _CTX_FIELDS:
-        row[f] = getattr(ctx, f, None) if ctx is not None else None
-    return row
-
-
-def _normalize(r: Mapping[str, Any] | ContextSample | Sample) -> dict[str, Any]:
-    if isinstance(r, ContextSample | Sample):
-        return to_row(r)
-    # every row of an executemany must carry the same keys
-    return {c: r.get(c, 0 if c == "quality" else None) for c in COLUMNS}
+    if ctx is not None and not any(ctx):
+        ctx = None
+    us = to_us(ts) if isinstance(ts, datetime) else int(ts)  # type: ignore[arg-type]
+    return (tag, us, num, txt, quality, reason, ctx)
 
 
 def write_samples(conn: Connection,
                   rows: Iterable[Mapping[str, Any] | ContextSample | Sample]) -> int:
-    """Insert all rows with one executemany in the caller's transaction; returns the count."""
-    batch = [_normalize(r) for r in rows]
+    """Insert all rows in the caller's transaction; returns the count."""
+    batch = [to_row(r) for r in rows]
     if not batch:
         return 0
-    conn.execute(_INSERT, batch)
+    dbapi = conn.connection.driver_connection
+    NarrowWriter(dbapi, conn.dialect.paramstyle).write(batch)
     return len(batch)

@@ -22,8 +22,8 @@ from core.store.models import (
     Plan,
     PlanItem,
     Recommendation,
-    Sample,
 )
+from core.store.sample_writer import write_samples
 
 PINS = {"olga": "1111", "sam": "2222", "maya": "3333", "quinn": "4444", "tom": "5555",
         "ada": "9999"}
@@ -82,7 +82,7 @@ def _states_samples_counts(store: Store, now: datetime) -> None:
                          "value": 2.0 + (i % 7) / 10, "quality": 0})
             rows.append({"tag_id": "A-LATHE1.bearing_temp", "ts": ts,
                          "value": 70.0 + i / 4, "quality": 0})
-        c.execute(insert(Sample.__table__), rows)
+        write_samples(c, rows)
 
 
 def _plan(store: Store, now: datetime) -> None:

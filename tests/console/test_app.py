@@ -13,7 +13,8 @@ from console.widgets.snapshot_table import SnapshotTable
 from core.clock import FrozenClock
 from core.config import LoadedConfig
 from core.store.db import Store
-from core.store.models import EquipmentStateInterval, Sample
+from core.store.models import EquipmentStateInterval
+from core.store.sample_writer import write_samples
 
 
 def _deps(loaded_config: LoadedConfig, store: Store, clock: FrozenClock) -> AppDeps:
@@ -42,7 +43,7 @@ async def test_lines_view_shows_plant_and_updates_in_place(
             conn.execute(insert(EquipmentStateInterval.__table__).values(
                 equipment_id="A-LATHE1", state="down_unplanned", reason_code="bearing",
                 start=frozen_clock.now()))
-            conn.execute(insert(Sample.__table__), [
+            write_samples(conn, [
                 {"tag_id": "A-LATHE1.vibration_rms", "ts": frozen_clock.now()
                  + timedelta(seconds=i), "value": 2.0 + i / 10, "quality": 0}
                 for i in range(10)
@@ -132,7 +133,7 @@ async def test_equipment_page_updates_tag_values_in_place(
         assert "A-LATHE1.vibration_rms" in tags.shown_keys
         tags.move_cursor(row=2)
         with store.begin() as conn:
-            conn.execute(insert(Sample.__table__), [
+            write_samples(conn, [
                 {"tag_id": "A-LATHE1.vibration_rms", "ts": frozen_clock.now()
                  + timedelta(seconds=i), "value": 3.0 + i / 10, "quality": 0}
                 for i in range(5)

@@ -4,11 +4,12 @@ its values with their production context."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 from driver_helpers import free_port, wait_until
 from mqtt_helpers import Broker
@@ -16,6 +17,7 @@ from mqtt_helpers import Broker
 from core.clock import WallClock
 from core.config import load_config
 from core.config.schema import MqttDriver as MqttDriverCfg
+from core.history import history
 from core.masterdata import load_master_data
 from core.store.db import open_store
 from runtime.host import Runtime, RuntimeOptions
@@ -54,14 +56,14 @@ async def test_the_runtime_reads_a_line_over_sparkplug_with_context(
         modbus_port=free_port(), twin_args=["--sparkplug", f"127.0.0.1:{broker.port}",
                                             "--sparkplug-line", "C"]))
 
+    vib = [t.id for t in loaded.tags if t.id.endswith(".vibration_rms")]
+
     def stored() -> list[tuple[object, ...]]:
-        con = sqlite3.connect(str(db))
-        try:
-            return con.execute(
-                "SELECT quality, lot_id, line_id FROM sample WHERE line_id = 'C' "
-                "AND tag_id LIKE '%.vibration_rms' AND lot_id IS NOT NULL").fetchall()
-        finally:
-            con.close()
+        """Line C's vibration samples with a lot, read back through core.history."""
+        h = history(store, None, vib, datetime(2000, 1, 1, tzinfo=UTC),
+                    datetime(2100, 1, 1, tzinfo=UTC))
+        return h.filter((pl.col("line_id") == "C") & pl.col("lot_id").is_not_null()).select(
+            "quality", "lot_id", "line_id").rows()
 
     await rt.start()
     try:

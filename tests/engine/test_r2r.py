@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import insert
 from sqlmodel import select
 
 from core.engine import r2r
 from core.samples import Context
-from core.store.models import Recommendation, Sample
+from core.store.models import Recommendation
+from core.store.sample_writer import write_samples
 from engine.helpers import PLANT_START, detection, make_engine
 
 T0 = PLANT_START + timedelta(hours=2)
@@ -76,7 +76,7 @@ def test_the_current_value_comes_from_the_machine_and_moves_are_limited(
         store, loaded_config, frozen_clock) -> None:
     frozen_clock.set(T0)
     with store.begin() as conn:  # the machine reports 0.17 (an earlier correction)
-        conn.execute(insert(Sample.__table__), [
+        write_samples(conn, [
             {"tag_id": "A-LATHE1.feed_sp", "ts": T0 - timedelta(minutes=5), "value": 0.17,
              "quality": 0}])
     corr = r2r.propose(store, equipment_id="A-LATHE1", recipe_id="R-SH20",

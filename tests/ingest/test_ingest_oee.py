@@ -83,3 +83,40 @@ def test_oee_from_store_per_equipment_line_shift(store: Store,
     early, late = shifts
     assert (early.run_s, early.planned_busy_s, early.good, early.scrap) == (7 * H, 8 * H, 300, 20)
     assert (late.run_s, late.planned_busy_s, late.good, late.scrap) == (2 * H, 2 * H, 100, 0)
+
+
+def test_by_shift_from_hourly_sums_equals_the_minute_rows(store) -> None:  # type: ignore[no-untyped-def]
+    """A month's OEE by shift reads counts summed per hour; the figures are the minute rows'."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from core import oee
+    from core.production import PRODUCTION_COUNT, ensure_schema
+    from core.store.models import EquipmentStateInterval
+
+    t0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+    rng = random.Random(4)
+    ensure_schema(store)
+    with store.begin() as c:
+        t = t0
+        while t < t0 + timedelta(days=2):
+            nxt = t + timedelta(minutes=rng.randint(5, 90))
+            c.execute(insert(EquipmentStateInterval.__table__).values(
+                equipment_id="A-LATHE1", state=rng.choice(["running", "idle", "running"]),
+                reason_code="", start=t, end=nxt))
+            t = nxt
+        c.execute(insert(PRODUCTION_COUNT), [
+            {"equipment_id": "A-LATHE1", "line_id": "A", "ts": t0 + timedelta(minutes=k),
+             "good": rng.randint(0, 3), "scrap": rng.randint(0, 1)} for k in range(2 * 1440)])
+    start, end = t0, t0 + timedelta(days=2)
+    assert oee.load_counts_hourly(store, start, end) is not None
+    got = oee.by_shift(store, start, end, end)
+    eqs = oee._equipment(store)
+    ideal = {k: v[1] for k, v in eqs.items()}
+    spans, counts = oee.load_spans(store, start, end), oee.load_counts(store, start, end)
+    want = [oee.compute("shift", f"{w.shift_id} {w.start.isoformat()}", spans, counts, ideal,
+                        w.start, w.end, end)
+            for w in oee.calendar_from_store(store).windows(start, end)]
+    assert got == want and sum(o.good for o in got) > 0

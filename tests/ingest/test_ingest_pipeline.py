@@ -33,8 +33,8 @@ def test_pipeline_samples_facts_and_archive(store: Store, loaded_config: LoadedC
     rep = pipe.maintain(archive=False)
     assert rep.errors == [] and rep.production_rows > 0
     assert [c.new for c in seen if c.field == "lot_id"] == ["L-00501"]
-    assert rows(db, "SELECT value, lot_id, order_id FROM sample "
-                "WHERE tag_id = ? ORDER BY ts", (f"{eq}.vibration_rms",)) == [
+    h = history(store, None, [f"{eq}.vibration_rms"], T0, T0 + timedelta(hours=1))
+    assert h.select("value", "lot_id", "order_id").rows() == [
         (2.0, "L-00501", "PO-0005"), (2.2, "L-00501", "PO-0005")]
     assert rows(db, "SELECT sum(good) FROM production_count") == [(15,)]
     assert rows(db, "SELECT state, \"end\" IS NULL FROM equipment_state_interval "

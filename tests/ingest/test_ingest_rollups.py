@@ -68,10 +68,11 @@ def test_rollups_out_of_order_across_flushes(tmp_path: Path) -> None:
 def test_accumulator_partials_merge_and_rebuild_agree(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     open_store(str(db)).close()
-    from core.ingest.rows import INSERT_SQL, to_row
+    from core.ingest.rows import to_row
+    from core.store.narrow import NarrowWriter
     tuples = [to_row(s) for s in _series()]
     con = sqlite3.connect(str(db), isolation_level=None)
-    con.executemany(INSERT_SQL, tuples)
+    NarrowWriter(con).write(tuples)
     acc = RollupAccumulator()
     acc.add(tuples[60:])  # second minute first, then the first in two parts
     parts = acc.take()

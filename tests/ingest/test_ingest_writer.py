@@ -15,6 +15,7 @@ import pytest
 from ingest_helpers import CTX, T0, at, rows, sample, seq
 
 from core.config import LoadedConfig
+from core.history import history
 from core.ingest.contextualizer import Contextualizer
 from core.ingest.writer import StoreWriter
 from core.samples import ContextSample, Quality
@@ -47,9 +48,9 @@ def test_samples_arrive_with_lot_and_order(store: Store, loaded_config: LoadedCo
     with StoreWriter(store.path, tmp_path / "spill", flush_ms=20) as w:
         w.submit(stamped)
         assert w.drain(30)
-    got = rows(store.path, "SELECT tag_id, value, lot_id, order_id, recipe_id, shift_id, "
-               "line_id FROM sample WHERE text_value IS NULL AND tag_id LIKE '%temp' "
-               "ORDER BY tag_id")
+    h = history(store, None, ["C-EXTR1.zone_temp", "A-LATHE1.bearing_temp"], T0, at(60))
+    got = [tuple(r) for r in h.sort("tag_id").select(
+        "tag_id", "value", "lot_id", "order_id", "recipe_id", "shift_id", "line_id").rows()]
     assert got == [("A-LATHE1.bearing_temp", 61.0, "L-00101", "PO-0001", "R-SH20", "early", "A"),
                    ("C-EXTR1.zone_temp", 190.5, "L-00501", "PO-0005", "R-PR40", "early", "C")]
     assert w.stats.balanced and w.stats.stored == 4 and w.stats.dropped == 0
@@ -98,7 +99,7 @@ def test_poison_row_quarantined_rest_lands(db: Path, tmp_path: Path) -> None:
     q = [json.loads(line) for line in
          (tmp_path / "spill" / "quarantine.jsonl").read_text().splitlines()]
     reasons = sorted(x["reason"] for x in q)
-    assert "NOT NULL constraint failed: sample.tag_id" in reasons[0]
+    assert "NOT NULL constraint failed: sample_tag.tag_id" in reasons[0]
     assert "cannot convert" in reasons[1]
 
 
@@ -108,7 +109,8 @@ def test_non_finite_stored_as_bad(db: Path, tmp_path: Path) -> None:
         w.submit([ContextSample("A-LATHE1.t", at(i), v, Quality.GOOD, None, CTX)
                   for i, v in enumerate(vals)])
         assert w.drain(30)
-    got = rows(db, "SELECT value, quality, reason FROM sample ORDER BY id")
+    got = rows(db, "SELECT value, quality, r.text FROM sample s "
+               "LEFT JOIN sample_reason r ON r.code = s.reason ORDER BY id")
     assert [(v, q) for v, q, _ in got] == [(None, 2), (None, 2), (None, 2), (4.0, 0)]
     assert all("non-finite" in r for _, _, r in got[:3])
     assert rows(db, "SELECT count(*) FROM sample WHERE value != value OR abs(value) > 1e308") \

@@ -44,18 +44,19 @@ async def test_twin_line_in_dispatch_mode_and_lines_in_device_mode(
             return [tuple(r) for r in conn.exec_driver_sql(sql, args).fetchall()]
     try:
         # before any dispatch, line A's machines carry no order although the twin runs one
-        await _until(lambda: q("SELECT count(*) FROM sample WHERE tag_id LIKE 'B-%' AND "
-                               "lot_id IS NOT NULL")[0][0] > 0)
-        assert q("SELECT count(*) FROM sample WHERE tag_id LIKE ? AND order_id IS NOT NULL",
-                 f"{EQ}.%") == [(0,)]
+        # (context is stored as intervals, each opened by the sample that carried it)
+        await _until(lambda: q("SELECT count(*) FROM context_interval WHERE scope LIKE 'B-%' "
+                               "AND lot_id IS NOT NULL")[0][0] > 0)
+        assert q("SELECT count(*) FROM context_interval WHERE scope = ? "
+                 "AND order_id IS NOT NULL", EQ) == [(0,)]
         auth = Authenticator(store.engine, loaded_config.config.users,
                              loaded_config.config.auth, rt.clock)
         d = await asyncio.to_thread(Dispatcher(store, auth, rt.clock).start, "sam", EQ,
                                     "PO-0001", operator_id="olga")
         await _until(lambda: q("SELECT count(*) FROM production_count WHERE equipment_id = ?"
                                " AND lot_id = ?", EQ, d.lot_id)[0][0] > 0)
-        lots = q("SELECT DISTINCT lot_id, order_id, operator_id FROM sample WHERE tag_id LIKE ?"
-                 " AND order_id IS NOT NULL", f"{EQ}.%")
+        lots = q("SELECT DISTINCT lot_id, order_id, operator_id FROM context_interval "
+                 "WHERE scope = ? AND order_id IS NOT NULL", EQ)
         assert lots == [(d.lot_id, "PO-0001", "olga")]  # never the twin's own lot numbers
     finally:
         await rt.stop()

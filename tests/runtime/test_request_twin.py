@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from core.auth import Authenticator, AuthError
 from core.clock import WallClock
 from core.config import LoadedConfig
 from core.engine.decide import Decider
+from core.history import history
 from core.masterdata import ensure_master_data
 from core.requests import Requester, RequestError
 from core.store.db import open_store
@@ -47,11 +49,15 @@ async def test_setpoint_request_executes_once_after_a_second_persons_approval(
     def q(sql: str, *args: object) -> list[tuple]:
         with store.begin() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql, args).fetchall()]
+
+    def newest(n: int) -> list[tuple]:
+        """The tag's newest samples (value, recipe), newest first, through core.history."""
+        h = history(store, None, [TAG], datetime(2000, 1, 1, tzinfo=UTC),
+                    datetime(2100, 1, 1, tzinfo=UTC))
+        return list(reversed(h.select("value", "recipe_id").rows()))[:n]
     try:
-        await _until(lambda: q("SELECT count(*) FROM sample WHERE tag_id = ? AND recipe_id "
-                               "IS NOT NULL", TAG)[0][0] > 0)
-        before = q("SELECT value, recipe_id FROM sample WHERE tag_id = ? ORDER BY ts DESC "
-                   "LIMIT 1", TAG)[0]
+        await _until(lambda: any(r[1] is not None for r in newest(1_000_000)))
+        before = newest(1)[0]
         auth = Authenticator(store.engine, cfg.users, cfg.auth, rt.clock)
         req = Requester(store, auth, rt.clock, loaded_config.tags)
         with pytest.raises(RequestError, match="outside the recipe limits"):
@@ -76,8 +82,8 @@ async def test_setpoint_request_executes_once_after_a_second_persons_approval(
         await _until(lambda: q("SELECT status FROM action WHERE id = ?", a.action_id)
                      == [("done",)])
         # the twin's setpoint follows (read back over OPC UA by the executor, then sampled)
-        await _until(lambda: any(abs(v - want) < 1e-3 for (v,) in q(
-            "SELECT value FROM sample WHERE tag_id = ? ORDER BY ts DESC LIMIT 3", TAG)))
+        await _until(lambda: any(v is not None and abs(v - want) < 1e-3
+                                 for v, _ in newest(3)))
     finally:
         await rt.stop()
     acts = q("SELECT kind, status, attempts FROM action WHERE recommendation_id = ?",

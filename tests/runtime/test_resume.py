@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import insert
-
 from core.clock import WallClock
-from core.store.models import Sample
+from core.store.sample_writer import write_samples
 from runtime.host import Runtime
 
 
@@ -17,11 +15,10 @@ def test_resume_time_follows_stored_history(store, loaded_config) -> None:  # ty
     assert rt._resume_time() is None  # empty store: the twin's own default start
     old = WallClock().now() - timedelta(days=2)
     with store.begin() as conn:
-        conn.execute(insert(Sample.__table__).values(tag_id="A-LATHE1.vibration_rms", ts=old,
-                                                     value=1.0, quality=0))
+        write_samples(conn, [{"tag_id": "A-LATHE1.vibration_rms", "ts": old, "value": 1.0}])
     assert rt._resume_time() is None  # older than this hour: no overlap possible
     recent = WallClock().now().replace(microsecond=0) + timedelta(minutes=30)
     with store.begin() as conn:
-        conn.execute(insert(Sample.__table__).values(tag_id="A-LATHE1.vibration_rms",
-                                                     ts=recent, value=1.0, quality=0))
+        write_samples(conn, [{"tag_id": "A-LATHE1.vibration_rms", "ts": recent,
+                              "value": 1.0}])
     assert rt._resume_time() == recent + timedelta(seconds=1)

@@ -4,7 +4,7 @@ lots, counts and OEE by product after a start from the CLI; refusals are one lin
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from core import audit
 from core.clock import FrozenClock
 from core.config import load_config
 from core.dispatch import current_dispatch
+from core.history import history
 from core.ingest.pipeline import IngestPipeline
 from core.plant_clock import publish_plant_clock
 from core.reports import oee_report
@@ -84,13 +85,13 @@ def test_start_from_the_cli_contextualizes_a_machine_without_context_tags(
     finally:
         pipe.close()
     with store.begin() as conn:
-        stamped = conn.exec_driver_sql(
-            "SELECT order_id, lot_id, recipe_id, operator_id FROM sample WHERE tag_id = ?",
-            (f"{EQ}.vibration_rms",)).fetchall()
         counts = conn.exec_driver_sql(
             "SELECT order_id, lot_id, operation_id, sum(good), sum(scrap) FROM production_count"
             " WHERE equipment_id = ? GROUP BY 1, 2, 3", (EQ,)).fetchall()
-    assert [tuple(r) for r in stamped] == [("PO-0001", d["lot_id"], "R-SH20", "olga")] * 2
+    stamped = history(store, None, [f"{EQ}.vibration_rms"], datetime(2000, 1, 1, tzinfo=UTC),
+                      datetime(2100, 1, 1, tzinfo=UTC)).select(
+        "order_id", "lot_id", "recipe_id", "operator_id").rows()
+    assert stamped == [("PO-0001", d["lot_id"], "R-SH20", "olga")] * 2
     assert [tuple(r) for r in counts] == [("PO-0001", d["lot_id"], "PO-0001-10", 10, 1)]
     oee = {o.key: o for o in oee_report(store, "product", t0, t0 + timedelta(hours=1))}
     assert oee["P-SH20"].good == 10 and oee["P-SH20"].performance > 0

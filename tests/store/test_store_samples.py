@@ -1,4 +1,5 @@
-"""The sample writer: rows written in one batch read back equal, in the caller's transaction."""
+"""The sample writer: rows written in one batch read back equal (through core.history),
+in the caller's transaction; the tables hold them narrow."""
 
 from __future__ import annotations
 
@@ -6,12 +7,10 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-
+from core.history import COLUMNS, history
 from core.samples import Context, ContextSample, Quality, Sample
 from core.store.db import Store
-from core.store.models import Sample as SampleRow
-from core.store.sample_writer import TABLE, to_row, write_samples
+from core.store.sample_writer import to_row, write_samples
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
 
@@ -34,9 +33,14 @@ def _rows(n: int) -> list[dict]:
 
 
 def _read(store: Store) -> list[dict]:
-    cols = [c for c in TABLE.columns if c.name != "id"]
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(*cols).order_by(TABLE.c.id))]
+        tags = [r[0] for r in conn.exec_driver_sql("SELECT tag_id FROM sample_tag")]
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+    return history(store, None, tags, datetime(1970, 1, 1, tzinfo=UTC), far).to_dicts()
+
+
+def _same(a: dict) -> dict:
+    return {k: a.get(k) for k in COLUMNS}
 
 
 def test_n_rows_written_read_back_equal(store: Store) -> None:
@@ -44,8 +48,12 @@ def test_n_rows_written_read_back_equal(store: Store) -> None:
     with store.begin() as conn:
         assert write_samples(conn, rows) == 2000
     back = _read(store)
-    assert back == rows  # values, qualities, context ids and aware UTC timestamps
-    assert back[5]["ts"].tzinfo == UTC
+    assert back == [_same(r) for r in rows]  # values, qualities, context, aware UTC times
+    assert back[5]["ts"].utcoffset() == timedelta(0)
+    with store.engine.connect() as conn:  # narrow: 2000 number rows, 7 tags, 4 lots
+        assert conn.exec_driver_sql("SELECT count(*) FROM sample").scalar() == 2000
+        assert conn.exec_driver_sql("SELECT count(*) FROM sample_tag").scalar() == 7
+        assert conn.exec_driver_sql("SELECT count(*) FROM context_interval").scalar() == 4
 
 
 def test_samples_from_the_contextualizer(store: Store) -> None:
@@ -60,19 +68,20 @@ def test_samples_from_the_contextualizer(store: Store) -> None:
     ]
     with store.begin() as conn:
         assert write_samples(conn, samples) == 5
-    back = _read(store)
-    assert [(r["value"], r["text_value"], r["quality"], r["reason"]) for r in back] == [
+    back = {(r["tag_id"], r["ts"]): r for r in _read(store)}
+    got = [back[(s.tag_id, s.source_ts)] for s in samples]
+    assert [(r["value"], r["text_value"], r["quality"], r["reason"]) for r in got] == [
         (191.5, None, 0, None), (None, "running", 0, None), (1.0, None, 0, None),
         (None, None, 2, "exception code 2"), (7.0, None, 1, "stale")]
-    assert [r["lot_id"] for r in back] == ["L-00501"] * 4 + [None]
+    assert [r["lot_id"] for r in got] == ["L-00501"] * 4 + [None]
 
 
 def test_non_finite_and_bad_values_are_never_stored_as_numbers() -> None:
     row = to_row(Sample("x", T0, math.nan))
-    assert (row["value"], row["quality"], row["reason"]) == (None, 2, "non-finite value nan")
-    assert to_row(Sample("x", T0, math.inf))["value"] is None
+    assert (row[2], row[4], row[5]) == (None, 2, "non-finite value nan")
+    assert to_row(Sample("x", T0, math.inf))[2] is None
     bad = to_row(Sample("x", T0, 12.5, Quality.BAD, "sensor open circuit"))
-    assert (bad["value"], bad["reason"]) == (None, "sensor open circuit")
+    assert (bad[2], bad[5]) == (None, "sensor open circuit")
 
 
 def test_joins_the_callers_transaction(store: Store) -> None:
@@ -92,7 +101,6 @@ def test_partial_dict_rows_get_defaults(store: Store) -> None:
     with store.begin() as conn:
         write_samples(conn, [{"tag_id": "A.x", "ts": T0, "value": 1.0},
                              {"tag_id": "A.y", "ts": T0, "text_value": "on", "quality": 1}])
-    with store.session() as s:
-        rows = s.exec(select(SampleRow).order_by(SampleRow.id)).scalars().all()
-    assert [(r.tag_id, r.value, r.text_value, r.quality, r.lot_id) for r in rows] == [
-        ("A.x", 1.0, None, 0, None), ("A.y", None, "on", 1, None)]
+    rows = _read(store)
+    assert [(r["tag_id"], r["value"], r["text_value"], r["quality"], r["lot_id"])
+            for r in rows] == [("A.x", 1.0, None, 0, None), ("A.y", None, "on", 1, None)]

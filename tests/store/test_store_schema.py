@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from legacy_store import make_v3
 from sqlalchemy import Connection, text
 
 from core.store import StoreError, migrations
@@ -25,7 +26,7 @@ def _schema(path: Path) -> list[tuple[str, str, str]]:
 
 def _make_v1(path: Path) -> None:
     """A store as version 1 of loopline left it: no sample(ts) index, no audit triggers."""
-    open_store(str(path)).close()
+    make_v3(path)
     con = sqlite3.connect(path)
     con.execute("DROP INDEX ix_sample_ts")
     con.execute("DROP TRIGGER audit_entry_no_update")
@@ -126,5 +127,7 @@ def test_every_table_compiles_for_postgresql() -> None:
         for index in table.indexes:
             str(CreateIndex(index).compile(dialect=pg))
     sample = str(CreateTable(SQLModel.metadata.tables["sample"]).compile(dialect=pg))
-    assert "ts TIMESTAMP WITHOUT TIME ZONE NOT NULL" in sample
+    assert "ts BIGINT NOT NULL" in sample  # µs since the epoch, UTC
     assert "quality SMALLINT NOT NULL" in sample
+    chunk = str(CreateTable(SQLModel.metadata.tables["sample_chunk"]).compile(dialect=pg))
+    assert "data BYTEA NOT NULL" in chunk
