@@ -4,6 +4,10 @@ A dialog states what will happen, collects what the rule needs (a choice, a few 
 the PIN) and runs the act in a thread worker; the result comes back as a typed message.
 A refusal (wrong PIN, locked out, stale record) is shown in the dialog, which stays open
 so the person can correct it; success closes it with the result text.
+
+What a person signs is what they could read: the record scrolls inside the dialog (the
+fields and the hint keep their rows at any terminal height), a line under it says how
+much is still below, and the dialog refuses to sign until the record was seen to its end.
 """
 
 from __future__ import annotations
@@ -30,9 +34,16 @@ class DialogFinished(Message):
 
 
 class ActionDialog(ModalScreen[str | None]):
-    """Body text, then optionally a choice list, a text line and a PIN; Enter signs."""
+    """Body text, then optionally a choice list, a text line and a PIN; Enter signs.
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog_cancel")]
+    The body is sized to what the screen leaves after the fields, and must have been
+    scrolled to its end (``seen_end``) before the act runs."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog_cancel"),
+        Binding("pagedown,ctrl+down", "scroll_record(1)", "Read on", id="dialog_read_on"),
+        Binding("pageup,ctrl+up", "scroll_record(-1)", "Read back", id="dialog_read_back"),
+    ]
 
     def __init__(self, title: str, body: str, submit: Submit, *,
                  choices: Sequence[tuple[str, str]] = (), text_label: str | None = None,
@@ -44,12 +55,14 @@ class ActionDialog(ModalScreen[str | None]):
         self.text_label, self.ask_pin, self.confirm = text_label, ask_pin, confirm
         self.pin_label = pin_label
         self.busy = False
+        self.seen_end = False  # the record was shown down to its last line
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(f"[b]{self.title_text}[/]", id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                yield Static(self.body)
+                yield Static(self.body, id="dialog-record")
+            yield Static("", id="dialog-seen")
             if self.choices:
                 yield OptionList(*[label for _, label in self.choices], id="dialog-choice")
             if self.text_label is not None:
@@ -65,7 +78,49 @@ class ActionDialog(ModalScreen[str | None]):
     def on_mount(self) -> None:
         if self.choices:
             self.query_one(OptionList).highlighted = 0
+        body = self.query_one("#dialog-body", VerticalScroll)
+        self.watch(body, "scroll_y", self._record_scrolled, init=False)
         self.focus_next_field(None)
+        self.call_after_refresh(self._fit_record)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_record)
+
+    def _fit_record(self) -> None:
+        """Give the record the rows the other parts leave (at 80×24 the fields, the error
+        line and the hint would otherwise be pushed off the bottom)."""
+        if not self.is_attached:
+            return
+        dialog = self.query_one("#dialog")
+        body = self.query_one("#dialog-body", VerticalScroll)
+        others = sum(w.outer_size.height for w in dialog.children if w is not body)
+        frame = dialog.outer_size.height - dialog.size.height  # border + padding
+        rows = max(3, self.size.height - 2 - frame - others)
+        if body.styles.max_height is None or body.styles.max_height.value != rows:
+            body.styles.max_height = rows
+        self.call_after_refresh(self._record_scrolled)
+
+    def _record_scrolled(self, *_: object) -> None:
+        body = self.query_one("#dialog-body", VerticalScroll)
+        if body.max_scroll_y <= 0 or body.scroll_y >= body.max_scroll_y - 0.5:
+            self.seen_end = True
+        total = body.virtual_size.height
+        shown_to = min(total, int(body.scroll_y) + body.size.height)
+        below = total - shown_to
+        if below > 0:
+            text = (f"[b yellow]▼ {below} more line(s) of the record below — PgDn reads on"
+                    f"{'' if self.seen_end else '; signing needs its end'}[/]")
+        elif body.max_scroll_y > 0:
+            text = "[dim]end of the record (PgUp reads back)[/]"
+        else:
+            text = ""
+        seen = self.query_one("#dialog-seen", Static)
+        seen.update(text)
+        seen.display = bool(text)
+
+    def action_scroll_record(self, pages: int) -> None:
+        body = self.query_one("#dialog-body", VerticalScroll)
+        body.scroll_to(y=body.scroll_y + pages * max(1, body.size.height - 1), animate=False)
 
     def focus_next_field(self, after: str | None) -> None:
         order = [w for w in ("dialog-choice", "dialog-text", "dialog-pin")
@@ -93,6 +148,11 @@ class ActionDialog(ModalScreen[str | None]):
 
     def do_submit(self) -> None:
         if self.busy:
+            return
+        self._record_scrolled()
+        if not self.seen_end:
+            self.query_one("#dialog-error", Static).update(
+                "[b red]read the whole record first: PgDn to its end, then Enter[/]")
             return
         choice = None
         if self.choices:

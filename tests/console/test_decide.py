@@ -287,3 +287,43 @@ async def test_sign_in_tab_moves_from_user_to_pin(make_app: MakeApp) -> None:
         await pilot.press(*"sam", "tab", *"2222", "enter")
         await _ready(app, pilot)
         assert app.identity is not None and app.identity.user_id == "sam"
+
+
+async def test_approve_dialog_at_80x24_shows_the_whole_record_before_it_signs(
+    make_app: MakeApp, store: Store
+) -> None:
+    """At 80×24 the record scrolls; the fields and the hint stay on screen, and a PIN typed
+    before the record was read to its end signs nothing."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _ready(app, pilot)
+        await _sign_in(app, pilot, "maya")
+        await _to(app, pilot, "actions", "R-0001")
+        await pilot.press("a")
+        await _ready(app, pilot)
+        dlg = app.screen
+        assert isinstance(dlg, ActionDialog)
+        for wid in ("#dialog-pin", "#dialog-text", "#dialog-hint"):
+            region = dlg.query_one(wid).region
+            assert region.height > 0 and region.bottom <= 24, (wid, region)
+        assert "Enter signs" in str(dlg.query_one("#dialog-hint").render())
+        body = dlg.query_one("#dialog-body")
+        assert body.max_scroll_y > 0  # the record is longer than its rows here
+        assert "more line(s) of the record below" in str(dlg.query_one("#dialog-seen").render())
+        await pilot.press("enter", *"3333", "enter")
+        await _ready(app, pilot)
+        assert isinstance(app.screen, ActionDialog) and not dlg.seen_end
+        assert "read the whole record" in str(dlg.query_one("#dialog-error").render())
+        with store.session() as s:
+            assert s.get(Recommendation, "R-0001").status == "proposed"  # type: ignore[union-attr]
+        for _ in range(6):
+            await pilot.press("pagedown")
+        await pilot.pause()
+        assert dlg.seen_end
+        rec_text = str(dlg.query_one("#dialog-record").render())
+        assert "bound to this record's hash" in rec_text
+        await pilot.press("enter")  # the PIN is still in its box
+        await _ready(app, pilot)
+        assert not isinstance(app.screen, ActionDialog)
+        with store.session() as s:
+            assert s.get(Recommendation, "R-0001").status == "approved"  # type: ignore[union-attr]
