@@ -26,7 +26,6 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.suggester import SuggestFromList
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
 
 from console.connections import DriverStates, equipment_drivers
@@ -47,6 +46,7 @@ from console.screens.dispatch import may_dispatch, open_dispatch
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
 from console.views import COMMANDS, VIEWS, ViewData
+from console.widgets.command_bar import CommandBar
 from console.widgets.event_log import EventLog
 from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
@@ -124,6 +124,7 @@ class AppDeps:
     sign_in_at_start: bool = True
     oee_s: float = 10.0  # OEE and plan are heavier reads on their own, slower cadence
     plan_s: float = 15.0
+    notices: tuple[str, ...] = ()  # said once the console is up (e.g. the twin's ports moved)
 
 
 class StatusBar(Static):
@@ -217,8 +218,8 @@ class LooplineApp(App[None]):
                         yield EventLog(spec.columns, spec.rows, id="view-events")
                     else:
                         yield SnapshotTable(spec.columns, spec.rows, id=f"view-{spec.name}")
-        yield Input(placeholder="command: " + " ".join(COMMANDS), id="command",
-                    suggester=SuggestFromList(COMMANDS, case_sensitive=False))
+        yield CommandBar(COMMANDS, self.resource_names, id="command",
+                         placeholder="command (Tab completes): " + " ".join(COMMANDS))
         yield Input(placeholder="filter rows (Enter keeps it, Esc clears)", id="filter")
         yield Footer()
 
@@ -242,6 +243,8 @@ class LooplineApp(App[None]):
             self.set_interval(0.25, self._refresh_if_dirty)
             self.set_interval(EVENT_LOG_S, self._show_events_if_dirty)
         self.view_widget.focus()
+        for text in self.deps.notices:
+            self.notify(text, severity="warning", timeout=12)
         if self.deps.sign_in_at_start:
             self.action_sign_in()
 
@@ -877,11 +880,19 @@ class LooplineApp(App[None]):
         event.input.display = False
         self.view_widget.focus()
 
+    def resource_names(self, command: str) -> list[str]:
+        """What `:eq` completes: equipment ids, then their names (config order)."""
+        eqs = [e for ln in self.deps.config.config.lines for e in ln.equipment]
+        return [e.id for e in eqs] + [e.name for e in eqs if " " not in e.name]
+
     def run_command(self, text: str) -> None:
         parts = text.strip().lstrip(":").split()
         if not parts:
             return
         cmd, args = parts[0].lower(), parts[1:]
+        if cmd not in COMMANDS:  # a unique prefix is enough (`:ac` → `:actions`)
+            hits = [c for c in COMMANDS if c.startswith(cmd)]
+            cmd = hits[0] if len(hits) == 1 else cmd
         if cmd in VIEWS:
             self.show_view(cmd)
         elif cmd in ("eq", "equipment"):

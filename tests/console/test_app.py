@@ -143,3 +143,26 @@ async def test_equipment_page_updates_tag_values_in_place(
         await _ready(app, pilot)
         assert str(tags.get_cell("A-LATHE1.vibration_rms", "value")).startswith("3.400")
         assert tags.cursor_row == 2  # updated in place: the cursor did not jump
+
+
+async def test_tab_completes_commands_and_equipment_names_case_insensitively(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _ready(app, pilot)
+        box = app.query_one("#command")
+        await pilot.press(":", "A", "c", "tab")
+        await pilot.pause()
+        assert box.has_focus and box.display  # Tab stays in the bar
+        assert box.value == "actions"
+        await pilot.press("enter")
+        await _ready(app, pilot)
+        assert app.current_view == "actions"
+        await pilot.press(":", "e", "q", "tab")
+        assert box.value == "eq "
+        await pilot.press(*"c-pr", "tab")
+        assert box.value == "eq C-PRESS1"
+        await pilot.press("enter")
+        await _ready(app, pilot)
+        assert isinstance(app.screen, EquipmentScreen) and app.screen.equipment_id == "C-PRESS1"
