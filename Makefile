@@ -26,7 +26,7 @@ broker:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; }
 
 run: $(STAMP)
-	$(BIN)/loopline
+	$(BIN)/loopline tui --demo
 
 # Independent device stacks for the driver tests (not asyncua/pymodbus): node-opcua from
 # npm (pinned by package-lock.json) and a libmodbus server built with gcc. Quick when done.

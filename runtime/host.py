@@ -75,6 +75,7 @@ class RuntimeOptions:
     spawn_twin: bool | None = None  # None: as [simulator] enabled says
     opcua_port: int | None = None
     modbus_port: int | None = None
+    free_ports_if_busy: bool = False  # the console's twin: busy configured ports → free ones
     twin_args: list[str] = field(default_factory=list)
     ml: bool = True
     stats_every_s: float = 5.0
@@ -277,7 +278,8 @@ class Runtime:
         try:
             self.twin = await asyncio.to_thread(
                 start_twin, self.loaded, opcua_port=self.opts.opcua_port,
-                modbus_port=self.opts.modbus_port, extra_args=extra)
+                modbus_port=self.opts.modbus_port, extra_args=extra,
+                free_if_busy=self.opts.free_ports_if_busy)
         except TwinStartError as e:
             raise RuntimeError_(f"the plant twin did not start: {e}") from None
         point_drivers_at_twin(self.loaded, self.twin.host, self.twin.opcua_port,
@@ -286,10 +288,14 @@ class Runtime:
         scale_io_to_speed(self.loaded, speed)
         start = self.twin.info.get("start")
         self.clock = TwinClock(parse_utc(start) if start else WallClock().now(), speed)
-        self._publish(RuntimeEvent(self.clock.now(), f"plant twin serving at speed {speed:g}",
-                                   event="twin", detail={"opcua": self.twin.opcua_endpoint,
-                                                         "modbus_port": self.twin.modbus_port,
-                                                         "pid": self.twin.proc.pid}))
+        moved = (f" (ports in use, moved: {', '.join(self.twin.moved)})"
+                 if self.twin.moved else "")
+        self._publish(RuntimeEvent(self.clock.now(), f"plant twin serving at speed {speed:g}"
+                                   f"{moved}", event="twin",
+                                   detail={"opcua": self.twin.opcua_endpoint,
+                                           "modbus_port": self.twin.modbus_port,
+                                           "moved": list(self.twin.moved),
+                                           "pid": self.twin.proc.pid}))
 
     def _resume_time(self) -> datetime | None:
         """Where plant time must go on from: a twin restarted within the hour would start

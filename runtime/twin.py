@@ -54,6 +54,7 @@ class TwinProcess:
     modbus_port: int
     workdir: Path
     info: dict = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)  # "OPC UA 4840 → 38211": ports taken
 
     @property
     def opcua_endpoint(self) -> str:
@@ -89,18 +90,43 @@ class TwinProcess:
         self.stop()
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Something listens there, or the port cannot be bound (another twin, another app)."""
+    if _answers(host, port):
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
                modbus_port: int | None = None, extra_args: list[str] | None = None,
-               timeout_s: float | None = None) -> TwinProcess:
-    """Spawn ``python -m sim`` for this config and wait until both endpoints answer."""
+               timeout_s: float | None = None, free_if_busy: bool = False) -> TwinProcess:
+    """Spawn ``python -m sim`` for this config and wait until both endpoints answer.
+
+    ``free_if_busy`` (the console's own twin): a configured port another program holds is
+    replaced by a free loopback port, and ``TwinProcess.moved`` says which; a port asked
+    for explicitly is never moved."""
     sim = cfg.config.simulator
     host = sim.host
     op = opcua_port or sim.opcua_port
     mp = modbus_port or sim.modbus_port
-    for port, what in ((op, "OPC UA"), (mp, "Modbus")):
-        if _answers(host, port):
-            raise TwinStartError(f"{what} port {host}:{port} is already in use; stop what "
-                                 "runs there or change [simulator] ports")
+    moved: list[str] = []
+    ports = {"OPC UA": op, "Modbus": mp}
+    for what, port in ports.items():
+        explicit = (opcua_port if what == "OPC UA" else modbus_port) is not None
+        if _port_taken(host, port):
+            if not free_if_busy or explicit:
+                raise TwinStartError(f"{what} port {host}:{port} is already in use; stop "
+                                     "what runs there, pass --opcua-port/--modbus-port or "
+                                     "change [simulator] ports")
+            ports[what] = free_port(host)
+            moved.append(f"{what} {port} → {ports[what]}")
+    op, mp = ports["OPC UA"], ports["Modbus"]
     workdir = Path(tempfile.mkdtemp(prefix="loopline-twin-"))
     ready = workdir / "ready.json"
     cmd = [sys.executable, "-m", "sim", "--config", str(cfg.path.resolve()),
@@ -112,7 +138,7 @@ def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(cfg.base_dir),
                             env=env, start_new_session=True)
     log.close()
-    tp = TwinProcess(proc, host, op, mp, workdir)
+    tp = TwinProcess(proc, host, op, mp, workdir, moved=moved)
     deadline = time.monotonic() + (timeout_s or sim.startup_timeout_s)
     while time.monotonic() < deadline:
         if proc.poll() is not None:

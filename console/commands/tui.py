@@ -26,7 +26,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="twin random seed (default: [simulator])")
     p.add_argument("--approve", choices=("never", "auto", "policy"), default="policy",
                    help="what the loop approves on its own (default: policy = [autonomy])")
+    p.add_argument("--inject", action="append", default=[], metavar="KIND:EQUIPMENT@T[~F]",
+                   help="fault for the twin at twin time T, e.g. bearing:A-LATHE1@2h; ~F "
+                   "starts a wear fault F of its way to failure")
+    p.add_argument("--opcua-port", type=int, metavar="P",
+                   help="port for the twin's OPC UA server (default: [simulator]; a busy "
+                   "configured port is replaced by a free one)")
+    p.add_argument("--modbus-port", type=int, metavar="P",
+                   help="port for the twin's Modbus server (default: [simulator], as above)")
+    p.add_argument("--demo", action="store_true",
+                   help="the guided first run: twin at speed 60 with a worn bearing and a "
+                   "heater fault injected, so an alarm and a recommendation come within "
+                   "two minutes (what `make run` starts)")
     p.set_defaults(func=run_tui)
+
+
+# `--demo`: a bearing most of its way to failure (alarm and work order within a minute or
+# two at speed 60) and a heater drifting on line B a little later
+DEMO_SPEED = 60.0
+DEMO_INJECT = ("bearing:A-LATHE1@0~0.95", "heater:B-MOLD1@60~0.9")
 
 
 def run_tui(args: argparse.Namespace) -> int:
@@ -42,16 +60,24 @@ def run_tui(args: argparse.Namespace) -> int:
     logging.basicConfig(filename=str(log_path), level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     speed = getattr(args, "speed", None)
+    inject = list(getattr(args, "inject", None) or [])
+    if getattr(args, "demo", False):
+        speed = DEMO_SPEED if speed is None else speed
+        inject = inject or list(DEMO_INJECT)
     if speed is not None and not 1 <= speed <= 3600:
         store.close()
         raise UserError(f"--speed {speed:g} is out of range 1..3600")
     bg: BackgroundRuntime | None = None
     clock = WallClock()
     bus = alarms = None
+    notices: list[str] = []
     if not getattr(args, "no_runtime", False):
-        opts = RuntimeOptions(speed=speed, seed=getattr(args, "seed", None),
+        opts = RuntimeOptions(speed=speed, seed=getattr(args, "seed", None), inject=inject,
                               approve=getattr(args, "approve", "policy"),
-                              spawn_twin=False if getattr(args, "no_sim", False) else None)
+                              spawn_twin=False if getattr(args, "no_sim", False) else None,
+                              opcua_port=getattr(args, "opcua_port", None),
+                              modbus_port=getattr(args, "modbus_port", None),
+                              free_ports_if_busy=True)
         rt = Runtime(loaded, store, opts)
         bg = BackgroundRuntime(rt)
         if loaded.config.simulator.enabled and not getattr(args, "no_sim", False):
@@ -64,10 +90,15 @@ def run_tui(args: argparse.Namespace) -> int:
             raise UserError(f"{e}\n(use --no-runtime to open the console on the store "
                             "alone)") from None
         clock, bus, alarms = rt.clock, rt.bus, rt.alarms  # type: ignore[assignment]
+        if rt.twin is not None and rt.twin.moved:
+            notices.append(f"configured twin ports in use; the twin serves on free ones "
+                           f"({', '.join(rt.twin.moved)})")
+            print(f"loopline: {notices[-1]}", file=sys.stderr)
     try:
         app = create_app(AppDeps(config=loaded, engine=store.engine, clock=clock,
                                  refresh_s=loaded.config.console.refresh_ms / 1000,
-                                 bus=bus, alarms=alarms, store=store))
+                                 bus=bus, alarms=alarms, store=store,
+                                 notices=tuple(notices)))
         app.run()
     finally:
         if bg is not None:
