@@ -412,6 +412,8 @@ class LooplineApp(App[None]):
             text = (
                 f"[b]{s.site_name}[/]  {now}  {who}  "
                 f"actions [b]{c['pending_recommendations']}[/]  "
+                + (f"[b red]failed {c['failed_actions']}[/]  " if c.get("failed_actions")
+                   else "") +
                 f"alarms [b]{c['active_alarms']}[/]  holds [b]{c['open_holds']}[/]  "
                 f"WOs {c['open_work_orders']}  orders {c['open_orders']}  "
                 f"lots {c['open_lots']}"

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
 from core import history
+from core.clock import ensure_utc
 from core.statuses import LOT_OPEN, ORDER_OPEN, REC_DONE, REC_PENDING, WO_OPEN
 from core.store.models import (
     Action,
@@ -342,7 +343,9 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
                 .order_by(wt.c.created_at)
             )
         )
+        failed_actions = _failed_actions(c, act)
     counts = {
+        "failed_actions": failed_actions,
         "lines": len(line_views),
         "equipment": sum(len(ln.equipment) for ln in line_views),
         "open_orders": len(orders),
@@ -353,6 +356,20 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         "open_work_orders": len(wos),
     }
     return PlantSnapshot(site, line_views, orders, lots, holds, recs, alarms, wos, counts)
+
+
+FAILED_ACTIONS_WINDOW = timedelta(hours=24)
+
+
+def _failed_actions(c: Any, act: Any) -> int:
+    """Actions that failed in the last 24 plant hours (measured back from the newest
+    action, so a twin's plant time and a store read later both count the same)."""
+    newest = c.execute(select(func.max(act.c.created_at))).scalar()
+    if newest is None:
+        return 0
+    since = ensure_utc(newest) - FAILED_ACTIONS_WINDOW
+    return int(c.execute(select(func.count()).select_from(act).where(
+        act.c.status == "failed", act.c.created_at >= since)).scalar() or 0)
 
 
 def _key_signals(c: Any, keys: dict[str, Any], points: int

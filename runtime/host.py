@@ -49,6 +49,7 @@ from core.plant_clock import publish_plant_clock
 from core.samples import Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
+from runtime.action_alarms import FailedActionWatch
 from runtime.ml_glue import MlGlue
 from runtime.plant_io import DriverIO, DriverPlant
 from runtime.twin import TwinStartError, point_drivers_at_twin, scale_io_to_speed, start_twin
@@ -158,6 +159,8 @@ class Runtime:
                              plant=DriverPlant(self._io, self.loaded), device=self._io,
                              bus=self.bus, retrain=self.ml.start_retrain)
         self.alarms = AlarmManager.from_config(self.store, self.loaded, self.clock)
+        self._unwatch_failures = self.bus.subscribe(FailedActionWatch(self.alarms,
+                                                                      self.bus.publish))
         self._build_detection()
         recovered = self.engine.executor.recover()
         if recovered:
