@@ -14,6 +14,11 @@ runs to ``now``, at most ``end``):
 A line (or a shift over several machines) sums the times and quantities of its
 equipment before dividing, so each figure is time- or piece-weighted. A ratio with a
 zero denominator is None ("no basis"), never 0 or 1.
+
+After a communication gap the machine's counters jump by the parts made while no state
+was known (``unknown`` is neither run nor planned time), so their ideal time would
+exceed the run time seen: each machine's ideal time is capped at its run time
+(performance ≤ 100 %), before machines are summed.
 """
 
 from __future__ import annotations
@@ -99,7 +104,8 @@ def compute(scope: str, key: str, spans: Iterable[StateSpan], counts: Iterable[C
             now: datetime | None = None) -> Oee:
     """OEE of the given spans and counts (already filtered to the scope) over [start, end)."""
     open_end = min(now, end) if now is not None else end
-    pbt = run = 0.0
+    pbt = 0.0
+    run_of: dict[str, float] = {}
     for sp in spans:
         s = max(sp.start, start)
         e = min(sp.end if sp.end is not None else open_end, end)
@@ -107,18 +113,20 @@ def compute(scope: str, key: str, spans: Iterable[StateSpan], counts: Iterable[C
         if d <= 0:
             continue
         if sp.state == "running":
-            run += d
+            run_of[sp.equipment_id] = run_of.get(sp.equipment_id, 0.0) + d
         if sp.state not in NOT_PLANNED:
             pbt += d
     good = scrap = 0
-    ideal = 0.0
+    ideal_of: dict[str, float] = {}
     for c in counts:
         if not (start <= c.ts < end):
             continue
         good += c.good
         scrap += c.scrap
-        ideal += ideal_cycle_s.get(c.equipment_id, 0.0) * (c.good + c.scrap)
-    return Oee(scope, key, start, end, pbt, run, ideal, good, scrap)
+        ideal_of[c.equipment_id] = ideal_of.get(c.equipment_id, 0.0) + \
+            ideal_cycle_s.get(c.equipment_id, 0.0) * (c.good + c.scrap)
+    ideal = sum(min(v, run_of.get(eq, 0.0)) for eq, v in ideal_of.items())
+    return Oee(scope, key, start, end, pbt, sum(run_of.values()), ideal, good, scrap)
 
 
 # ---------------------------------------------------------------- from the store

@@ -166,3 +166,32 @@ async def test_tab_completes_commands_and_equipment_names_case_insensitively(
         await pilot.press("enter")
         await _ready(app, pilot)
         assert isinstance(app.screen, EquipmentScreen) and app.screen.equipment_id == "C-PRESS1"
+
+
+async def test_performance_never_above_100_percent_after_a_communication_gap(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    """C-PRESS1 (20 s ideal cycle) runs 10 min, loses its link for 10 min (state unknown)
+    while making parts, and runs 10 min more: the counter's jump at reconnection carries
+    the gap's parts, which P must not count against the 20 run minutes alone."""
+    from core.production import PRODUCTION_COUNT, ensure_schema
+
+    t0 = frozen_clock.now() - timedelta(minutes=30)
+    ensure_schema(store)
+    with store.begin() as c:
+        for i, (state, mins) in enumerate((("running", 10), ("unknown", 10),
+                                           ("running", 10))):
+            start = t0 + timedelta(minutes=10 * i)
+            c.execute(insert(EquipmentStateInterval.__table__).values(
+                equipment_id="C-PRESS1", state=state, reason_code="", start=start,
+                end=start + timedelta(minutes=mins)))
+        for minute, good in ((5, 30), (21, 60), (25, 30)):  # 120 parts × 20 s = 40 min
+            c.execute(insert(PRODUCTION_COUNT).values(
+                equipment_id="C-PRESS1", line_id="C", ts=t0 + timedelta(minutes=minute),
+                good=good, scrap=0))
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        table = app.query_one("#view-lines", SnapshotTable)
+        assert str(table.get_cell("C-PRESS1", "p")) == "100%"
+        assert app.oee["C-PRESS1"].performance == 1.0
