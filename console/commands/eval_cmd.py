@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from console.commands.common import UserError
+from console.commands.output import make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,7 +103,6 @@ def _fmt(v: Any, kind: str) -> str:
 
 
 def _print_table(res: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     o = res["options"]
@@ -121,4 +121,4 @@ def _print_table(res: dict[str, Any]) -> None:
         if r["relative"] is not None and r["kind"] != "pct":
             diff += f" ({100 * r['relative']:+.0f} %)"
         t.add_row(r["label"], _fmt(r["off"], r["kind"]), _fmt(r["on"], r["kind"]), diff)
-    Console().print(t)
+    make_console().print(t)

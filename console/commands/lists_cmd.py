@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.tree import Tree
 
 from console.commands.common import UserError
-from console.commands.output import parse_statuses, print_json, table
+from console.commands.output import make_console, parse_statuses, print_json, table
 from core import listing
 from core.statuses import LOT_ALL, LOT_OPEN, WO_ALL, WO_OPEN
 
@@ -111,7 +110,7 @@ def lots(args: argparse.Namespace) -> int:
     if args.json:
         print_json(tr.as_dict())
         return 0
-    console = Console()
+    console = make_console()
 
     def label(item: str, kind: str) -> str:
         lot = tr.lots.get(item)

@@ -13,11 +13,22 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from console.commands.common import UserError
 from core.clock import parse_utc
 
 Column = tuple[str, str]  # (key in the row, header)
+
+
+def make_console() -> Console:
+    """A Console for the commands' tables: no emoji codes or markup parsed from data, and
+    piped output (not a terminal) at the table's natural width, not squeezed to 80."""
+    import sys
+
+    tty = sys.stdout.isatty()
+    return Console(emoji=False, highlight=False, width=None if tty else 1000,
+                   soft_wrap=not tty)
 
 
 def print_json(data: Any) -> None:
@@ -41,7 +52,7 @@ def cell(v: Any) -> str:
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str,
           console: Console | None = None, empty: str = "none") -> None:
-    console = console or Console()
+    console = console or make_console()
     if not rows:
         console.print(f"[bold]{title}[/]: {empty}")
         return
@@ -55,7 +66,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str,
         t.add_column(header, justify="right" if numeric else "left", no_wrap=i == 0,
                      min_width=width)
     for r in rows:
-        t.add_row(*(cell(r.get(k)) for k, _ in columns))
+        t.add_row(*(Text(cell(r.get(k))) for k, _ in columns))
     console.print(t)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from console.commands.common import UserError
+from console.commands.output import make_console
 from core.clock import WallClock
 from core.scheduling import jssp
 from core.scheduling.problem import Objective
@@ -106,7 +107,7 @@ def show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        _render_plan(data, Console())
+        _render_plan(data, make_console())
     return 0
 
 
@@ -171,7 +172,7 @@ def bench(args: argparse.Namespace) -> int:
     if not names or unknown:
         raise UserError(f"unknown instance(s): {', '.join(unknown) or '(none given)'}; "
                         f"available: {', '.join(jssp.names())}")
-    console = Console()
+    console = make_console()
     table = None
     if not args.json:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from console.commands.common import UserError, open_cli_store
+from console.commands.output import make_console
 from core.clock import WallClock
 from core.store import StoreError
 from core.store.snapshot import plant_status
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        render(data, Console(), all_lots=args.all_lots)
+        render(data, make_console(), all_lots=args.all_lots)
     return 0
 
 

@@ -33,6 +33,12 @@ def plain_cells(cells: Sequence[Cell]) -> tuple[str, ...]:
     return tuple(c.plain if isinstance(c, Text) else str(c) for c in cells)
 
 
+def literal(cells: Sequence[Cell]) -> list[Text]:
+    """Cells as Text: DataTable parses a str cell as markup with emoji codes, so a source
+    like ``material:B:M-BOX`` showed as ``material🅱M-BOX`` and ``[x]`` vanished."""
+    return [c if isinstance(c, Text) else Text(str(c)) for c in cells]
+
+
 def row_matches(needle: str, key: str, plain: Sequence[str]) -> bool:
     """The `/` filter: a case-insensitive substring of the key or any shown cell."""
     if not needle:
@@ -103,7 +109,7 @@ class SnapshotTable(DataTable[Cell]):
                     self.remove_row(key)
                     del self._shown[key]
             for key, cells, plain in wanted[len(kept):]:
-                self.add_row(*cells, key=key)
+                self.add_row(*literal(cells), key=key)
                 self._shown[key] = plain
             wanted = wanted[:len(kept)]
         changed: dict[str, list[tuple[str, Cell]]] = {}
@@ -122,7 +128,7 @@ class SnapshotTable(DataTable[Cell]):
         self.clear()
         self._shown = {}
         for key, cells, plain in wanted:
-            self.add_row(*cells, key=key)
+            self.add_row(*literal(cells), key=key)
             self._shown[key] = plain
         if cursor_key in self._shown:
             self.move_cursor(row=self.get_row_index(cursor_key))
@@ -138,7 +144,7 @@ class SnapshotTable(DataTable[Cell]):
             rows.add(row)
             for col, cell in cells:
                 column = ColumnKey(col)
-                self._data[row][column] = cell
+                self._data[row][column] = cell if isinstance(cell, Text) else Text(str(cell))
                 dirty.add((row, column))
         _forget(self._cell_render_cache, lambda k: (k[0], k[1]) in dirty)
         _forget(self._row_render_cache, lambda k: k[0] in rows)

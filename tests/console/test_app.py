@@ -195,3 +195,23 @@ async def test_performance_never_above_100_percent_after_a_communication_gap(
         table = app.query_one("#view-lines", SnapshotTable)
         assert str(table.get_cell("C-PRESS1", "p")) == "100%"
         assert app.oee["C-PRESS1"].performance == 1.0
+
+
+async def test_alarm_source_with_colons_is_not_an_emoji(
+    loaded_config: LoadedConfig, store: Store, frozen_clock: FrozenClock
+) -> None:
+    from core.store.models import Alarm
+
+    with store.session() as s:
+        s.add(Alarm(source="material:B:M-BOX", message="M-BOX [low] at B-LS",
+                    raised_at=frozen_clock.now(), priority="medium"))
+        s.commit()
+    app = create_app(_deps(loaded_config, store, frozen_clock))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        app.show_view("alarms")
+        await _ready(app, pilot)
+        lines = [app.table.render_line(y).text for y in range(app.table.size.height)]
+        row = next(ln for ln in lines if "M-BOX" in ln)
+        assert "material:B:M-BOX" in row and "🅱" not in row
+        assert "[low]" in row

@@ -95,3 +95,17 @@ def test_holds_wo_lots_alarms(store, cli):
         rc, out, err = cli(cmd)
         assert rc == 0 and out and not err
     assert "NCR-1" in cli("holds")[1] and "WO-1" in cli("wo")[1]
+
+
+def test_alarm_source_is_printed_as_written_and_piped_tables_are_not_squeezed(store, cli):
+    """`material:B:M-BOX` once printed as `material🅱M-BOX` (an emoji code); piped output
+    was cut to 80 columns."""
+    long_msg = "material M-BOX at B-LS below its reorder point: " + "x" * 80
+    with store.session() as s:
+        s.add(Alarm(source="material:B:M-BOX", message=long_msg, raised_at=T,
+                    priority="medium"))
+        s.commit()
+    rc, out, _ = cli("alarms")
+    assert rc == 0
+    assert "material:B:M-BOX" in out and "🅱" not in out
+    assert long_msg in out  # one line, not wrapped at 80
