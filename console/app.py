@@ -320,6 +320,11 @@ class LooplineApp(App[None]):
         self._sync_bindings()
         if isinstance(self.screen, EquipmentScreen):
             self.screen.show(msg.snapshot)
+        elif isinstance(self.screen, RecommendationScreen):
+            rec = next((r for r in msg.snapshot.recommendations
+                        if r.id == self.screen.recommendation_id), None)
+            if rec is not None and (rec.status, rec.outcome) != self.screen.shown_state:
+                self.refresh_recommendation_page(rec.id)
 
     def _show_tables(self, only: str | None = None) -> None:
         """Update the visible table only; a hidden one catches up when it is shown."""
@@ -475,7 +480,7 @@ class LooplineApp(App[None]):
 
     def may_dispose(self, hold: HoldView) -> bool:
         """Quality's act, on an open hold nobody has asked to release yet."""
-        return (self.identity is not None and hold.status == "open" and not hold.release
+        return (self.identity is not None and hold.status == "open" and not hold.release_open
                 and not hold.disposition
                 and self.auth.may_act(self.identity.user_id, "dispose"))
 
@@ -583,6 +588,14 @@ class LooplineApp(App[None]):
     @work(exclusive=True, group="recommendation", thread=True, exit_on_error=False)
     def load_recommendation(self, rec_id: str, purpose: str) -> None:
         """Read what the person will be shown, and the hash their signature binds to."""
+        self._read_recommendation(rec_id, purpose)
+
+    @work(exclusive=True, group="recommendation-page", thread=True, exit_on_error=False)
+    def refresh_recommendation_page(self, rec_id: str) -> None:
+        """The open detail page's fresh read (its own group: never cancels an approval's)."""
+        self._read_recommendation(rec_id, "refresh")
+
+    def _read_recommendation(self, rec_id: str, purpose: str) -> None:
         try:
             detail = recommendation_detail(self.deps.engine, rec_id)
             with self.store.session() as s:
@@ -598,6 +611,11 @@ class LooplineApp(App[None]):
         rec_id = d.view.id
         if msg.purpose == "show":
             self.push_screen(RecommendationScreen(d))
+            return
+        if msg.purpose == "refresh":
+            if isinstance(self.screen, RecommendationScreen) and \
+                    self.screen.recommendation_id == rec_id:
+                self.screen.update_detail(d)
             return
         ask_pin = self.needs_pin()
         if msg.purpose == "approve":

@@ -176,7 +176,7 @@ VIEWS: dict[str, ViewSpec] = {
                  "releases. Offered to quality.",
                  (C("id", "Hold", 8), C("reason", "Reason", 36), C("lots", "Lots", 24),
                   C("status", "Status", 7), C("disp", "Disposition", 12),
-                  C("release", "Release requested", 28), C("created", "Created", 13)),
+                  C("release", "Release", 40), C("created", "Created", 13)),
                  _hold_rows),
         ViewSpec("actions", "Recommended actions", "The ranked queue of recommendations (open ones "
                  "first, by expected impact), then the latest decided ones with their result. "

@@ -43,6 +43,19 @@ from core.store.models import (
 # the queue shows open recommendations and the last decided ones, so a result (executed,
 # failed with its reason, rejected) appears in place of the row that was approved
 RECENT_DONE_RECS = 20
+RECENT_CLOSED_ROWS = 10  # released holds and finished work orders still listed
+# decided or lapsed recommendations the queue keeps showing, with their state
+REC_SHOWN_DONE = (*REC_DONE, "expired", "superseded", "undone")
+RELEASE_WORDS = {"proposed": "release asked", "withheld": "release asked (withheld)",
+                 "approved": "signed, queued", "executing": "signed, releasing",
+                 "executed": "released", "failed": "release failed",
+                 "rejected": "release rejected", "expired": "release request expired",
+                 "superseded": "release asked again", "undone": "release undone"}
+
+
+def release_words(rec_id: str, disposition: str, status: str) -> str:
+    """A hold's release in the words of its row: ``release asked (scrap) · REC-…``."""
+    return f"{RELEASE_WORDS.get(status, status)} ({disposition}) · {rec_id}"
 SPARK_POINTS = 40
 
 
@@ -112,7 +125,14 @@ class HoldView:
     disposition: str | None
     created_at: datetime
     lots: tuple[str, ...]
-    release: str = ""  # an open release request: "scrap: REC-… proposed"
+    release: str = ""  # its latest release request in words: "release asked (scrap) · REC-…"
+    release_status: str = ""  # that request's status ("" when none was asked)
+
+    @property
+    def release_open(self) -> bool:
+        """A release is asked for or under way (another disposition would duplicate it)."""
+        return self.release_status in ("proposed", "withheld", "approved", "executing",
+                                       "executed")
 
 
 @dataclass(frozen=True)
@@ -289,20 +309,29 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         rec_rows = list(c.execute(
             select(rt).where(rt.c.status.in_(REC_PENDING)).order_by(rt.c.created_at.desc())
         ))
-        releases = {r.target: f"{_loads(r.params).get('disposition', '?')}: {r.id} {r.status}"
-                    for r in reversed(rec_rows) if r.decision_class == "lot_release"}
-        ht = _t(Hold)
-        holds = tuple(
-            HoldView(r.id, r.reason, r.status, r.disposition, r.created_at,
-                     tuple(sorted(held[r.id])), releases.get(r.id, ""))
-            for r in c.execute(
-                select(ht).where(ht.c.status == "open").order_by(ht.c.created_at.desc())
-            )
-        )
         rec_rows += list(c.execute(
-            select(rt).where(rt.c.status.in_(REC_DONE))
+            select(rt).where(rt.c.status.in_(REC_SHOWN_DONE))
             .order_by(rt.c.updated_at.desc(), rt.c.id).limit(RECENT_DONE_RECS)
         ))
+        ht = _t(Hold)
+        hold_rows = list(c.execute(
+            select(ht).where(ht.c.status == "open").order_by(ht.c.created_at.desc())))
+        hold_rows += list(c.execute(  # just released: the row says so for a while
+            select(ht).where(ht.c.status != "open")
+            .order_by(ht.c.closed_at.desc(), ht.c.id).limit(RECENT_CLOSED_ROWS)))
+        hold_ids = [r.id for r in hold_rows]
+        releases: dict[str, tuple[str, str]] = {}
+        if hold_ids:
+            for r in c.execute(select(rt).where(rt.c.decision_class == "lot_release",
+                                                rt.c.target.in_(hold_ids))
+                               .order_by(rt.c.created_at)):
+                releases[r.target] = (release_words(
+                    r.id, str(_loads(r.params).get("disposition", "?")), r.status), r.status)
+        holds = tuple(
+            HoldView(r.id, r.reason, r.status, r.disposition, r.created_at,
+                     tuple(sorted(held[r.id])), *releases.get(r.id, ("", "")))
+            for r in hold_rows
+        )
         acts: dict[str, Any] = {}
         ids = [r.id for r in rec_rows]
         if ids:
@@ -338,10 +367,11 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         wos = tuple(
             WorkOrderView(r.id, r.kind, r.equipment_id, r.fault_mode, r.status,
                           r.window_start, r.created_at, completions.get(r.id, ""))
-            for r in c.execute(
-                select(wt).where(wt.c.status.in_(WO_OPEN))
-                .order_by(wt.c.created_at)
-            )
+            for r in [*c.execute(select(wt).where(wt.c.status.in_(WO_OPEN))
+                                 .order_by(wt.c.created_at)),
+                      *c.execute(select(wt).where(wt.c.status.not_in(WO_OPEN))  # just done
+                                 .order_by(wt.c.completed_at.desc(), wt.c.id)
+                                 .limit(RECENT_CLOSED_ROWS))]
         )
         failed_actions = _failed_actions(c, act)
     counts = {
@@ -350,10 +380,10 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
         "equipment": sum(len(ln.equipment) for ln in line_views),
         "open_orders": len(orders),
         "open_lots": len(lots),
-        "open_holds": len(holds),
+        "open_holds": sum(1 for h in holds if h.status == "open"),
         "pending_recommendations": sum(1 for r in recs if r.status == "proposed"),
         "active_alarms": sum(1 for a in alarms if a.state == "active"),
-        "open_work_orders": len(wos),
+        "open_work_orders": sum(1 for w in wos if w.status in WO_OPEN),
     }
     return PlantSnapshot(site, line_views, orders, lots, holds, recs, alarms, wos, counts)
 

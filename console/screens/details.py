@@ -45,7 +45,14 @@ def what_will_happen(d: RecommendationDetail) -> str:
 
 def evidence_text(d: RecommendationDetail) -> str:
     v, ev = d.view, d.evidence
-    lines = [what_will_happen(d).split("\n\nYour signature")[0], "", "[b]Evidence[/]"]
+    head = what_will_happen(d).split("\n\nYour signature")[0]
+    if v.status != "proposed":  # decided or lapsed: say what became of it, not "Approving…"
+        state = f"{v.status}" + (f" — {v.outcome}" if v.outcome and v.outcome != v.status
+                                 else "")
+        head = head.replace(
+            f"Approving [b]{escape(v.id)}[/] queues this action for execution:",
+            f"[b]{escape(v.id)}[/] is [b]{escape(state)}[/]; it proposed:", 1)
+    lines = [head, "", "[b]Evidence[/]"]
     for s in ev.get("signals", []) or []:
         if isinstance(s, dict):
             lines.append("  signal  " + escape(", ".join(f"{k}={_value(x)}"
@@ -121,9 +128,19 @@ class TextScreen(Screen[None]):
 
 
 class RecommendationScreen(TextScreen):
+    """Follows the recommendation: the app hands over a fresh detail when its status moves
+    (approved, executed), so the page never reads ``proposed`` after the decision."""
+
     def __init__(self, detail: RecommendationDetail) -> None:
         super().__init__(f"Recommendation {detail.view.id}", evidence_text(detail))
         self.recommendation_id = detail.view.id
+        self.shown_state = (detail.view.status, detail.view.outcome)
+
+    def update_detail(self, detail: RecommendationDetail) -> None:
+        self.shown_state = (detail.view.status, detail.view.outcome)
+        self.text = evidence_text(detail)
+        if self.is_attached:
+            self.query_one("#detail-text", Static).update(self.text)
 
 
 class LotScreen(TextScreen):

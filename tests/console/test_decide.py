@@ -327,3 +327,67 @@ async def test_approve_dialog_at_80x24_shows_the_whole_record_before_it_signs(
         assert not isinstance(app.screen, ActionDialog)
         with store.session() as s:
             assert s.get(Recommendation, "R-0001").status == "approved"  # type: ignore[union-attr]
+
+
+async def test_lapsed_and_finished_rows_stay_visible_with_their_state(
+    make_app: MakeApp, store: Store, frozen_clock: FrozenClock
+) -> None:
+    """An expired recommendation stays in the queue marked expired; a released hold and a
+    finished work order keep their rows a while, saying so; an open detail page follows
+    its recommendation's status."""
+    from sqlalchemy import insert, update
+
+    from core.store.models import Hold, HoldLot, WorkOrder
+
+    now = frozen_clock.now()
+    with store.begin() as c:
+        c.execute(insert(Hold.__table__).values(id="NCR-7", reason="diameter", status="open",
+                                                created_at=now, created_by="quinn"))
+        c.execute(insert(HoldLot.__table__).values(hold_id="NCR-7", lot_id="L-00101"))
+        c.execute(insert(WorkOrder.__table__).values(
+            id="WO-9", kind="predictive", equipment_id="A-LATHE1", fault_mode="bearing",
+            status="open", created_at=now, priority=1))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await _sign_in(app, pilot, "quinn")
+        table = await _to(app, pilot, "holds", "NCR-7")
+        await pilot.press("d")
+        await _ready(app, pilot)
+        await pilot.press("enter", *"ok", "enter", "enter")  # disposition, note, no PIN
+        await _ready(app, pilot)
+        assert str(table.get_cell("NCR-7", "release")).startswith("release asked (use_as_is)")
+        rid = next(r.id for r in app.snapshot.recommendations
+                   if r.decision_class == "lot_release")
+        with store.begin() as c:  # the release executes: the hold closes
+            c.execute(update(Recommendation.__table__).where(
+                Recommendation.__table__.c.id == rid).values(status="executed"))
+            c.execute(update(Hold.__table__).values(status="closed", closed_at=now))
+            c.execute(update(WorkOrder.__table__).values(status="done", completed_at=now))
+            c.execute(update(Recommendation.__table__).where(
+                Recommendation.__table__.c.id == "R-0002").values(status="expired",
+                                                                   updated_at=now))
+        app.refresh_snapshot()
+        await _ready(app, pilot)
+        assert "NCR-7" in table.shown_keys
+        assert str(table.get_cell("NCR-7", "status")) == "closed"
+        assert str(table.get_cell("NCR-7", "release")).startswith("released (use_as_is)")
+        assert app.snapshot.counts["open_holds"] == 0
+        wo = await _to(app, pilot, "wo")
+        assert "WO-9" in wo.shown_keys and str(wo.get_cell("WO-9", "status")) == "done"
+        recs = await _to(app, pilot, "actions", "R-0002")
+        assert str(recs.get_cell("R-0002", "status")) == "expired"
+        # the detail page of R-0001 follows its status
+        recs.move_cursor(row=recs.get_row_index("R-0001"))
+        await pilot.press("enter")
+        await _ready(app, pilot)
+        assert isinstance(app.screen, RecommendationScreen)
+        assert "queues this action" in str(app.screen.query_one("#detail-text").render())
+        with store.begin() as c:
+            c.execute(update(Recommendation.__table__).where(
+                Recommendation.__table__.c.id == "R-0001").values(status="executed"))
+        app.refresh_snapshot()
+        await _ready(app, pilot)
+        await _ready(app, pilot)
+        text = str(app.screen.query_one("#detail-text").render())
+        assert "is executed" in text and "queues this action" not in text
