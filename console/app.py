@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -52,7 +52,7 @@ from console.widgets.gantt import PlanGantt
 from console.widgets.snapshot_table import SnapshotTable
 from core import oee as oee_mod
 from core.alarms import AlarmManager
-from core.auth import Authenticator, Identity, SigningSession
+from core.auth import FLOOR_ROLES, Authenticator, Identity, SigningSession
 from core.clock import Clock, WallClock
 from core.config import LoadedConfig
 from core.config.schema import DECISION_CLASSES
@@ -161,8 +161,8 @@ class LooplineApp(App[None]):
         Binding("c", "complete_work_order", "Complete WO", id="complete_work_order"),
         Binding("o", "dispatch", "Dispatch", id="dispatch"),  # Lines, Orders
         Binding("ctrl+l", "sign_in", "Sign in", id="sign_in"),
-        Binding("ctrl+r", "refresh", "Refresh", id="refresh"),
-        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme"),
+        Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False),
+        Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme", show=False),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
@@ -523,6 +523,77 @@ class LooplineApp(App[None]):
         if action == "dispatch":
             return may_dispatch(self)
         return True
+
+    def why_not(self, action: str) -> str | None:
+        """Why an offered key is not offered on this row, in words ("needs quality or
+        admin"); None when it does not apply here at all (another view, no row)."""
+        def needs(roles: list[str] | frozenset[str]) -> str:
+            return "needs " + " or ".join(sorted(roles, key=lambda r: (r == "admin", r)))
+
+        signed = self.identity is not None
+        who = self.identity.user_id if self.identity else ""
+        if action in ("approve", "reject"):
+            rec = self._current_rec()
+            if rec is None:
+                return None
+            if not signed:
+                return "sign in first (ctrl+l)"
+            if not self.auth.may_decide(who, rec.decision_class):
+                return f"{rec.decision_class} {needs(self.auth.roles_for(rec.decision_class))}"
+            if action == "approve" and self.autonomy.get(rec.decision_class) == "advise":
+                return f"{rec.decision_class} is advise-only here ([autonomy])"
+            return f"{rec.id} is {rec.status}: nothing to {action}"
+        if action in ("acknowledge", "shelve"):
+            alarm = self._current_alarm()
+            if alarm is None:
+                return None
+            if self.deps.alarms is None:
+                return "read-only: no alarm manager runs in this console"
+            if not signed:
+                return "sign in first (ctrl+l)"
+            if not self.auth.may_act(who, action):
+                return f"{action} {needs(FLOOR_ROLES[action])}"
+            return f"alarm {alarm.id} is already " + ("acknowledged" if action == "acknowledge"
+                                                       else "shelved")
+        if action == "disposition":
+            hold = self._current_hold()
+            if hold is None:
+                return None
+            if not signed:
+                return "sign in first (ctrl+l)"
+            if not self.auth.may_act(who, "dispose"):
+                return f"disposition {needs(FLOOR_ROLES['dispose'])}"
+            return f"{hold.id}: " + (hold.release or hold.status)
+        if action == "complete_work_order":
+            wo = self._current_wo()
+            if wo is None:
+                return None
+            if not signed:
+                return "sign in first (ctrl+l)"
+            if not self.auth.may_decide(who, "work_order"):
+                return f"completing a work order {needs(self.auth.roles_for('work_order'))}"
+            return f"{wo.id} is {wo.status}" + (f", completion {wo.completion}"
+                                                if wo.completion else "")
+        return None
+
+    def on_key(self, event: events.Key) -> None:
+        """A key the role or the row does not allow says why, instead of doing nothing
+        (it is not offered in the footer; check_action unbinds it, so it lands here)."""
+        if self.screen is not self.screen_stack[0] or isinstance(self.focused, Input):
+            return
+        for b in self.BINDINGS:
+            if isinstance(b, Binding) and b.action in OFFERED_ACTIONS and \
+                    event.key in self._keys_of(b) and not self.check_action(b.action, ()):
+                why = self.why_not(b.action)
+                if why:
+                    self.notify(f"{b.description}: {why}", severity="warning", timeout=4)
+                    event.stop()
+                return
+
+    def _keys_of(self, b: Binding) -> set[str]:
+        keymap = self.deps.config.config.console.keymap or {}
+        keys = keymap.get(b.id or "", b.key)
+        return {k.strip() for k in keys.split(",")}
 
     def may_handle_alarm(self, alarm: AlarmView, act: str) -> bool:
         """Acknowledge: every operating role; shelve: shift leads and admins (FLOOR_ROLES)."""

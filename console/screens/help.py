@@ -16,6 +16,24 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
+def keys_text(app: App[None]) -> str:
+    """The console's own keys first (those that work here, then those blocked on this row
+    or for this role, greyed); Textual's system keys (focus cycling, copy, the command
+    palette) are left out — they are not the console's vocabulary."""
+    own = [b for b in app.BINDINGS if isinstance(b, Binding) and b.description]
+    active = {b.action for _, b, enabled, *_ in app.active_bindings.values() if enabled}
+    lines = []
+    for b in own:
+        key = b.key_display or app.get_key_display(b)
+        if b.action in active:
+            lines.append(f"  [b]{key:>8}[/]  {b.description}")
+        else:
+            lines.append(f"  [dim]{key:>8}  {b.description} (not here or not for your "
+                         "role)[/]")
+    lines.append("  [b]     Tab[/]  in the command bar: complete a command or a name")
+    return "\n".join(lines)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close", id="help_close"),
@@ -26,11 +44,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, view: ViewSpec, app: App[None]) -> None:
         super().__init__()
         self.view = view
-        self._bindings_text = "\n".join(
-            f"  [b]{b.key_display or b.key:>8}[/]  {b.description}"
-            for _, b, *_ in app.active_bindings.values()
-            if b.description
-        )
+        self._bindings_text = keys_text(app)
 
     def compose(self) -> ComposeResult:
         text = (

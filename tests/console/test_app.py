@@ -111,6 +111,12 @@ async def test_help_lists_bindings(
         await _ready(app, pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        keys = text.split("Keys")[1]
+        first = keys.strip().splitlines()[0]
+        assert first.split()[:2] == [":", "Command"], first  # the app's own keys first
+        for system in ("ctrl+pageup", "super+c", "colon", "slash", "Focus Next"):
+            assert system not in text, system
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

@@ -391,3 +391,24 @@ async def test_lapsed_and_finished_rows_stay_visible_with_their_state(
         await _ready(app, pilot)
         text = str(app.screen.query_one("#detail-text").render())
         assert "is executed" in text and "queues this action" not in text
+
+
+async def test_a_blocked_key_says_why(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await _to(app, pilot, "actions", "R-0001")
+        await pilot.press("a")
+        await _ready(app, pilot)
+        assert "sign in first" in list(app._notifications)[-1].message
+        await _sign_in(app, pilot, "olga")  # an operator may not decide work orders
+        await _to(app, pilot, "actions", "R-0001")
+        await pilot.press("a")
+        await _ready(app, pilot)
+        assert not isinstance(app.screen, ActionDialog)
+        msg = list(app._notifications)[-1].message
+        assert msg.startswith("Approve: work_order needs maintenance"), msg
+        await _to(app, pilot, "alarms")
+        await pilot.press("s")  # shelving is the shift lead's
+        await _ready(app, pilot)
+        assert list(app._notifications)[-1].message == "Shelve: shelve needs shift_lead or admin"
