@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.markup import escape
 from sqlalchemy import Engine
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
 
 from console.connections import DriverStates, equipment_drivers
@@ -40,11 +42,17 @@ from console.messages import (
     SnapshotReady,
     StoreUnavailable,
 )
-from console.screens.details import LotScreen, RecommendationScreen, what_will_happen
-from console.screens.dialogs import ActionDialog, SignInScreen
+from console.screens.details import (
+    LotScreen,
+    RecommendationScreen,
+    TextScreen,
+    what_will_happen,
+)
+from console.screens.dialogs import ActionDialog, ConfirmScreen, SignInScreen
 from console.screens.dispatch import may_dispatch, open_dispatch
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
+from console.state import ConsoleState
 from console.views import COMMANDS, VIEWS, ViewData
 from console.widgets.command_bar import CommandBar
 from console.widgets.event_log import EventLog
@@ -85,6 +93,7 @@ from core.views import (
 )
 
 EVENT_BACKLOG = 300  # rows kept in the event log view
+TOAST_HISTORY = 200  # notifications kept for :toasts
 EVENT_LOG_S = 1.0  # the event log's redraw cadence under a flow of events
 REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
 SHELVE_CHOICES = (("one_shot", "one-shot: until it clears (at most 8 h)"),
@@ -125,6 +134,8 @@ class AppDeps:
     oee_s: float = 10.0  # OEE and plan are heavier reads on their own, slower cadence
     plan_s: float = 15.0
     notices: tuple[str, ...] = ()  # said once the console is up (e.g. the twin's ports moved)
+    state: ConsoleState | None = None  # theme and last view across restarts (None: not kept)
+    runtime_live: bool = False  # the plant runtime runs in this process: quitting stops it
 
 
 class StatusBar(Static):
@@ -153,6 +164,11 @@ class LooplineApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("enter", "drill", "Open", id="drill", show=False),
         Binding("escape", "back", "Back", id="back"),
+        Binding("q", "go_back", "Back/quit", id="go_back", show=False),
+        Binding("greater_than_sign", "sort_next", "Sort by next column", key_display=">",
+                id="sort_next", show=False),
+        Binding("less_than_sign", "sort_reverse", "Reverse the sort", key_display="<",
+                id="sort_reverse", show=False),
         Binding("a", "approve", "Approve", id="approve"),
         Binding("r", "reject", "Reject", id="reject"),
         Binding("k", "acknowledge", "Ack", id="acknowledge"),
@@ -163,7 +179,7 @@ class LooplineApp(App[None]):
         Binding("ctrl+l", "sign_in", "Sign in", id="sign_in"),
         Binding("ctrl+r", "refresh", "Refresh", id="refresh", show=False),
         Binding("ctrl+t", "toggle_theme", "Theme", id="toggle_theme", show=False),
-        Binding("ctrl+q", "quit", "Quit", id="quit"),
+        Binding("ctrl+q", "confirm_quit", "Quit", id="quit"),
     ]
 
     def __init__(self, deps: AppDeps) -> None:
@@ -173,9 +189,12 @@ class LooplineApp(App[None]):
         self.snapshot_at: datetime | None = None  # plant time the snapshot was read
         self.current_view = "lines"
         self.store_error: str | None = None
-        self.theme = (
-            "textual-light" if deps.config.config.console.theme == "light" else "textual-dark"
-        )
+        saved = deps.state.load() if deps.state is not None else {}
+        theme = saved.get("theme") or deps.config.config.console.theme
+        self.theme = "textual-light" if theme == "light" else "textual-dark"
+        self._start_view = saved.get("view") if saved.get("view") in VIEWS else "lines"
+        self._view_history: list[str] = []
+        self.toasts: deque[tuple[datetime, str, str]] = deque(maxlen=TOAST_HISTORY)
         cfg = deps.config.config
         self.store = deps.store or Store(deps.engine, str(deps.engine.url), None)
         self.bus = deps.bus or EventBus()  # a private bus still feeds the event log
@@ -243,6 +262,8 @@ class LooplineApp(App[None]):
             self.set_interval(0.25, self._refresh_if_dirty)
             self.set_interval(EVENT_LOG_S, self._show_events_if_dirty)
         self.view_widget.focus()
+        if self._start_view != "lines":
+            self.show_view(self._start_view, remember=False)
         for text in self.deps.notices:
             self.notify(text, severity="warning", timeout=12)
         if self.deps.sign_in_at_start:
@@ -333,6 +354,7 @@ class LooplineApp(App[None]):
         if data is None or VIEWS[name].kind != "table" or only not in (None, name):
             return
         self.query_one(f"#view-{name}", SnapshotTable | EventLog).show(data)
+        self._render_title()
 
     def on_oee_ready(self, msg: OeeReady) -> None:
         if not self._on_screen():
@@ -443,8 +465,17 @@ class LooplineApp(App[None]):
 
     def _render_title(self) -> None:
         spec = VIEWS[self.current_view]
-        flt = self.view_widget.filter_text
-        suffix = f"  [dim]/{flt}[/]" if flt else ""
+        w = self.view_widget
+        flt = w.filter_text
+        suffix = f"  [dim]/{escape(flt)}[/]" if flt else ""
+        if isinstance(w, SnapshotTable | EventLog):
+            shown = w.row_count
+            total = w.total_rows if isinstance(w, SnapshotTable) else len(self.events)
+            pos = f"{w.cursor_row + 1 if shown else 0}/{shown}"
+            suffix += f"  [dim]{pos}{f' of {total}' if total != shown else ''}[/]"
+            if isinstance(w, SnapshotTable) and w.sort_key:
+                label = next(c.label for c in w.columns_spec if c.key == w.sort_key)
+                suffix += f"  [dim]sort {label} {'↓' if w.sort_reverse else '↑'}[/]"
         if spec.name == "alarms" and self.deps.alarms is None:
             suffix += "  [dim](read-only: no alarm manager runs in this console)[/]"
         if spec.name in ("actions", "alarms") and self.identity is None:
@@ -508,6 +539,8 @@ class LooplineApp(App[None]):
         return self.auth.may_decide(self.identity.user_id, rec.decision_class)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("go_back", "sort_next", "sort_reverse"):  # not over a dialog
+            return not isinstance(self.screen, ModalScreen)
         if action in ("approve", "reject"):
             rec = self._current_rec()
             return rec is not None and self.may_decide(rec, action)
@@ -606,6 +639,7 @@ class LooplineApp(App[None]):
     @on(DataTable.RowHighlighted)
     def _row_moved(self) -> None:
         self._sync_bindings()
+        self._render_title()
 
     def _sync_bindings(self) -> None:
         """Redraw the footer only when what is offered changed: a refresh rebuilds every
@@ -861,11 +895,15 @@ class LooplineApp(App[None]):
 
     # ------------------------------------------------------------ navigation
 
-    def show_view(self, name: str) -> None:
+    def show_view(self, name: str, remember: bool = True) -> None:
         if name not in VIEWS:
             self.notify(f"no view {name!r}; try {', '.join(VIEWS)}", severity="warning")
             return
+        if remember and name != self.current_view:
+            self._view_history.append(self.current_view)
+            del self._view_history[:-20]
         self.current_view = name
+        self._save_state()
         self.query_one(ContentSwitcher).current = f"view-{name}"
         if VIEWS[name].kind == "plan":
             self.refresh_plan()
@@ -897,6 +935,73 @@ class LooplineApp(App[None]):
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self.deps.state is not None:
+            self.save_state({"theme": "light" if self.theme == "textual-light" else "dark",
+                             "view": self.current_view})
+
+    @work(exclusive=True, group="state", thread=True, exit_on_error=False)
+    def save_state(self, state: dict[str, str]) -> None:
+        """A few bytes, but a file write all the same: off the event loop."""
+        assert self.deps.state is not None
+        self.deps.state.save(state)
+
+    def action_go_back(self) -> None:
+        """k9s's q: close the page on top, else clear the filter, else the previous view;
+        on the first view, quit (asking first when the runtime is live)."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        if self.view_widget.filter_text:
+            self.action_back()
+            return
+        if self._view_history:
+            self.show_view(self._view_history.pop(), remember=False)
+            return
+        self.action_confirm_quit()
+
+    def action_confirm_quit(self) -> None:
+        if not self.deps.runtime_live:
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        self.push_screen(ConfirmScreen(
+            "Quit loopline?", "The plant runtime runs in this console: quitting stops the "
+            "drivers, the closed loop and the twin (the store keeps everything).",
+            "y quits · n or Esc stays"), lambda yes: self.exit() if yes else None)
+
+    def action_sort_next(self) -> None:
+        """Sort by the next visible column; after the last, back to the natural order."""
+        t = self.view_widget
+        if not isinstance(t, SnapshotTable):
+            return
+        keys = [c.key for c in t.visible_columns]
+        nxt = keys[0] if t.sort_key not in keys else (
+            None if keys.index(t.sort_key) == len(keys) - 1 else
+            keys[keys.index(t.sort_key) + 1])
+        t.sort_by(nxt, t.sort_reverse)
+        self._render_title()
+
+    def action_sort_reverse(self) -> None:
+        t = self.view_widget
+        if isinstance(t, SnapshotTable) and t.sort_key is not None:
+            t.sort_by(t.sort_key, not t.sort_reverse)
+            self._render_title()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:  # type: ignore[override]
+        """Every toast is kept (``:toasts`` shows them): they vanish after a few seconds."""
+        self.toasts.append((self.deps.clock.now(), severity, message))
+        super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
+                       timeout=timeout, markup=markup)
+
+    def show_toasts(self) -> None:
+        rows = [f"{ts:%H:%M:%S}  {sev:<11}  {escape(msg)}"
+                for ts, sev, msg in reversed(self.toasts)] or ["(none yet)"]
+        self.push_screen(TextScreen("Messages (newest first)", "\n".join(rows)))
 
     def action_back(self) -> None:
         for box_id in ("#command", "#filter"):
@@ -996,7 +1101,9 @@ class LooplineApp(App[None]):
         elif cmd in ("logout", "signout"):
             self.sign_out()
         elif cmd in ("q", "quit"):
-            self.exit()
+            self.action_confirm_quit()
+        elif cmd in ("toasts", "messages"):
+            self.show_toasts()
         elif cmd == "theme":
             self.action_toggle_theme()
         elif cmd == "help":

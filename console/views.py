@@ -153,20 +153,20 @@ VIEWS: dict[str, ViewSpec] = {
                  "the connection, and for how long), live, or how long silent. "
                  "Enter opens the equipment.",
                  (C("line", "Line", 4), C("id", "Equipment", 9), C("state", "State", 14),
-                  C("reason", "Reason", 10), C("oee", "OEE", 4), C("a", "A", 4),
-                  C("p", "P", 4), C("q", "Q", 4), C("conn", "Data", 13),
-                  C("order", "Order", 8), C("lot", "Lot", 8), C("key", "Key signal", 20),
-                  C("trend", "Trend", 16), C("name", "Name", 18)),
+                  C("reason", "Reason", 10, 3), C("oee", "OEE", 4), C("a", "A", 4, 4),
+                  C("p", "P", 4, 4), C("q", "Q", 4, 4), C("conn", "Data", 13, 2),
+                  C("order", "Order", 8, 2), C("lot", "Lot", 8, 2), C("key", "Key signal", 20, 3),
+                  C("trend", "Trend", 16, 5), C("name", "Name", 18, 6)),
                  _line_rows, drill="equipment"),
         ViewSpec("orders", "Orders", "Open production orders by due date.",
                  (C("id", "Order", 8), C("product", "Product", 8), C("line", "Line", 4),
-                  C("qty", "Qty", 6), C("status", "Status", 11), C("prio", "Prio", 4),
-                  C("customer", "Customer", 22), C("release", "Release", 13),
-                  C("due", "Due", 13), C("lots", "Lots", 6)),
+                  C("qty", "Qty", 6, 2), C("status", "Status", 11), C("prio", "Prio", 4, 3),
+                  C("customer", "Customer", 22, 4), C("release", "Release", 13, 3),
+                  C("due", "Due", 13), C("lots", "Lots", 6, 2)),
                  _order_rows),
         ViewSpec("lots", "Lots", "Work in progress and planned lots; held lots in red. "
                  "Enter opens the lot's genealogy.",
-                 (C("id", "Lot", 8), C("order", "Order", 8), C("product", "Product", 8),
+                 (C("id", "Lot", 8), C("order", "Order", 8), C("product", "Product", 8, 2),
                   C("qty", "Qty", 6), C("status", "Status", 8), C("where", "At", 10)),
                  _lot_rows, drill="lot"),
         ViewSpec("holds", "Quality holds", "Open holds (NCRs): reason, lots, disposition, and "
@@ -174,34 +174,34 @@ VIEWS: dict[str, ViewSpec] = {
                  "to supplier): it asks for the release, which is signed like any "
                  "recommendation — with your PIN in the same dialog if your role may approve "
                  "releases. Offered to quality.",
-                 (C("id", "Hold", 8), C("reason", "Reason", 36), C("lots", "Lots", 24),
-                  C("status", "Status", 7), C("disp", "Disposition", 12),
-                  C("release", "Release", 40), C("created", "Created", 13)),
+                 (C("id", "Hold", 8), C("reason", "Reason", 36, 3), C("lots", "Lots", 24, 2),
+                  C("status", "Status", 7), C("disp", "Disposition", 12, 2),
+                  C("release", "Release", 40), C("created", "Created", 13, 4)),
                  _hold_rows),
         ViewSpec("actions", "Recommended actions", "The ranked queue of recommendations (open ones "
                  "first, by expected impact), then the latest decided ones with their result. "
                  "a approves (the dialog says what will happen and asks for your PIN), r "
                  "rejects with a reason, Enter shows the evidence. a and r are offered only "
                  "on recommendations your role may decide.",
-                 (C("id", "Id", 8), C("class", "Class", 10), C("target", "Target", 10),
-                  C("action", "Action", 18), C("why", "Why", 36), C("impact", "Impact", 16),
-                  C("conf", "Conf", 5), C("status", "Status", 9), C("result", "Result", 18),
-                  C("role", "Role", 11), C("expires", "Expires", 13)),
+                 (C("id", "Id", 16), C("class", "Class", 10, 3), C("target", "Target", 10),
+                  C("action", "Action", 17), C("why", "Why", 36, 4), C("impact", "Impact", 16, 3),
+                  C("conf", "Conf", 5, 5), C("status", "Status", 9), C("result", "Result", 18, 2),
+                  C("role", "Role", 11), C("expires", "Expires", 13, 5)),
                  _rec_rows, drill="recommendation"),
         ViewSpec("wo", "Work orders", "Maintenance queue and windows. c signs a work order "
                  "off as done (your PIN): the runtime tells the plant and closes it. Offered "
                  "to roles that may decide work orders (maintenance).",
-                 (C("id", "WO", 10), C("kind", "Kind", 11), C("eq", "Equipment", 10),
-                  C("fault", "Fault", 10), C("status", "Status", 11),
-                  C("done", "Completion", 15), C("window", "Window", 13),
-                  C("created", "Created", 13)),
+                 (C("id", "WO", 10), C("kind", "Kind", 11, 3), C("eq", "Equipment", 10),
+                  C("fault", "Fault", 10, 2), C("status", "Status", 11),
+                  C("done", "Completion", 15), C("window", "Window", 13, 3),
+                  C("created", "Created", 13, 4)),
                  _wo_rows),
         ViewSpec("alarms", "Alarms", "ISA-18.2 alarms: active or unacknowledged. "
                  "k acknowledges (every operating role), s shelves (one-shot, 15 min, 1 h or "
                  "8 h, with a reason; shift leads and admins).",
-                 (C("prio", "Prio", 8), C("source", "Source", 22), C("msg", "Message", 36),
-                  C("state", "State", 8), C("acked", "Acked", 5), C("shelved", "Shelved", 13),
-                  C("raised", "Raised", 13), C("age", "Age", 6)),
+                 (C("prio", "Prio", 8), C("source", "Source", 22, 3), C("msg", "Message", 36),
+                  C("state", "State", 8, 2), C("acked", "Acked", 5), C("shelved", "Shelved", 13, 4),
+                  C("raised", "Raised", 13, 5), C("age", "Age", 6, 2)),
                  _alarm_rows),
         ViewSpec("plan", "Plan", "The active plan as a timeline per line and machine: one "
                  "bar per operation, labelled with its order; | marks now.",
@@ -214,4 +214,4 @@ VIEWS: dict[str, ViewSpec] = {
     )
 }
 
-COMMANDS = [*VIEWS, "eq", "login", "logout", "theme", "quit", "help"]
+COMMANDS = [*VIEWS, "eq", "login", "logout", "theme", "toasts", "quit", "help"]

@@ -50,6 +50,7 @@ DEMO_INJECT = ("bearing:A-LATHE1@0~0.95", "heater:B-MOLD1@60~0.9")
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
     from console.commands.common import open_cli_store
+    from console.state import ConsoleState
     from runtime.host import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
 
     loaded, store = open_cli_store(args)
@@ -98,7 +99,9 @@ def run_tui(args: argparse.Namespace) -> int:
         app = create_app(AppDeps(config=loaded, engine=store.engine, clock=clock,
                                  refresh_s=loaded.config.console.refresh_ms / 1000,
                                  bus=bus, alarms=alarms, store=store,
-                                 notices=tuple(notices)))
+                                 notices=tuple(notices),
+                                 state=ConsoleState.default(loaded.base_dir),
+                                 runtime_live=bg is not None))
         app.run()
     finally:
         if bg is not None:

@@ -249,3 +249,25 @@ class SignInScreen(ModalScreen[Identity | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question (quitting with the runtime live): y or Enter yes, n or Esc no."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", id="confirm_yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm_no"),
+    ]
+
+    def __init__(self, title: str, body: str, hint: str) -> None:
+        super().__init__()
+        self.title_text, self.body, self.hint = title, body, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]{self.title_text}[/]", id="dialog-title")
+            yield Static(self.body, id="confirm-body")
+            yield Static(self.hint, id="dialog-hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

@@ -10,10 +10,15 @@ the table, so one changed cell re-renders every visible cell (~225 on the lines 
 ``_write_cells`` stores the value the same way and forgets only the changed cells' and
 rows' cached renders; it relies on DataTable internals of the pinned textual==8.2.8
 (tests/console/test_snapshot_table.py checks that what is drawn follows the data).
+
+k9s habits: columns carry a priority (1 always shown; higher numbers are hidden first
+when the terminal is too narrow for every column), and rows sort by any column
+(``sort_by``; numbers and percentages as numbers) — the natural order otherwise.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +57,39 @@ class Column:
     key: str
     label: str
     width: int | None = None
+    priority: int = 1  # 1: always shown; the highest is hidden first on a narrow terminal
+
+
+CELL_PAD = 2  # DataTable's cell padding, both sides
+_NUM = re.compile(r"^[-+]?\d+(?:\.\d+)?")
+
+
+def sort_value(text: str) -> tuple[int, float, str]:
+    """Numbers (``87%``, ``12.5 bar``, ``3m``) as numbers, dashes last, the rest as text."""
+    t = text.strip()
+    if t in ("", "—", "-"):
+        return (2, 0.0, "")
+    m = _NUM.match(t)
+    if m:
+        return (0, float(m.group(0)), t.casefold())
+    return (1, 0.0, t.casefold())
+
+
+def fit_columns(columns: Sequence[Column], width: int) -> list[int]:
+    """Indexes of the columns that fit ``width``: drop the highest priority number first,
+    the rightmost of equals first; priority 1 is never dropped."""
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum((columns[i].width or len(columns[i].label)) + CELL_PAD for i in shown)
+
+    while total() > width:
+        droppable = [i for i in shown if columns[i].priority > 1]
+        if not droppable:
+            break
+        worst = max(droppable, key=lambda i: (columns[i].priority, i))
+        shown.remove(worst)
+    return shown
 
 
 def _forget(cache: LRUCache[Any, Any], stale: Callable[[Any], bool]) -> None:
@@ -74,10 +112,46 @@ class SnapshotTable(DataTable[Cell]):
         self._all_rows: list[Row] = []
         self._shown: dict[str, tuple[str, ...]] = {}
         self.filter_text = ""
+        self.sort_key: str | None = None  # a column key, or None for the natural order
+        self.sort_reverse = False
+        self._visible = list(range(len(self._columns)))
 
     def on_mount(self) -> None:
-        for c in self._columns:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for i in self._visible:
+            c = self._columns[i]
             self.add_column(c.label, key=c.key, width=c.width)
+
+    def on_resize(self) -> None:
+        width = self.size.width - 2  # room for the vertical scrollbar
+        visible = fit_columns(self._columns, width) if width > 0 else self._visible
+        if visible != self._visible:
+            self._visible = visible
+            self.clear(columns=True)
+            self._add_columns()
+            self._rebuild([(k, cells, plain_cells(cells)) for k, cells in self._all_rows
+                           if row_matches(self.filter_text, k, plain_cells(cells))])
+
+    @property
+    def visible_columns(self) -> list[Column]:
+        return [self._columns[i] for i in self._visible]
+
+    @property
+    def columns_spec(self) -> list[Column]:
+        return list(self._columns)
+
+    def _cells(self, cells: Sequence[Cell]) -> list[Text]:
+        return literal([cells[i] for i in self._visible])
+
+    def sort_by(self, key: str | None, reverse: bool = False) -> None:
+        self.sort_key, self.sort_reverse = key, reverse
+        self._apply()
+
+    @property
+    def total_rows(self) -> int:
+        return len(self._all_rows)
 
     def show(self, data: Any) -> None:
         self._all_rows = self._row_source(data)
@@ -95,6 +169,10 @@ class SnapshotTable(DataTable[Cell]):
         # each row's text once per refresh: the filter and the change check both use it
         wanted = [(k, cells, plain) for k, cells in self._all_rows
                   if row_matches(self.filter_text, k, plain := plain_cells(cells))]
+        keys = [c.key for c in self._columns]
+        if self.sort_key in keys:
+            at = keys.index(self.sort_key)
+            wanted.sort(key=lambda w: sort_value(w[2][at]), reverse=self.sort_reverse)
         wanted_keys = [k for k, _, _ in wanted]
         shown_keys = list(self._shown)
         if wanted_keys != shown_keys:
@@ -109,7 +187,7 @@ class SnapshotTable(DataTable[Cell]):
                     self.remove_row(key)
                     del self._shown[key]
             for key, cells, plain in wanted[len(kept):]:
-                self.add_row(*literal(cells), key=key)
+                self.add_row(*self._cells(cells), key=key)
                 self._shown[key] = plain
             wanted = wanted[:len(kept)]
         changed: dict[str, list[tuple[str, Cell]]] = {}
@@ -117,9 +195,12 @@ class SnapshotTable(DataTable[Cell]):
             old = self._shown[key]
             if plain == old:
                 continue
-            changed[key] = [(col.key, cell) for col, new, was, cell
-                            in zip(self._columns, plain, old, cells, strict=True) if new != was]
             self._shown[key] = plain
+            cols = [(col.key, cell) for i, (col, new, was, cell)
+                    in enumerate(zip(self._columns, plain, old, cells, strict=True))
+                    if new != was and i in self._visible]
+            if cols:
+                changed[key] = cols
         if changed:
             self._write_cells(changed)
 
@@ -128,7 +209,7 @@ class SnapshotTable(DataTable[Cell]):
         self.clear()
         self._shown = {}
         for key, cells, plain in wanted:
-            self.add_row(*literal(cells), key=key)
+            self.add_row(*self._cells(cells), key=key)
             self._shown[key] = plain
         if cursor_key in self._shown:
             self.move_cursor(row=self.get_row_index(cursor_key))
