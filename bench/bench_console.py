@@ -1,7 +1,13 @@
-"""Console: key press to screen updated (p50/p99) under 5,000 samples/s + bus events, beside idle.
+"""Console: start-up to the first screen, and key press to screen updated (p50/p99) under
+5,000 samples/s + bus events, beside idle.
 
     python -m bench console [--seconds 20] [--rate 5000] [--events 200] [--view lines]
-                            [--repeat 1] [--json]
+                            [--repeat 1] [--startup-rounds 3] [--startup-only] [--json]
+
+Start-up (bench/startup.py): `loopline tui --demo` (what `make run` starts) in its own
+process on an 80×24 pseudo-terminal, timed from spawning it to its Lines view first drawn
+with the store's plant, on a fresh store (the first run) and on the store the previous
+round left; the raw baseline is a bare Textual app started the same way in the same run.
 
 One headless console (Textual ``run_test``) on a fresh store with the default plant,
 refreshing from the store every 0.5 s as in production. A writer thread inserts
@@ -211,15 +217,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--view", choices=("lines", "events"), default="lines",
                     help="the table the keys move in")
     ap.add_argument("--repeat", type=int, default=1, help="idle/loaded rounds (medians)")
+    ap.add_argument("--startup-rounds", type=int, default=3,
+                    help="start-up measurements (medians; 0 skips them)")
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only the start-up figures, not the key-press load test")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    from bench.startup import measure as measure_startup
+
+    startup = measure_startup(args.startup_rounds) if args.startup_rounds > 0 else None
+    if startup is not None and not args.json:
+        print_startup(startup)
+    if args.startup_only:
+        if args.json:
+            print(json.dumps({"startup": startup}, indent=2))
+        return 0
     report = asyncio.run(run(args.seconds, args.rate, args.events, args.view,
                              max(1, args.repeat)))
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps({**report, "startup": startup}, indent=2))
     else:
         print_table(report)
     return 0
+
+
+def print_startup(r: dict[str, object]) -> None:
+    print(f"start-up: process start -> Lines view drawn (80x24 pty, median of "
+          f"{r['rounds']} rounds)")
+    print(f"{'loopline tui --demo, fresh store':36}{r['console_fresh_store_s']:>8} s")
+    print(f"{'loopline tui --demo, existing store':36}{r['console_warm_store_s']:>8} s")
+    print(f"{'raw baseline: bare Textual app':36}{r['bare_textual_s']:>8} s")
+    print(f"target <= {r['target_s']:g} s")
+    print()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from any thread) only appends to a buffer and posts one ``BusActivity`` per batc
 from __future__ import annotations
 
 import gc
+import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,9 +41,12 @@ from console.messages import (
     OeeReady,
     PlanReady,
     RecommendationLoaded,
+    RuntimeFailed,
+    RuntimeReady,
     SnapshotReady,
     StoreUnavailable,
 )
+from console.runtime_link import FollowClock, RuntimeStarter
 from console.screens.details import (
     LotScreen,
     RecommendationScreen,
@@ -93,6 +98,7 @@ from core.views import (
 )
 
 EVENT_BACKLOG = 300  # rows kept in the event log view
+STARTUP_PROBE = "LOOPLINE_STARTUP_PROBE"  # bench console: where the first-screen time goes
 TOAST_HISTORY = 200  # notifications kept for :toasts
 EVENT_LOG_S = 1.0  # the event log's redraw cadence under a flow of events
 REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
@@ -136,6 +142,7 @@ class AppDeps:
     notices: tuple[str, ...] = ()  # said once the console is up (e.g. the twin's ports moved)
     state: ConsoleState | None = None  # theme and last view across restarts (None: not kept)
     runtime_live: bool = False  # the plant runtime runs in this process: quitting stops it
+    runtime_start: RuntimeStarter | None = None  # run in a worker once the console is up
 
 
 class StatusBar(Static):
@@ -216,6 +223,8 @@ class LooplineApp(App[None]):
         self._offered: tuple[object, ...] = ()
         self._unsubscribe = None
         self._status_bar: StatusBar | None = None
+        self.runtime_state = "starting" if deps.runtime_start is not None else ""
+        self._runtime_requested = False
 
     def _on_screen(self) -> bool:
         """False once the app is exiting: a worker's or the bus's message may still be
@@ -252,9 +261,7 @@ class LooplineApp(App[None]):
         self._unsubscribe = self.bus.subscribe(self._on_bus_event)
         self._render_title()
         self._render_status()
-        self.refresh_snapshot()
-        self.refresh_oee()
-        self.refresh_plan()
+        self.refresh_snapshot()  # OEE, the plan and the runtime follow the first frame
         if self.deps.auto_refresh:
             self.set_interval(self.deps.refresh_s, self.refresh_snapshot)
             self.set_interval(self.deps.oee_s, self.refresh_oee)
@@ -326,11 +333,44 @@ class LooplineApp(App[None]):
             return
         self.post_message(PlanReady(tl))
 
+    @work(exclusive=True, group="runtime", thread=True, exit_on_error=False)
+    def start_runtime(self) -> None:
+        """Twin, drivers and loop start here (seconds), while the store's plant is shown."""
+        assert self.deps.runtime_start is not None
+        try:
+            started = self.deps.runtime_start()
+        except Exception as e:
+            self.post_message(RuntimeFailed(str(e) or type(e).__name__))
+            return
+        self.post_message(RuntimeReady(started))
+
+    def on_runtime_ready(self, msg: RuntimeReady) -> None:
+        started = msg.started
+        if isinstance(self.deps.clock, FollowClock):
+            self.deps.clock.follow(started.clock)
+        self.deps.alarms = started.alarms
+        self.links.speed = float(getattr(started.clock, "speed", 1.0))
+        self.runtime_state = "live"
+        for text in started.notices:
+            self.notify(text, severity="warning", timeout=12)
+        if not self._on_screen():
+            return
+        self._render_status()
+        self._render_title()
+        self.action_refresh()
+
+    def on_runtime_failed(self, msg: RuntimeFailed) -> None:
+        self.runtime_state = "failed"
+        self.deps.runtime_live = False
+        self.notify(f"the plant runtime did not start: {msg.reason}\nThe console shows the "
+                    "store only.", severity="error", timeout=30)
+        if self._on_screen():
+            self._render_status()
+
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         if not self._on_screen():
             return
-        if self.snapshot is None:
-            freeze_startup_heap()
+        first = self.snapshot is None
         self.snapshot = msg.snapshot
         self.snapshot_at = msg.taken_at
         self.autonomy = msg.autonomy
@@ -339,6 +379,10 @@ class LooplineApp(App[None]):
             self._show_tables()
         self._render_status()
         self._sync_bindings()
+        if first and os.environ.get(STARTUP_PROBE):
+            self.call_after_refresh(self._probe_first_screen)
+        if first:
+            self.call_after_refresh(self._after_first_frame)
         if isinstance(self.screen, EquipmentScreen):
             self.screen.show(msg.snapshot)
         elif isinstance(self.screen, RecommendationScreen):
@@ -346,6 +390,26 @@ class LooplineApp(App[None]):
                         if r.id == self.screen.recommendation_id), None)
             if rec is not None and (rec.status, rec.outcome) != self.screen.shown_state:
                 self.refresh_recommendation_page(rec.id)
+
+    def _after_first_frame(self) -> None:
+        """The plant is on screen: now the heavier reads and the runtime (the twin's start,
+        its imports and the OEE query competed with the first frame for the one GIL)."""
+        freeze_startup_heap()
+        self.refresh_oee()
+        self.refresh_plan()
+        self._request_runtime()
+
+    def _request_runtime(self) -> None:
+        if self.deps.runtime_start is not None and not self._runtime_requested:
+            self._runtime_requested = True
+            self.start_runtime()
+
+    def _probe_first_screen(self) -> None:
+        """``bench console``: the plant drawn for the first time (monotonic clock, which
+        the bench's process shares); with ``LOOPLINE_STARTUP_PROBE_EXIT`` the console quits."""
+        Path(os.environ[STARTUP_PROBE]).write_text(f"{time.monotonic():.6f}")
+        if os.environ.get(STARTUP_PROBE + "_EXIT"):
+            self.exit()
 
     def _show_tables(self, only: str | None = None) -> None:
         """Update the visible table only; a hidden one catches up when it is shown."""
@@ -372,6 +436,7 @@ class LooplineApp(App[None]):
             return
         self.store_error = msg.reason
         self._render_status()
+        self._request_runtime()  # no first frame from the store: the runtime still starts
 
     # ------------------------------------------------------------ the runtime's bus
 
@@ -446,6 +511,10 @@ class LooplineApp(App[None]):
                 f"lots {c['open_lots']}"
             )
         text += self._comm_text()
+        if self.runtime_state == "starting":
+            text += "  [yellow]starting the plant twin…[/]"
+        elif self.runtime_state == "failed":
+            text += "  [b red]runtime not running[/]"
         if self.store_error:
             text += f"   [red]store: {self.store_error}[/]"
         self.query_one(StatusBar).show(text)

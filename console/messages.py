@@ -95,3 +95,19 @@ class EquipmentLoaded(Message):
         self.detail = detail
         self.why = why
         super().__init__()
+
+
+class RuntimeReady(Message):
+    """The plant runtime started in its worker: the console follows its clock and alarms."""
+
+    def __init__(self, started: Any) -> None:
+        self.started = started  # console.runtime_link.RuntimeStarted
+        super().__init__()
+
+
+class RuntimeFailed(Message):
+    """The runtime could not start; the console stays on the store and says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__()

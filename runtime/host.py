@@ -591,7 +591,14 @@ class BackgroundRuntime:
             finally:
                 self._stopped.set()
 
+    @property
+    def started(self) -> bool:
+        """start() was called (stop() before it would wait for a thread that never ran)."""
+        return self._thread.ident is not None
+
     def stop(self, timeout_s: float = 90.0) -> dict[str, Any] | None:
+        if not self.started:
+            return None
         if self._loop is not None and self._stop is not None and not self._stopped.is_set():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._stopped.wait(timeout_s)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from console.commands.common import UserError
 from core.clock import WallClock
@@ -50,8 +51,8 @@ DEMO_INJECT = ("bearing:A-LATHE1@0~0.95", "heater:B-MOLD1@60~0.9")
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
     from console.commands.common import open_cli_store
+    from console.runtime_link import FollowClock, RuntimeStarted
     from console.state import ConsoleState
-    from runtime.host import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
 
     loaded, store = open_cli_store(args)
     log_path = loaded.resolve("data/loopline.log") if loaded.db_path is None else \
@@ -68,43 +69,48 @@ def run_tui(args: argparse.Namespace) -> int:
     if speed is not None and not 1 <= speed <= 3600:
         store.close()
         raise UserError(f"--speed {speed:g} is out of range 1..3600")
-    bg: BackgroundRuntime | None = None
-    clock = WallClock()
-    bus = alarms = None
-    notices: list[str] = []
+    clock: Any = WallClock()
+    bus = None
+    starter = None
+    held: dict[str, Any] = {}  # the BackgroundRuntime, once the worker made it
     if not getattr(args, "no_runtime", False):
-        opts = RuntimeOptions(speed=speed, seed=getattr(args, "seed", None), inject=inject,
-                              approve=getattr(args, "approve", "policy"),
-                              spawn_twin=False if getattr(args, "no_sim", False) else None,
-                              opcua_port=getattr(args, "opcua_port", None),
-                              modbus_port=getattr(args, "modbus_port", None),
-                              free_ports_if_busy=True)
-        rt = Runtime(loaded, store, opts)
-        bg = BackgroundRuntime(rt)
-        if loaded.config.simulator.enabled and not getattr(args, "no_sim", False):
-            print("loopline: starting the plant twin and connecting…", file=sys.stderr)
-        try:
-            bg.start()
-        except RuntimeError_ as e:
-            bg.stop()
-            store.close()
-            raise UserError(f"{e}\n(use --no-runtime to open the console on the store "
-                            "alone)") from None
-        clock, bus, alarms = rt.clock, rt.bus, rt.alarms  # type: ignore[assignment]
-        if rt.twin is not None and rt.twin.moved:
-            notices.append(f"configured twin ports in use; the twin serves on free ones "
-                           f"({', '.join(rt.twin.moved)})")
-            print(f"loopline: {notices[-1]}", file=sys.stderr)
+        from core.events import EventBus
+
+        clock, bus = FollowClock(), EventBus()
+
+        def starter() -> RuntimeStarted:
+            """In the console's worker, after its first frame: the plant is drawn from
+            the store meanwhile (the runtime's imports and the twin take seconds)."""
+            from runtime.host import BackgroundRuntime, Runtime, RuntimeError_, RuntimeOptions
+
+            opts = RuntimeOptions(speed=speed, seed=getattr(args, "seed", None), inject=inject,
+                                  approve=getattr(args, "approve", "policy"),
+                                  spawn_twin=False if getattr(args, "no_sim", False) else None,
+                                  opcua_port=getattr(args, "opcua_port", None),
+                                  modbus_port=getattr(args, "modbus_port", None),
+                                  free_ports_if_busy=True)
+            rt = Runtime(loaded, store, opts, bus=bus)
+            bg = held["bg"] = BackgroundRuntime(rt)
+            try:
+                bg.start()
+            except RuntimeError_ as e:
+                raise RuntimeError(f"{e} (--no-runtime opens the console on the store "
+                                   "alone)") from None
+            notes = []
+            if rt.twin is not None and rt.twin.moved:
+                notes.append(f"configured twin ports in use; the twin serves on free ones "
+                             f"({', '.join(rt.twin.moved)})")
+            return RuntimeStarted(rt.clock, rt.alarms, notes)
     try:
         app = create_app(AppDeps(config=loaded, engine=store.engine, clock=clock,
                                  refresh_s=loaded.config.console.refresh_ms / 1000,
-                                 bus=bus, alarms=alarms, store=store,
-                                 notices=tuple(notices),
+                                 bus=bus, store=store, runtime_start=starter,
                                  state=ConsoleState.default(loaded.base_dir),
-                                 runtime_live=bg is not None))
+                                 runtime_live=starter is not None))
         app.run()
     finally:
-        if bg is not None:
+        bg = held.get("bg")
+        if bg is not None and bg.started:
             print("loopline: stopping the runtime (draining the store writer)…",
                   file=sys.stderr)
             bg.stop()
