@@ -46,7 +46,7 @@ from console.messages import (
     SnapshotReady,
     StoreUnavailable,
 )
-from console.runtime_link import FollowClock, RuntimeStarter
+from console.runtime_link import FollowClock, RuntimeStarter, StoreClock
 from console.screens.details import (
     LotScreen,
     RecommendationScreen,
@@ -304,6 +304,8 @@ class LooplineApp(App[None]):
     def refresh_snapshot(self) -> None:
         """Read the store off the event loop; hand the result over as a message."""
         try:
+            if isinstance(self.deps.clock, StoreClock):
+                self.deps.clock.refresh()
             taken_at = self.deps.clock.now()  # before the read: ages are never understated
             snap = plant_snapshot(self.deps.engine)
             autonomy = {c: self.decider.autonomy_for(c) for c in DECISION_CLASSES}

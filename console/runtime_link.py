@@ -9,6 +9,7 @@ sees the switch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,3 +45,27 @@ class RuntimeStarted:
 
 
 RuntimeStarter = Callable[[], RuntimeStarted]  # blocks until the plant is connected; raises
+
+
+class StoreClock:
+    """A store-only console's clock (``--no-runtime``): the wall clock, or the store's
+    newest sample when that is ahead — a second console beside a fast twin showed wall
+    time, every alarm aged 0 s and no OEE for 'today'. ``refresh()`` re-reads it (off the
+    event loop, with each snapshot)."""
+
+    speed = 1.0
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._newest: datetime | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        from core.views import store_plant_now
+
+        with contextlib.suppress(Exception):  # an unreadable store shows in the snapshot
+            self._newest = store_plant_now(self.engine)
+
+    def now(self) -> datetime:
+        wall = WallClock().now()
+        return max(wall, self._newest) if self._newest is not None else wall

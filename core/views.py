@@ -388,6 +388,21 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
     return PlantSnapshot(site, line_views, orders, lots, holds, recs, alarms, wos, counts)
 
 
+def store_plant_now(engine: Engine) -> datetime | None:
+    """The newest sample's time: plant time as far as the store knows it (a twin's store
+    runs ahead of the wall clock; one index seek on ix_sample_ts)."""
+    with engine.connect() as c:
+        ts = c.execute(select(func.max(_t(Sample).c.ts))).scalar()
+    return ensure_utc(ts) if ts is not None else None
+
+
+def plant_now(engine: Engine, wall: datetime) -> datetime:
+    """``now`` for a reader of the store alone: the wall clock, or the store's newest
+    sample when it is ahead (a twin's plant time) — so ages and 'today' match the data."""
+    ts = store_plant_now(engine)
+    return max(wall, ts) if ts is not None else wall
+
+
 FAILED_ACTIONS_WINDOW = timedelta(hours=24)
 
 

@@ -19,6 +19,7 @@ from console.commands.output import make_console
 from core.clock import WallClock
 from core.store import StoreError
 from core.store.snapshot import plant_status
+from core.views import plant_now
 
 STATE_STYLE = {
     "running": "green", "idle": "yellow", "setup": "cyan", "down_planned": "blue",
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     _, store = open_cli_store(args)
     try:
-        data = plant_status(store, WallClock().now())
+        data = plant_status(store, plant_now(store.engine, WallClock().now()))
     except StoreError as e:
         raise UserError(str(e)) from None
     finally:

@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from console.commands.common import UserError
-from core.clock import WallClock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +50,7 @@ DEMO_INJECT = ("bearing:A-LATHE1@0~0.95", "heater:B-MOLD1@60~0.9")
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
     from console.commands.common import open_cli_store
-    from console.runtime_link import FollowClock, RuntimeStarted
+    from console.runtime_link import FollowClock, RuntimeStarted, StoreClock
     from console.state import ConsoleState
 
     loaded, store = open_cli_store(args)
@@ -69,7 +68,7 @@ def run_tui(args: argparse.Namespace) -> int:
     if speed is not None and not 1 <= speed <= 3600:
         store.close()
         raise UserError(f"--speed {speed:g} is out of range 1..3600")
-    clock: Any = WallClock()
+    clock: Any = StoreClock(store.engine)  # --no-runtime: the store's plant time
     bus = None
     starter = None
     held: dict[str, Any] = {}  # the BackgroundRuntime, once the worker made it

@@ -221,3 +221,35 @@ async def test_alarm_source_with_colons_is_not_an_emoji(
         row = next(ln for ln in lines if "M-BOX" in ln)
         assert "material:B:M-BOX" in row and "🅱" not in row
         assert "[low]" in row
+
+
+async def test_store_only_console_runs_on_the_stores_plant_time(
+    loaded_config: LoadedConfig, store: Store
+) -> None:
+    """A --no-runtime console beside a twin that runs ahead of the wall clock: ages are
+    measured in plant time (they read 0s against the wall clock)."""
+    from datetime import UTC, datetime
+
+    from console.runtime_link import StoreClock
+    from core.store.models import Alarm
+    from core.views import plant_now
+
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    with store.begin() as c:
+        c.execute(insert(Sample.__table__).values(tag_id="A-LATHE1.vibration_rms", ts=ahead,
+                                                  value=2.0, quality=0))
+    with store.session() as s:
+        s.add(Alarm(source="limit:A-LATHE1.vibration_rms:hi", message="vibration high",
+                    raised_at=ahead - timedelta(minutes=5), priority="high"))
+        s.commit()
+    assert plant_now(store.engine, datetime.now(UTC)) == ahead
+    app = create_app(AppDeps(config=loaded_config, engine=store.engine,
+                             clock=StoreClock(store.engine), auto_refresh=False,
+                             sign_in_at_start=False))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _ready(app, pilot)
+        app.show_view("alarms")
+        await _ready(app, pilot)
+        (key,) = app.table.shown_keys
+        assert str(app.table.get_cell(key, "age")) == "5m"
+        assert ahead.strftime("%H:%M") in str(app.query_one("#status").render())
