@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.clock import ensure_utc
 from core.store.db import Store, guard
@@ -93,10 +93,45 @@ def trace(store: Store, item_id: str) -> Trace:
     return t
 
 
-def _link(depth: int, r: Any) -> Link:
+def consumed_quantity(c: Any, lot_id: str, batch_id: str) -> float:
+    """How much of a batch a lot used, from what was counted: the pieces of the lot made on
+    the routing step that takes the batch's material, × that step's qty_per_unit. The
+    ingest records the consume edge when the batch shows up in the lot's context; no
+    signal meters the material itself, so the edge's own quantity stays 0."""
+    from sqlalchemy import inspect
+
+    from core.production import PRODUCTION_COUNT
+    from core.store.models import ProductionOrder, RoutingStep
+
+    mat = c.execute(select(_BATCH.c.material_id).where(_BATCH.c.id == batch_id)).scalar()
+    lot = c.execute(select(_LOT.c.order_id, _LOT.c.product_id).where(
+        _LOT.c.id == lot_id)).first()
+    if mat is None or lot is None:
+        return 0.0
+    ot, st = ProductionOrder.__table__, RoutingStep.__table__  # type: ignore[attr-defined]
+    recipe = c.execute(select(ot.c.recipe_id).where(ot.c.id == lot.order_id)).scalar()
+    q = select(st.c.equipment, st.c.qty_per_unit).where(st.c.material_id == mat,
+                                                       st.c.product_id == lot.product_id)
+    if recipe:
+        q = q.where(st.c.recipe_id == recipe)
+    total = 0.0
+    if not inspect(c).has_table("production_count"):
+        return 0.0
+    pc = PRODUCTION_COUNT
+    for step in c.execute(q).all():
+        eqs = [e for e in step.equipment.split(",") if e]
+        pieces = c.execute(select(func.coalesce(func.sum(pc.c.good + pc.c.scrap), 0)).where(
+            pc.c.lot_id == lot_id, pc.c.equipment_id.in_(eqs))).scalar() or 0
+        total += float(pieces) * float(step.qty_per_unit or 0.0)
+    return total
+
+
+def _link(depth: int, r: Any, c: Any = None) -> Link:
     parent, pkind = (r.parent_lot_id, "lot") if r.parent_lot_id else (r.batch_id, "batch")
-    return Link(depth, parent, pkind, r.child_lot_id, r.relation, float(r.quantity or 0.0),
-                _iso(r.ts))
+    qty = float(r.quantity or 0.0)
+    if not qty and r.relation == "consume" and r.batch_id and c is not None:
+        qty = round(consumed_quantity(c, r.child_lot_id, r.batch_id), 3)
+    return Link(depth, parent, pkind, r.child_lot_id, r.relation, qty, _iso(r.ts))
 
 
 def _walk_up(c: Any, lot_id: str) -> list[Link]:
@@ -108,7 +143,7 @@ def _walk_up(c: Any, lot_id: str) -> list[Link]:
                          .order_by(_G.c.ts, _G.c.id)).all()
         frontier = []
         for r in rows:
-            out.append(_link(depth, r))
+            out.append(_link(depth, r, c))
             if r.parent_lot_id and r.parent_lot_id not in seen:
                 seen.add(r.parent_lot_id)
                 frontier.append(r.parent_lot_id)
@@ -124,7 +159,7 @@ def _walk_down(c: Any, item_id: str, kind: str) -> list[Link]:
     while rows:
         frontier = []
         for r in rows:
-            out.append(_link(depth, r))
+            out.append(_link(depth, r, c))
             if r.child_lot_id not in seen:
                 seen.add(r.child_lot_id)
                 frontier.append(r.child_lot_id)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, and_, func, select
 
 from core import history
 from core.clock import ensure_utc
+from core.genealogy import consumed_quantity
 from core.statuses import LOT_OPEN, ORDER_OPEN, REC_DONE, REC_PENDING, WO_OPEN
 from core.store.models import (
     Action,
@@ -642,7 +643,9 @@ def lot_detail(engine: Engine, lot_id: str, measurements: int = 20) -> LotDetail
         mat = {b.id: b.material_id for b in c.execute(select(bt.c.id, bt.c.material_id))}
         parents = tuple(
             GenealogyLink(g.relation, g.parent_lot_id, g.batch_id, mat.get(g.batch_id or ""),
-                          float(g.quantity or 0.0), g.ts)
+                          float(g.quantity or 0.0) or (
+                              consumed_quantity(c, lot_id, g.batch_id)
+                              if g.relation == "consume" and g.batch_id else 0.0), g.ts)
             for g in c.execute(select(gt).where(gt.c.child_lot_id == lot_id).order_by(gt.c.id))
         )
         children = tuple(

@@ -109,3 +109,32 @@ def test_alarm_source_is_printed_as_written_and_piped_tables_are_not_squeezed(st
     assert rc == 0
     assert "material:B:M-BOX" in out and "🅱" not in out
     assert long_msg in out  # one line, not wrapped at 80
+
+
+def test_trace_shows_how_much_of_a_batch_a_line_c_lot_used(store, cli):
+    """The consume edge is recorded with quantity 0 (nothing meters material); the trace
+    shows the pieces counted on the step that takes the batch's material × qty_per_unit."""
+    from sqlalchemy import insert, select
+
+    from core.production import PRODUCTION_COUNT, ensure_schema
+    from core.store.models import Lot, MaterialBatch, ProductionOrder, RoutingStep
+
+    with store.session() as s:
+        step = s.exec(select(RoutingStep).where(RoutingStep.material_id == "M-AL6063")).first()[0]
+        order = s.exec(select(ProductionOrder).where(
+            ProductionOrder.product_id == step.product_id)).first()[0]
+        s.add(MaterialBatch(id="B-0900", material_id="M-AL6063", quantity=500.0,
+                            location="C-LS"))
+        s.add(Lot(id="L-00900", order_id=order.id, product_id=step.product_id, quantity=120,
+                  status="wip", equipment_id=step.eligible()[0], created_at=T, updated_at=T))
+        s.commit()
+        s.add(LotGenealogy(child_lot_id="L-00900", batch_id="B-0900", relation="consume",
+                           ts=T))
+        s.commit()
+    ensure_schema(store)
+    with store.begin() as c:
+        c.execute(insert(PRODUCTION_COUNT).values(equipment_id=step.eligible()[0], line_id="C",
+                                                  lot_id="L-00900", ts=T, good=48, scrap=2))
+    rc, out, err = cli("lots", "--trace", "L-00900")
+    assert rc == 0, err
+    assert f"batch B-0900  consume {50 * step.qty_per_unit:g}" in out
