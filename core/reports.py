@@ -38,7 +38,10 @@ from core.store.models import (
 )
 
 GROUPS = ("plant", "line", "equipment", "shift", "product")
-DOWNTIME_STATES = ("down_unplanned",)
+# the availability losses of core.oee: planned busy time that was not run time, so the
+# downtime report and the OEE report's availability always account for the same hours
+DOWNTIME_STATES = ("down_unplanned", "setup", "starved", "blocked")
+NOT_COUNTED = ("idle", "down_planned")  # not planned busy time (--states can add them)
 LOSS_STATES = ("down_unplanned", "setup", "starved", "blocked", "idle", "down_planned")
 NONE = "(none)"
 
@@ -273,6 +276,7 @@ def downtime_report(store: Store, by: str, start: datetime, end: datetime,
         for reason, (secs, ids, sts) in items:
             cum += secs
             out.append({"group": key, "reason": reason, "states": sorted(sts),
+                        "state": ", ".join(sorted(sts)),
                         "seconds": secs, "hours": secs / 3600, "stops": len(ids),
                         "share": secs / totals[key] if totals[key] else None,
                         "cumulative_share": cum / totals[key] if totals[key] else None})

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="group by (default: line; plant = one total)")
     add_range(p)
     p.add_argument("--states", metavar="S", default=",".join(DOWNTIME_STATES),
-                   help="downtime: states counted, comma-separated (default: "
-                   f"down_unplanned; losses: {', '.join(LOSS_STATES)})")
+                   help="downtime: states counted, comma-separated (default: the "
+                   f"availability losses of report oee, {', '.join(DOWNTIME_STATES)}; "
+                   f"all: {', '.join(LOSS_STATES)})")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--plot", metavar="FILE", help="also write an SVG bar chart")
     p.set_defaults(func=run)
@@ -68,7 +69,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     title = (f"{args.kind.upper() if args.kind == 'oee' else args.kind.capitalize()} by "
              f"{args.by}, {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC")
-    table(_pct(rows), COLUMNS[args.kind], title)
+    table(_pct(rows), COLUMNS[args.kind], title,
+          empty=f"no time in {', '.join(states)}" if args.kind == "downtime" else "none")
+    if args.kind == "downtime":
+        left_out = [s for s in LOSS_STATES if s not in states]
+        print(f"counted: {', '.join(states)}"
+              + (f"; not counted: {', '.join(left_out)} (--states adds them; idle and "
+                 "down_planned are not planned busy time)" if left_out else "")
+              + ". Hours are machine-hours: a line sums its machines.")
+    elif args.kind == "oee":
+        print("PBT and APT are machine-hours: a line or the plant sums its machines' hours.")
     if args.plot:
         print(f"chart written to {args.plot}")
     return 0
@@ -76,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
 
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "oee": [("group", "group"), ("oee", "OEE %"), ("availability", "avail. %"),
-            ("performance", "perf. %"), ("quality", "quality %"), ("planned_busy_h", "PBT h"),
-            ("run_h", "APT h"), ("good", "good"), ("scrap", "scrap")],
-    "downtime": [("group", "group"), ("reason", "reason"), ("hours", "hours"),
+            ("performance", "perf. %"), ("quality", "quality %"),
+            ("planned_busy_h", "PBT machine-h"), ("run_h", "APT machine-h"),
+            ("good", "good"), ("scrap", "scrap")],
+    "downtime": [("group", "group"), ("reason", "reason"), ("state", "state"),
+                 ("hours", "machine-h"),
                  ("stops", "stops"), ("share", "share %"), ("cumulative_share", "cum. %")],
     "scrap": [("group", "group"), ("produced", "produced"), ("good", "good"),
               ("scrap", "scrap"), ("scrap_rate", "scrap %")],

@@ -158,3 +158,15 @@ def test_tables_plot_and_bad_input(plant, cli, tmp_path: Path):
     assert rc == 1 and ".svg" in err
     rc, _, err = cli("report", "downtime", "--states", "broken")
     assert rc == 1 and "unknown state" in err
+
+
+def test_downtime_accounts_for_the_availability_oee_loses(plant, cli):
+    """report downtime counts by default what report oee's availability loses (planned busy
+    time that was not run time: starved and blocked included), and says what it left out."""
+    oee = _by_group(_report(cli, "oee", "--by", "plant", *DAY))["plant"]
+    down = _report(cli, "downtime", "--by", "plant", *DAY)
+    lost_h = (oee["planned_busy_s"] - oee["run_s"]) / H
+    assert sum(r["hours"] for r in down["rows"]) == pytest.approx(lost_h)
+    assert set(down["states"]) == {"down_unplanned", "setup", "starved", "blocked"}
+    rc, out, _ = cli("report", "downtime", "--by", "plant", *DAY)
+    assert rc == 0 and "not counted: idle, down_planned" in out and "machine-hours" in out
