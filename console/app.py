@@ -837,10 +837,10 @@ class LooplineApp(App[None]):
         alarm = self._current_alarm()
         if alarm is not None and self.identity is not None and \
                 self.may_handle_alarm(alarm, "acknowledge"):
-            self.ack_alarm(alarm.id, self.identity.user_id)
+            self.ack_alarm(alarm.id, self.identity.user_id, f"{alarm.source}: {alarm.message}")
 
     @work(exclusive=True, group="alarm", thread=True, exit_on_error=False)
-    def ack_alarm(self, alarm_id: int, user: str) -> None:
+    def ack_alarm(self, alarm_id: int, user: str, what: str = "") -> None:
         assert self.deps.alarms is not None
         try:
             changes = self.deps.alarms.ack(alarm_id, user)
@@ -849,7 +849,7 @@ class LooplineApp(App[None]):
             return
         for ch in changes:
             self.bus.publish(ch.as_event())
-        self.post_message(ActionDone("ack", True, f"alarm {alarm_id} acknowledged"))
+        self.post_message(ActionDone("ack", True, f"acknowledged {what or alarm_id}"))
 
     def action_shelve(self) -> None:
         alarm = self._current_alarm()
@@ -864,12 +864,13 @@ class LooplineApp(App[None]):
             for ch in changes:
                 self.bus.publish(ch.as_event())
             label = dict(SHELVE_CHOICES).get(choice or "one_shot", "")
-            return f"alarm {aid} shelved ({label.split(':')[0]})"
+            return f"shelved ({label.split(':')[0]}): {source}"
 
-        body = (f"Shelve alarm [b]{aid}[/] ({alarm.priority}) {alarm.source}:\n"
-                f"{alarm.message}\n\nA shelved alarm is recorded but not annunciated. "
+        source = alarm.source
+        body = (f"Shelve the {escape(alarm.priority)} alarm [b]{escape(source)}[/]:\n"
+                f"{escape(alarm.message)}\n\nA shelved alarm is recorded but not annunciated. "
                 "For how long?")
-        self.push_screen(ActionDialog(f"Shelve alarm {aid}", body, shelve,
+        self.push_screen(ActionDialog("Shelve alarm", body, shelve,
                                       choices=SHELVE_CHOICES, text_label="reason (required)",
                                       confirm="Enter shelves"), self._decided)
 

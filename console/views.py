@@ -73,7 +73,7 @@ def _line_rows(d: ViewData) -> list[Row]:
                 Text(pct(oee), style="bold"), pct(a), pct(p), pct(q),
                 connection_text(e.last_sample_at, d.data_at or d.now, link=link, now=d.now,
                                 live_s=d.live_s), e.order_id or "—", e.lot_id or "—",
-                key or "—", Text(sparkline(e.key_values), style="cyan"), e.name,
+                key or "—", Text(sparkline(e.key_values).ljust(16), style="cyan"), e.name,
             )))
     return out
 
@@ -114,12 +114,32 @@ def _event_rows(d: ViewData) -> list[Row]:
     caches each drawn line by its cells' text, so rows that only moved down are not
     rendered again."""
     out: list[Row] = []
-    for i, e in enumerate(reversed(d.events)):
+    shown = [e for e in d.events if e.kind not in HIDDEN_EVENT_KINDS]
+    for i, e in enumerate(reversed(shown)):
         where = e.equipment_id or e.line_id or e.recommendation_id or ""
         out.append((f"{i + 1}", (  # Text: a summary is shown as written, never as markup
-            e.ts.strftime("%H:%M:%S"), e.kind, where, Text(e.summary),
+            e.ts.strftime("%H:%M:%S"), e.kind, where, Text(event_summary(e)),
         )))
     return out
+
+
+# the runtime's periodic counters feed the top line's comm state, not the log
+HIDDEN_EVENT_KINDS = frozenset({"stats"})
+
+
+def event_summary(e: EngineEvent) -> str:
+    """An alarm event carries the alarm's message on every transition (raised, acked,
+    cleared …): say the transition once, with the message only where it is news."""
+    if e.kind != "alarm":
+        return e.summary
+    state = str(getattr(e, "state", "") or "")
+    if state in ("raised", ""):
+        return e.summary
+    who = e.detail.get("actor") if isinstance(e.detail, dict) else ""
+    by = f" by {who}" if who and not str(who).startswith("system") else ""
+    if state == "normal":
+        return f"back to normal{by}"
+    return f"{state}{by}: {e.summary}"
 
 
 def _alarm_rows(d: ViewData) -> list[Row]:
@@ -155,7 +175,7 @@ VIEWS: dict[str, ViewSpec] = {
                  (C("line", "Line", 4), C("id", "Equipment", 9), C("state", "State", 14),
                   C("reason", "Reason", 10, 3), C("oee", "OEE", 4), C("a", "A", 4, 4),
                   C("p", "P", 4, 4), C("q", "Q", 4, 4), C("conn", "Data", 13, 2),
-                  C("order", "Order", 8, 2), C("lot", "Lot", 8, 2), C("key", "Key signal", 20, 3),
+                  C("order", "Order", 8, 2), C("lot", "Lot", 8, 2), C("key", "Key signal", 24, 3),
                   C("trend", "Trend", 16, 5), C("name", "Name", 18, 6)),
                  _line_rows, drill="equipment"),
         ViewSpec("orders", "Orders", "Open production orders by due date.",

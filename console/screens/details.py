@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.markup import escape
@@ -17,10 +16,18 @@ from core.views import LotDetail, RecommendationDetail
 
 
 def _value(v: Any) -> str:
+    """A parameter or evidence value as a person reads it: no ``None``, no JSON."""
+    if v is None or v == "":
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.3g}"
-    if isinstance(v, dict | list):
-        return json.dumps(v, default=str, ensure_ascii=False)
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_value(x)}" for k, x in v.items()
+                         if x not in (None, "", [], {})) or "—"
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v) or "—"
     return str(v)
 
 
@@ -68,9 +75,18 @@ def evidence_text(d: RecommendationDetail) -> str:
     if isinstance(ctx, dict):
         lines.append("  context " + escape(", ".join(f"{k}={x}" for k, x in ctx.items() if x)))
     rest = {k: x for k, x in ev.items() if k not in ("signals", "contributions", "context",
-                                                      "history")}
+                                                      "history", "detection")}
+    det = ev.get("detection")
+    if isinstance(det, dict):  # what was detected, in words (it was a JSON blob)
+        what = det.get("summary") or det.get("kind") or "detection"
+        by = det.get("detector_id")
+        lines.append(f"  detected {escape(str(what))}" + (f" (by {escape(str(by))})" if by else "")
+                     + (f" at {escape(str(det.get('onset'))[:19].replace('T', ' '))}"
+                        if det.get("onset") else ""))
     for k, x in sorted(rest.items()):
-        lines.append(f"  {escape(k)}: {escape(_value(x))}")
+        if x in (None, "", [], {}):
+            continue
+        lines.append(f"  {escape(k.replace('_', ' '))}: {escape(_value(x))}")
     hist = ev.get("history") or []
     if hist:
         lines.append(f"  seen {len(hist)} time(s)")

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Static
 from console.formatting import hhmm, sparkline
 from console.messages import ActionDone, EquipmentLoaded
 from console.widgets.snapshot_table import Column, Row, SnapshotTable
+from core.production import STATES
 from core.views import (
     EquipmentDetail,
     Explanation,
@@ -30,19 +31,34 @@ QUALITY = {0: Text("good", style="green"), 1: Text("uncertain", style="yellow"),
            2: Text("BAD", style="bold red"), None: Text("—", style="dim")}
 
 
-TAG_COLUMNS = (Column("tag", "Tag", 22), Column("kind", "Kind", 9), Column("value", "Value", 16),
-               Column("q", "Quality", 9), Column("ts", "Source time", 11),
-               Column("trend", "Trend", 24))
+TAG_COLUMNS = (Column("tag", "Tag", 22), Column("kind", "Kind", 9, 3),
+               Column("value", "Value", 20), Column("q", "Quality", 9, 2),
+               Column("ts", "Source time", 11, 4), Column("trend", "Trend", 24, 5))
+
+
+def tag_value(kind: str, v: object, unit: str) -> str:
+    """A state code in words (``starved (5)``, not ``5.000``), counters whole, measurements
+    to four significant figures with their unit."""
+    if v is None:
+        return "—"
+    if kind == "state" and isinstance(v, int | float) and not isinstance(v, bool):
+        return f"{STATES.get(int(v), 'code')} ({int(v)})"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and (kind == "counter" or (v.is_integer() and abs(v) >= 1000)):
+        return f"{int(v):,} {unit}".strip()
+    if isinstance(v, float):
+        return f"{v:.4g} {unit}".strip()
+    return f"{v} {unit}".strip()
 
 
 def tag_rows(d: EquipmentDetail) -> list[Row]:
     out: list[Row] = []
     for tag in d.tags:
-        v = tag.value
-        shown = f"{v:.3f} {tag.unit}" if isinstance(v, float) else "—" if v is None else str(v)
+        shown = tag_value(tag.kind, tag.value, tag.unit)
         out.append((tag.id, (tag.name, tag.kind, shown, QUALITY.get(tag.quality, QUALITY[None]),
                              tag.ts.strftime("%H:%M:%S") if tag.ts else "—",
-                             Text(sparkline(tag.recent, 24), style="cyan"))))
+                             Text(sparkline(tag.recent, 24).ljust(24), style="cyan"))))
     return out
 
 

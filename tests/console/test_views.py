@@ -115,3 +115,38 @@ def test_every_binding_has_id_and_description() -> None:
                   EventLog):
         for b in owner.BINDINGS:
             assert b.id and b.description, (owner, b)  # type: ignore[union-attr]
+
+
+def test_no_raw_internals_in_what_people_read(frozen_clock: FrozenClock) -> None:
+    """None parameters, detection JSON, state codes as floats, stats rows, alarm texts
+    repeated on every transition: each once reached the screen."""
+    from datetime import datetime
+
+    from console.screens.details import _value, evidence_text, what_will_happen
+    from console.screens.equipment import tag_value
+    from console.views import ViewData, _event_rows
+    from core.events import AlarmEvent, StatsEvent
+    from core.views import PlantSnapshot, RecommendationDetail, RecommendationView
+
+    now: datetime = frozen_clock.now()
+    view = RecommendationView("R-9", "replenish", "B", "replenish", "line side low",
+                              "proposed", 0.9, "avoids a starve", "shift_lead", now, now)
+    d = RecommendationDetail(view, {"material_id": "M-BOX", "batch_id": None},
+                             {"detection": {"detector_id": "material.B", "kind": "material",
+                                            "summary": "M-BOX at B-LS below reorder point"},
+                              "note": None}, "material:B:M-BOX", ())
+    body, ev = what_will_happen(d), evidence_text(d)
+    assert "None" not in body and "batch_id = —" in body
+    assert "{" not in ev and "detected M-BOX at B-LS below reorder point" in ev
+    assert _value({"a": 1.5, "b": None}) == "a 1.5"
+    assert tag_value("state", 5.0, "") == "starved (5)"
+    assert tag_value("counter", 1234.0, "pcs") == "1,234 pcs"
+    snap = PlantSnapshot("site", (), (), (), (), (), (), (), {})
+    events = [StatsEvent(now, "stats runtime counters"),
+              AlarmEvent(now, "bearing hot", alarm_id=3, state="raised"),
+              AlarmEvent(now, "bearing hot", alarm_id=3, state="acked",
+                         detail={"actor": "sam"}),
+              AlarmEvent(now, "bearing hot", alarm_id=3, state="normal")]
+    rows = _event_rows(ViewData(snap, now, events=events))
+    texts = [str(cells[3]) for _, cells in rows]
+    assert texts == ["back to normal", "acked by sam: bearing hot", "bearing hot"]
