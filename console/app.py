@@ -164,6 +164,7 @@ class StatusBar(Static):
 class LooplineApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "loopline"
+    ENABLE_COMMAND_PALETTE = False  # `:` is the command bar; the footer keeps its room
 
     BINDINGS = [
         Binding(":", "command_mode", "Command", id="command_mode"),

@@ -107,16 +107,14 @@ class ActionDialog(ModalScreen[str | None]):
         total = body.virtual_size.height
         shown_to = min(total, int(body.scroll_y) + body.size.height)
         below = total - shown_to
-        if below > 0:
-            text = (f"[b yellow]▼ {below} more line(s) of the record below — PgDn reads on"
-                    f"{'' if self.seen_end else '; signing needs its end'}[/]")
+        if below > 0:  # one row, always: the layout must not move under the signer
+            text = (f"[b yellow]▼ {below} more line(s) below · PgDn reads on"
+                    f"{'' if self.seen_end else ' · signing needs the end'}[/]")
         elif body.max_scroll_y > 0:
-            text = "[dim]end of the record (PgUp reads back)[/]"
+            text = "[dim]end of the record · PgUp reads back[/]"
         else:
             text = ""
-        seen = self.query_one("#dialog-seen", Static)
-        seen.update(text)
-        seen.display = bool(text)
+        self.query_one("#dialog-seen", Static).update(text)
 
     def action_scroll_record(self, pages: int) -> None:
         body = self.query_one("#dialog-body", VerticalScroll)
@@ -179,6 +177,7 @@ class ActionDialog(ModalScreen[str | None]):
             self.dismiss(msg.text)
             return
         self.query_one("#dialog-error", Static).update(f"[b red]{msg.text}[/]")
+        self.call_after_refresh(self._fit_record)  # a long refusal takes a second row
         if self.ask_pin:
             pin = self.query_one("#dialog-pin", Input)
             pin.value = ""

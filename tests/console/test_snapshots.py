@@ -37,6 +37,30 @@ def test_main_views(view: str, make_app: MakeApp, snap_compare) -> None:  # type
     assert snap_compare(make_app(), terminal_size=(130, 34), run_before=_before(view))
 
 
+@pytest.mark.parametrize("view", ["lines", "orders", "lots", "holds", "actions", "wo",
+                                  "alarms", "plan", "events"])
+def test_every_view_at_80x24(view: str, make_app: MakeApp, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """The narrowest terminal the console supports: columns give way by priority."""
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_before(view))
+
+
+def test_approve_dialog_at_80x24(make_app: MakeApp, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """What the signer sees: the record scrolls, the fields and the hint stay."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app: LooplineApp = pilot.app
+        await _before("actions")(pilot)
+        await pilot.press("ctrl+l")
+        await _before(None)(pilot)
+        await pilot.press(*"maya", "enter", *"3333", "enter")
+        await _before(None)(pilot)
+        app.table.move_cursor(row=app.table.get_row_index("R-0001"))
+        app.clear_notifications()  # the sign-in toast would cover the dialog's last rows
+        await pilot.press("a")
+        await _before(None)(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_lines_at_80x24_light_theme(make_app: MakeApp, snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await _before(None)(pilot)
