@@ -167,8 +167,10 @@ class LooplineApp(App[None]):
     ENABLE_COMMAND_PALETTE = False  # `:` is the command bar; the footer keeps its room
 
     BINDINGS = [
-        Binding(":", "command_mode", "Command", id="command_mode"),
-        Binding("/", "filter", "Filter", id="filter"),
+        # priority: handled as the key arrives, not after the table's queue — the keys typed
+        # right after ':' in one burst reached the table and were lost
+        Binding(":", "command_mode", "Command", id="command_mode", priority=True),
+        Binding("/", "filter", "Filter", id="filter", priority=True),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("enter", "drill", "Open", id="drill", show=False),
         Binding("escape", "back", "Back", id="back"),
@@ -549,7 +551,9 @@ class LooplineApp(App[None]):
                 label = next(c.label for c in w.columns_spec if c.key == w.sort_key)
                 suffix += f"  [dim]sort {label} {'↓' if w.sort_reverse else '↑'}[/]"
         if spec.name == "alarms" and self.deps.alarms is None:
-            suffix += "  [dim](read-only: no alarm manager runs in this console)[/]"
+            suffix += ("  [dim](k and s once the runtime has started)[/]"
+                       if self.runtime_state == "starting" else
+                       "  [dim](read-only: no alarm manager runs in this console)[/]")
         if spec.name in ("actions", "alarms") and self.identity is None:
             suffix += "  [dim](sign in with ctrl+l to act)[/]"
         # one line high (app.tcss): no layout pass needed
@@ -613,6 +617,8 @@ class LooplineApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("go_back", "sort_next", "sort_reverse"):  # not over a dialog
             return not isinstance(self.screen, ModalScreen)
+        if action in ("command_mode", "filter"):  # typed into a box, ':' is a character
+            return self.screen is self.screen_stack[0] and not isinstance(self.focused, Input)
         if action in ("approve", "reject"):
             rec = self._current_rec()
             return rec is not None and self.may_decide(rec, action)

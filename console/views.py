@@ -194,7 +194,8 @@ VIEWS: dict[str, ViewSpec] = {
                  "to supplier): it asks for the release, which is signed like any "
                  "recommendation — with your PIN in the same dialog if your role may approve "
                  "releases. Offered to quality.",
-                 (C("id", "Hold", 8), C("reason", "Reason", 36, 3), C("lots", "Lots", 24, 2),
+                 (C("id", "Hold", 8), C("reason", "Reason", 36, 3, grow=True),
+                  C("lots", "Lots", 24, 2),
                   C("status", "Status", 7), C("disp", "Disposition", 12, 2),
                   C("release", "Release", 40), C("created", "Created", 13, 4)),
                  _hold_rows),
@@ -204,7 +205,8 @@ VIEWS: dict[str, ViewSpec] = {
                  "rejects with a reason, Enter shows the evidence. a and r are offered only "
                  "on recommendations your role may decide.",
                  (C("id", "Id", 16), C("class", "Class", 10, 3), C("target", "Target", 10),
-                  C("action", "Action", 17), C("why", "Why", 36, 4), C("impact", "Impact", 16, 3),
+                  C("action", "Action", 17), C("why", "Why", 36, 4, grow=True),
+                  C("impact", "Impact", 16, 3),
                   C("conf", "Conf", 5, 5), C("status", "Status", 9), C("result", "Result", 18, 2),
                   C("role", "Role", 11), C("expires", "Expires", 13, 5)),
                  _rec_rows, drill="recommendation"),
@@ -219,7 +221,8 @@ VIEWS: dict[str, ViewSpec] = {
         ViewSpec("alarms", "Alarms", "ISA-18.2 alarms: active or unacknowledged. "
                  "k acknowledges (every operating role), s shelves (one-shot, 15 min, 1 h or "
                  "8 h, with a reason; shift leads and admins).",
-                 (C("prio", "Prio", 8), C("source", "Source", 22, 3), C("msg", "Message", 36),
+                 (C("prio", "Prio", 8), C("source", "Source", 22, 3),
+                  C("msg", "Message", 36, grow=True),
                   C("state", "State", 8, 2), C("acked", "Acked", 5), C("shelved", "Shelved", 13, 4),
                   C("raised", "Raised", 13, 5), C("age", "Age", 6, 2)),
                  _alarm_rows),

@@ -58,6 +58,7 @@ class Column:
     label: str
     width: int | None = None
     priority: int = 1  # 1: always shown; the highest is hidden first on a narrow terminal
+    grow: bool = False  # takes the width the shown columns leave (a message, a reason)
 
 
 CELL_PAD = 2  # DataTable's cell padding, both sides
@@ -73,6 +74,17 @@ def sort_value(text: str) -> tuple[int, float, str]:
     if m:
         return (0, float(m.group(0)), t.casefold())
     return (1, 0.0, t.casefold())
+
+
+def grown_widths(columns: Sequence[Column], shown: Sequence[int], width: int) -> list[int]:
+    """The shown columns' widths, the ``grow`` ones sharing what the others leave."""
+    widths = [columns[i].width or len(columns[i].label) for i in shown]
+    growers = [k for k, i in enumerate(shown) if columns[i].grow]
+    spare = width - sum(w + CELL_PAD for w in widths)
+    for n, k in enumerate(growers):
+        widths[k] += max(0, spare) // len(growers) + (1 if n < max(0, spare) % len(growers)
+                                                      else 0)
+    return widths
 
 
 def fit_columns(columns: Sequence[Column], width: int) -> list[int]:
@@ -115,20 +127,22 @@ class SnapshotTable(DataTable[Cell]):
         self.sort_key: str | None = None  # a column key, or None for the natural order
         self.sort_reverse = False
         self._visible = list(range(len(self._columns)))
+        self._widths = [c.width for c in self._columns]
 
     def on_mount(self) -> None:
         self._add_columns()
 
     def _add_columns(self) -> None:
-        for i in self._visible:
+        for i, w in zip(self._visible, self._widths, strict=True):
             c = self._columns[i]
-            self.add_column(c.label, key=c.key, width=c.width)
+            self.add_column(c.label, key=c.key, width=w)
 
     def on_resize(self) -> None:
         width = self.size.width - 2  # room for the vertical scrollbar
         visible = fit_columns(self._columns, width) if width > 0 else self._visible
-        if visible != self._visible:
-            self._visible = visible
+        widths = grown_widths(self._columns, visible, width) if width > 0 else self._widths
+        if visible != self._visible or widths != self._widths:
+            self._visible, self._widths = visible, widths
             self.clear(columns=True)
             self._add_columns()
             self._rebuild([(k, cells, plain_cells(cells)) for k, cells in self._all_rows

@@ -147,7 +147,7 @@ async def test_equipment_page_updates_tag_values_in_place(
         app.refresh_snapshot()  # a snapshot re-reads the open equipment page
         await _ready(app, pilot)
         await _ready(app, pilot)
-        assert str(tags.get_cell("A-LATHE1.vibration_rms", "value")).startswith("3.400")
+        assert str(tags.get_cell("A-LATHE1.vibration_rms", "value")) == "3.4 mm/s"
         assert tags.cursor_row == 2  # updated in place: the cursor did not jump
 
 
