@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -41,6 +41,10 @@ class ActionDialog(ModalScreen[str | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="dialog_cancel"),
+        # priority: the next field takes the focus before the next key is delivered (a
+        # burst of keys after Enter — a stalled loop, a fast typist — went to the old one)
+        Binding("enter", "next_field", "Next / sign", id="dialog_next", show=False,
+                priority=True),
         Binding("pagedown,ctrl+down", "scroll_record(1)", "Read on", id="dialog_read_on"),
         Binding("pageup,ctrl+up", "scroll_record(-1)", "Read back", id="dialog_read_back"),
     ]
@@ -130,19 +134,18 @@ class ActionDialog(ModalScreen[str | None]):
             if after is not None or not order:
                 self.do_submit()
             return
-        self.query_one(f"#{nxt}").focus()
+        self.set_focus(self.query_one(f"#{nxt}"))  # at once (Widget.focus() defers)
 
-    @on(OptionList.OptionSelected)
-    def _chosen(self) -> None:
-        self.focus_next_field("dialog-choice")
-
-    @on(Input.Submitted)
-    def _entered(self, event: Input.Submitted) -> None:
-        self.focus_next_field(event.input.id)
-
-    def key_enter(self) -> None:
-        if not self.query("Input, OptionList"):
+    def action_next_field(self) -> None:
+        """Enter: the choice, the text and the PIN in turn, then sign."""
+        focused = self.focused
+        fid = focused.id if focused is not None else None
+        if fid in ("dialog-choice", "dialog-text", "dialog-pin"):
+            self.focus_next_field(fid)
+        elif not self.query("Input, OptionList"):
             self.do_submit()
+        else:
+            self.focus_next_field(None)
 
     def do_submit(self) -> None:
         if self.busy:
@@ -181,7 +184,7 @@ class ActionDialog(ModalScreen[str | None]):
         if self.ask_pin:
             pin = self.query_one("#dialog-pin", Input)
             pin.value = ""
-            pin.focus()
+            self.set_focus(pin)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -193,7 +196,11 @@ SignIn = Callable[[str, str], Identity]
 class SignInScreen(ModalScreen[Identity | None]):
     """User id + PIN, checked by core.auth (wrong PIN and lock-out say so)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Continue without signing in", id="signin_cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Continue without signing in", id="signin_cancel"),
+        Binding("enter", "next_field", "Next / sign in", id="signin_next", show=False,
+                priority=True),  # as in ActionDialog: the PIN box has the focus at once
+    ]
 
     def __init__(self, sign_in: SignIn, users: Sequence[str], current: str | None = None
                  ) -> None:
@@ -213,17 +220,18 @@ class SignInScreen(ModalScreen[Identity | None]):
     def on_mount(self) -> None:
         self.query_one("#signin-pin" if self.current else "#signin-user").focus()
 
-    @on(Input.Submitted, "#signin-user")
-    def _user_entered(self) -> None:
-        self.query_one("#signin-pin").focus()
+    def action_next_field(self) -> None:
+        if self.focused is not None and self.focused.id == "signin-pin":
+            self._pin_entered()
+        else:
+            self.set_focus(self.query_one("#signin-pin"))
 
-    @on(Input.Submitted, "#signin-pin")
     def _pin_entered(self) -> None:
         user = self.query_one("#signin-user", Input).value.strip()
         pin = self.query_one("#signin-pin", Input).value
         if not user:
             self.query_one("#dialog-error", Static).update("[b red]enter your user id[/]")
-            self.query_one("#signin-user").focus()
+            self.set_focus(self.query_one("#signin-user"))
             return
         self.query_one("#dialog-error", Static).update("[dim]checking…[/]")
         self.check(user, pin)
@@ -244,7 +252,7 @@ class SignInScreen(ModalScreen[Identity | None]):
         self.query_one("#dialog-error", Static).update(f"[b red]{msg.text}[/]")
         pin = self.query_one("#signin-pin", Input)
         pin.value = ""
-        pin.focus()
+        self.set_focus(pin)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
