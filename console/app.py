@@ -58,7 +58,7 @@ from console.screens.dispatch import may_dispatch, open_dispatch
 from console.screens.equipment import EquipmentScreen
 from console.screens.help import HelpScreen
 from console.state import ConsoleState
-from console.views import COMMANDS, VIEWS, ViewData
+from console.views import COMMANDS, HIDDEN_EVENT_KINDS, VIEWS, ViewData
 from console.widgets.command_bar import CommandBar
 from console.widgets.event_log import EventLog
 from console.widgets.gantt import PlanGantt
@@ -544,7 +544,8 @@ class LooplineApp(App[None]):
         suffix = f"  [dim]/{escape(flt)}[/]" if flt else ""
         if isinstance(w, SnapshotTable | EventLog):
             shown = w.row_count
-            total = w.total_rows if isinstance(w, SnapshotTable) else len(self.events)
+            total = w.total_rows if isinstance(w, SnapshotTable) else sum(
+                1 for e in self.events if e.kind not in HIDDEN_EVENT_KINDS)
             pos = f"{w.cursor_row + 1 if shown else 0}/{shown}"
             suffix += f"  [dim]{pos}{f' of {total}' if total != shown else ''}[/]"
             if isinstance(w, SnapshotTable) and w.sort_key:

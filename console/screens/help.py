@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
+# the keys that depend on the row and the role (the rest work in every view)
+BLOCKABLE = ("approve", "reject", "acknowledge", "shelve", "disposition",
+             "complete_work_order")
+
+
 def keys_text(app: App[None]) -> str:
     """The console's own keys first (those that work here, then those blocked on this row
     or for this role, greyed); Textual's system keys (focus cycling, copy, the command
@@ -25,7 +30,7 @@ def keys_text(app: App[None]) -> str:
     lines = []
     for b in own:
         key = b.key_display or app.get_key_display(b)
-        if b.action in active:
+        if b.action in active or b.action not in BLOCKABLE:  # the rest always work
             lines.append(f"  [b]{key:>8}[/]  {b.description}")
         else:
             lines.append(f"  [dim]{key:>8}  {b.description} (not here or not for your "
