@@ -1,5 +1,5 @@
 """The newcomer's path of `loopline tui --demo`, end to end on the real twin (own process,
-real OPC UA + Modbus on loopback) at high speed: an alarm, a recommendation with its
+real OPC UA + Modbus on loopback) at 120x: an alarm, a recommendation with its
 explanation, the approval with a PIN, and its outcome in the same row."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ async def test_demo_path_alarm_recommendation_approval_outcome(
     store = open_store(str(tmp_path / "demo.db"))
     load_master_data(store, loaded_config, WallClock())
     rt = Runtime(loaded_config, store, RuntimeOptions(
-        speed=300, seed=7, inject=list(DEMO_INJECT), spawn_twin=True, ml=False,
+        speed=120, seed=7, inject=list(DEMO_INJECT), spawn_twin=True, ml=False,
         opcua_port=free_port(), modbus_port=free_port()))
     bg = BackgroundRuntime(rt)
     bg.start()
