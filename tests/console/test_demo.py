@@ -71,11 +71,18 @@ async def test_demo_path_alarm_recommendation_approval_outcome(
             await pilot.pause()
             await pilot.press("a")
             await _until(app, pilot, "dialog", lambda: isinstance(app.screen, ActionDialog))
-            for _ in range(8):
+            dlg = app.screen
+            for _ in range(30):  # to the record's end: the dialog signs nothing before
+                if dlg.seen_end:
+                    break
                 await pilot.press("pagedown")
+            assert dlg.seen_end
             await pilot.press("enter", *PINS["maya"], "enter")
             await _until(app, pilot, "signature", lambda: not isinstance(app.screen,
-                                                                         ActionDialog))
+                                                                         ActionDialog)
+                         or "red" in str(dlg.query_one("#dialog-error").render().spans))
+            assert not isinstance(app.screen, ActionDialog), \
+                str(dlg.query_one("#dialog-error").render())
 
             def row_result() -> str:
                 return str(app.table.get_cell(rid, "result")) if rid in app.table.shown_keys \
