@@ -69,7 +69,7 @@ from core.auth import FLOOR_ROLES, Authenticator, Identity, SigningSession
 from core.clock import Clock, WallClock
 from core.config import LoadedConfig
 from core.config.schema import DECISION_CLASSES
-from core.engine.decide import REJECT_REASONS, Decider
+from core.engine.decide import REJECT_REASONS, Decider, RecordChanged
 from core.engine.engine import complete_work_order, request_release
 from core.engine.executors.quality import DISPOSITIONS
 from core.engine.recommend import record_hash_of
@@ -100,6 +100,7 @@ from core.views import (
 EVENT_BACKLOG = 300  # rows kept in the event log view
 STARTUP_PROBE = "LOOPLINE_STARTUP_PROBE"  # bench console: where the first-screen time goes
 TOAST_HISTORY = 200  # notifications kept for :toasts
+RECORD_CHANGED = "\x00record changed"  # approve dialog result: reopen on the new record
 EVENT_LOG_S = 1.0  # the event log's redraw cadence under a flow of events
 REFRESHING_KINDS = frozenset({"recommendation", "decision", "execution", "alarm", "outcome"})
 SHELVE_CHOICES = (("one_shot", "one-shot: until it clears (at most 8 h)"),
@@ -804,18 +805,30 @@ class LooplineApp(App[None]):
         ask_pin = self.needs_pin()
         if msg.purpose == "approve":
             def approve(_: str | None, comment: str, pin: str | None) -> str:
-                a = self.decider.approve(rec_id, session=self.session,
-                                         pin=pin if ask_pin else None, comment=comment,
-                                         seen_hash=h)
+                try:
+                    a = self.decider.approve(rec_id, session=self.session,
+                                             pin=pin if ask_pin else None, comment=comment,
+                                             seen_hash=h)
+                except RecordChanged:
+                    return RECORD_CHANGED
                 self._signed_once = True
                 if a.waiting_for_second:
                     return f"{rec_id}: first signature recorded; a second person must approve"
                 return f"{rec_id} approved: action #{a.action_id} queued for execution"
 
+            def approved(result: str | None) -> None:
+                if result == RECORD_CHANGED:  # what was read is not what would be signed
+                    self.notify(f"{rec_id} changed while you read it (new evidence merged): "
+                                "here it is again — read it to its end and sign",
+                                severity="warning", timeout=8)
+                    self.load_recommendation(rec_id, "approve")
+                    return
+                self._decided(result)
+
             self.push_screen(ActionDialog(
                 f"Approve {rec_id}?", what_will_happen(d), approve,
                 text_label="comment (optional)", ask_pin=ask_pin,
-                confirm="Enter signs the approval"), self._decided)
+                confirm="Enter signs the approval"), approved)
         else:
             def reject(reason: str | None, text: str, pin: str | None) -> str:
                 self.decider.reject(rec_id, self.identity.user_id if self.identity else "",

@@ -46,6 +46,10 @@ class DecisionError(Exception):
     """A decision was refused for a reason other than identity: str() says why."""
 
 
+class RecordChanged(DecisionError):
+    """The record changed between being shown and being signed (new evidence merged)."""
+
+
 @dataclass(frozen=True)
 class Approval:
     recommendation_id: str
@@ -151,7 +155,7 @@ class Decider:
         h = record_hash_of(row)
         if seen_hash is not None and seen_hash != h:
             self._refuse(user, "approve", row, f"{row.id} changed since you opened it (new "
-                         "evidence merged); review it again before signing")
+                         "evidence merged); review it again before signing", RecordChanged)
         two_person = (row.decision_class == "setpoint" and self.auth.settings.two_person_setpoint)
         first = self._first_signer(row.id) if two_person else None
         if first is not None and first == user:

@@ -71,18 +71,25 @@ async def test_demo_path_alarm_recommendation_approval_outcome(
             await pilot.pause()
             await pilot.press("a")
             await _until(app, pilot, "dialog", lambda: isinstance(app.screen, ActionDialog))
-            dlg = app.screen
-            for _ in range(30):  # to the record's end: the dialog signs nothing before
-                if dlg.seen_end:
+            for _attempt in range(5):  # a record that changes while read is shown again
+                dlg = app.screen
+                assert isinstance(dlg, ActionDialog)
+                for _ in range(30):  # to the record's end: the dialog signs nothing before
+                    if dlg.seen_end:
+                        break
+                    await pilot.press("pagedown")
+                assert dlg.seen_end
+                await pilot.press("enter", *PINS["maya"], "enter")
+                await _until(app, pilot, "signature", lambda d=dlg: app.screen is not d
+                             or "red" in str(d.query_one("#dialog-error").render().spans))
+                assert app.screen is not dlg, str(dlg.query_one("#dialog-error").render())
+                await _until(app, pilot, "the result", lambda: isinstance(
+                    app.screen, ActionDialog) or any(
+                        r.id == rid and r.status != "proposed"
+                        for r in app.snapshot.recommendations), timeout_s=20)
+                if not isinstance(app.screen, ActionDialog):
                     break
-                await pilot.press("pagedown")
-            assert dlg.seen_end
-            await pilot.press("enter", *PINS["maya"], "enter")
-            await _until(app, pilot, "signature", lambda: not isinstance(app.screen,
-                                                                         ActionDialog)
-                         or "red" in str(dlg.query_one("#dialog-error").render().spans))
-            assert not isinstance(app.screen, ActionDialog), \
-                str(dlg.query_one("#dialog-error").render())
+            assert not isinstance(app.screen, ActionDialog)
 
             def row_result() -> str:
                 return str(app.table.get_cell(rid, "result")) if rid in app.table.shown_keys \
