@@ -391,9 +391,9 @@ def plant_snapshot(engine: Engine, *, spark_points: int = SPARK_POINTS) -> Plant
 
 def store_plant_now(engine: Engine) -> datetime | None:
     """The newest sample's time: plant time as far as the store knows it (a twin's store
-    runs ahead of the wall clock; one index seek on ix_sample_ts)."""
+    runs ahead of the wall clock; the historian's newest_ts: index seeks)."""
     with engine.connect() as c:
-        ts = c.execute(select(func.max(_t(Sample).c.ts))).scalar()
+        ts = history.newest_ts(c)
     return ensure_utc(ts) if ts is not None else None
 
 

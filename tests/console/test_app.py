@@ -236,8 +236,8 @@ async def test_store_only_console_runs_on_the_stores_plant_time(
 
     ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     with store.begin() as c:
-        c.execute(insert(Sample.__table__).values(tag_id="A-LATHE1.vibration_rms", ts=ahead,
-                                                  value=2.0, quality=0))
+        write_samples(c, [{"tag_id": "A-LATHE1.vibration_rms", "ts": ahead, "value": 2.0,
+                           "quality": 0}])
     with store.session() as s:
         s.add(Alarm(source="limit:A-LATHE1.vibration_rms:hi", message="vibration high",
                     raised_at=ahead - timedelta(minutes=5), priority="high"))
