@@ -16,6 +16,7 @@ from console.screens.dispatch import DispatchScreen
 from core.clock import FrozenClock
 from core.config import LoadedConfig
 from core.dispatch import current_dispatch
+from core.history import history
 from core.ingest.pipeline import IngestPipeline
 from core.reports import oee_report
 from core.samples import Quality, Sample
@@ -101,16 +102,16 @@ async def test_start_from_the_lines_view_contextualizes_samples_and_oee(
             first.order_id, first.operation_id, "olga", "running", "sam")
     order = d.order_id
     _ingest(loaded_config, store, frozen_clock, tmp_path)
+    t0 = frozen_clock.now()
+    stamped = history(store, None, [f"{EQ}.vibration_rms"], t0,
+                      t0 + timedelta(days=1)).select("order_id", "lot_id",
+                                                     "operator_id").unique().rows()
     with store.begin() as conn:
-        stamped = conn.exec_driver_sql(
-            "SELECT DISTINCT order_id, lot_id, operator_id FROM sample WHERE tag_id = ? AND "
-            "ts >= ?", (f"{EQ}.vibration_rms", frozen_clock.now().isoformat(" "))).fetchall()
         counts = conn.exec_driver_sql(
             "SELECT order_id, lot_id, operation_id, sum(good) FROM production_count "
             "WHERE equipment_id = ? AND lot_id = ? GROUP BY 1, 2, 3", (EQ, d.lot_id)).fetchall()
-    assert [tuple(r) for r in stamped] == [(order, d.lot_id, "olga")]
+    assert stamped == [(order, d.lot_id, "olga")]
     assert [tuple(r) for r in counts] == [(order, d.lot_id, d.operation_id, 8)]
-    t0 = frozen_clock.now()
     by_eq = {o.key: o for o in oee_report(store, "equipment", t0, t0 + timedelta(hours=1))}
     assert by_eq[EQ].good == 8 and by_eq[EQ].performance is not None
 
