@@ -9,6 +9,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from mqtt_helpers import Broker, make_tls
 from core.clock import FrozenClock
 from core.config import ConfigError, LoadedConfig
 from core.config.schema import MqttDriver as MqttDriverCfg
+from core.history import history
 from core.ingest.pipeline import IngestPipeline
 from core.samples import Quality
 from core.store.db import Store
@@ -439,10 +441,10 @@ async def test_edge_node_metrics_are_stored_with_context_bad_on_death_good_on_re
         await wait_until(lambda: last_vib().quality is Quality.GOOD and
                          last_vib().source_ts == frozen_clock.now())
         assert pipe.writer.drain(30)
-        db = store.path
-        assert db is not None
-        got = rows(db, "SELECT value, quality, reason, lot_id, order_id, line_id, "
-                   "equipment_id FROM sample WHERE tag_id = ? ORDER BY ts", (vib,))
+        got = history(store, None, [vib], datetime(2000, 1, 1, tzinfo=UTC),
+                      datetime(2100, 1, 1, tzinfo=UTC)).select(
+            "value", "quality", "reason", "lot_id", "order_id", "line_id",
+            "equipment_id").rows()
         ctx = ("L-00501", "PO-0005", "C", eq)
         assert got == [
             (2.0, 0, None, *ctx),
