@@ -360,6 +360,9 @@ def _spc_correction(rc: RuleContext, det: DetectionLike, an: Analysis, eq_id: st
             f"expected {corr.expected_after:+.3g} after; effect {corr.effect:.3g} per "
             f"{row.unit or 'unit'} from the {corr.source}'s figure; recipe range "
             f"{row.lo:g}–{row.hi:g})")
+    loss = r2r.rate_loss(corr)
+    note += (f"; slows the machine by {100 * loss:.0f} %: no setpoint that keeps the rate "
+             "corrects enough" if loss > 0 else "; keeps the machine's rate")
     return Proposal(
         "setpoint", f"{eq_id}.{row.name}",
         {"tag_id": f"{eq_id}.{row.name}", "equipment_id": eq_id, "name": row.name,
