@@ -8,8 +8,9 @@ start time and the same fault schedule (random faults from the seed, plus any
   nothing executes — a plant that has the alarms but not the loop;
 - **on**: the configured autonomy, with a stand-in crew for the people the loop asks:
   a shift lead who approves what is proposed (``--approve auto``), a maintenance crew
-  that carries out each work order at its window or within ``crew_response_h`` of
-  plant time, whichever comes first (urgent ones within ``urgent_response_h``), and a
+  that carries out each work order in the maintenance window it was planned into, or,
+  without one, within ``crew_response_h`` of plant time (urgent ones within
+  ``urgent_response_h``), and a
   quality engineer who dispositions each hold
   after ``inspect_h`` — scrap when the lot's scrap share is at least twice its
   product's, use-as-is otherwise — through the same approval path as a person.
@@ -108,8 +109,8 @@ class Crew:
             urgent = w.priority == 1  # the planner said: do not wait for the window
             due = _utc(w.created_at) + timedelta(
                 hours=self.opts.urgent_response_h if urgent else self.opts.crew_response_h)
-            if w.window_start is not None and not urgent:
-                due = min(due, max(_utc(w.window_start), _utc(w.created_at)))
+            if w.window_start is not None and not urgent:  # the planner's slot
+                due = max(_utc(w.window_start), _utc(w.created_at))
             if now >= due:
                 try:
                     eng.complete_work_order_by_policy(w.id, CREW)

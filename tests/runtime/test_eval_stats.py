@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import tomllib
@@ -100,7 +101,7 @@ def test_the_loaded_book_fills_each_bottleneck_to_its_utilisation() -> None:
         mine = [o for o in out["orders"] if line_of[o["product"]] == line]
         work = sum(o["quantity"] * bn[o["product"]] / 3600 for o in mine)
         work += sum(change.get((line, a["product"], b["product"]), 0) / 60
-                    for a, b in zip(mine, mine[1:], strict=False)
+                    for a, b in itertools.pairwise(mine)
                     if a["product"] != b["product"])
         span = max(o["release_h"] for o in mine)
         load = work / (span + work / len(mine)) / (23 / 24)
