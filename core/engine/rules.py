@@ -408,7 +408,14 @@ def rule_replan(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal |
     saved = (float(before) - float(after)) if isinstance(before, (int, float)) and isinstance(
         after, (int, float)) else 0.0
     conf = confidence_of(det)
+    late_before = sum(1 for c in moved if (c.get("old_tardiness_min") or 0) > 0)
+    late_after = len(summary.get("at_risk", []) or [])
     note = f"{len(moved)} order(s) move; strategy {summary.get('strategy', '?')}"
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        note += (f"; due-date risk: {late_before} order(s) late in the plan in force → "
+                 f"{late_after} late with the breakdown re-planned (weighted tardiness "
+                 f"{before:g} → {after:g} min, the plan's objective); {hours:g} h of "
+                 f"output lost on {eq_id}")
     return Proposal(
         "replan", an.context.get("line_id") or eq_id,
         {"plan_id": plan_id, "equipment_id": eq_id, "down_hours": hours,

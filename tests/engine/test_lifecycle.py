@@ -407,6 +407,7 @@ def test_repeated_down_detection_reuses_the_proposed_plan(store, loaded_config, 
     assert calls == ["A-MILL1"]
     r = rec(store, first.recommendation_id)
     assert json.loads(r.params)["plan_id"] == "PLAN-X" and "1 order(s) move" in r.rationale
+    assert "weighted tardiness 120 → 60 min" in r.rationale  # the plan's cost is shown
 
 
 def test_concurrent_submissions_make_one_recommendation(store, loaded_config, frozen_clock):
