@@ -150,3 +150,36 @@ def test_bearing_fault_on_the_twin_is_caught_and_the_failure_avoided(store, load
 
 def _t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_hold_of_several_lots_holds_and_releases_each_on_the_twin(store, loaded_config):
+    """One action, several lots: each lot's command carries its own key. (With one key
+    the twin took the second lot's command for a retry of the first: one lot stayed held
+    for ever and its order never shipped.)"""
+    from core.engine.executors.base import ActionView
+    from core.engine.executors.quality import QualityAdapter
+    from core.store.models import Lot
+
+    master = load_master(loaded_config.master_data_path)
+    twin = Plant(loaded_config, master, seed=3, start=PLANT_START, truth=TruthLog(None),
+                 lines=["A"])
+    twin.run(1800)  # PO-0001's four lots are in the line
+    on_lathe = twin.machines[EQ].lot
+    assert on_lathe is not None
+    queued = [lot.id for q in twin.lines["A"].queues.values() for lot in q][:2]
+    lots = [on_lathe.id, *queued]
+    with store.session() as s:
+        for lid in lots:
+            s.add(Lot(id=lid, order_id="PO-0001", product_id="P-SH20", quantity=100,
+                      status="wip", equipment_id=EQ if lid == on_lathe.id else None))
+        s.commit()
+    qa = QualityAdapter(store, FrozenClock(PLANT_START), TwinPlant(twin))
+    res = qa.execute(ActionView(1, "hold_lots", {"lots": lots}, "REC-1:hold_lots", 1, None))
+    held = [e["lot"] for e in twin.truth.events if e["event"] == "lot_held"]
+    assert sorted(held) == sorted(lots) and "plant_refused" not in res
+    qa.execute(ActionView(2, "release_lots", {"hold_id": res["hold_id"],
+                                              "disposition": "use_as_is"},
+                          "REC-2:release_lots", 1, None))
+    released = [e["lot"] for e in twin.truth.events if e["event"] == "lot_released"]
+    assert sorted(released) == sorted(lots)
+    assert not any(e["event"] == "command_duplicate" for e in twin.truth.events)
