@@ -186,7 +186,8 @@ async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
     """One arm: its own store, truth log and twin; returns its KPIs."""
     name = "on" if loop_on else "off"
     seed = opts.seed if seed is None else seed
-    arm_dir = opts.workdir / f"arm-{name}"
+    # one seed: data/eval/arm-on; several: data/eval/seed-43/arm-on (each kept to read)
+    arm_dir = opts.workdir / (f"arm-{name}" if opts.seeds <= 1 else f"seed-{seed}/arm-{name}")
     arm_dir.mkdir(parents=True, exist_ok=True)
     for p in arm_dir.glob("*"):
         if p.is_file():
