@@ -116,3 +116,21 @@ def test_bad_quality_detection_is_withheld_and_stale_is_ignored(store, loaded_co
                         problem_key="limit:A-LATHE1.bearing_temp:hi", priority="medium",
                         onset=PLANT_START, summary="back inside", cleared=True)
     assert eng.on_detection(cleared).outcome == "ignored"
+
+
+def test_a_lot_scrap_score_becomes_a_hold_of_that_lot(store, loaded_config, frozen_clock):
+    """Predicted scrap per lot: the score carries the lot's context (where it is, its
+    batch), so the detection names the lot and the engine recommends holding it."""
+    from core.detect.ml_score import MlScoreDetector, Score
+
+    det_src = MlScoreDetector("scrap_risk", "scrap_risk", 0.5, "high")
+    score = Score(0.81, ts=PLANT_START, context={
+        "lot_id": "L-00101", "equipment_id": "A-LATHE1", "line_id": "A",
+        "order_id": "PO-0001", "batch_id": "B-0001"})
+    [det] = det_src.feed_score("L-00101", score, PLANT_START)
+    assert det.equipment_id == "A-LATHE1" and det.line_id == "A"
+    assert det.context["lot_id"] == "L-00101" and "lot L-00101" in det.summary
+    eng = make_engine(store, loaded_config, frozen_clock)
+    r = rec_of(store, eng.on_detection(det).recommendation_id)
+    assert r.decision_class == "lot_hold"
+    assert "L-00101" in json.loads(r.params)["lots"]
