@@ -375,6 +375,7 @@ DIFF_ROWS = (
     ("holds_closed", "holds dispositioned", "int", 0),
     ("holds_needless", "holds needless (use as is)", "int", -1),
     ("recommendations", "recommendations made", "int", 0),
+    ("accepted", "recommendations approved", "int", 0),
     ("approved_share", "share approved", "pct", 0),
     ("executed", "actions executed", "int", 0),
 )
