@@ -34,6 +34,7 @@ from core.store.models import (
     QualityCharacteristic,
     QualityMeasurement,
     RecipeSetpoint,
+    Recommendation,
     Stock,
     StockLocation,
     WorkOrder,
@@ -568,7 +569,17 @@ def suspected_batch(store: Store, det: DetectionLike,
         return None
     qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
     gen = LotGenealogy.__table__  # type: ignore[attr-defined]
+    hold_t = Hold.__table__  # type: ignore[attr-defined]
+    rec_t = Recommendation.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:
+        # quality already inspected this batch's lots for this characteristic and used
+        # them as they were: the evidence says its lots are in spec — no new hold
+        cleared = conn.execute(sa_select(hold_t.c.id).join(
+            rec_t, rec_t.c.id == hold_t.c.recommendation_id).where(
+            rec_t.c.problem_key == f"batch:{batch}:{char}",
+            hold_t.c.disposition == "use_as_is").limit(1)).first()
+        if cleared is not None:
+            return None
         ch = conn.execute(sa_select(QualityCharacteristic.__table__.c.target).where(  # type: ignore[attr-defined]
             QualityCharacteristic.__table__.c.id == char)).first()  # type: ignore[attr-defined]
         rows = conn.execute(

@@ -165,6 +165,18 @@ def test_a_shift_that_follows_a_batch_also_holds_the_batch_lots(store, loaded_co
     # the same evidence again merges into the two open recommendations
     eng.on_detection(spc_shift([20.006] * 9, sigma=0.003))
     assert len(recs(store)) == 2
+    # once quality used a hold of this batch as it was, the batch is not suspected again
+    from core.engine.rules import suspected_batch
+    from core.store.models import Hold
+
+    det = spc_shift([20.006] * 9, sigma=0.003)
+    assert suspected_batch(store, det) is not None
+    with store.session() as s:
+        s.add(Hold(id="NCR-1", reason="batch B-0001", status="closed",
+                   disposition="use_as_is", created_by="q", created_at=T0,
+                   recommendation_id=hold.id))
+        s.commit()
+    assert suspected_batch(store, det) is None
 
 
 def test_a_run_and_a_trend_on_one_chart_make_one_correction(store, loaded_config,
