@@ -457,6 +457,8 @@ def score(model: Model, frame: pl.DataFrame) -> pl.DataFrame:
     """Scores for every row of a feature frame (all equipment or lots in one call)."""
     preds = predict(model, frame)
     keys = ["lot_id"] if model.grain == "lot" else ["equipment_id", "ts"]
+    if model.grain == "lot":  # the lot's context goes with its score (a hold needs it)
+        keys += [c for c in ("order_id", *LOT_CONTEXT) if c in frame.columns]
     out = frame.select(*keys, "low_data")
     if model.kind == "anomaly":
         w = model.params["target_window"]

@@ -8,8 +8,9 @@ start time and the same fault schedule (random faults from the seed, plus any
   nothing executes — a plant that has the alarms but not the loop;
 - **on**: the configured autonomy, with a stand-in crew for the people the loop asks:
   a shift lead who approves what is proposed (``--approve auto``), a maintenance crew
-  that carries out each work order at its window or within ``crew_response_h`` of
-  plant time, whichever comes first (urgent ones within ``urgent_response_h``), and a
+  that carries out each work order in the maintenance window it was planned into, or,
+  without one, within ``crew_response_h`` of plant time (urgent ones within
+  ``urgent_response_h``), and a
   quality engineer who dispositions each hold
   after ``inspect_h`` — scrap when the lot's scrap share is at least twice its
   product's, use-as-is otherwise — through the same approval path as a person.
@@ -50,6 +51,7 @@ from core.store.models import (
     WorkOrder,
 )
 from runtime.host import Runtime, RuntimeOptions
+from runtime.scenarios import Scenario, dump_master, find_scenario, load_scenario, scenario_master
 
 REC = Recommendation.__table__  # type: ignore[attr-defined]
 DEC = Decision.__table__  # type: ignore[attr-defined]
@@ -77,6 +79,8 @@ class EvalOptions:
     workdir: Path = Path("data/eval")
     ml: bool = False
     models: Path | None = None  # a model registry both arms start from (a copy each)
+    scenario: str = "default"  # a name in data/scenarios/ or a path to a scenario file
+    seeds: int = 1  # seeds seed, seed+1, ...: the A/B once per seed, paired
 
 
 class Crew:
@@ -105,8 +109,8 @@ class Crew:
             urgent = w.priority == 1  # the planner said: do not wait for the window
             due = _utc(w.created_at) + timedelta(
                 hours=self.opts.urgent_response_h if urgent else self.opts.crew_response_h)
-            if w.window_start is not None and not urgent:
-                due = min(due, max(_utc(w.window_start), _utc(w.created_at)))
+            if w.window_start is not None and not urgent:  # the planner's slot
+                due = max(_utc(w.window_start), _utc(w.created_at))
             if now >= due:
                 try:
                     eng.complete_work_order_by_policy(w.id, CREW)
@@ -147,49 +151,24 @@ class Crew:
         return "use_as_is"
 
 
-ORDER_PERIOD_H = 48.0  # the default plant's order book, repeated every two days
+def prepare_plant(loaded: LoadedConfig, opts: EvalOptions,
+                  seed: int | None = None) -> tuple[Path, Scenario]:
+    """The config and master data the scenario's plant runs on, in the work folder.
 
-
-def prepare_plant(loaded: LoadedConfig, opts: EvalOptions) -> Path:
-    """A config for the evaluation whose order book lasts the whole run.
-
-    The default plant's master data holds about two days of orders; over a week the
-    lines would stand idle and the KPIs would measure an empty plant. The evaluation
-    repeats the order book every ``ORDER_PERIOD_H`` (new order ids, the same products,
-    quantities and due-date offsets) with fresh warehouse batches of every material,
-    writes that master data and a config pointing at it into the work folder. Both
-    arms and both twins read the same files.
+    The plant's master data with the scenario's order book (the default plant's repeated
+    every two days, or one generated to a load — see runtime.scenarios), its batches and
+    changeover minutes; the config is the same but for the master-data path. Both arms
+    (and both twins) read these files; the twin also gets the scenario's reliability.
     """
     import re
     import tomllib
 
-    src = loaded.master_data_path.read_text(encoding="utf-8")
-    master = tomllib.loads(src)
-    repeats = max(0, math.ceil(opts.days * 24 / ORDER_PERIOD_H) - 1)
-    extra: list[str] = []
-    for k in range(1, repeats + 1):
-        shift = k * ORDER_PERIOD_H
-        for o in master.get("orders", []):
-            num = int(re.sub(r"\D", "", o["id"]) or 0)
-            oid = f"PO-{k}{num % 1000:03d}"
-            lines = [f'id = "{oid}"', f'product = "{o["product"]}"',
-                     f'quantity = {int(o["quantity"])}',
-                     f'release_h = {float(o["release_h"]) + shift:.1f}',
-                     f'due_h = {float(o["due_h"]) + shift:.1f}',
-                     f'priority = {int(o.get("priority", 3))}']
-            if o.get("customer"):
-                lines.append(f'customer = "{o["customer"]}"')
-            extra.append("[[orders]]\n" + "\n".join(lines) + "\n")
-        for b in master.get("batches", []):
-            num = int(re.sub(r"\D", "", b["id"]) or 0)
-            lines = [f'id = "B-{k}{num % 1000:03d}"', f'material = "{b["material"]}"',
-                     f'supplier = "{b.get("supplier", "")}"',
-                     f'quantity = {b["quantity"]}', 'location = "WH"']
-            extra.append("[[batches]]\n" + "\n".join(lines) + "\n")
+    sc = load_scenario(find_scenario(opts.scenario, loaded.base_dir))
+    master = tomllib.loads(loaded.master_data_path.read_text(encoding="utf-8"))
+    master = scenario_master(master, sc, opts.days, opts.seed if seed is None else seed)
     opts.workdir.mkdir(parents=True, exist_ok=True)
     master_path = opts.workdir / "master.toml"
-    master_path.write_text(src.rstrip() + "\n\n# repeated by loopline eval\n\n"
-                           + "\n".join(extra), encoding="utf-8")
+    master_path.write_text(dump_master(master), encoding="utf-8")
     cfg_text = loaded.path.read_text(encoding="utf-8")
     cfg_text, n = re.subn(r'(?m)^master_data\s*=\s*".*"$',
                           f'master_data = "{master_path.resolve()}"', cfg_text)
@@ -198,14 +177,17 @@ def prepare_plant(loaded: LoadedConfig, opts: EvalOptions) -> Path:
     cfg_path = opts.workdir / "config.toml"
     cfg_path.write_text(cfg_text, encoding="utf-8")
     load_config(cfg_path)  # fail here, clearly, rather than in a twin
-    return cfg_path
+    return cfg_path, sc
 
 
 async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
-                  log: Any = None) -> dict[str, Any]:
+                  log: Any = None, seed: int | None = None,
+                  scenario: Scenario | None = None) -> dict[str, Any]:
     """One arm: its own store, truth log and twin; returns its KPIs."""
     name = "on" if loop_on else "off"
-    arm_dir = opts.workdir / f"arm-{name}"
+    seed = opts.seed if seed is None else seed
+    # one seed: data/eval/arm-on; several: data/eval/seed-43/arm-on (each kept to read)
+    arm_dir = opts.workdir / (f"arm-{name}" if opts.seeds <= 1 else f"seed-{seed}/arm-{name}")
     arm_dir.mkdir(parents=True, exist_ok=True)
     for p in arm_dir.glob("*"):
         if p.is_file():
@@ -224,11 +206,15 @@ async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
         load_master_data(store, cfg, FrozenClock(opts.start))
         truth = arm_dir / "truth.jsonl"
         twin_args = ["--start", opts.start.isoformat().replace("+00:00", "Z")]
-        if opts.faults_per_day is not None:
-            twin_args += ["--faults-per-day", f"{opts.faults_per_day:g}"]
+        fpd = opts.faults_per_day if opts.faults_per_day is not None else (
+            scenario.faults_per_day if scenario is not None else None)
+        if fpd is not None:
+            twin_args += ["--faults-per-day", f"{fpd:g}"]
+        if scenario is not None and scenario.has_reliability:
+            twin_args += ["--reliability", str(scenario.path.resolve())]
         from runtime.twin import free_port
 
-        ropts = RuntimeOptions(speed=opts.speed, seed=opts.seed, inject=list(opts.inject),
+        ropts = RuntimeOptions(speed=opts.speed, seed=seed, inject=list(opts.inject),
                                truth=truth, approve="auto" if loop_on else "never",
                                spawn_twin=True, opcua_port=free_port(),
                                modbus_port=free_port(), twin_args=twin_args, ml=opts.ml)
@@ -251,6 +237,7 @@ async def run_arm(loaded: LoadedConfig, opts: EvalOptions, loop_on: bool,
             summary = await rt.stop()
         kpis = kpis_of(store, truth, opts.start, end_plant)
         kpis["arm"] = name
+        kpis["seed"] = seed
         kpis["ingest"] = summary.get("ingest", {})
         if crew is not None:
             kpis["crew"] = {"work_orders_completed": len(crew.completed),
@@ -266,76 +253,209 @@ def kpis_of(store: Store, truth_path: Path, start: datetime, end: datetime) -> d
 
     oee = oee_report(store, "plant", start, end)[0]
     down = downtime_report(store, "plant", start, end, states=("down_unplanned",))
+    setup = downtime_report(store, "plant", start, end, states=("setup",))
     scrap = scrap_report(store, "plant", start, end)[0]
     truth = _truth(truth_path)
-    failures = [t for t in truth if t.get("event") == "failure"]
-    faults = [t for t in truth if t.get("event") == "fault_started"]
-    due = {t["order"]: t["due"] for t in truth if t.get("event") == "order_released"}
-    done = {t["order"]: t["t"] for t in truth if t.get("event") == "order_completed"}
-    due_in_window = [o for o, d in due.items() if _parse(d) <= end]
-    on_time = sum(1 for o in due_in_window if o in done and done[o] <= due[o])
     with store.begin() as conn:
         recs = conn.execute(select(REC.c.id, REC.c.decision_class, REC.c.target, REC.c.status,
                                    REC.c.created_at).where(
             ~REC.c.problem_key.like("request:%"))).all()
         approved = conn.execute(select(func.count(func.distinct(DEC.c.recommendation_id)))
-                                .where(DEC.c.verdict == "approved")).scalar() or 0
+                                .join(REC, REC.c.id == DEC.c.recommendation_id)
+                                .where(DEC.c.verdict == "approved",
+                                       ~REC.c.problem_key.like("request:%"))).scalar() or 0
         executed = conn.execute(select(func.count()).select_from(ACT).where(
             ACT.c.status == "done")).scalar() or 0
-    false_alarms = 0
-    for r in recs:
-        if r.decision_class != "work_order":
-            continue
-        at = _utc(r.created_at)
-        real = any(f.get("equipment") == r.target and _parse(f["t"]) <= at + timedelta(hours=1)
-                   and _parse(f.get("failure_at") or f["t"]) >= at - timedelta(hours=24)
-                   for f in faults)
-        false_alarms += 0 if real else 1
+        holds = conn.execute(select(HOLD.c.disposition).where(
+            HOLD.c.status == "closed")).all()
+    wo_recs = [(r.target, _utc(r.created_at)) for r in recs if r.decision_class == "work_order"]
+    delivery = delivery_of(truth, end)
+    maint = maintenance_of(truth, wo_recs)
+    days = []
+    t = start
+    while t < end:
+        nxt = min(end, t + timedelta(days=1))
+        days.append(oee_report(store, "plant", t, nxt)[0].oee)
+        t = nxt
+    per_machine: dict[str, float] = {}
+    for r in downtime_report(store, "equipment", start, end, states=("down_unplanned",)):
+        per_machine[r["group"]] = per_machine.get(r["group"], 0.0) + r["seconds"] / 3600
     return {
         "oee": oee.oee, "availability": oee.availability, "performance": oee.performance,
         "quality": oee.quality,
         "unplanned_downtime_h": sum(r["seconds"] for r in down) / 3600,
+        "changeover_h": sum(r["seconds"] for r in setup) / 3600,
         "scrap_rate": scrap["scrap_rate"], "good": scrap["good"], "scrap": scrap["scrap"],
-        "failures": len(failures), "faults": len(faults),
-        "orders_due": len(due_in_window), "orders_on_time": on_time,
-        "on_time_delivery": on_time / len(due_in_window) if due_in_window else None,
+        **delivery, **maint,
         "recommendations": len(recs), "accepted": int(approved), "executed": int(executed),
-        "work_order_false_alarms": false_alarms,
+        "approved_share": int(approved) / len(recs) if recs else None,
+        "holds_closed": len(holds),
+        "holds_needless": sum(1 for h in holds if h.disposition == "use_as_is"),
+        "oee_per_day": days, "downtime_per_machine_h": per_machine,
     }
 
 
+def delivery_of(truth: list[dict[str, Any]], end: datetime) -> dict[str, Any]:
+    """On-time delivery and tardiness of the orders due by ``end`` (the twin's truth).
+
+    An order due in the window but not finished by its end counts as late, with the
+    tardiness it has reached at the end (a lower bound)."""
+    due = {t["order"]: _parse(t["due"]) for t in truth if t.get("event") == "order_released"}
+    done = {t["order"]: _parse(t["t"]) for t in truth if t.get("event") == "order_completed"}
+    in_window = [o for o, d in due.items() if d <= end]
+    late_h = [max(0.0, ((done.get(o) or end) - due[o]).total_seconds() / 3600)
+              for o in in_window]
+    on_time = sum(1 for o in in_window if o in done and done[o] <= due[o])
+    shipped = sum(int(t.get("good") or 0) for t in truth if t.get("event") == "lot_completed")
+    return {"orders_due": len(in_window), "orders_on_time": on_time,
+            "on_time_delivery": on_time / len(in_window) if in_window else None,
+            "mean_tardiness_h": sum(late_h) / len(late_h) if late_h else None,
+            "throughput_good": shipped}
+
+
+def maintenance_of(truth: list[dict[str, Any]],
+                   wo_recs: list[tuple[str, datetime]]) -> dict[str, Any]:
+    """Work-order recommendations scored against the twin's faults and failures.
+
+    A recommendation is real when a fault on its equipment had begun (at most an hour
+    later) and had not yet ended its course 24 h before; else a false alarm. A wear
+    fault is warned when a work order was recommended for its machine during its
+    course; lead time is from the first such recommendation to the failure the twin
+    had scheduled (whether or not the loop then prevented it). A failure is missed
+    when no recommendation for its machine came during the fault's course."""
+    faults = [t for t in truth if t.get("event") == "fault_started"]
+    false_alarms = 0
+    for eq, at in wo_recs:
+        real = any(f.get("equipment") == eq and _parse(f["t"]) <= at + timedelta(hours=1)
+                   and _parse(f.get("failure_at") or f.get("ends_at") or f["t"])
+                   >= at - timedelta(hours=24) for f in faults)
+        false_alarms += 0 if real else 1
+    wear = [f for f in faults if f.get("failure_at")]
+    leads: list[float] = []
+    warned: set[tuple[str, str]] = set()
+    for f in wear:
+        began, fail = _parse(f["t"]), _parse(f["failure_at"])
+        first = min((at for eq, at in wo_recs if eq == f["equipment"] and began - timedelta(
+            hours=1) <= at <= fail), default=None)
+        if first is not None:
+            leads.append((fail - first).total_seconds() / 3600)
+            warned.add((f["equipment"], f["t"]))
+    failures = [t for t in truth if t.get("event") == "failure"]
+    missed = 0
+    for x in failures:
+        at = _parse(x["t"])
+        course = [f for f in wear if f["equipment"] == x.get("equipment")
+                  and _parse(f["t"]) <= at]
+        f = max(course, key=lambda f: f["t"], default=None)
+        if f is None or (f["equipment"], f["t"]) not in warned:
+            missed += 1
+    prevented = sum(1 for t in truth if t.get("event") == "wo_completed"
+                    and t.get("fault_was_active") and t.get("would_have_failed_at"))
+    return {"failures": len(failures), "faults": len(faults), "wear_faults": len(wear),
+            "work_order_false_alarms": false_alarms, "failures_missed": missed,
+            "failures_prevented": prevented, "wear_faults_warned": len(warned),
+            "mean_lead_time_h": sum(leads) / len(leads) if leads else None}
+
+
+# key, label, kind (pct: a share shown in points; num; int), better: +1 up, -1 down, 0
 DIFF_ROWS = (
-    ("oee", "OEE", "pct"), ("availability", "availability", "pct"),
-    ("performance", "performance", "pct"), ("quality", "quality", "pct"),
-    ("unplanned_downtime_h", "unplanned downtime h", "num"),
-    ("scrap_rate", "scrap rate", "pct"), ("failures", "failures (truth)", "int"),
-    ("on_time_delivery", "on-time delivery", "pct"),
-    ("recommendations", "recommendations made", "int"), ("accepted", "accepted", "int"),
-    ("executed", "actions executed", "int"),
-    ("work_order_false_alarms", "work-order false alarms", "int"),
+    ("oee", "OEE", "pct", 1), ("availability", "availability", "pct", 1),
+    ("performance", "performance", "pct", 1), ("quality", "quality", "pct", 1),
+    ("throughput_good", "throughput (good units shipped)", "int", 1),
+    ("unplanned_downtime_h", "unplanned downtime h", "num", -1),
+    ("changeover_h", "changeover time h", "num", -1),
+    ("scrap_rate", "scrap rate", "pct", -1),
+    ("on_time_delivery", "on-time delivery", "pct", 1),
+    ("mean_tardiness_h", "mean tardiness h", "num", -1),
+    ("failures", "failures (truth)", "int", -1),
+    ("failures_prevented", "failures prevented", "int", 1),
+    ("failures_missed", "failures missed", "int", -1),
+    ("mean_lead_time_h", "warning lead time h", "num", 1),
+    ("work_order_false_alarms", "work-order false alarms", "int", -1),
+    ("holds_closed", "holds dispositioned", "int", 0),
+    ("holds_needless", "holds needless (use as is)", "int", -1),
+    ("recommendations", "recommendations made", "int", 0),
+    ("accepted", "recommendations approved", "int", 0),
+    ("approved_share", "share approved", "pct", 0),
+    ("executed", "actions executed", "int", 0),
 )
+
+# two-sided 97.5 % quantiles of Student's t, by degrees of freedom
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+        16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
+        40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t975(df: int) -> float:
+    """Student's t 0.975 quantile (the next tabulated df at or below ``df``)."""
+    return T975[max(k for k in T975 if k <= df)] if df >= 1 else math.inf
+
+
+def paired_interval(off: list[float], on: list[float]) -> dict[str, Any]:
+    """Mean paired difference (on − off) with its 95 % t-interval over the seeds.
+
+    Significant when the interval excludes zero; one seed gives no interval."""
+    d = [b - a for a, b in zip(off, on, strict=True)]
+    n = len(d)
+    if n == 0:
+        return {"n": 0, "diff": None, "lo": None, "hi": None, "significant": False}
+    mean = sum(d) / n
+    if n < 2:
+        return {"n": 1, "diff": mean, "lo": None, "hi": None, "significant": False}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = t975(n - 1) * sd / math.sqrt(n)
+    return {"n": n, "diff": mean, "sd": sd, "lo": mean - half, "hi": mean + half,
+            "significant": (mean - half > 0) or (mean + half < 0)}
+
+
+def compare_seeds(offs: list[dict[str, Any]], ons: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each KPI's mean per arm and the paired difference's interval over the seeds (a
+    seed where either arm has no value for the KPI drops out of that KPI's pairs)."""
+    rows = []
+    for key, label, kind, better in DIFF_ROWS:
+        pairs = [(a.get(key), b.get(key)) for a, b in zip(offs, ons, strict=True)]
+        pairs = [(float(a), float(b)) for a, b in pairs
+                 if isinstance(a, (int, float)) and isinstance(b, (int, float))]
+        off_m = sum(a for a, _ in pairs) / len(pairs) if pairs else None
+        on_m = sum(b for _, b in pairs) / len(pairs) if pairs else None
+        ci = paired_interval([a for a, _ in pairs], [b for _, b in pairs])
+        rel = ci["diff"] / off_m if ci["diff"] is not None and off_m else None
+        verdict = ""
+        if ci["significant"] and better:
+            verdict = "better" if (ci["diff"] > 0) == (better > 0) else "worse"
+        rows.append({"kpi": key, "label": label, "kind": kind, "better": better,
+                     "off": off_m, "on": on_m, "diff": ci["diff"], "lo": ci["lo"],
+                     "hi": ci["hi"], "n": ci["n"], "significant": ci["significant"],
+                     "verdict": verdict, "relative": rel})
+    return {"rows": rows, "off": offs[0] if len(offs) == 1 else None,
+            "on": ons[0] if len(ons) == 1 else None, "seeds": [
+                {"seed": a.get("seed"), "off": a, "on": b} for a, b in zip(offs, ons,
+                                                                          strict=True)]}
 
 
 def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
     """Side by side with the difference (on − off) and the relative change where it reads."""
-    rows = []
-    for key, label, kind in DIFF_ROWS:
-        a, b = off.get(key), on.get(key)
-        diff = (b - a) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-        rel = (diff / a) if diff is not None and a else None
-        rows.append({"kpi": key, "label": label, "kind": kind, "off": a, "on": b,
-                     "diff": diff, "relative": rel})
-    return {"rows": rows, "off": off, "on": on}
+    return compare_seeds([off], [on])
 
 
 async def evaluate(loaded: LoadedConfig, opts: EvalOptions, log: Any = None) -> dict[str, Any]:
-    plant = load_config(prepare_plant(loaded, opts))
-    off = await run_arm(plant, opts, loop_on=False, log=log)
-    on = await run_arm(plant, opts, loop_on=True, log=log)
-    res = compare(off, on)
-    res["options"] = {"days": opts.days, "seed": opts.seed, "speed": opts.speed,
-                      "start": opts.start.isoformat(), "inject": opts.inject,
-                      "faults_per_day": opts.faults_per_day}
+    offs, ons = [], []
+    scenario: Scenario | None = None
+    for k in range(max(1, opts.seeds)):
+        seed = opts.seed + k
+        cfg_path, scenario = prepare_plant(loaded, opts, seed)
+        plant = load_config(cfg_path)
+        offs.append(await run_arm(plant, opts, loop_on=False, log=log, seed=seed,
+                                  scenario=scenario))
+        ons.append(await run_arm(plant, opts, loop_on=True, log=log, seed=seed,
+                                 scenario=scenario))
+    res = compare_seeds(offs, ons)
+    res["options"] = {"days": opts.days, "seed": opts.seed, "seeds": max(1, opts.seeds),
+                      "speed": opts.speed, "start": opts.start.isoformat(),
+                      "inject": opts.inject, "faults_per_day": opts.faults_per_day,
+                      "scenario": scenario.name if scenario else opts.scenario,
+                      "ml": opts.ml}
     return res
 
 

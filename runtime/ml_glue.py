@@ -148,7 +148,9 @@ def scores_from_frame(frame: Any) -> dict[str, Score]:
     out: dict[str, Score] = {}
     if frame is None or getattr(frame, "height", 0) == 0 or "score" not in frame.columns:
         return out
-    key = "equipment_id" if "equipment_id" in frame.columns else "lot_id"
+    key = "lot_id" if "lot_id" in frame.columns else "equipment_id"
+    lot_ctx = [c for c in ("equipment_id", "line_id", "order_id", "batch_id", "recipe_id",
+                           "shift_id", "operator_id") if c in frame.columns]
     for row in frame.iter_rows(named=True):
         if row.get("low_data") or row.get("score") is None:
             continue  # too little good data: no score rather than a guess
@@ -163,7 +165,12 @@ def scores_from_frame(frame: Any) -> dict[str, Score]:
                     contribs[name] = float(it.get("contribution", 0.0))
                 words = "; ".join(sentence(it) for it in items[:3])
         ts = row.get("ts")
+        ctx: dict[str, str] = {}
+        if key == "lot_id":  # a lot's score carries the lot's context: a hold can follow
+            ctx = {"lot_id": str(row["lot_id"]),
+                   **{c: str(row[c]) for c in lot_ctx if row.get(c) is not None}}
         out[str(row[key])] = Score(float(row["score"]),
                                    ts=ts if isinstance(ts, datetime) else None,
-                                   contributions=contribs, explanation=words)
+                                   line_id=ctx.get("line_id"), contributions=contribs,
+                                   explanation=words, context=ctx)
     return out

@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", metavar="ISO", help="twin start time, UTC (default: this hour)")
     p.add_argument("--faults-per-day", type=float, help="random fault rate "
                    "(default: [simulator] random_faults_per_day)")
+    p.add_argument("--reliability", metavar="TOML", help="repair times, spare-part waits "
+                   "and planned-job lengths from a scenario file's [reliability] table "
+                   "(default: 1.5-4 h repairs, 20 min jobs)")
     p.add_argument("--write-config", metavar="PATH", help="also write the served tag map "
                    "(scaled copies, these ports) as a config file clients can load")
     p.add_argument("--sparkplug", metavar="HOST:PORT", help="also publish one line as a "

@@ -14,6 +14,7 @@ from core.config import ConfigError, load_config
 from sim.args import SimUsageError, add_arguments, parse_duration, parse_inject, parse_utc
 from sim.master import MasterDataError, load_master
 from sim.opcua_server import Security
+from sim.reliability import ReliabilityError, load_reliability
 from sim.runner import TwinOptions, run_twin
 
 __all__ = ["SimUsageError", "add_arguments", "main", "parse_duration", "parse_inject", "run"]
@@ -36,6 +37,12 @@ def options_from_args(args: argparse.Namespace, cfg_path: str | None) -> tuple:
         except ValueError:
             raise SimUsageError(f"bad --start {start_text!r}: use ISO-8601, "
                                 "e.g. 2026-01-05T06:00:00Z") from None
+    reliability = None
+    if args.reliability:
+        try:
+            reliability = load_reliability(args.reliability)
+        except ReliabilityError as e:
+            raise SimUsageError(str(e)) from None
     security = None
     if sim.opcua_security:
         security = Security(cfg.resolve(sim.opcua_cert_dir), sim.opcua_username,
@@ -53,6 +60,7 @@ def options_from_args(args: argparse.Namespace, cfg_path: str | None) -> tuple:
         start=start,
         random_faults_per_day=(args.faults_per_day if args.faults_per_day is not None
                                else sim.random_faults_per_day),
+        reliability=reliability,
         security=security,
         ready_file=Path(args.ready_file) if args.ready_file else None,
         exit_with_parent=args.exit_with_parent,

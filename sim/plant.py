@@ -35,11 +35,11 @@ from sim.physics import (
     TypeSpec,
     spec_for,
 )
+from sim.reliability import Reliability
 from sim.scale import copy_suffix, scaled_config
 from sim.truth import TruthLog
 
 BUFFER_LOTS = 3  # WIP lots a step's inbound buffer holds before the upstream machine blocks
-WO_DOWNTIME_S = 20 * 60  # planned stop while a maintenance work order is carried out
 REPLENISH_DELAY_S = 30 * 60  # forklift time from the warehouse to line-side
 DEFAULT_CHANGEOVER_MIN = 15.0
 
@@ -125,6 +125,10 @@ class Machine:
         self.ideal_cycle_s = ideal_cycle_s
         self.tag_names = tag_names
         self.rng = random.Random(seed_for(plant.seed, eq_id))
+        # faults and repairs draw from their own streams: the loop's actions change how
+        # often production draws from ``rng``, and must not change the fault schedule
+        self.fault_rng = random.Random(seed_for(plant.seed, f"{eq_id}:faults"))
+        self.repair_rng = random.Random(seed_for(plant.seed, f"{eq_id}:repair"))
         self.state = STATE_IDLE
         self.reason = "no work"
         self.good_count = 0
@@ -232,15 +236,15 @@ class Machine:
         self._sensors(t)
 
     def _fail(self, t: int, d: Degradation) -> None:
-        rng = self.rng
-        repair = int(rng.uniform(1.5, 4.0) * 3600)
+        repair, wait = self.plant.reliability.repair_s(self.type, self.repair_rng)
         del self.degradations[d.kind]
         self.state = STATE_DOWN_UNPLANNED
         self.reason = f"{d.kind} failure"
         self.down_until = t + repair
         self.unit_progress = 0.0
         self.plant.truth_event("failure", kind=d.kind, equipment=self.id,
-                               repair_until=self.plant.iso(t + repair))
+                               repair_until=self.plant.iso(t + repair),
+                               spare_wait_h=round(wait / 3600, 3))
 
     def _produce(self, t: int) -> None:
         if self.lot is None and not self._take_lot(t):
@@ -437,7 +441,7 @@ class Machine:
 
     def start_fault(self, t: int, kind: str, source: str, done: float = 0.0) -> None:
         p = self.plant
-        rng = self.rng
+        rng = self.fault_rng
         if kind in DEGRADATIONS:
             if kind in self.degradations:
                 return
@@ -502,8 +506,9 @@ class Plant:
     def __init__(self, loaded: LoadedConfig, master: Master, *, seed: int = 42,
                  start: datetime, scale: int = 1, random_faults_per_day: float = 0.0,
                  truth: TruthLog | None = None, lines: list[str] | None = None,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, reliability: Reliability | None = None) -> None:
         self.base = loaded
+        self.reliability = reliability or Reliability()
         self.loaded = scaled_config(loaded, scale) if scale > 1 else loaded
         self.master = master
         self.seed = seed
@@ -821,7 +826,7 @@ class Plant:
             if fault == "sensor-noise" and t < m.noise_until:
                 m.noise_until, averted = t, True
             if m.state != STATE_DOWN_UNPLANNED:
-                m.planned_until = t + WO_DOWNTIME_S
+                m.planned_until = t + self.reliability.planned_s(m.repair_rng)
                 m.state, m.reason = STATE_DOWN_PLANNED, f"maintenance {cmd.get('wo', '')}".strip()
                 m.unit_progress = 0.0
             self.truth_event("wo_completed", equipment=m.id, fault=fault, wo=cmd.get("wo"),

@@ -24,6 +24,7 @@ from sim.master import Master
 from sim.modbus_server import ModbusTwinServer
 from sim.opcua_server import OpcUaTwinServer, Security
 from sim.plant import Plant
+from sim.reliability import Reliability
 from sim.truth import TruthLog
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class TwinOptions:
     scale: int = 1
     start: datetime | None = None
     random_faults_per_day: float = 0.0
+    reliability: Reliability | None = None
     security: Security | None = None
     ready_file: Path | None = None  # written (JSON) once both endpoints listen
     opcua: bool = True
@@ -73,7 +75,7 @@ def build_plant(cfg: LoadedConfig, master: Master, opts: TwinOptions,
                 truth: TruthLog) -> Plant:
     plant = Plant(cfg, master, seed=opts.seed, start=opts.start or default_start(),
                   scale=opts.scale, random_faults_per_day=opts.random_faults_per_day,
-                  truth=truth, speed=opts.speed)
+                  truth=truth, speed=opts.speed, reliability=opts.reliability)
     for kind, eq, at, *done in opts.injections:
         plant.inject(kind, eq, at, float(done[0]) if done else 0.0)
     return plant

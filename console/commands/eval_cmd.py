@@ -19,6 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "faults with the loop off and on; KPIs side by side")
     p.add_argument("--days", type=float, default=7.0, help="simulated days per arm (default 7)")
     p.add_argument("--seed", type=int, default=42, help="twin seed, the same for both arms")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run the A/B on N seeds (seed, seed+1, ...) and report each KPI's "
+                   "mean paired difference with its 95 %% t-interval")
+    p.add_argument("--scenario", default="default", metavar="NAME",
+                   help="plant scenario from data/scenarios/ (default, loaded) or a path "
+                   "to a scenario .toml")
+    p.add_argument("--report", metavar="FILE.html", default=None,
+                   help="also write the result as an HTML report with charts")
     p.add_argument("--speed", type=float, default=1800.0,
                    help="twin speed, 1..3600 (default 1800: 7 days in ~6 min per arm)")
     p.add_argument("--start", metavar="ISO", default="2026-01-05T06:00:00Z",
@@ -47,6 +55,10 @@ def eval_cmd(args: argparse.Namespace) -> int:
         raise UserError(f"--speed {args.speed:g} is out of range 1..3600")
     if not 0 < args.days <= 60:
         raise UserError(f"--days {args.days:g}: give a number of days between 0 and 60")
+    if not 1 <= args.seeds <= 50:
+        raise UserError(f"--seeds {args.seeds}: give a number of seeds between 1 and 50")
+    if args.report and not args.report.lower().endswith((".html", ".htm")):
+        raise UserError(f"--report {args.report}: the report is HTML; name it FILE.html")
     try:
         for spec in args.inject:
             parse_inject(spec)
@@ -63,19 +75,30 @@ def eval_cmd(args: argparse.Namespace) -> int:
     if models is not None and not args.ml:
         raise UserError("--models needs --ml (the models only score when ML runs)")
     loaded = load_config(args.config)
+    from runtime.scenarios import ScenarioError, find_scenario, load_scenario
+    try:
+        load_scenario(find_scenario(args.scenario, loaded.base_dir))
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
     workdir = Path(args.workdir) if args.workdir else loaded.resolve("data/eval")
     opts = EvalOptions(days=args.days, seed=args.seed, speed=args.speed, start=start,
                        inject=list(args.inject), faults_per_day=args.faults_per_day,
-                       workdir=workdir, ml=args.ml, models=models)
+                       workdir=workdir, ml=args.ml, models=models, scenario=args.scenario,
+                       seeds=args.seeds)
     progress = _progress() if sys.stderr.isatty() and not args.json else None
     try:
         res = asyncio.run(evaluate(loaded, opts, log=progress))
     except RuntimeError_ as e:
         raise UserError(str(e)) from None
+    if args.report:
+        from runtime.eval_report import write_report
+        write_report(res, Path(args.report))
     if args.json:
         print(json.dumps(res, indent=2, default=str))
     else:
         _print_table(res)
+        if args.report:
+            print(f"report written to {args.report}")
     return 0
 
 
@@ -102,23 +125,40 @@ def _fmt(v: Any, kind: str) -> str:
     return f"{v:,.2f}"
 
 
+def _diff(v: float | None, kind: str) -> str:
+    if v is None:
+        return "—"
+    if kind == "pct":
+        return f"{100 * v:+.1f} pts"
+    return f"{v:+,.2f}" if kind == "num" else f"{v:+,.1f}"
+
+
 def _print_table(res: dict[str, Any]) -> None:
     from rich.table import Table
 
     o = res["options"]
-    t = Table(title=f"closed loop A/B — {o['days']:g} days, seed {o['seed']}, "
-                    f"speed {o['speed']:g}", title_justify="left")
-    for col in ("KPI", "loop off", "loop on", "difference"):
+    n = o.get("seeds", 1)
+    seeds = f"seed {o['seed']}" if n == 1 else f"{n} seeds from {o['seed']}"
+    t = Table(title=f"closed loop A/B — scenario {o.get('scenario', 'default')}, "
+                    f"{o['days']:g} days, {seeds}, speed {o['speed']:g}",
+              title_justify="left")
+    cols = ["KPI", "loop off", "loop on", "difference"]
+    if n > 1:
+        cols += ["95 % interval", "significant"]
+    for col in cols:
         t.add_column(col, justify="left" if col == "KPI" else "right")
     for r in res["rows"]:
-        if r["diff"] is None:
-            diff = "—"
-        elif r["kind"] == "pct":
-            diff = f"{100 * r['diff']:+.1f} pts"
-        else:
-            diff = _fmt(r["diff"], r["kind"])
-            diff = diff if diff.startswith("-") else "+" + diff
+        diff = _diff(r["diff"], r["kind"])
         if r["relative"] is not None and r["kind"] != "pct":
             diff += f" ({100 * r['relative']:+.0f} %)"
-        t.add_row(r["label"], _fmt(r["off"], r["kind"]), _fmt(r["on"], r["kind"]), diff)
+        cells = [r["label"], _fmt(r["off"], r["kind"]), _fmt(r["on"], r["kind"]), diff]
+        if n > 1:
+            ci = "—" if r["lo"] is None else \
+                f"{_diff(r['lo'], r['kind'])} … {_diff(r['hi'], r['kind'])}"
+            sig = (r["verdict"] or "yes") if r["significant"] else "no"
+            cells += [ci, sig]
+        t.add_row(*cells)
     make_console().print(t)
+    if n > 1:
+        print("difference = mean over seeds of (loop on − loop off); the interval is the "
+              "paired t-interval; significant: it excludes 0")

@@ -23,6 +23,9 @@ class Score:
     contributions: Mapping[str, float] = field(default_factory=dict)
     explanation: str = ""  # e.g. "bearing temperature rising 2.1 °C/h over 6 h"
     model_version: int | None = None
+    # a lot-level score (predicted scrap) names its lot and where it is: lot_id,
+    # equipment_id, line_id, order_id, batch_id, recipe_id — the detection's context
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
 ScoreSource = Callable[[], Mapping[str, Score]]  # equipment id -> latest score
@@ -84,14 +87,18 @@ class MlScoreDetector:
         else:
             summary = f"{eq}: {name} {s.value:.2f} above {self.threshold:.2f}" + (
                 f"; {why}" if why else "")
+        ctx = dict(s.context)
+        equipment = ctx.get("equipment_id") if ctx.get("lot_id") else eq
+        if ctx.get("lot_id"):
+            summary = f"lot {summary}" + (f" (on {equipment})" if equipment else "")
         return Detection(
             kind="ml_score", detector_id=self.detector_id,
             problem_key=f"ml_score:{eq}:{self.model}", priority=self.priority, onset=onset,
-            ts=ts, summary=summary, equipment_id=eq,
-            line_id=s.line_id or self.line_of.get(eq), value=s.value,
+            ts=ts, summary=summary, equipment_id=equipment,
+            line_id=s.line_id or ctx.get("line_id") or self.line_of.get(eq), value=s.value,
             limit=self.threshold,
             evidence={"model": self.model, "model_version": s.model_version,
                       "score": s.value, "threshold": self.threshold,
                       "hysteresis": self.hysteresis, "contributions": dict(top),
                       "explanation": s.explanation},
-            cleared=cleared)
+            context=ctx, cleared=cleared)

@@ -144,7 +144,7 @@ def propose(store: Store, *, equipment_id: str, recipe_id: str, equipment_type: 
     shift = fmean(points) - target
     if abs(shift) < max(0.5 * sigma, SIGNIFICANCE * sigma / math.sqrt(len(points))):
         return None  # within noise of the target: nothing to correct
-    best: Correction | None = None
+    cands: list[Correction] = []
     t = RecipeSetpoint.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:
         rows = {r.name: r for r in conn.execute(select(t).where(
@@ -162,12 +162,30 @@ def propose(store: Store, *, equipment_id: str, recipe_id: str, equipment_type: 
         if value == cur:
             continue
         after = shift + (value - cur) * eff
-        cand = Correction(name, cur, value, eff, source, shift, after, sigma)
-        if best is None or abs(after) < abs(best.expected_after):
-            best = cand
-    if best is None or abs(best.expected_after) > 0.75 * abs(shift):
-        return None  # no setpoint can move it enough: leave it to people (hold, inspect)
-    return best
+        cands.append(Correction(name, cur, value, eff, source, shift, after, sigma))
+    return choose(cands, shift)
+
+
+def rate_loss(c: Correction) -> float:
+    """Share of the machine's rate a correction gives up: a speed setpoint (rpm, strokes
+    or screw speed — any setpoint named *speed*) sets the cycle time; lowering it by x %
+    makes every unit take that much longer. Other setpoints (feed, temperature,
+    pressure) leave the cycle alone."""
+    if "speed" not in c.name or c.current <= 0 or c.target >= c.current:
+        return 0.0
+    return 1.0 - c.target / c.current
+
+
+def choose(cands: list[Correction], shift: float) -> Correction | None:
+    """The correction a plant manager would pick: among those that take out at least
+    half of the shift, the one that costs the least rate, then the most exact; when
+    none does, the most exact one that takes out a quarter; else none (people decide:
+    hold, inspect)."""
+    good = [c for c in cands if abs(c.expected_after) <= 0.5 * abs(shift)]
+    if good:
+        return min(good, key=lambda c: (round(rate_loss(c), 4), abs(c.expected_after)))
+    ok = [c for c in cands if abs(c.expected_after) <= 0.75 * abs(shift)]
+    return min(ok, key=lambda c: (abs(c.expected_after), rate_loss(c))) if ok else None
 
 
 def out_of_spec_share(mean: float, sigma: float, lsl: float, usl: float) -> float:

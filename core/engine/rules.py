@@ -34,6 +34,7 @@ from core.store.models import (
     QualityCharacteristic,
     QualityMeasurement,
     RecipeSetpoint,
+    Recommendation,
     Stock,
     StockLocation,
     WorkOrder,
@@ -48,6 +49,9 @@ WEAR_SIGNALS = ("vibration_rms", "bearing_temp", "motor_current")
 FAULT_OF_SIGNAL = {"vibration_rms": "bearing", "bearing_temp": "bearing",
                    "motor_current": "tool", "zone_temp": "heater", "pressure": "clog",
                    "flow": "clog"}
+ASSUMED_WARNING_H = 8.0  # a wear fault's shortest warning when no detector predicts the failure
+SAFETY_H = 1.0  # a job planned before a predicted failure starts at least this much earlier
+JOB_H = 1.0  # what a planned maintenance job stops the machine for (plan cost, shown)
 TTL_S = {"lot_hold": 4 * 3600, "lot_release": 8 * 3600, "work_order": 8 * 3600,
          "setpoint": 3600, "replan": 1800, "replenish": 2 * 3600, "retrain": 24 * 3600,
          "command": 3600}
@@ -258,29 +262,43 @@ def rule_work_order(rc: RuleContext, det: DetectionLike, an: Analysis) -> Propos
         return None
     downtime_h = float(ev.get("expected_downtime_h", 4.0))
     conf = confidence_of(det)
+    source = "detector"
+    if predicted is None:
+        # no detector said when: assume the shortest warning a wear fault gives (the
+        # P-F interval) from the detection's onset, so the job is planned before it
+        predicted = ensure_utc(det.onset) + timedelta(hours=ASSUMED_WARNING_H)
+        source = f"assumed: {ASSUMED_WARNING_H:g} h after the first sign"
+    latest = predicted - timedelta(hours=SAFETY_H)
     params: dict[str, Any] = {
         "equipment_id": eq_id, "kind": "predictive", "fault_mode": fault,
         "description": f"inspect {signal_words(fault)} on {eq_id}: {det.summary}".strip(": "),
-        "priority": 2, "predicted_failure_at": predicted.isoformat() if predicted else None,
-        "expected_downtime_h": downtime_h,
+        "priority": 2, "predicted_failure_source": source, "expected_downtime_h": downtime_h,
+        # a detector's prediction is the learner's outcome window; an assumed one is not
+        ("predicted_failure_at" if source == "detector" else "assumed_failure_at"):
+            predicted.isoformat(),
+        "latest_start": latest.isoformat(), "job_h": JOB_H,
     }
-    note = ""
-    if win is not None:
+    lost = f"about {JOB_H:g} h of output on {eq_id} (the job stops it during production)"
+    if win is not None and ensure_utc(win.start) <= latest:
         params.update(window_id=win.id, window_start=win.start.isoformat(),
                       window_end=win.end.isoformat())
-        note = f"next maintenance window {win.id} {win.start:%a %H:%M}–{win.end:%H:%M} UTC"
-        if predicted is not None and win.start > predicted:
-            params["priority"] = 1
-            note += (f", but failure is predicted earlier ({predicted:%a %H:%M} UTC): "
-                     "stop at the next lot change")
+        note = (f"do it in maintenance window {win.id} {win.start:%a %H:%M}–{win.end:%H:%M} "
+                f"UTC, before the predicted failure ({predicted:%a %H:%M} UTC, {source}): "
+                "the line is stopped then anyway, no output is lost")
     else:
         params["priority"] = 1
-        note = "no maintenance window ahead on this line: schedule as soon as possible"
-    if predicted is None and det.kind == "limit" and det.priority in ("high", "critical") \
-            and params["priority"] != 1:
+        why = (f"the next window ({win.start:%a %H:%M} UTC) comes after the predicted failure"
+               if win is not None else "no maintenance window ahead on this line")
+        note = (f"{why} ({predicted:%a %H:%M} UTC, {source}): stop at the next lot change, "
+                f"before {latest:%a %H:%M} UTC; costs {lost}, against {downtime_h:g} h "
+                "of breakdown")
+    if det.kind == "limit" and det.priority in ("high", "critical") and params["priority"] != 1 \
+            and source != "detector":
         params["priority"] = 1
-        note += ("; the signal is already beyond its alarm limit: do not wait for the "
-                 "window, stop at the next lot change")
+        for k in ("window_id", "window_start", "window_end"):
+            params.pop(k, None)
+        note = ("the signal is already beyond its alarm limit: do not wait for the window, "
+                f"stop at the next lot change; costs {lost}")
     return Proposal("work_order", eq_id, params,
                     f"avoids about {downtime_h:g} h of unplanned downtime on {eq_id}",
                     round(downtime_h * DOWNTIME_H * conf, 2), conf, note, TTL_S["work_order"])
@@ -360,6 +378,9 @@ def _spc_correction(rc: RuleContext, det: DetectionLike, an: Analysis, eq_id: st
             f"expected {corr.expected_after:+.3g} after; effect {corr.effect:.3g} per "
             f"{row.unit or 'unit'} from the {corr.source}'s figure; recipe range "
             f"{row.lo:g}–{row.hi:g})")
+    loss = r2r.rate_loss(corr)
+    note += (f"; slows the machine by {100 * loss:.0f} %: no setpoint that keeps the rate "
+             "corrects enough" if loss > 0 else "; keeps the machine's rate")
     return Proposal(
         "setpoint", f"{eq_id}.{row.name}",
         {"tag_id": f"{eq_id}.{row.name}", "equipment_id": eq_id, "name": row.name,
@@ -388,7 +409,14 @@ def rule_replan(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal |
     saved = (float(before) - float(after)) if isinstance(before, (int, float)) and isinstance(
         after, (int, float)) else 0.0
     conf = confidence_of(det)
+    late_before = sum(1 for c in moved if (c.get("old_tardiness_min") or 0) > 0)
+    late_after = len(summary.get("at_risk", []) or [])
     note = f"{len(moved)} order(s) move; strategy {summary.get('strategy', '?')}"
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        note += (f"; due-date risk: {late_before} order(s) late in the plan in force → "
+                 f"{late_after} late with the breakdown re-planned (weighted tardiness "
+                 f"{before:g} → {after:g} min, the plan's objective); {hours:g} h of "
+                 f"output lost on {eq_id}")
     return Proposal(
         "replan", an.context.get("line_id") or eq_id,
         {"plan_id": plan_id, "equipment_id": eq_id, "down_hours": hours,
@@ -472,9 +500,38 @@ def propose(rc: RuleContext, det: DetectionLike, an: Analysis) -> Proposal | Non
     rule = RULES.get(cls) if cls else None
     prop = rule(rc, det, an) if rule else None
     if prop is None and cls == "setpoint" and det.kind == "spc" and \
-            _making_nonconforming(rc, det):
+            _making_nonconforming(rc, det) and not every_unit_sorted(rc.store, det):
         return rule_lot_hold(rc, det, an)  # it moved, makes bad units, no setpoint helps
     return prop
+
+
+def every_unit_sorted(store: Store, det: DetectionLike, coverage: float = 0.9) -> bool:
+    """Does the evidence say the lot is in spec? A machine that measures (nearly) every
+    unit it makes of the lot, and counts the ones outside the spec as scrap, has already
+    taken the nonconforming units out: what goes on is measured in spec, and a hold
+    would only stop good product (and make the line change over to the next lot and
+    back). The shift still shows as an alarm."""
+    from sqlalchemy import func
+    from sqlalchemy.exc import OperationalError
+
+    from core.production import PRODUCTION_COUNT as PC
+
+    ctx = context_of(det)
+    char = evidence_of(det).get("characteristic")
+    lot, eq = ctx.lot_id, ctx.equipment_id or det.equipment_id
+    if not lot or not eq or not isinstance(char, str):
+        return False
+    qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
+    try:  # (no guard: a store without production counts is an answer, not an error)
+        with store.engine.connect() as conn:
+            measured = conn.execute(sa_select(func.count()).select_from(qm).where(
+                qm.c.lot_id == lot, qm.c.equipment_id == eq,
+                qm.c.characteristic_id == char)).scalar() or 0
+            made = conn.execute(sa_select(func.sum(PC.c.good + PC.c.scrap)).where(
+                PC.c.lot_id == lot, PC.c.equipment_id == eq)).scalar() or 0
+    except OperationalError:  # no production counts kept: nothing says the lot is sorted
+        return False
+    return made > 0 and measured >= coverage * made
 
 
 def _making_nonconforming(rc: RuleContext, det: DetectionLike) -> bool:
@@ -512,7 +569,17 @@ def suspected_batch(store: Store, det: DetectionLike,
         return None
     qm = QualityMeasurement.__table__  # type: ignore[attr-defined]
     gen = LotGenealogy.__table__  # type: ignore[attr-defined]
+    hold_t = Hold.__table__  # type: ignore[attr-defined]
+    rec_t = Recommendation.__table__  # type: ignore[attr-defined]
     with guard(store), store.engine.connect() as conn:
+        # quality already inspected this batch's lots for this characteristic and used
+        # them as they were: the evidence says its lots are in spec — no new hold
+        cleared = conn.execute(sa_select(hold_t.c.id).join(
+            rec_t, rec_t.c.id == hold_t.c.recommendation_id).where(
+            rec_t.c.problem_key == f"batch:{batch}:{char}",
+            hold_t.c.disposition == "use_as_is").limit(1)).first()
+        if cleared is not None:
+            return None
         ch = conn.execute(sa_select(QualityCharacteristic.__table__.c.target).where(  # type: ignore[attr-defined]
             QualityCharacteristic.__table__.c.id == char)).first()  # type: ignore[attr-defined]
         rows = conn.execute(

@@ -303,7 +303,9 @@ def test_promotion_to_auto_needs_admin_and_allows_undo(store, loaded_config, fro
     assert eng2.decider.autonomy_for("work_order") == "auto"
     assert "autonomy.changed" in audit_actions(store)
 
-    rid = eng2.on_detection(bearing(PLANT_START)).recommendation_id
+    # failure predicted in two days: the job is planned into the next window
+    rid = eng2.on_detection(bearing(PLANT_START, predicted=PLANT_START + timedelta(days=2))
+                            ).recommendation_id
     [act] = actions_of(store, rid)
     assert act.status == "pending" and "undo_until" in json.loads(act.params)
     with store.session() as s:
@@ -405,6 +407,7 @@ def test_repeated_down_detection_reuses_the_proposed_plan(store, loaded_config, 
     assert calls == ["A-MILL1"]
     r = rec(store, first.recommendation_id)
     assert json.loads(r.params)["plan_id"] == "PLAN-X" and "1 order(s) move" in r.rationale
+    assert "weighted tardiness 120 → 60 min" in r.rationale  # the plan's cost is shown
 
 
 def test_concurrent_submissions_make_one_recommendation(store, loaded_config, frozen_clock):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from core.engine import r2r
@@ -164,6 +165,18 @@ def test_a_shift_that_follows_a_batch_also_holds_the_batch_lots(store, loaded_co
     # the same evidence again merges into the two open recommendations
     eng.on_detection(spc_shift([20.006] * 9, sigma=0.003))
     assert len(recs(store)) == 2
+    # once quality used a hold of this batch as it was, the batch is not suspected again
+    from core.engine.rules import suspected_batch
+    from core.store.models import Hold
+
+    det = spc_shift([20.006] * 9, sigma=0.003)
+    assert suspected_batch(store, det) is not None
+    with store.session() as s:
+        s.add(Hold(id="NCR-1", reason="batch B-0001", status="closed",
+                   disposition="use_as_is", created_by="q", created_at=T0,
+                   recommendation_id=hold.id))
+        s.commit()
+    assert suspected_batch(store, det) is None
 
 
 def test_a_run_and_a_trend_on_one_chart_make_one_correction(store, loaded_config,
@@ -213,3 +226,43 @@ def test_only_measurements_since_the_last_setpoint_change_count(store, loaded_co
     assert r2r.propose(store, **args, at=T0) is None  # 5 points since: wait for more
     before = r2r.propose(store, **args, at=T0 - timedelta(minutes=11))
     assert before is not None and before.shift > 0.008  # before the change: 25 shifted
+
+
+def test_no_hold_when_the_machine_measured_and_sorted_every_unit_of_the_lot(
+        store, loaded_config, frozen_clock) -> None:
+    """The lathe measures each unit of L-00101 and counts the out-of-spec ones as scrap:
+    what goes on is in spec, so the shift is an alarm, not a hold (which would only stop
+    good product). With a tenth of the units measured, the same shift holds the lot."""
+    from core.production import PRODUCTION_COUNT, ensure_schema
+
+    frozen_clock.set(T0)
+    with store.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
+    ensure_schema(store)
+    measured(store, [20.03] * 12)
+    with store.begin() as conn:
+        conn.execute(PRODUCTION_COUNT.insert(), [{
+            "equipment_id": "A-LATHE1", "line_id": "A", "lot_id": "L-00101",
+            "ts": T0 - timedelta(minutes=5), "good": 2, "scrap": 10}])
+    eng = make_engine(store, loaded_config, frozen_clock)
+    res = eng.on_detection(spc_shift([20.03] * 9))
+    assert res.outcome == "ignored" and recs(store) == []
+    with store.begin() as conn:  # the machine made far more than it measured
+        conn.execute(PRODUCTION_COUNT.insert(), [{
+            "equipment_id": "A-LATHE1", "line_id": "A", "lot_id": "L-00101",
+            "ts": T0 - timedelta(minutes=4), "good": 100, "scrap": 0}])
+    res = eng.on_detection(spc_shift([20.03] * 9, key="spc:A-LATHE1:again"))
+    assert [r.decision_class for r in recs(store)] == ["lot_hold"]
+
+
+def test_a_correction_that_keeps_the_rate_beats_a_slightly_more_exact_slowdown() -> None:
+    def c(name: str, cur: float, target: float, after: float) -> r2r.Correction:
+        return r2r.Correction(name, cur, target, 1.0, "engineers", 1.0, after, 0.1)
+
+    slow = c("speed_sp", 30.0, 27.5, 0.05)  # 8 % slower, almost exact
+    feed = c("feed_sp", 0.2, 0.18, 0.3)  # takes out 70 % of the shift, rate unchanged
+    assert r2r.rate_loss(slow) == pytest.approx(1 - 27.5 / 30) and r2r.rate_loss(feed) == 0
+    assert r2r.choose([slow, feed], 1.0) is feed
+    weak = c("feed_sp", 0.2, 0.19, 0.7)  # takes out only 30 %: the slowdown is needed
+    assert r2r.choose([slow, weak], 1.0) is slow
+    assert r2r.choose([c("feed_sp", 0.2, 0.21, 0.9)], 1.0) is None  # too little: nothing

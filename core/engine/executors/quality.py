@@ -60,8 +60,10 @@ class QualityAdapter:
                     status="held", updated_at=now))
                 audit.append(conn, "system:outbox", "hold.created", "hold", hold_id,
                              {"lots": lots, "previous": known, "action_id": a.id}, ts=now)
+        # one command per lot, each with its own key: the plant drops a repeated key as a
+        # retry, so one key for all lots held only the first (and released only one)
         refused = self._tell_plant(lots, lambda lot: self.plant.hold_lot(
-            lot, where.get(lot), a.idempotency_key))  # holding a held lot: a no-op there
+            lot, where.get(lot), f"{a.idempotency_key}:{lot}"))  # a held lot: a no-op there
         return {"hold_id": hold_id, "lots": lots, "already_done": existing is not None,
                 **({"plant_refused": refused} if refused else {})}
 
@@ -111,6 +113,6 @@ class QualityAdapter:
                              {"disposition": disposition, "lots": lots, "action_id": a.id},
                              ts=now)
         refused = self._tell_plant(lots, lambda lot: self.plant.release_lot(
-            lot, where.get(lot), disposition, a.idempotency_key))
+            lot, where.get(lot), disposition, f"{a.idempotency_key}:{lot}"))
         return {"hold_id": hold_id, "disposition": disposition, "lots": lots,
                 "already_done": done, **({"plant_refused": refused} if refused else {})}
