@@ -26,6 +26,7 @@ from pathlib import Path
 from core.config import LoadedConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+PARENT_ENV = "LOOPLINE_PARENT_PID"  # read by sim/parent_watch.py (sim is not imported here)
 
 
 class TwinStartError(Exception):
@@ -44,6 +45,16 @@ def _answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def child_env() -> dict[str, str]:
+    """The twin's environment: this package on its path, and this process's pid, which the
+    twin watches from its first instruction (sim/parent_watch.py) so it never outlives
+    us, even when we are SIGKILLed while it is still starting."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env[PARENT_ENV] = str(os.getpid())
+    return env
 
 
 @dataclass
@@ -132,8 +143,7 @@ def start_twin(cfg: LoadedConfig, *, opcua_port: int | None = None,
     cmd = [sys.executable, "-m", "sim", "--config", str(cfg.path.resolve()),
            "--opcua-port", str(op), "--modbus-port", str(mp), "--ready-file", str(ready),
            "--exit-with-parent", *(extra_args or [])]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env()
     log = (workdir / "twin.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(cfg.base_dir),
                             env=env, start_new_session=True)

@@ -2,6 +2,10 @@
 
 import sys
 
-from sim.cli import main
+from sim.parent_watch import watch_parent
+
+watch_parent()  # before the slow imports: a launcher killed during start-up is seen
+
+from sim.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -23,6 +23,7 @@ from core.config import LoadedConfig
 from sim.master import Master
 from sim.modbus_server import ModbusTwinServer
 from sim.opcua_server import OpcUaTwinServer, Security
+from sim.parent_watch import ENV, parent_gone
 from sim.plant import Plant
 from sim.reliability import Reliability
 from sim.truth import TruthLog
@@ -140,9 +141,9 @@ class Twin:
         limit = int(opts.duration_s * opts.speed) if opts.duration_s is not None else None
         tick = max(0.05, min(1.0, 1.0 / opts.speed))
         t0 = time.monotonic()
-        parent = os.getppid()
+        parent = int(os.environ.get(ENV, "0") or 0) or os.getppid()
         while not self._stop.is_set():
-            if opts.exit_with_parent and os.getppid() != parent:
+            if opts.exit_with_parent and parent_gone(parent):
                 _log.warning("parent process gone; stopping the twin")
                 return
             due = int((time.monotonic() - t0) * opts.speed)

@@ -7,6 +7,7 @@ processes never import the twin, only its argument parsing (sim.args).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "sim", *to_argv(args), "--exit-with-parent"]
     if args.config:
         argv += ["--config", str(args.config)]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "LOOPLINE_PARENT_PID": str(os.getpid())})
     # the twin's messages go to this process's stderr line by line (scripts and tests
     # that read loopline's stderr see them)
     relay = threading.Thread(target=_relay, args=(proc,), daemon=True)
