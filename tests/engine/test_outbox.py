@@ -179,6 +179,31 @@ def test_replenish_moves_stock_once(store, loaded_config, frozen_clock):
         assert s.get(Meta, f"outbox:{act.idempotency_key}") is not None
 
 
+class RefusingPlant(RecordingPlant):
+    """A line whose command tag takes no replenish request (a Modbus line: no code)."""
+
+    def replenish(self, line_id, material_id, batch_id, key):
+        from core.engine.executors.base import ActionFailed
+
+        raise ActionFailed(f"line {line_id} has no command code for replenish")
+
+
+def test_a_failed_replenish_leaves_the_stock_where_it_was(store, loaded_config,
+                                                          frozen_clock):
+    eng = make_engine(store, loaded_config, frozen_clock, plant=RefusingPlant())
+    det = detection(kind="material", detector_id="material_short", problem_key="A:M-ST20",
+                    equipment_id="A-LATHE1", line_id="A", tag_id=None, priority="medium",
+                    onset=PLANT_START, value=None, summary="M-ST20 short at 14:00",
+                    ctx=None, evidence={"material_id": "M-ST20", "shortage_qty": 400})
+    eng.on_detection(det)
+    [res] = eng.run_outbox()
+    assert res.status == "failed" and "no command code" in res.result["error"]
+    with store.session() as s:  # store and action agree: nothing moved
+        assert s.get(Stock, "WH:B-0003").quantity == 1000.0
+        assert s.get(Stock, "A-LS:B-0003") is None
+    assert "stock.moved" not in audit_actions(store)
+
+
 def test_no_adapter_and_unknown_rows_fail_clearly(store, loaded_config, frozen_clock):
     ex = Executor(store, {}, frozen_clock)
     with store.session() as s:
