@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,9 +35,11 @@ class DriverIO:
     """Writes to tags through whichever driver owns them, from any thread."""
 
     def __init__(self, loaded: LoadedConfig, drivers: Mapping[str, Driver],
-                 loop: asyncio.AbstractEventLoop, timeout_s: float = 10.0) -> None:
+                 loop: asyncio.AbstractEventLoop, timeout_s: float = 10.0,
+                 connect_wait_s: float = 30.0) -> None:
         self.tags: dict[str, ResolvedTag] = {t.id: t for t in loaded.tags}
         self.drivers, self.loop, self.timeout_s = drivers, loop, timeout_s
+        self.connect_wait_s = connect_wait_s
         self._last: dict[str, Any] = {}
         self._writable = {t.id for t in loaded.tags if t.spec.writable}
         self._lock = threading.Lock()
@@ -62,8 +65,7 @@ class DriverIO:
         drv = self.drivers.get(tag.driver_id)
         if drv is None:
             raise ActionFailed(f"{tag_id}: driver {tag.driver_id!r} is not running")
-        if drv.state.state != ConnState.CONNECTED:
-            raise TransientError(f"{tag_id}: driver {tag.driver_id} is {drv.state.state}")
+        self._wait_connected(drv, tag_id)
         fut = asyncio.run_coroutine_threadsafe(drv.write(tag_id, value), self.loop)
         try:
             res = fut.result(self.timeout_s)
@@ -78,6 +80,18 @@ class DriverIO:
         with self._lock:
             self._last[tag_id] = res.read_back
         return res
+
+    def _wait_connected(self, drv: Driver, tag_id: str) -> None:
+        """An action approved right after a start (or during a reconnect) waits for its
+        driver within ``connect_wait_s`` instead of spending its attempts in a second;
+        a driver that is down (stopped, or a config problem) is not waited for."""
+        deadline = time.monotonic() + self.connect_wait_s
+        while (st := drv.state.state) != ConnState.CONNECTED:
+            if st == ConnState.DOWN or time.monotonic() >= deadline:
+                waited = "" if st == ConnState.DOWN else \
+                    f" (waited {self.connect_wait_s:g} s for it)"
+                raise TransientError(f"{tag_id}: driver {drv.id} is {st}{waited}")
+            time.sleep(0.05)
 
     # DeviceWriter (setpoints) --------------------------------------------------------
 
