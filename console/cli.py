@@ -97,7 +97,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `loopline recs --json | head`: the reader has gone
+        return 141
+    except Exception as e:
+        msg = environment_error(e)
+        if msg is None:
+            raise  # a bug: the traceback is what its fixer needs
+        print(f"loopline: {msg}", file=sys.stderr)
+        return 1
     return int(rc or 0)
+
+
+def environment_error(e: BaseException) -> str | None:
+    """One line for an error of the machine around loopline (a read-only, full, locked or
+    missing store, a file that cannot be written), None for anything else (a bug)."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    from core.audit import AuditError
+    from core.store import StoreError
+    from core.store.db import explain
+
+    def db_reason(err: BaseException) -> str:
+        return " ".join(explain("", err).split()).replace("store :", "store:")
+
+    if isinstance(e, AuditError) and isinstance(e.__cause__, DBAPIError | sqlite3.Error):
+        return f"{str(e).split(':')[0]}: {db_reason(e.__cause__)}"
+    if isinstance(e, StoreError | AuditError):
+        return str(e)
+    if isinstance(e, DBAPIError | sqlite3.Error):
+        return db_reason(e)
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"cannot use{where}: {e.strerror or e}"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ def verify(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
     from core import audit
 
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         res = audit.verify(store.engine)
     finally:
@@ -40,7 +40,7 @@ def tail(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
     from core import audit
 
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         rows = audit.recent(store.engine, args.n)
     finally:

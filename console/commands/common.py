@@ -17,21 +17,24 @@ class UserError(Exception):
     """An error caused by input the user can fix; str() is the whole message."""
 
 
-def open_db(url: str) -> Store:
+def open_db(url: str, *, create: bool = True) -> Store:
     """The store at ``url``; a store problem is a ``UserError`` (no traceback)."""
     try:
-        return open_store(url)
+        return open_store(url, create=create)
     except StoreError as e:
         raise UserError(str(e)) from None
 
 
-def open_cli_store(args: argparse.Namespace) -> tuple[LoadedConfig, Store]:
+def open_cli_store(args: argparse.Namespace, *, read_only: bool = False
+                   ) -> tuple[LoadedConfig, Store]:
     """Config + store for a command, master data loaded into a new store.
 
-    Store problems become ``UserError`` (a clean message, no traceback).
+    Store problems become ``UserError`` (a clean message, no traceback). A read-only
+    command (``read_only=True``) never creates a store or its folder: a mistyped
+    ``--db`` is an error, not a new empty plant.
     """
     loaded = load_config(getattr(args, "config", None), db=getattr(args, "db", None))
-    store = open_db(loaded.db_url)
+    store = open_db(loaded.db_url, create=not read_only)
     try:
         ensure_master_data(store, loaded, WallClock())
     except StoreError as e:

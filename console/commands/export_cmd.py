@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from core import exports
 
     since, until = time_range(args)
-    loaded, store = open_cli_store(args)
+    loaded, store = open_cli_store(args, read_only=True)
     try:
         archive = (None if args.archive == "none" else args.archive or loaded.archive_dir)
         df = exports.frame(store, args.dataset, since, until, archive)

@@ -60,7 +60,7 @@ def _show(args: argparse.Namespace, rows: list[dict], columns: list[tuple[str, s
 def holds(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
 
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         rows = listing.holds(store, include_closed=args.all)
     finally:
@@ -75,7 +75,7 @@ def work_orders(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
 
     statuses = _statuses(args.status, WO_ALL, WO_OPEN)
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         rows = listing.work_orders(store, statuses)
     finally:
@@ -92,7 +92,7 @@ def lots(args: argparse.Namespace) -> int:
     from core.genealogy import GenealogyError, trace
 
     statuses = _statuses(args.status, LOT_ALL, LOT_OPEN)
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         if args.trace:
             try:
@@ -146,7 +146,7 @@ def lots(args: argparse.Namespace) -> int:
 def alarms(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
 
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         rows = listing.alarms(store, include_normal=args.all)
     finally:

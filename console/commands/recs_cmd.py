@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
 
     statuses = statuses_of(args.status)
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         rows = recommendations(store, statuses)
     finally:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                         f"use some of {', '.join(LOSS_STATES)}")
     if args.plot and not args.plot.lower().endswith(".svg"):
         raise UserError(f"--plot writes SVG: give a file ending in .svg (got {args.plot})")
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         start, end = reports.resolve_range(store, since, until)
         if args.kind == "oee":

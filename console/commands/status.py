@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    _, store = open_cli_store(args)
+    _, store = open_cli_store(args, read_only=True)
     try:
         data = plant_status(store, plant_now(store.engine, WallClock().now()))
     except StoreError as e:

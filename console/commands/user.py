@@ -63,7 +63,7 @@ def list_users(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
     from core.auth import Authenticator
 
-    loaded, store = open_cli_store(args)
+    loaded, store = open_cli_store(args, read_only=True)
     try:
         auth = Authenticator(store.engine, loaded.config.users, loaded.config.auth)
         for u in loaded.config.users:

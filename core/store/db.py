@@ -135,10 +135,12 @@ def to_url(target: str) -> str:
 
 
 def open_store(target: str, *, busy_timeout_ms: int | None = None,
-               upgrade: bool = True) -> Store:
+               upgrade: bool = True, create: bool = True) -> Store:
     """Open (creating if needed) and upgrade the store at a URL or SQLite file path.
 
-    ``busy_timeout_ms`` defaults to $LOOPLINE_BUSY_TIMEOUT_MS or 5 s.
+    ``busy_timeout_ms`` defaults to $LOOPLINE_BUSY_TIMEOUT_MS or 5 s. ``create=False``
+    (read-only commands): a SQLite file that does not exist is an error, and neither it
+    nor its folder is created.
     """
     if busy_timeout_ms is None:
         busy_timeout_ms = busy_timeout_default()
@@ -155,6 +157,9 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
             path = Path(db).expanduser().resolve()
             if path.is_dir():
                 raise StoreError(f"the store {path} is a folder, not a database file")
+            if not create and not path.exists():
+                raise StoreError(f"no store at {path} (nothing to read: check --db or "
+                                 "[store] path; the runtime creates it at its first start)")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:

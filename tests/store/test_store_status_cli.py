@@ -32,6 +32,11 @@ def _status_json(config_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
 def test_status_json_on_a_fresh_store_shows_the_seeded_plant(
         config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "new" / "loopline.db"
+    # a read-only command never creates a store (a mistyped --db is not a new plant)
+    assert main(["status", "--config", str(config_path), "--db", str(db)]) == 1
+    assert "no store at" in capsys.readouterr().err
+    assert not db.parent.exists()
+    open_store(str(db)).close()  # what the runtime does at its first start
     data = _status_json(config_path, db, capsys)
     assert db.is_file()
     assert [ln["id"] for ln in data["lines"]] == ["A", "B", "C"]
@@ -80,6 +85,7 @@ def test_status_as_a_new_user_runs_it(tmp_path: Path) -> None:
     """The console script path, in a subprocess, from another working directory."""
     env = {**os.environ, "LOOPLINE_DB": str(tmp_path / "fresh.db")}
     env.pop("LOOPLINE_CONFIG", None)
+    open_store(str(tmp_path / "fresh.db")).close()  # created by the runtime's first start
     proc = subprocess.run(
         [sys.executable, "-m", "console.cli", "--config", str(REPO / "config.toml"),
          "status", "--json"],
@@ -151,6 +157,7 @@ def test_bad_master_data_in_the_cli_names_the_entry(
     cfg = tmp_path / "config.toml"
     cfg.write_text(config_path.read_text(encoding="utf-8").replace(
         'master_data = "data/master.toml"', f'master_data = "{bad}"'), encoding="utf-8")
+    open_store(str(tmp_path / "s.db")).close()
     rc = main(["status", "--config", str(cfg), "--db", str(tmp_path / "s.db")])
     err = capsys.readouterr().err
     assert rc != 0
