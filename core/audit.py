@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from core.audit_witness import Anchor, note_append
 from core.clock import ensure_utc, utcnow
 from core.store.models import AuditEntry
 
@@ -128,6 +129,7 @@ def _append(conn: Connection, actor: str, action: str, entity: str, entity_id: s
             entity_id=entity_id, detail=detail, prev_hash=prev, hash=h,
         )
     )
+    note_append(conn, seq, h)
     return AuditRecord(seq, ts, actor, action, entity, entity_id, json.loads(detail), h)
 
 
@@ -137,6 +139,7 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+    anchor_hash: str | None = None  # the hash found at the anchor's seq
 
     def message(self) -> str:
         if self.ok:
@@ -144,9 +147,38 @@ class VerifyResult:
         return f"audit chain BROKEN at entry {self.first_bad_seq}: {self.problem}"
 
 
-def verify(engine: Engine) -> VerifyResult:
-    """Walk the chain in order; name the first entry whose hash or link does not hold."""
+def head(engine: Engine) -> Anchor | None:
+    """The chain's newest entry as an anchor (seq = the entry count of a whole chain)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(_TABLE.c.seq, _TABLE.c.hash)
+                         .order_by(_TABLE.c.seq.desc()).limit(1)).first()
+    return Anchor(int(r.seq), str(r.hash), "store") if r else None
+
+
+def verify(engine: Engine, anchor: Anchor | None = None) -> VerifyResult:
+    """Walk the chain in order; name the first entry whose hash or link does not hold.
+
+    With an ``anchor`` (a head kept outside the database) the chain must also reach it:
+    fewer entries means the newest were deleted, another hash at its seq means the chain
+    was re-written (edited and re-hashed)."""
+    res = _walk(engine, None if anchor is None else anchor.seq)
+    if not res.ok or anchor is None:
+        return res
+    if res.checked < anchor.seq:
+        return VerifyResult(False, res.checked, res.checked + 1,
+                            f"entries missing at the end: the chain has {res.checked}, "
+                            f"the anchor ({anchor.source or 'given'}) says {anchor.seq}")
+    if res.anchor_hash != anchor.hash:
+        return VerifyResult(False, res.checked, anchor.seq,
+                            f"entry {anchor.seq} is not the one the anchor "
+                            f"({anchor.source or 'given'}) recorded: the chain was "
+                            "re-written")
+    return res
+
+
+def _walk(engine: Engine, anchor_seq: int | None) -> VerifyResult:
     prev = GENESIS
+    anchor_hash: str | None = None
     expected_seq = 1
     n = 0
     with engine.connect() as conn:
@@ -162,8 +194,10 @@ def verify(engine: Engine) -> VerifyResult:
             if h != r.hash:
                 return VerifyResult(False, n, r.seq, "content does not match its hash")
             prev = r.hash
+            if r.seq == anchor_seq:
+                anchor_hash = r.hash
             expected_seq += 1
-    return VerifyResult(True, n)
+    return VerifyResult(True, n, anchor_hash=anchor_hash)
 
 
 def recent(engine: Engine, limit: int = 50) -> list[AuditRecord]:

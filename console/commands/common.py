@@ -44,3 +44,12 @@ def open_cli_store(args: argparse.Namespace, *, read_only: bool = False
         store.close()
         raise
     return loaded, store
+
+
+def audit_head(store: Store) -> dict | None:
+    """The audit chain's head, published with every export and report: an anchor kept
+    outside the store (``loopline audit verify --anchor HASH:COUNT``)."""
+    from core import audit
+
+    h = audit.head(store.engine)
+    return None if h is None else {"seq": h.seq, "hash": h.hash}

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.commands.common import open_cli_store
+    from console.commands.common import audit_head, open_cli_store
     from core import exports
 
     since, until = time_range(args)
@@ -37,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
         archive = (None if args.archive == "none" else args.archive or loaded.archive_dir)
         df = exports.frame(store, args.dataset, since, until, archive)
         path = exports.write(df, args.format, args.out)
+        head = audit_head(store)
     except exports.ExportError as e:
         raise UserError(str(e)) from None
     finally:
         store.close()
     if args.json:
         print(json.dumps({"dataset": args.dataset, "format": args.format, "rows": df.height,
-                          "columns": df.columns, "path": str(path)}))
+                          "columns": df.columns, "path": str(path), "audit_head": head}))
     else:
         print(f"wrote {df.height} rows of {args.dataset} to {path}")
+        if head:
+            print(f"audit head: {head['hash']}:{head['seq']} (keep it; check the trail with "
+                  f"loopline audit verify --anchor {head['hash']}:{head['seq']})")
     return 0

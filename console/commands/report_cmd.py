@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.commands.common import open_cli_store
+    from console.commands.common import audit_head, open_cli_store
     from core import reports
 
     since, until = time_range(args)
@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
             rows = reports.downtime_report(store, args.by, start, end, states)
         else:
             rows = reports.scrap_report(store, args.by, start, end)
+        head = audit_head(store)
     except reports.ReportError as e:
         raise UserError(str(e)) from None
     finally:
         store.close()
     doc = {"report": args.kind, "by": args.by, "start": start.isoformat(),
-           "end": end.isoformat(), "rows": rows}
+           "end": end.isoformat(), "rows": rows, "audit_head": head}
     if args.kind == "downtime":
         doc["states"] = list(states)
     if args.plot:
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         print("PBT and APT are machine-hours: a line or the plant sums its machines' hours.")
     if args.plot:
         print(f"chart written to {args.plot}")
+    if head:
+        print(f"audit head: {head['hash']}:{head['seq']}")
     return 0
 
 
