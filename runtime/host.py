@@ -36,6 +36,7 @@ from core.clock import Clock, TwinClock, WallClock, ensure_utc, parse_utc
 from core.config import LoadedConfig
 from core.counters import note_detection, note_event
 from core.detect import DetectLoop, DetectorSet
+from core.detect.events import Detection
 from core.engine.engine import Engine
 from core.events import (
     ConnectionEvent,
@@ -46,7 +47,7 @@ from core.events import (
 )
 from core.ingest.pipeline import IngestPipeline
 from core.plant_clock import publish_plant_clock
-from core.samples import Sample
+from core.samples import Quality, Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
 from runtime.action_alarms import FailedActionWatch
@@ -431,12 +432,31 @@ class Runtime:
                     self.detect.dispatch([self._injected.popleft()])
                 if batch:
                     self.detect.on_samples(batch)
+                    self._clock_jumps()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.opts.tick_every_s
                     self.detect.tick()
             except Exception as e:  # detection must go on with the next batch
                 self.counters.detect_errors += 1
                 self._error("detection", e)
+
+    def _clock_jumps(self) -> None:
+        """A plant clock that went back is a data-quality alarm (the samples themselves
+        are stored Uncertain by the ingest)."""
+        assert self.pipe is not None and self.detect is not None
+        tags = {t.id: t for t in self.loaded.tags}
+        for j in self.pipe.time_order.take():
+            t = tags.get(j.tag_id)
+            self.detect.dispatch([Detection(
+                kind="bad_data", detector_id="clock_jump", problem_key="plant:clock_jump",
+                priority="high", onset=j.at, cleared=j.cleared, tag_id=j.tag_id,
+                equipment_id=t.equipment_id if t else None,
+                line_id=t.line_id if t else None, quality=Quality.UNCERTAIN,
+                value=j.back_s or None,
+                summary=("plant clock in order again" if j.cleared else
+                         f"plant clock went back {j.back_s:g} s ({j.tag_id}: "
+                         f"{j.at.isoformat()} after {j.newest.isoformat()}); newer-looking "
+                         "samples are kept as Uncertain"))])
 
     def _outbox_worker(self) -> None:
         assert self.engine is not None

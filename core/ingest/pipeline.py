@@ -9,7 +9,8 @@ One object wires the parts with the config's [store] settings::
     report = pipe.maintain()
     pipe.close()  # drains the writer, flushes production facts
 
-``handle`` stamps the samples (``Contextualizer``), queues them for the
+``handle`` marks samples older than their tag's newest Uncertain (``TimeOrder``, whose
+clock jumps the runtime raises as alarms), stamps them (``Contextualizer``), queues them for the
 ``StoreWriter`` thread and feeds the ``ProductionTracker`` (in memory). ``maintain``
 does the blocking work: production facts to the store, a context refresh from the
 store (lots moved by people or the engine, operations dispatched from the MES side:
@@ -34,6 +35,7 @@ from core.ingest.archive import Archiver, ArchiveReport
 from core.ingest.contextualizer import Contextualizer, snapshot_from_store
 from core.ingest.deadband import HistoryFilter, bands_from_tags
 from core.ingest.lots import register_lots
+from core.ingest.time_order import TimeOrder
 from core.ingest.writer import StoreWriter
 from core.production import ProductionTracker
 from core.samples import ContextSample, Sample
@@ -63,6 +65,7 @@ class IngestPipeline:
         self.contextualizer = Contextualizer(loaded.tags, context_source={
             eq.id: eq.context_source or ln.context_source
             for ln in loaded.config.lines for eq in ln.equipment})
+        self.time_order = TimeOrder()
         # a fast twin's timestamps jitter by (wall jitter x speed): half a wall second of it
         # is grace for the counters' plausibility cap
         speed = float(getattr(clock, "speed", 1.0))
@@ -90,7 +93,7 @@ class IngestPipeline:
 
     def handle(self, samples: Sequence[Sample]) -> list[ContextSample]:
         """Stamp, queue for the store, track production; no I/O. Returns the stamped batch."""
-        stamped = self.contextualizer.stamp(samples)
+        stamped = self.contextualizer.stamp(self.time_order.check(samples))
         hf = self.history_filter
         self.writer.submit(hf.filter(stamped) if hf else stamped)
         self.tracker.process(stamped)
@@ -147,6 +150,7 @@ class IngestPipeline:
         return {**self.writer.stats.as_dict(), "balanced": self.writer.stats.balanced,
                 "stamped": self.contextualizer.stamped,
                 "history_filtered": self.history_filter.dropped,
+                "out_of_order": self.time_order.flagged, "clock_jumps": self.time_order.jumps,
                 "production_pending": self.tracker.pending}
 
     def close(self, timeout: float = 60.0) -> dict[str, Any]:
