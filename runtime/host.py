@@ -51,6 +51,7 @@ from core.samples import Quality, Sample
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
 from runtime.action_alarms import FailedActionWatch
+from runtime.error_tap import COUNTED, ErrorTap
 from runtime.ml_glue import MlGlue
 from runtime.plant_io import DriverIO, DriverPlant
 from runtime.twin import TwinStartError, point_drivers_at_twin, scale_io_to_speed, start_twin
@@ -94,6 +95,7 @@ class RuntimeCounters:
     detect_errors: int = 0
     upkeep_errors: int = 0
     policy_approved: int = 0
+    errors: int = 0  # every error met: caught here, reported by upkeep, or logged anywhere
 
 
 class Runtime:
@@ -126,6 +128,7 @@ class Runtime:
         self._injected: deque[Any] = deque(maxlen=1000)  # detections made outside detect
         self.started_at: float | None = None
         self.errors: deque[str] = deque(maxlen=200)  # the newest; a long run stays bounded
+        self._tap = ErrorTap(self._count_error)  # errors logged anywhere in loopline
         self.fatal: str | None = None  # why the runtime had to stop, if it had to
         self._stop_event: asyncio.Event | None = None
         self._lock_file: Any = None
@@ -136,6 +139,7 @@ class Runtime:
     async def start(self) -> Runtime:
         self._loop = asyncio.get_running_loop()
         self.started_at = time.monotonic()
+        self._tap.install()
         self._lock_store()
         sim = self.loaded.config.simulator
         spawn = sim.enabled if self.opts.spawn_twin is None else self.opts.spawn_twin
@@ -207,6 +211,7 @@ class Runtime:
         if self.twin is not None:
             await asyncio.to_thread(self.twin.stop)
         summary = self.summary(ingest)
+        self._tap.remove()
         self._unlock_store()
         self._publish(RuntimeEvent(self.clock.now(), "stopped", event="summary", detail=summary))
         return summary
@@ -502,7 +507,7 @@ class Runtime:
         except Exception as e:
             log.warning("plant clock not published: %s", e)
         for err in rep.errors or []:
-            self._publish(RuntimeEvent(self.clock.now(), err, event="error", level="warning"))
+            self._count_error(f"ingest upkeep: {err}", level="warning")
         self.engine.recommender.expire_stale()
         self.engine.evaluate()
 
@@ -523,9 +528,14 @@ class Runtime:
 
     def _error(self, where: str, e: BaseException) -> None:
         msg = f"{where}: {type(e).__name__}: {e}".splitlines()[0]
+        log.error("%s", msg, exc_info=e, extra={COUNTED: True})
+        self._count_error(msg)
+
+    def _count_error(self, msg: str, level: str = "error") -> None:
+        """One error: counted, kept for the summary, emitted (also for logged ones)."""
+        self.counters.errors += 1
         self.errors.append(msg)
-        log.error("%s", msg, exc_info=e)
-        self._publish(RuntimeEvent(self.clock.now(), msg, event="error", level="error"))
+        self._publish(RuntimeEvent(self.clock.now(), msg, event="error", level=level))
 
     def stats(self) -> dict[str, Any]:
         c = self.counters
@@ -534,6 +544,7 @@ class Runtime:
             "uptime_s": round(time.monotonic() - (self.started_at or time.monotonic()), 1),
             "samples": c.samples, "batches": c.batches, "detect_dropped": c.detect_dropped,
             "detect_queue": self._q.qsize(), "detect_errors": c.detect_errors,
+            "errors_total": c.errors,
             "policy_approved": c.policy_approved,
         }
         if self.pipe is not None:
@@ -557,6 +568,7 @@ class Runtime:
         except Exception as e:
             s["plant"] = {"error": str(e)}
         s["errors"] = list(self.errors)[-20:]
+        s["errors_total"] = self.counters.errors
         if self.fatal:
             s["fatal"] = self.fatal
         return s

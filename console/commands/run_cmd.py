@@ -184,4 +184,4 @@ def _summary_text(s: dict[str, Any]) -> str:
             f"{ing.get('quarantined', 0)} quarantined, {ing.get('dropped', 0)} dropped; "
             f"detections {json.dumps(s.get('detections', {}))}; "
             f"pending actions {plant.get('pending_recommendations', '?')}, "
-            f"errors {len(s.get('errors', []))}")
+            f"errors {s.get('errors_total', len(s.get('errors', [])))}")
