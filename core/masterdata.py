@@ -23,14 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlmodel import Session, SQLModel, select
 
 from core.clock import Clock, ensure_utc, parse_utc
 from core.config import ConfigError, LoadedConfig
-from core.config.loader import format_validation_error
+from core.config.loader import format_validation_error, key_lines
 from core.store.db import Store, guard
 from core.store.models import (
     Area,
@@ -71,11 +71,17 @@ class MasterDataError(ConfigError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # inf, nan and 1e999 are never master data
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]  # an id or a name, not blank
+Count = Annotated[int, Field(gt=0, le=1_000_000_000)]
+Hours = Annotated[float, Field(ge=0, le=24 * 366 * 10)]
 
 
 class CharacteristicSpec(_Strict):
-    name: str
+    name: Text
     unit: str = ""
     target: float
     lsl: float
@@ -89,10 +95,10 @@ class CharacteristicSpec(_Strict):
 
 
 class ProductSpec(_Strict):
-    id: str
-    name: str
-    line: str
-    lot_size: int = Field(gt=0)
+    id: Text
+    name: Text
+    line: Text
+    lot_size: Count
     characteristic: CharacteristicSpec | None = None
     characteristics: list[CharacteristicSpec] = Field(default_factory=list)
 
@@ -101,8 +107,8 @@ class ProductSpec(_Strict):
 
 
 class SetpointSpec(_Strict):
-    equipment_type: str
-    name: str
+    equipment_type: Text
+    name: Text
     value: float
     lo: float
     hi: float
@@ -121,67 +127,67 @@ class SetpointSpec(_Strict):
 class RoutingSpec(_Strict):
     step: int = Field(ge=0)
     equipment: list[str] = Field(min_length=1)
-    cycle_s: float = Field(gt=0)
+    cycle_s: float = Field(gt=0, le=86_400)
     material: str | None = None
     qty_per_unit: float = Field(default=0.0, ge=0)
 
 
 class RecipeSpec(_Strict):
-    id: str
-    product: str
+    id: Text
+    product: Text
     version: int = Field(default=1, ge=1)
     setpoints: list[SetpointSpec] = Field(default_factory=list)
     routing: list[RoutingSpec] = Field(min_length=1)
 
 
 class ChangeoverSpec(_Strict):
-    line: str
+    line: Text
     from_: str = Field(alias="from")
-    to: str
+    to: Text
     minutes: float = Field(ge=0)
 
 
 class MaterialSpec(_Strict):
-    id: str
-    name: str
+    id: Text
+    name: Text
     uom: str = "pcs"
 
 
 class BatchSpec(_Strict):
-    id: str
-    material: str
+    id: Text
+    material: Text
     supplier: str = ""
-    quantity: float = Field(ge=0)
-    location: str
+    quantity: float = Field(ge=0, le=1e12)
+    location: Text
 
 
 class LocationSpec(_Strict):
-    id: str
-    name: str
+    id: Text
+    name: Text
 
 
 class ShiftSpec(_Strict):
-    id: str
-    name: str
+    id: Text
+    name: Text
     start: str = Field(pattern=HHMM)
     end: str = Field(pattern=HHMM)
     crew: list[str] = Field(default_factory=list)
 
 
 class WindowSpec(_Strict):
-    line: str
+    line: Text
     equipment: str | None = None
-    start_h: float = Field(ge=0)
-    duration_h: float = Field(gt=0)
+    start_h: Hours
+    duration_h: float = Field(gt=0, le=24 * 366)
     every_h: float | None = Field(default=None, gt=0)
 
 
 class OrderSpec(_Strict):
     id: str = Field(pattern=ORDER_ID.pattern)
-    product: str
-    quantity: int = Field(gt=0)
-    release_h: float = Field(ge=0)
-    due_h: float = Field(gt=0)
+    product: Text
+    quantity: Count
+    release_h: Hours
+    due_h: float = Field(gt=0, le=24 * 366 * 10)
     priority: int = Field(default=2, ge=1, le=9)
     customer: str = ""
 
@@ -222,8 +228,10 @@ def read_master(path: Path) -> tuple[MasterSpec, str]:
         raise MasterDataError(format_validation_error(path, text, e)) from None
 
 
-def check_references(spec: MasterSpec, loaded: LoadedConfig, path: Path) -> None:
-    """Every id master.toml mentions must exist; all problems are reported at once."""
+def check_references(spec: MasterSpec, loaded: LoadedConfig, path: Path,
+                     text: str = "") -> None:
+    """Every id master.toml mentions must exist; all problems are reported at once, each
+    at the line of the entry that names it (``file:line: entry: problem``)."""
     cfg = loaded.config
     lines = {ln.id: ln for ln in cfg.lines}
     equipment = {eq.id: (ln.id, eq.type) for ln, eq in loaded.equipment()}
@@ -233,18 +241,27 @@ def check_references(spec: MasterSpec, loaded: LoadedConfig, path: Path) -> None
     locations = {loc.id for loc in spec.locations}
     problems: list[str] = []
 
+    lines_at = key_lines(text) if text else {}
+
     def bad(entry: str, msg: str) -> None:
-        problems.append(f"{path}: {entry}: {msg}")
+        m = re.match(r"^(\w+)(?:\[(\d+)\])?", entry)
+        loc: tuple = (m.group(1), int(m.group(2))) if m and m.group(2) else \
+            (m.group(1),) if m else ()
+        line = lines_at.get(loc) or lines_at.get(loc[:1])
+        problems.append(f"{path}:{line}: {entry}: {msg}" if line else f"{path}: {entry}: {msg}")
 
     for kind, ids in (("products", [p.id for p in spec.products]),
                       ("recipes", [r.id for r in spec.recipes]),
-                      ("materials", list(materials)), ("batches", [b.id for b in spec.batches]),
+                      ("materials", [m.id for m in spec.materials]),
+                      ("batches", [b.id for b in spec.batches]),
                       ("locations", [loc.id for loc in spec.locations]),
                       ("shifts", [s.id for s in spec.shifts]),
                       ("orders", [o.id for o in spec.orders])):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            bad(kind, f"id(s) used more than once: {', '.join(dup)}")
+        first: dict[str, int] = {}
+        for n, i in enumerate(ids):
+            if i in first:
+                bad(f"{kind}[{n}] ({i})", f"id used twice (first at {kind}[{first[i]}])")
+            first.setdefault(i, n)
     for i, p in enumerate(spec.products):
         if p.line not in lines:
             bad(f"products[{i}] ({p.id})", f"unknown line {p.line!r} "
@@ -502,7 +519,7 @@ def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) ->
     """Validate master.toml against the config, then upsert everything in one transaction."""
     path = loaded_config.master_data_path
     spec, text = read_master(path)
-    check_references(spec, loaded_config, path)
+    check_references(spec, loaded_config, path, text)
     with guard(store), store.session() as session:
         conn = session.connection()
         if conn.dialect.name == "sqlite":

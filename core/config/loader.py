@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.config.schema import Config, Equipment, Line, Tag
+from core.config.schema import At, Config, Equipment, Line, Tag
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -177,6 +177,9 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
     msgs = []
     for e in err.errors(include_url=False)[:8]:
         loc = _without_union_tags(tuple(e["loc"]))
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, At):  # a cross-field check that knows its key
+            loc = (*loc, *cause.loc)
         keypath = _fmt_loc(loc)
         line = _find_line(lines_by_key, loc)
         where = f"{path}:{line}" if line else f"{path}"
@@ -188,7 +191,9 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
             msg = f"missing required key {keypath!r}"
         elif kind == "value_error" or kind == "assertion_error":
             m = e["msg"].removeprefix("Value error, ")
-            msg = f"{keypath or 'config'}: {m}" if keypath else m
+            msg = f"{keypath}: {m}" if keypath else m
+        elif kind == "finite_number":
+            msg = f"{keypath}: expected a finite number, found {_show(found)}"
         else:
             msg = f"{keypath}: expected {_expected(e)}, found {_show(found)}"
         msgs.append(f"{where}: {msg}")
@@ -234,7 +239,11 @@ def _expected(e: dict[str, Any]) -> str:
     if "expected" in ctx:
         return f"one of {ctx['expected']}"
     if e["type"] == "string_pattern_mismatch":
+        if ctx.get("pattern") == r"\S":
+            return "a text that is not blank"
         return f"text matching {ctx.get('pattern')}"
+    if e["type"] == "string_too_short" and ctx.get("min_length") == 1:
+        return "a text that is not empty"
     m = m.removeprefix("Input should be ").removeprefix("Value should be ")
     return m[0].lower() + m[1:] if m else "a valid value"
 

@@ -12,6 +12,21 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)]
+Name = Annotated[str, Field(min_length=1, pattern=r"\S", max_length=200)]  # not blank
+PathText = Annotated[str, Field(min_length=1, pattern=r"\S")]  # a file or folder, not blank
+# Bounds that keep a number meaningful (a day, a week, a year): values past them are typos
+# or overflows (1e999, 2**64), never a plant's setting.
+DAY_S = 86_400.0
+Seconds = Annotated[float, Field(ge=0, le=7 * DAY_S)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=7 * DAY_S)]
+Millis = Annotated[int, Field(le=3_600_000)]
+
+# Physics models in the twin and feature families in ml/ (sim/physics.py TYPES); "generic"
+# is a machine loopline reads without either.
+EQUIPMENT_TYPES = ("lathe", "mill", "grinder", "washer", "dryer", "molder", "extruder", "oven",
+                   "press", "packer", "generic")
+EquipmentType = Literal["lathe", "mill", "grinder", "washer", "dryer", "molder", "extruder",
+                        "oven", "press", "packer", "generic"]
 
 ROLES = ("operator", "shift_lead", "maintenance", "quality", "admin")
 Role = Literal["operator", "shift_lead", "maintenance", "quality", "admin"]
@@ -46,18 +61,28 @@ RegisterOrder = Literal["big", "little", "ABCD", "CDAB", "BADC", "DCBA"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+    # allow_inf_nan=False: inf, nan and 1e999 (TOML reads it as inf) are never a setting
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True,
+                              allow_inf_nan=False)
+
+
+class At(ValueError):
+    """A cross-field problem with the key it is about, so the loader can give its line."""
+
+    def __init__(self, msg: str, *loc: str | int) -> None:
+        super().__init__(msg)
+        self.loc = loc
 
 
 class Site(Strict):
     id: Identifier
-    name: str
+    name: Name
     timezone: str = "UTC"
 
 
 class Area(Strict):
     id: Identifier
-    name: str
+    name: Name
 
 
 class Limits(Strict):
@@ -110,8 +135,8 @@ class Tag(Strict):
     data_type: DataType = "float64"
     unit: str = ""
     description: str = ""
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, ge=-1e12, le=1e12)
+    offset: float = Field(default=0.0, ge=-1e12, le=1e12)
     word_order: RegisterOrder = "big"
     byte_order: RegisterOrder = "big"
     limits: Limits | None = None
@@ -147,20 +172,20 @@ class Tag(Strict):
 
 class Equipment(Strict):
     id: Identifier
-    name: str
-    type: Identifier  # physics model in the twin and feature family in ml/
+    name: Name
+    type: EquipmentType  # physics model in the twin and feature family in ml/
     template: Identifier | None = None  # tag template; defaults to ``type``
     driver: Identifier | None = None  # defaults to the line's driver
     register_base: int = Field(default=0, ge=0, le=65535)
     unit_id: int | None = Field(default=None, ge=0, le=255)
-    ideal_cycle_s: float = Field(gt=0)
+    ideal_cycle_s: float = Field(gt=0, le=DAY_S)
     context_source: ContextSource | None = None  # defaults to the line's
     tags: list[Tag] = Field(default_factory=list)
 
 
 class Line(Strict):
     id: Identifier
-    name: str
+    name: Name
     area: Identifier
     driver: Identifier
     context_source: ContextSource = "device"
@@ -183,17 +208,17 @@ class OpcUaDriver(Strict):
     username: str | None = None
     password: str | None = None
     password_env: str | None = None
-    publishing_interval_ms: int = Field(default=250, ge=10)
-    sampling_interval_ms: int = Field(default=100, ge=0)
-    queue_size: int = Field(default=10, ge=1)
+    publishing_interval_ms: Millis = Field(default=250, ge=10)
+    sampling_interval_ms: Millis = Field(default=100, ge=0)
+    queue_size: int = Field(default=10, ge=1, le=10_000)
     deadband: float = Field(default=0.0, ge=0)
-    max_items_per_subscription: int = Field(default=1000, ge=1)
+    max_items_per_subscription: int = Field(default=1000, ge=1, le=100_000)
     sessions: int = Field(default=1, ge=1, le=16)
-    timeout_s: float = Field(default=4.0, gt=0)
+    timeout_s: float = Field(default=4.0, gt=0, le=3600)
     # backoff after a loss: a fast first retry, doubling up to the cap; the cap bounds
     # how long after a server's return the data resumes
-    reconnect_min_s: float = Field(default=0.1, gt=0)
-    reconnect_max_s: float = Field(default=1.0, gt=0)
+    reconnect_min_s: float = Field(default=0.1, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=1.0, gt=0, le=3600)
     # a refused identity or certificate is tried this often, then the driver stops (a
     # server's lock-out policy counts failed logins)
     auth_attempts: int = Field(default=3, ge=1, le=20)
@@ -214,21 +239,21 @@ class OpcUaDriver(Strict):
 
 class PollGroup(Strict):
     name: Identifier
-    interval_ms: int = Field(ge=10)
+    interval_ms: Millis = Field(ge=10)
 
 
 class ModbusDriver(Strict):
     kind: Literal["modbus"]
-    host: str
+    host: Name
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
-    timeout_s: float = Field(default=1.0, gt=0)
-    poll_interval_ms: int = Field(default=500, ge=10)
+    timeout_s: float = Field(default=1.0, gt=0, le=3600)
+    poll_interval_ms: Millis = Field(default=500, ge=10)
     poll_groups: list[PollGroup] = Field(default_factory=list)
     max_block: int = Field(default=125, ge=1, le=125)
     max_gap: int = Field(default=8, ge=0, le=124)  # unused registers a block may bridge
-    reconnect_min_s: float = Field(default=0.1, gt=0)
-    reconnect_max_s: float = Field(default=1.0, gt=0)
+    reconnect_min_s: float = Field(default=0.1, gt=0, le=3600)
+    reconnect_max_s: float = Field(default=1.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusDriver:
@@ -295,14 +320,14 @@ Driver = Annotated[OpcUaDriver | ModbusDriver | MqttDriver, Field(discriminator=
 
 class User(Strict):
     id: Identifier
-    name: str
+    name: Name
     roles: list[Role] = Field(min_length=1)
     pin_hash: str = Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
 
 
 class Auth(Strict):
-    max_failed_attempts: int = Field(default=5, ge=1)
-    signature_idle_timeout_s: int = Field(default=300, ge=10)
+    max_failed_attempts: int = Field(default=5, ge=1, le=100)
+    signature_idle_timeout_s: int = Field(default=300, ge=10, le=int(DAY_S))
     two_person_setpoint: bool = False
     sign_dispatch: bool = False  # dispatch start/pause/resume/complete need the PIN
     permissions: dict[Role, list[DecisionClass]] = Field(
@@ -325,7 +350,7 @@ class Autonomy(Strict):
     replenish: AutonomyLevel = "auto"
     retrain: AutonomyLevel = "approve"  # a drifted model's retraining (ML drift check)
     command: AutonomyLevel = "approve"  # machine commands people request (core.requests)
-    undo_window_s: int = Field(default=900, ge=0)
+    undo_window_s: int = Field(default=900, ge=0, le=int(7 * DAY_S))
     # classes whose person-initiated requests need another person to approve them
     four_eyes: list[DecisionClass] = Field(default_factory=list)
 
@@ -338,10 +363,10 @@ class Detector(Strict):
     reference: str | None = None
     characteristic: str | None = None  # for spc
     model: Identifier | None = None  # for ml_score
-    threshold: float | None = None
-    hysteresis: float = Field(default=0.0, ge=0)
-    on_delay_s: float = Field(default=0.0, ge=0)
-    stale_after_s: float | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, ge=-1e9, le=1e9)
+    hysteresis: float = Field(default=0.0, ge=0, le=1e9)
+    on_delay_s: Seconds = 0.0
+    stale_after_s: PositiveSeconds | None = None
     priority: Literal["low", "medium", "high", "critical"] = "medium"
     enabled: bool = True
 
@@ -355,50 +380,50 @@ class Detector(Strict):
 class MlJob(Strict):
     name: Identifier
     model: Literal["failure", "rul", "scrap", "quality", "anomaly"]
-    score_every_s: float = Field(default=30.0, gt=0)
-    retrain_cron: str = "0 2 * * *"
-    horizon_h: float = Field(default=8.0, gt=0)
-    window_min: float = Field(default=60.0, gt=0)
+    score_every_s: float = Field(default=30.0, gt=0, le=DAY_S)
+    retrain_cron: Name = "0 2 * * *"
+    horizon_h: float = Field(default=8.0, gt=0, le=24 * 90)
+    window_min: float = Field(default=60.0, gt=0, le=60 * 24 * 30)
     enabled: bool = True
 
 
 class Ml(Strict):
-    models_dir: str = "data/models"
+    models_dir: PathText = "data/models"
     jobs: list[MlJob] = Field(default_factory=list)
 
 
 class Store(Strict):
-    path: str = "data/loopline.db"
-    url: str | None = None  # overrides path, e.g. postgresql://...
-    archive_dir: str = "data/history"
-    spill_dir: str = "data/spill"
-    hot_window_h: float = Field(default=24.0, gt=0)
+    path: PathText = "data/loopline.db"
+    url: PathText | None = None  # overrides path, e.g. postgresql://...
+    archive_dir: PathText = "data/history"
+    spill_dir: PathText = "data/spill"
+    hot_window_h: float = Field(default=24.0, gt=0, le=24 * 366)
     flush_ms: int = Field(default=200, ge=10, le=5000)
-    batch_rows: int = Field(default=5000, ge=1)
-    queue_max: int = Field(default=200_000, ge=1000)
+    batch_rows: int = Field(default=5000, ge=1, le=1_000_000)
+    queue_max: int = Field(default=200_000, ge=1000, le=100_000_000)
 
 
 class Simulator(Strict):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: Name = "127.0.0.1"
     opcua_port: int = Field(default=4840, ge=1, le=65535)
     modbus_port: int = Field(default=5020, ge=1, le=65535)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)  # numpy's seed range
     speed: float = Field(default=60.0, ge=1, le=3600)
     start: str | None = None  # ISO-8601 UTC twin start; default: now
-    random_faults_per_day: float = Field(default=0.5, ge=0)
-    startup_timeout_s: float = Field(default=30.0, gt=0)
+    random_faults_per_day: float = Field(default=0.5, ge=0, le=1000)
+    startup_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     scale: int = Field(default=1, ge=1, le=200)
     opcua_security: bool = False
     opcua_username: str | None = None
     opcua_password: str | None = None
-    opcua_cert_dir: str = "data/pki/twin"  # generated server certificate and key
+    opcua_cert_dir: PathText = "data/pki/twin"  # generated server certificate and key
 
 
 class Console(Strict):
     theme: Literal["dark", "light"] = "dark"
     keymap: dict[str, str] = Field(default_factory=dict)  # binding id -> keys
-    refresh_ms: int = Field(default=500, ge=50)
+    refresh_ms: int = Field(default=500, ge=50, le=60_000)
 
 
 class Config(Strict):
@@ -416,28 +441,51 @@ class Config(Strict):
     store: Store = Field(default_factory=Store)
     simulator: Simulator = Field(default_factory=Simulator)
     console: Console = Field(default_factory=Console)
-    master_data: str = "data/master.toml"
+    master_data: PathText = "data/master.toml"
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         area_ids = {a.id for a in self.areas}
-        seen_eq: set[str] = set()
-        for line in self.lines:
+        for kind, items in (("areas", self.areas), ("lines", self.lines),
+                            ("users", self.users), ("detectors", self.detectors),
+                            ("ml.jobs", self.ml.jobs)):
+            first: dict[str, int] = {}
+            for i, it in enumerate(items):
+                key = getattr(it, "id", None) or getattr(it, "name", "")
+                if key in first:
+                    raise At(f"{kind} id {key!r} is used twice (first at "
+                             f"{kind}[{first[key]}])", *kind.split("."), i,
+                             "id" if hasattr(it, "id") else "name")
+                first[key] = i
+        seen_eq: dict[str, str] = {}
+        for li, line in enumerate(self.lines):
             if line.area not in area_ids:
-                raise ValueError(f"line {line.id!r} names unknown area {line.area!r}")
+                raise At(f"line {line.id!r} names unknown area {line.area!r}",
+                         "lines", li, "area")
             if line.driver not in self.drivers:
-                raise ValueError(f"line {line.id!r} names unknown driver {line.driver!r}")
-            for eq in line.equipment:
+                raise At(f"line {line.id!r} names unknown driver {line.driver!r}",
+                         "lines", li, "driver")
+            tag_names: set[str] = set()
+            for ei, eq in enumerate(line.equipment):
                 if eq.id in seen_eq:
-                    raise ValueError(f"equipment id {eq.id!r} is used twice")
-                seen_eq.add(eq.id)
+                    raise At(f"equipment id {eq.id!r} is used twice (first on production line "
+                             f"{seen_eq[eq.id]})", "lines", li, "equipment", ei, "id")
+                seen_eq[eq.id] = line.id
                 if eq.driver and eq.driver not in self.drivers:
-                    raise ValueError(f"equipment {eq.id!r} names unknown driver {eq.driver!r}")
+                    raise At(f"equipment {eq.id!r} names unknown driver {eq.driver!r}",
+                             "lines", li, "equipment", ei, "driver")
+                tag_names.clear()
+                for ti, t in enumerate(eq.tags):
+                    if t.name in tag_names:
+                        raise At(f"equipment {eq.id!r} has tag {t.name!r} twice",
+                                 "lines", li, "equipment", ei, "tags", ti, "name")
+                    tag_names.add(t.name)
                 tpl = eq.template or eq.type
                 if not eq.tags and tpl not in self.templates:
-                    raise ValueError(
+                    raise At(
                         f"equipment {eq.id!r} has no tags and no template {tpl!r} "
-                        f"(templates: {', '.join(sorted(self.templates)) or 'none'})"
+                        f"(templates: {', '.join(sorted(self.templates)) or 'none'})",
+                        "lines", li, "equipment", ei, "template" if eq.template else "type"
                     )
         for name, tpl in self.templates.items():
             seen_tpl = {name}
@@ -448,12 +496,10 @@ class Config(Strict):
                     raise ValueError(f"template {name!r} extends itself in a cycle")
                 seen_tpl.add(tpl.extends)
                 tpl = self.templates[tpl.extends]
-        for pt in self.plant_tags:
+        for i, pt in enumerate(self.plant_tags):
             if pt.driver not in self.drivers:
-                raise ValueError(f"plant tag {pt.name!r} names unknown driver {pt.driver!r}")
-        user_ids = [u.id for u in self.users]
-        if len(set(user_ids)) != len(user_ids):
-            raise ValueError("user ids must be unique")
+                raise At(f"plant tag {pt.name!r} names unknown driver {pt.driver!r}",
+                         "plant_tags", i, "driver")
         return self
 
 

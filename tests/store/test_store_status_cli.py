@@ -161,5 +161,7 @@ def test_bad_master_data_in_the_cli_names_the_entry(
     rc = main(["status", "--config", str(cfg), "--db", str(tmp_path / "s.db")])
     err = capsys.readouterr().err
     assert rc != 0
-    assert f"{bad}: orders[3] (PO-0004): unknown product 'P-XL'" in err
+    line = next(n for n, t in enumerate(bad.read_text().splitlines(), 1)
+                if t.strip() == 'id = "PO-0004"') - 1  # its [[orders]] header
+    assert f"{bad}:{line}: orders[3] (PO-0004): unknown product 'P-XL'" in err
     assert "Traceback" not in err
