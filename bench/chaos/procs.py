@@ -34,12 +34,14 @@ class Headless:
     _pos: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     stderr_path: Path | None = None
+    logs: Path | None = None  # where events and stderr go (default: beside the store)
 
     def start(self, tag: str = "run") -> Headless:
-        self.events_path = self.db.with_name(f"{self.db.stem}-{tag}-events.jsonl")
+        logs = self.logs or self.db.parent
+        self.events_path = logs / f"{self.db.stem}-{tag}-events.jsonl"
         self.events_path.unlink(missing_ok=True)
         self._pos, self.events = 0, []
-        self.stderr_path = self.db.with_name(f"{self.db.stem}-{tag}-stderr.txt")
+        self.stderr_path = logs / f"{self.db.stem}-{tag}-stderr.txt"
         err = self.stderr_path.open("wb")
         cmd = [sys.executable, "-m", "console.cli", "run", "--headless", "--quiet",
                "--config", str(self.config), "--db", str(self.db),
