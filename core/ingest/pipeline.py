@@ -93,7 +93,8 @@ class IngestPipeline:
 
     def handle(self, samples: Sequence[Sample]) -> list[ContextSample]:
         """Stamp, queue for the store, track production; no I/O. Returns the stamped batch."""
-        stamped = self.contextualizer.stamp(self.time_order.check(samples))
+        stamped = self.contextualizer.stamp(
+            self.time_order.check(samples, self.clock.now()))
         hf = self.history_filter
         self.writer.submit(hf.filter(stamped) if hf else stamped)
         self.tracker.process(stamped)

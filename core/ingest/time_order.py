@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.samples import Quality, Sample
 
@@ -33,8 +33,14 @@ class ClockJump:
 
 
 class TimeOrder:
-    def __init__(self, jump_s: float = 60.0) -> None:
+    """``future_s``: how far ahead of the plant clock a sample may be (a twin at 3600×
+    runs ~1 h ahead of a clock synced a second ago); one further ahead is marked
+    Uncertain and does not become the tag's newest, or it would make every real sample
+    after it look old."""
+
+    def __init__(self, jump_s: float = 60.0, future_s: float = 6 * 3600.0) -> None:
         self.jump_s = jump_s
+        self.future_s = future_s
         self.newest: dict[str, datetime] = {}
         self.behind: set[str] = set()  # tags whose latest sample came in behind
         self.flagged = 0  # samples marked Uncertain for their time
@@ -42,13 +48,20 @@ class TimeOrder:
         self._episode = False
         self._pending: deque[ClockJump] = deque()  # filled on the loop, taken elsewhere
 
-    def check(self, samples: Sequence[Sample]) -> list[Sample]:
+    def check(self, samples: Sequence[Sample], now: datetime | None = None) -> list[Sample]:
         """The batch with out-of-order samples marked Uncertain (same order, same count)."""
         out: list[Sample] = []
         newest, behind = self.newest, self.behind
+        ahead = now + timedelta(seconds=self.future_s) if now is not None else None
         for s in samples:
             if s.quality == Quality.BAD:  # no value to misplace (lost-connection markers)
                 out.append(s)
+                continue
+            if ahead is not None and s.source_ts > ahead:
+                self.flagged += 1
+                out.append(replace(s, quality=Quality.UNCERTAIN,
+                                   reason=f"timestamp {s.source_ts.isoformat()} is ahead of "
+                                   f"the plant clock ({now.isoformat() if now else ''})"))
                 continue
             top = newest.get(s.tag_id)
             if top is None or s.source_ts >= top:

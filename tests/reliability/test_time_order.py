@@ -35,3 +35,13 @@ def test_older_samples_are_flagged_and_a_jump_is_one_episode() -> None:
     [end] = to.take()
     assert end.cleared
     assert to.flagged == 6 and to.jumps == 1
+
+
+def test_a_sample_far_in_the_future_is_flagged_and_does_not_poison_the_tag() -> None:
+    to = TimeOrder(future_s=3600)
+    now = T + timedelta(seconds=100)
+    out = to.check([s("a", 90), s("a", 86400 * 365), s("a", 95), s("a", 99)], now)
+    assert [x.quality for x in out] == [Quality.GOOD, Quality.UNCERTAIN, Quality.GOOD,
+                                        Quality.GOOD]
+    assert "ahead of the plant clock" in (out[1].reason or "")
+    assert to.take() == []
