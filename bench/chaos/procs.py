@@ -179,3 +179,16 @@ def count(db: Path, sql: str) -> int:
         return 0
     finally:
         con.close()
+
+
+def own_tracebacks(stderr: str) -> int:
+    """Tracebacks logged by loopline's code (a library's own, e.g. asyncua's publish loop
+    when a server goes away, is the library's business and shows in the driver state)."""
+    n, last = 0, ""
+    for line in stderr.splitlines():
+        if line.startswith("Traceback"):
+            if not any(f" {lib}" in last for lib in ("asyncua", "pymodbus", "apscheduler")):
+                n += 1
+        elif line and not line[0].isspace():
+            last = line if line[:4].isdigit() else last
+    return n

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos import Row
-from bench.chaos.procs import Headless, integrity
+from bench.chaos.procs import Headless, integrity, own_tracebacks
 
 RUN_ARGS = ["--speed", "300", "--approve", "auto", "--no-ml", "--stats-every", "1",
             "--faults-per-day", "20"]
@@ -41,7 +41,7 @@ def _account(row: Row, summary: dict[str, Any] | None, run: Headless, what: str)
         row.fail(f"{what}: received {received}, kept {kept} ({ing})")
     if ing.get("dropped", 0):
         row.fail(f"{what}: {ing['dropped']} samples dropped at the queue")
-    tracebacks = run.stderr.count("Traceback")
+    tracebacks = own_tracebacks(run.stderr)
     counted = int(d.get("errors_total", len(d.get("errors", []))))
     if tracebacks > counted:
         row.fail(f"{what}: {tracebacks} tracebacks on stderr, {counted} errors in the "

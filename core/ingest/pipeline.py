@@ -9,7 +9,8 @@ One object wires the parts with the config's [store] settings::
     report = pipe.maintain()
     pipe.close()  # drains the writer, flushes production facts
 
-``handle`` marks samples older than their tag's newest Uncertain (``TimeOrder``, whose
+``handle`` marks a value its tag's data type cannot hold Bad (``ValueCheck``) and
+samples older than their tag's newest Uncertain (``TimeOrder``, whose
 clock jumps the runtime raises as alarms), stamps them (``Contextualizer``), queues them for the
 ``StoreWriter`` thread and feeds the ``ProductionTracker`` (in memory). ``maintain``
 does the blocking work: production facts to the store, a context refresh from the
@@ -36,6 +37,7 @@ from core.ingest.contextualizer import Contextualizer, snapshot_from_store
 from core.ingest.deadband import HistoryFilter, bands_from_tags
 from core.ingest.lots import register_lots
 from core.ingest.time_order import TimeOrder
+from core.ingest.value_check import ValueCheck
 from core.ingest.writer import StoreWriter
 from core.production import ProductionTracker
 from core.samples import ContextSample, Sample
@@ -66,6 +68,7 @@ class IngestPipeline:
             eq.id: eq.context_source or ln.context_source
             for ln in loaded.config.lines for eq in ln.equipment})
         self.time_order = TimeOrder()
+        self.value_check = ValueCheck(loaded.tags)
         # a fast twin's timestamps jitter by (wall jitter x speed): half a wall second of it
         # is grace for the counters' plausibility cap
         speed = float(getattr(clock, "speed", 1.0))
@@ -94,7 +97,7 @@ class IngestPipeline:
     def handle(self, samples: Sequence[Sample]) -> list[ContextSample]:
         """Stamp, queue for the store, track production; no I/O. Returns the stamped batch."""
         stamped = self.contextualizer.stamp(
-            self.time_order.check(samples, self.clock.now()))
+            self.time_order.check(self.value_check.check(samples), self.clock.now()))
         hf = self.history_filter
         self.writer.submit(hf.filter(stamped) if hf else stamped)
         self.tracker.process(stamped)
@@ -152,6 +155,7 @@ class IngestPipeline:
                 "stamped": self.contextualizer.stamped,
                 "history_filtered": self.history_filter.dropped,
                 "out_of_order": self.time_order.flagged, "clock_jumps": self.time_order.jumps,
+                "wrong_type": self.value_check.refused,
                 "production_pending": self.tracker.pending}
 
     def close(self, timeout: float = 60.0) -> dict[str, Any]:
