@@ -30,7 +30,7 @@ from sqlmodel import Session, SQLModel, select
 
 from core.clock import Clock, ensure_utc, parse_utc
 from core.config import ConfigError, LoadedConfig
-from core.config.loader import format_validation_error, key_lines
+from core.config.loader import format_validation_error, key_lines, toml_error
 from core.store.db import Store, guard
 from core.store.models import (
     Area,
@@ -221,7 +221,7 @@ def read_master(path: Path) -> tuple[MasterSpec, str]:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise MasterDataError(f"{path}: TOML syntax error: {e}") from None
+        raise MasterDataError(toml_error(path, text, e)) from None
     try:
         return MasterSpec.model_validate(raw), text
     except ValidationError as e:

@@ -56,8 +56,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = 120, env_extra: dict[str, str] | None = None,
+        **kw: Any) -> subprocess.CompletedProcess[str]:
     """``loopline ARGS`` as a user runs it: its own process, stdout and stderr kept."""
     return subprocess.run([sys.executable, "-m", "console.cli", *args], cwd=ROOT,
-                          env=child_env(), capture_output=True, text=True, timeout=timeout,
-                          check=False, **kw)
+                          env=child_env(**(env_extra or {})), capture_output=True, text=True,
+                          timeout=timeout, check=False, **kw)

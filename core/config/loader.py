@@ -6,6 +6,7 @@ and what was found. They never carry a traceback: ``ConfigError`` is caught by t
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -133,7 +134,7 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: TOML syntax error: {e}") from None
+        raise ConfigError(toml_error(p, text, e)) from None
     try:
         cfg = Config.model_validate(raw)
         tags = expand_tags(cfg)
@@ -170,12 +171,27 @@ def _store_location(cfg: Config, base: Path, override: str | None) -> tuple[str,
 
 # ---------------------------------------------------------------- error messages
 
+_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def toml_error(path: Path, text: str, e: tomllib.TOMLDecodeError) -> str:
+    """``file:line: TOML syntax error: ...`` — the line also for a file cut short."""
+    msg = str(e)
+    m = _AT_LINE.search(msg)
+    line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in msg
+                                      else None)
+    return f"{path}:{line}: TOML syntax error: {msg}" if line else \
+        f"{path}: TOML syntax error: {msg}"
+
+
 
 def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
     """One line per problem: file:line: key.path: expected ..., found ..."""
     lines_by_key = key_lines(text)
     msgs = []
-    for e in err.errors(include_url=False)[:8]:
+    # a misspelt key first: its "missing required key" twin is the consequence
+    errors = sorted(err.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    for e in errors[:8]:
         loc = _without_union_tags(tuple(e["loc"]))
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, At):  # a cross-field check that knows its key
@@ -192,6 +208,12 @@ def format_validation_error(path: Path, text: str, err: ValidationError) -> str:
         elif kind == "value_error" or kind == "assertion_error":
             m = e["msg"].removeprefix("Value error, ")
             msg = f"{keypath}: {m}" if keypath else m
+        elif kind == "union_tag_not_found":
+            disc = str((e.get("ctx") or {}).get("discriminator", "kind")).strip("'\"")
+            near = difflib.get_close_matches(disc, [str(k) for k in found or {}], 1, 0.6) \
+                if isinstance(found, dict) else []
+            msg = (f"{keypath}.{disc}: missing required key '{disc}'"
+                   + (f" (found {near[0]!r}: a misspelling?)" if near else ""))
         elif kind == "finite_number":
             msg = f"{keypath}: expected a finite number, found {_show(found)}"
         else:
