@@ -302,6 +302,14 @@ def environment_errors(workdir: Path, db: Path) -> Row:
         cases += [("read-only", [*drop, *c], {}, ro / "cli.db") for c in cmds]
     cases += [("missing", c, {}, workdir / "nope" / "x.db") for c in cmds]
     cases += [("locked", c, {"LOOPLINE_BUSY_TIMEOUT_MS": "200"}, db) for c in cmds[:3]]
+    from bench.chaos.store_faults import _fill, _mount_tmpfs, _umount
+
+    full = workdir / "full-fs"
+    mounted = _mount_tmpfs(full, 64)
+    if mounted:
+        shutil.copy(db, full / "cli.db")
+        _fill(full)
+        cases += [("full disk", c, {}, full / "cli.db") for c in cmds[:3]]
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         for what, c, env, target in cases:
@@ -326,6 +334,8 @@ def environment_errors(workdir: Path, db: Path) -> Row:
     finally:
         holder.close()
         ro.chmod(0o755)
+        if mounted:
+            _umount(full)
     if (workdir / "nope").exists():
         row.fail("a command on a missing store created its folder")
     return row

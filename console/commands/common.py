@@ -25,16 +25,17 @@ def open_db(url: str, *, create: bool = True) -> Store:
         raise UserError(str(e)) from None
 
 
-def open_cli_store(args: argparse.Namespace, *, read_only: bool = False
-                   ) -> tuple[LoadedConfig, Store]:
+def open_cli_store(args: argparse.Namespace, *, read_only: bool = False,
+                   create: bool | None = None) -> tuple[LoadedConfig, Store]:
     """Config + store for a command, master data loaded into a new store.
 
     Store problems become ``UserError`` (a clean message, no traceback). A read-only
-    command (``read_only=True``) never creates a store or its folder: a mistyped
-    ``--db`` is an error, not a new empty plant.
+    command (``read_only=True``), or one that only makes sense on an existing plant
+    (``create=False``: approve, reject, unlock), never creates a store or its folder: a
+    mistyped ``--db`` is an error, not a new empty plant.
     """
     loaded = load_config(getattr(args, "config", None), db=getattr(args, "db", None))
-    store = open_db(loaded.db_url, create=not read_only)
+    store = open_db(loaded.db_url, create=not read_only if create is None else create)
     try:
         ensure_master_data(store, loaded, WallClock())
     except StoreError as e:

@@ -50,7 +50,7 @@ def _decider(args: argparse.Namespace) -> tuple[Store, Decider]:
     from core.clock import WallClock
     from core.engine.decide import Decider
 
-    loaded, store = open_cli_store(args)
+    loaded, store = open_cli_store(args, create=False)
     clock = WallClock()
     auth = Authenticator(store.engine, loaded.config.users, loaded.config.auth, clock)
     return store, Decider(store, auth, loaded.config.autonomy, clock)

@@ -47,7 +47,7 @@ def unlock(args: argparse.Namespace) -> int:
     from console.commands.common import open_cli_store
     from core.auth import Authenticator, AuthError
 
-    loaded, store = open_cli_store(args)
+    loaded, store = open_cli_store(args, create=False)
     try:
         auth = Authenticator(store.engine, loaded.config.users, loaded.config.auth)
         auth.unlock(args.admin, _ask("admin PIN: ", args.pin), args.user_id)
