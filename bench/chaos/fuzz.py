@@ -250,7 +250,9 @@ def _cli_cases(db: Path, rng: random.Random, workdir: Path) -> list[list[str]]:
     return out
 
 
-def cli_invocations(workdir: Path, seed: int, n: int = 100) -> Row:
+def cli_invocations(workdir: Path, seed: int, n: int = 100, env_cases: int | None = None
+                    ) -> Row:
+    """``env_cases``: how many of the environment cases to run (all by default)."""
     from console.cli import main
 
     rng = random.Random(seed)
@@ -270,7 +272,7 @@ def cli_invocations(workdir: Path, seed: int, n: int = 100) -> Row:
             row.fail(f"`{case}`: accepted (exit 0)")
     if Path("/no").exists() and {p for p in Path("/no").rglob("*")} != before:
         row.fail("a command created /no/such/dir")
-    env_row = environment_errors(workdir, db)
+    env_row = environment_errors(workdir, db, env_cases)
     row.trials += env_row.trials
     row.failures += env_row.failures
     row.problems += env_row.problems
@@ -280,7 +282,7 @@ def cli_invocations(workdir: Path, seed: int, n: int = 100) -> Row:
     return row
 
 
-def environment_errors(workdir: Path, db: Path) -> Row:
+def environment_errors(workdir: Path, db: Path, limit: int | None = None) -> Row:
     """The store read-only (root's override of file modes dropped), locked, on a full
     disk, missing: each command a user would run there says why in one line."""
     import shutil
@@ -310,6 +312,11 @@ def environment_errors(workdir: Path, db: Path) -> Row:
         shutil.copy(db, full / "cli.db")
         _fill(full)
         cases += [("full disk", c, {}, full / "cli.db") for c in cmds[:3]]
+    if limit is not None:  # one of each kind first
+        kinds: dict[str, list] = {}
+        for case in cases:
+            kinds.setdefault(case[0], []).append(case)
+        cases = [c for group in zip(*kinds.values(), strict=False) for c in group][:limit]
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         for what, c, env, target in cases:

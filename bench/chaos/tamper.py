@@ -67,9 +67,18 @@ def tamper(db: Path, case: str, rng: random.Random) -> None:
     con.close()
 
 
-def _verify(db: Path, config: Path, anchor: str | None = None) -> subprocess.CompletedProcess:
-    return cli("audit", "verify", "--config", str(config), "--db", str(db),
-               *(["--anchor", anchor] if anchor else []))
+def _verify(db: Path, config: Path, anchor: str | None = None,
+            in_process: bool = False) -> subprocess.CompletedProcess:
+    args = ["audit", "verify", "--config", str(config), "--db", str(db),
+            *(["--anchor", anchor] if anchor else [])]
+    if not in_process:
+        return cli(*args)
+    from bench.chaos.fuzz import _in_process
+    from console.cli import main
+
+    rc, out, err, crashed = _in_process(lambda: main(args))
+    return subprocess.CompletedProcess(args, rc, out, err + (f"Traceback {crashed}"
+                                                              if crashed else ""))
 
 
 def _seed_chain(db: Path, entries: int) -> str:
@@ -89,13 +98,16 @@ def _seed_chain(db: Path, entries: int) -> str:
         store.close()
 
 
-def run(workdir: Path, config: Path, seed: int, rounds: int = 1) -> Row:
+def run(workdir: Path, config: Path, seed: int, rounds: int = 1,
+        in_process: bool = False) -> Row:
+    """``in_process``: verify through ``console.cli.main`` here (fast, for the test
+    suite) instead of a ``loopline`` process per case."""
     rng = random.Random(seed)
     row = Row("audit tampering")
     found = 0
     base = workdir / "audit-base.db"
     anchor = _seed_chain(base, 30)
-    clean = _verify(base, config)
+    clean = _verify(base, config, in_process=in_process)
     if clean.returncode != 0:
         row.fail(f"untampered chain refused: {clean.stdout.strip()} {clean.stderr.strip()}")
     for r in range(rounds):
@@ -109,9 +121,9 @@ def run(workdir: Path, config: Path, seed: int, rounds: int = 1) -> Row:
             tamper(db, case, rng)
             if case == "witness_deleted":
                 (d / "loopline.audit-head").unlink()
-                res = _verify(db, config, anchor)
+                res = _verify(db, config, anchor, in_process)
             else:
-                res = _verify(db, config)
+                res = _verify(db, config, in_process=in_process)
             if res.returncode == 1 and "BROKEN" in res.stdout:
                 found += 1
             else:

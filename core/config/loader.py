@@ -131,6 +131,8 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
         raise ConfigError(f"{p}: no such file") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot be read ({e.strerror})") from None
+    except ValueError as e:  # a NUL in the path
+        raise ConfigError(f"{str(p)!r}: not a usable file name ({e})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -143,7 +145,10 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
     except (ValueError, KeyError, IndexError) as e:
         raise ConfigError(f"{p}: {e}") from None
     base = p.resolve().parent
-    db_url, db_path = _store_location(cfg, base, db)
+    try:
+        db_url, db_path = _store_location(cfg, base, db)
+    except ValueError as e:  # a NUL in --db or $LOOPLINE_DB
+        raise ConfigError(f"store {db!r}: not a usable file name ({e})") from None
     if (db or os.environ.get("LOOPLINE_DB")) and db_path is not None:
         # a store named on the command line brings its own spill buffer and archive, so
         # two stores (a test, an evaluation arm) never share them

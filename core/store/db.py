@@ -144,6 +144,8 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
     """
     if busy_timeout_ms is None:
         busy_timeout_ms = busy_timeout_default()
+    if "\x00" in target:
+        raise StoreError(f"store {target!r}: not a usable file name (a NUL character)")
     url_text = to_url(target)
     try:
         url = make_url(url_text)
