@@ -29,13 +29,13 @@ RUN_ARGS = ["--speed", "600", "--approve", "auto", "--faults-per-day", "40", "--
 
 
 def runtime_kills(workdir: Path, seed: int, trials: int, max_at_s: float = 14.0) -> Row:
-    """Kill points spread over [0.1 s, max_at_s]: imports, store open, twin start-up,
-    drivers connecting, then the loop running and executing actions; every third kill
-    comes within 0.5 s of the twin's spawn (its servers still starting)."""
+    """Kill points: a third within 0.5 s of the twin's spawn (its servers still starting),
+    a third the moment an action is claimed (mid-execution), a third at a random time in
+    [0.1 s, max_at_s] (imports, store open, drivers connecting, the loop running)."""
     rng = random.Random(seed)
     row = Row("runtime SIGKILL")
     db = workdir / "kills.db"
-    orphans = integrity_bad = audit_bad = 0
+    orphans = integrity_bad = audit_bad = mid_action = 0
     resumed = executed = 0
     last_samples = 0
     for i in range(trials):
@@ -47,6 +47,10 @@ def runtime_kills(workdir: Path, seed: int, trials: int, max_at_s: float = 14.0)
             while not twins_of_port(run.opcua_port) and time.monotonic() - t0 < 60:
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.5))
+        elif i % 3 == 1:  # mid-execution: right after an action was claimed
+            if run.wait_for(lambda e: e.get("kind") == "execution"
+                            and e.get("status") == "running", 90) is not None:
+                mid_action += 1
         else:
             time.sleep(at)
         at = time.monotonic() - t0
@@ -84,13 +88,15 @@ def runtime_kills(workdir: Path, seed: int, trials: int, max_at_s: float = 14.0)
         row.fail(f"the start after the kills did not come up: {final.stderr[-300:]}")
     time.sleep(3)
     final.stop()
+    resumed += sum(1 for e in final.events if e.get("status") == "resumed")
     if db.exists():
         row.doubled = doubled_actions(db)
         if row.doubled:
             row.fail(f"{row.doubled} action(s) executed twice")
     row.note = (f"integrity ok {row.trials - integrity_bad}/{row.trials}, audit ok "
-                f"{row.trials - audit_bad}/{row.trials}, orphans {orphans}, actions done "
-                f"{executed}, resumed {resumed}, samples kept {last_samples:,}")
+                f"{row.trials - audit_bad}/{row.trials}, orphans {orphans}, killed "
+                f"mid-action {mid_action}, actions done {executed}, resumed {resumed}, "
+                f"samples kept {last_samples:,}")
     return row
 
 

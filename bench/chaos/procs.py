@@ -182,13 +182,15 @@ def count(db: Path, sql: str) -> int:
 
 
 def own_tracebacks(stderr: str) -> int:
-    """Tracebacks logged by loopline's code (a library's own, e.g. asyncua's publish loop
-    when a server goes away, is the library's business and shows in the driver state)."""
-    n, last = 0, ""
+    """Errors logged with a traceback by loopline's code: one per log record (a chained
+    exception's second "Traceback" is the same record), none for a library's own (e.g.
+    asyncua's publish loop when a server goes away: that shows in the driver state)."""
+    n, armed = 0, False
     for line in stderr.splitlines():
         if line.startswith("Traceback"):
-            if not any(f" {lib}" in last for lib in ("asyncua", "pymodbus", "apscheduler")):
-                n += 1
-        elif line and not line[0].isspace():
-            last = line if line[:4].isdigit() else last
+            n += armed
+            armed = False
+        elif line[:4].isdigit():  # a log line: "2026-01-05 06:00:00,000 ERROR name: ..."
+            armed = not any(f" {lib}" in line for lib in ("asyncua", "pymodbus",
+                                                           "apscheduler"))
     return n
