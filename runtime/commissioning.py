@@ -34,8 +34,8 @@ def config_problems(loaded: LoadedConfig) -> list[str]:
 
     out: list[str] = []
     try:
-        spec, _ = read_master(loaded.master_data_path)
-        check_references(spec, loaded, loaded.master_data_path)
+        spec, text = read_master(loaded.master_data_path)
+        check_references(spec, loaded, loaded.master_data_path, text)  # with its lines
     except ConfigError as e:
         out += str(e).splitlines()
     out += [f"{loaded.path}: {p}" for p in device_problems(loaded)]

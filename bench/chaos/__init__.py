@@ -62,3 +62,41 @@ def cli(*args: str, timeout: float = 120, env_extra: dict[str, str] | None = Non
     return subprocess.run([sys.executable, "-m", "console.cli", *args], cwd=ROOT,
                           env=child_env(**(env_extra or {})), capture_output=True, text=True,
                           timeout=timeout, check=False, **kw)
+
+
+# One process runs many command lines through the CLI's entry point (the `loopline`
+# console script is `console.cli:main`), so 200 cases cost one start-up, not 200; each
+# case reports its exit code, output and, if one escaped, the exception.
+_BATCH = r"""
+import contextlib, io, json, sys, traceback
+main = __import__("console.cli", fromlist=["main"]).main  # the `loopline` entry point
+out = []
+for argv in json.load(open(sys.argv[1])):
+    o, e, crashed, rc = io.StringIO(), io.StringIO(), None, 0
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            rc = int(main(argv) or 0)
+        except SystemExit as x:
+            rc = x.code if isinstance(x.code, int) else 1
+        except BaseException as x:
+            where = traceback.format_exc().strip().splitlines()[-3][:200]
+            crashed = f"{type(x).__name__}: {x} | {where}"
+            rc = 99
+    out.append([rc, o.getvalue()[-2000:], e.getvalue()[-4000:], crashed])
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def cli_batch(cases: list[list[str]], workdir: Path) -> list[tuple[int, str, str, str | None]]:
+    """Run each argv through ``loopline``'s entry point in one child process."""
+    import json
+
+    src, dst = workdir / "cli-batch-in.json", workdir / "cli-batch-out.json"
+    src.write_text(json.dumps(cases), encoding="utf-8")
+    dst.unlink(missing_ok=True)
+    res = subprocess.run([sys.executable, "-c", _BATCH, str(src), str(dst)], cwd=ROOT,
+                         env=child_env(), capture_output=True, text=True, timeout=1200,
+                         check=False)
+    if not dst.exists():
+        raise RuntimeError(f"the CLI batch died: {res.stderr[-1000:]}")
+    return [tuple(x) for x in json.loads(dst.read_text(encoding="utf-8"))]  # type: ignore[misc]

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.chaos import ROOT, Row, cli
+from bench.chaos import ROOT, Row, cli, cli_batch
 
 BAD_NUMBERS = ["inf", "-inf", "nan", "1e999", "-1e999", "18446744073709551616",
                "-18446744073709551617", "-1", "0", "-0.5", "1e308", '"12"', "true", "[]",
@@ -84,7 +84,8 @@ def mutate(text: str, rng: random.Random) -> tuple[str, str | None, str]:
 
 def _judge(row: Row, case: str, rc: int, err: str, path: Path, key: str | None,
            crashed: str | None) -> bool:
-    """True when accepted, or refused with a first line naming file, line and key."""
+    """True when accepted, or refused with a first line naming file, line and key (a
+    config change that breaks a master-data reference is named in the master data)."""
     if crashed:
         row.fail(f"{case}: traceback: {crashed}")
         return False
@@ -94,6 +95,9 @@ def _judge(row: Row, case: str, rc: int, err: str, path: Path, key: str | None,
     if "Traceback" in err:
         row.fail(f"{case}: traceback in the message")
         return False
+    master = ROOT / "data" / "master.toml"
+    if first.startswith(str(master)) and path != master:
+        path, key = master, None
     if not first.startswith(str(path)):
         row.fail(f"{case}: message does not name the file: {first[:160]!r}")
         return False
@@ -129,20 +133,22 @@ def _in_process(fn: Callable[[], int]) -> tuple[int, str, str, str | None]:
 
 
 def configs(workdir: Path, seed: int, n: int) -> Row:
-    from console.cli import main
-
     rng = random.Random(seed)
     row = Row("fuzzed configs")
     base = (ROOT / "config.toml").read_text(encoding="utf-8")
     base = base.replace('master_data = "data/master.toml"',
                         f'master_data = "{ROOT / "data" / "master.toml"}"')
     accepted = 0
+    cases = []
     for i in range(n):
-        row.trials += 1
         text, key, what = mutate(base, rng)
         p = workdir / f"fuzz-config-{i}.toml"
         p.write_text(text, encoding="utf-8", errors="surrogateescape")
-        rc, _, err, crashed = _in_process(lambda p=p: main(["config", "check", str(p)]))
+        cases.append((p, key, what))
+    results = cli_batch([["config", "check", str(p)] for p, _, _ in cases], workdir)
+    for i, ((p, key, what), (rc, _, err, crashed)) in enumerate(zip(cases, results,
+                                                                    strict=True)):
+        row.trials += 1
         if _judge(row, f"config {i} ({what})", rc, err, p, key, crashed) and rc == 0:
             accepted += 1
     row.note = (f"{row.trials - row.failures}/{row.trials} accepted as valid ({accepted}) or "
@@ -183,18 +189,19 @@ def master_data(workdir: Path, seed: int, n: int) -> Row:
 
 
 def _store(workdir: Path) -> Path:
-    """A store with master data, one open recommendation and audit entries."""
-    from console.commands.common import open_cli_store
+    """A store with the master data loaded, as the runtime's first start leaves it."""
+    from core.clock import WallClock
+    from core.config import load_config
+    from core.masterdata import ensure_master_data
+    from core.store.db import open_store
 
     db = workdir / "cli.db"
     if not db.exists():
-        from core.store.db import open_store
-        open_store(str(db)).close()
-        import argparse
-
-        _, st = open_cli_store(argparse.Namespace(config=str(ROOT / "config.toml"),
-                                                  db=str(db)))
-        st.close()
+        st = open_store(str(db))
+        try:
+            ensure_master_data(st, load_config(ROOT / "config.toml", db=str(db)), WallClock())
+        finally:
+            st.close()
     return db
 
 
@@ -253,15 +260,13 @@ def _cli_cases(db: Path, rng: random.Random, workdir: Path) -> list[list[str]]:
 def cli_invocations(workdir: Path, seed: int, n: int = 100, env_cases: int | None = None
                     ) -> Row:
     """``env_cases``: how many of the environment cases to run (all by default)."""
-    from console.cli import main
-
     rng = random.Random(seed)
     row = Row("malformed CLI")
     db = _store(workdir)
     before = {p for p in Path("/no").rglob("*")} if Path("/no").exists() else set()
-    for args in _cli_cases(db, rng, workdir)[:n]:
+    cases = _cli_cases(db, rng, workdir)[:n]
+    for args, (rc, _, err, crashed) in zip(cases, cli_batch(cases, workdir), strict=True):
         row.trials += 1
-        rc, _, err, crashed = _in_process(lambda a=args: main(a))
         case = " ".join(a[:30] for a in args[:6])
         if crashed:
             row.fail(f"`{case}`: {crashed}")

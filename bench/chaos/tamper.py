@@ -7,10 +7,9 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
-from bench.chaos import Row, cli
+from bench.chaos import Row, cli, cli_batch
 
 CASES = ("edit", "delete_middle", "delete_end", "reorder", "rehash_after_edit",
          "delete_newest", "witness_deleted")
@@ -67,18 +66,9 @@ def tamper(db: Path, case: str, rng: random.Random) -> None:
     con.close()
 
 
-def _verify(db: Path, config: Path, anchor: str | None = None,
-            in_process: bool = False) -> subprocess.CompletedProcess:
-    args = ["audit", "verify", "--config", str(config), "--db", str(db),
+def _args(db: Path, config: Path, anchor: str | None = None) -> list[str]:
+    return ["audit", "verify", "--config", str(config), "--db", str(db),
             *(["--anchor", anchor] if anchor else [])]
-    if not in_process:
-        return cli(*args)
-    from bench.chaos.fuzz import _in_process
-    from console.cli import main
-
-    rc, out, err, crashed = _in_process(lambda: main(args))
-    return subprocess.CompletedProcess(args, rc, out, err + (f"Traceback {crashed}"
-                                                              if crashed else ""))
 
 
 def _seed_chain(db: Path, entries: int) -> str:
@@ -99,20 +89,17 @@ def _seed_chain(db: Path, entries: int) -> str:
 
 
 def run(workdir: Path, config: Path, seed: int, rounds: int = 1,
-        in_process: bool = False) -> Row:
-    """``in_process``: verify through ``console.cli.main`` here (fast, for the test
-    suite) instead of a ``loopline`` process per case."""
+        batch: bool = False) -> Row:
+    """``batch``: verify every case in one CLI process (fast, for the test suite) instead
+    of a ``loopline audit verify`` process per case."""
     rng = random.Random(seed)
     row = Row("audit tampering")
     found = 0
     base = workdir / "audit-base.db"
     anchor = _seed_chain(base, 30)
-    clean = _verify(base, config, in_process=in_process)
-    if clean.returncode != 0:
-        row.fail(f"untampered chain refused: {clean.stdout.strip()} {clean.stderr.strip()}")
+    cases: list[tuple[str, list[str]]] = [("untampered", _args(base, config))]
     for r in range(rounds):
         for case in CASES:
-            row.trials += 1
             d = workdir / f"tamper-{r}-{case}"
             d.mkdir(parents=True, exist_ok=True)
             db = d / "loopline.db"
@@ -121,15 +108,24 @@ def run(workdir: Path, config: Path, seed: int, rounds: int = 1,
             tamper(db, case, rng)
             if case == "witness_deleted":
                 (d / "loopline.audit-head").unlink()
-                res = _verify(db, config, anchor, in_process)
-            else:
-                res = _verify(db, config, in_process=in_process)
-            if res.returncode == 1 and "BROKEN" in res.stdout:
-                found += 1
-            else:
-                row.fail(f"{case}: not found ({res.returncode}: {res.stdout.strip()} "
-                         f"{res.stderr.strip()[-200:]})")
-            if "Traceback" in res.stderr:
-                row.fail(f"{case}: traceback")
+            cases.append((case, _args(db, config, anchor if case == "witness_deleted"
+                                      else None)))
+    if batch:
+        results = cli_batch([a for _, a in cases], workdir)
+    else:
+        results = [(r.returncode, r.stdout, r.stderr, None)
+                   for r in (cli(*a) for _, a in cases)]
+    for (case, _), (rc, out, err, crashed) in zip(cases, results, strict=True):
+        if case == "untampered":
+            if rc != 0:
+                row.fail(f"untampered chain refused: {out.strip()} {err.strip()}")
+            continue
+        row.trials += 1
+        if crashed or "Traceback" in err:
+            row.fail(f"{case}: traceback {crashed or ''}")
+        elif rc == 1 and "BROKEN" in out:
+            found += 1
+        else:
+            row.fail(f"{case}: not found ({rc}: {out.strip()} {err.strip()[-200:]})")
     row.note = f"{found}/{row.trials} tamperings found by audit verify"
     return row

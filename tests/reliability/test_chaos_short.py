@@ -57,4 +57,4 @@ def test_malformed_command_lines(tmp_path: Path) -> None:
 
 
 def test_every_tampering_is_found(tmp_path: Path) -> None:
-    ok(tamper.run(tmp_path, REPO / "config.toml", SEED, in_process=True))
+    ok(tamper.run(tmp_path, REPO / "config.toml", SEED, batch=True))
