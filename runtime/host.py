@@ -518,6 +518,7 @@ class Runtime:
         drv = self.drivers.get(driver_id)
         gave_up = f"driver {driver_id}: {drv.gave_up}" if drv and drv.gave_up else None
         if gave_up and gave_up not in self.errors:  # stopped for good: the summary says why
+            self.counters.errors += 1
             self.errors.append(gave_up)
         self._publish(ConnectionEvent(self.clock.now(), f"{driver_id}: {d.get('state')}",
                                       driver_id=driver_id, state=str(d.get("state")),
