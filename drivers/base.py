@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.samples import Quality, Sample, Value
 
@@ -289,6 +290,27 @@ class Driver(ABC):
     def _begin(self, sink: Sink) -> None:
         self._sink = sink
         self._started_mono = time.monotonic()
+
+
+def config_path(base_dir: Path, p: str) -> str:
+    """A file named in a driver's config: ``~`` expanded, relative to the config's folder."""
+    q = Path(os.path.expanduser(p))
+    return str(q if q.is_absolute() else base_dir / q)
+
+
+def config_password(driver_id: str, cfg: Any) -> str | None:
+    """The driver's password: given inline, or read from the ``password_env`` variable
+    (a variable that is not set is a config error naming it, not an anonymous login)."""
+    if getattr(cfg, "password", None):
+        return cfg.password
+    env = getattr(cfg, "password_env", None)
+    if env:
+        pw = os.environ.get(env)
+        if pw is None:
+            raise DriverConfigError(
+                f"driver {driver_id}: environment variable {env} (password_env) is not set")
+        return pw
+    return None
 
 
 def compare_read_back(data_type: str, requested: Value, back: Value) -> bool:

@@ -53,6 +53,8 @@ from drivers.base import (
     Sink,
     WriteResult,
     compare_read_back,
+    config_password,
+    config_path,
 )
 from drivers.mqtt_address import (
     MISSING,
@@ -138,22 +140,10 @@ class MqttDriver(Driver):
     # ------------------------------------------------------------ client set-up
 
     def _path(self, p: str) -> str:
-        q = Path(os.path.expanduser(p))
-        return str(q if q.is_absolute() else self.base_dir / q)
+        return config_path(self.base_dir, p)
 
     def _password(self) -> str | None:
-        cfg = self.cfg
-        if cfg.password:
-            return cfg.password
-        if cfg.password_env:
-            pw = os.environ.get(cfg.password_env)
-            if pw is None:
-                raise DriverConfigError(
-                    f"driver {self.id}: environment variable {cfg.password_env} "
-                    "(password_env) is not set"
-                )
-            return pw
-        return None
+        return config_password(self.id, self.cfg)
 
     def _new_client(self) -> aiomqtt.Client:
         cfg = self.cfg
