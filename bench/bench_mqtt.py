@@ -5,7 +5,7 @@ a raw MQTT client receiving the same messages.
 
 A real mosquitto on a free 127.0.0.1 port (generated config) and an edge node
 (``sim.sparkplug.EdgeNode``) in its own process that publishes the default plant's
-204 equipment tags as 12 Sparkplug devices: NBIRTH + DBIRTHs (every metric, alias,
+equipment tags (208 today) as 12 Sparkplug devices: NBIRTH + DBIRTHs (every metric, alias,
 data type), then ``--messages`` DDATA as fast as paho sends them, round robin over
 the devices, each with all of that device's numeric metrics by alias (~12 values).
 Every phase gets a fresh publisher with the same seed, so both see the same bytes:
