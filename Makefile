@@ -9,7 +9,7 @@ INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.installed
 MODBUS_SERVER := $(INTEROP)/build/modbus_server
 
-.PHONY: run test lint bench clean install interop broker
+.PHONY: run test lint bench clean install interop broker postgres
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,13 @@ broker:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; }
+
+# The store tests also run against a throwaway PostgreSQL cluster (bench/pgserver.py) made
+# from Debian's server binaries; idempotent.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
 
 run: $(STAMP)
 	$(BIN)/loopline tui --demo
@@ -45,7 +52,7 @@ $(MODBUS_SERVER): $(INTEROP)/modbus_server.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -Wall -o $@ $< $$(pkg-config --cflags --libs libmodbus)
 
-test: $(STAMP) interop broker
+test: $(STAMP) interop broker postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
