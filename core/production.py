@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy import select as select_
 from sqlmodel import select
 
@@ -50,6 +50,7 @@ from core.counters import MODULUS, CounterBook, CounterNote, CounterSpec
 from core.samples import ContextSample, Quality
 from core.store.db import Store, guard
 from core.store.models import (
+    PRODUCTION_COUNT,
     Equipment,
     EquipmentStateInterval,
     Lot,
@@ -65,40 +66,15 @@ STATES: dict[int, str] = {0: "idle", 1: "running", 2: "setup", 3: "down_planned"
 UNKNOWN, NO_DATA = "unknown", "no data"
 BASELINE_KEY = "production.counter_baselines"
 
-PRODUCTION_COUNT_DDL = (
-    "CREATE TABLE IF NOT EXISTS production_count ("
-    " id INTEGER PRIMARY KEY,"
-    " equipment_id VARCHAR NOT NULL,"
-    " line_id VARCHAR, lot_id VARCHAR, order_id VARCHAR, operation_id VARCHAR,"
-    " shift_id VARCHAR,"
-    " ts DATETIME NOT NULL,"  # start of the minute the pieces were counted in
-    " good INTEGER NOT NULL DEFAULT 0,"
-    " scrap INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX IF NOT EXISTS ix_production_count_eq_ts ON production_count (equipment_id, ts)",
-    "CREATE INDEX IF NOT EXISTS ix_production_count_lot ON production_count (lot_id)",
-)
-
-
-# Core view of the table for queries (kept out of SQLModel.metadata: not a model)
-PRODUCTION_COUNT = Table(
-    "production_count", MetaData(),
-    Column("id", Integer, primary_key=True), Column("equipment_id", String, nullable=False),
-    Column("line_id", String), Column("lot_id", String), Column("order_id", String),
-    Column("operation_id", String), Column("shift_id", String),
-    Column("ts", UTCDateTime, nullable=False), Column("good", Integer, nullable=False),
-    Column("scrap", Integer, nullable=False))
-
-
 def ensure_schema(target: Engine | Connection | Store) -> None:
-    """Create the production_count table if missing (fresh stores skip migration steps)."""
+    """Create production_count if missing (the migrations make it; kept for old callers)."""
     if isinstance(target, Store):
         target = target.engine
     if isinstance(target, Engine):
         with target.begin() as conn:
             ensure_schema(conn)
         return
-    for stmt in PRODUCTION_COUNT_DDL:
-        target.execute(text(stmt))
+    PRODUCTION_COUNT.create(target, checkfirst=True)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Move chunks older than the hot window from SQLite to Parquet, exactly once, crash-safe.
+"""Move chunks older than the hot window from the store to Parquet, exactly once, crash-safe.
 
 Layout: ``archive_dir/date=<YYYY-MM-DD>/part-<lo>-<hi>.parquet`` (hive partition by
 the samples' UTC date; a chunk is one tag's hour, so it never crosses midnight).
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ import polars as pl
 
 from core.ingest.compaction import compact
 from core.store.chunks import decode, to_us
+from core.store.raw import RawConnection, connect_raw
 
 JOURNAL = "_archive_journal.json"
 ROLLUP_KEY = "ingest.rollup_through"
@@ -119,23 +119,22 @@ def chunks_frame(rows: list[tuple[int, int, int, bytes]]) -> pl.DataFrame:
 
 
 class Archiver:
-    """Archives one SQLite store's chunks into ``archive_dir``."""
+    """Archives one store's chunks (a SQLite file path or a store URL) into ``archive_dir``."""
 
     def __init__(self, db_path: str | Path, archive_dir: str | Path, *,
                  chunk_rows: int = 2_000) -> None:
-        self.db_path = Path(db_path)
+        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path \
+            else Path(db_path)
         self.dir = Path(archive_dir)
         self.chunk_rows = chunk_rows  # chunks (not samples) per range
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(str(self.db_path), isolation_level=None, timeout=30)
-        con.execute("PRAGMA busy_timeout=30000")
-        return con
+    def _connect(self) -> RawConnection:
+        return connect_raw(self.db_path, timeout_s=30)
 
     def _journal(self) -> Path:
         return self.dir / JOURNAL
 
-    def _chunk(self, con: sqlite3.Connection, lo: int, hi: int, cutoff: int,
+    def _chunk(self, con: RawConnection, lo: int, hi: int, cutoff: int,
                report: ArchiveReport) -> None:
         rows = con.execute("SELECT seq, tag, t0, data FROM sample_chunk "
                            "WHERE seq BETWEEN ? AND ? AND t1 < ? ORDER BY seq",

@@ -11,9 +11,9 @@ another chunk of the same hour, and readers merge them.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 
 from core.store.chunks import HOUR_US, encode
+from core.store.raw import RawConnection
 
 INSERT_CHUNK = "INSERT INTO sample_chunk (tag, t0, t1, n, data) VALUES (?, ?, ?, ?, ?)"
 
@@ -36,11 +36,12 @@ def chunk_rows(tag, ts, value, quality, reason):  # type: ignore[no-untyped-def]
     return out
 
 
-def compact(con: sqlite3.Connection, mark: int | None = None,
+def compact(con: RawConnection, mark: int | None = None,
             known: tuple[int, list[tuple[object, ...]]] | None = None) -> tuple[int, int]:
     """Move rows with id <= mark (all rows when None) into chunks; returns (moved, left).
 
-    ``con`` is an autocommit sqlite3 connection; the work is one BEGIN IMMEDIATE.
+    ``con`` is an autocommit connection (``core.store.raw``); the work is one BEGIN
+    IMMEDIATE.
     ``known`` is ``(first id, rows)``: the writer's own copy of the recent rows (tag, ts,
     value, quality, reason) in id order from ``first id``, used instead of reading them
     back when the table holds exactly those ids (checked in the transaction).

@@ -12,13 +12,13 @@ partials not yet flushed were lost).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from core.ingest.rows import QUALITY, TEXT, TS, VALUE, Row, ts_text
 from core.store.chunks import from_us, to_us
+from core.store.raw import RawConnection
 
 MERGE_SQL = """
 INSERT INTO sample_rollup (tag_id, minute, min, max, mean, count, good_share)
@@ -42,6 +42,15 @@ ON CONFLICT(tag_id, minute) DO UPDATE SET
                / (sample_rollup.count + excluded.count),
   count = sample_rollup.count + excluded.count
 """
+# PostgreSQL's two-argument min/max are least/greatest (the CASEs already handle NULL)
+_MERGE_PG = (MERGE_SQL.replace("min(sample_rollup.min,", "least(sample_rollup.min,")
+             .replace("max(sample_rollup.max,", "greatest(sample_rollup.max,"))
+
+
+def merge_sql(dialect: str) -> str:
+    """The rollup merge upsert for ``sqlite`` or ``postgresql``."""
+    return _MERGE_PG if dialect == "postgresql" else MERGE_SQL
+
 
 REBUILD_SQL = """
 SELECT t.tag_id, s.ts / 60000000 AS m,
@@ -52,8 +61,10 @@ FROM sample s JOIN sample_tag t ON t.num = s.tag
 WHERE s.ts >= ? AND s.ts < ?
 GROUP BY s.tag, s.ts / 60000000
 """
-_REPLACE = ("INSERT OR REPLACE INTO sample_rollup (tag_id, minute, min, max, mean, count, "
-            "good_share) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_REPLACE = ("INSERT INTO sample_rollup (tag_id, minute, min, max, mean, count, "
+            "good_share) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tag_id, minute) DO UPDATE "
+            "SET min = excluded.min, max = excluded.max, mean = excluded.mean, "
+            "count = excluded.count, good_share = excluded.good_share")
 _MINUTE_US = 60_000_000
 
 
@@ -138,15 +149,15 @@ class RollupAccumulator:
                 p[0] = min(p[0], mn)
                 p[1] = max(p[1], mx)
 
-    def flush(self, con: sqlite3.Connection) -> int:
+    def flush(self, con: RawConnection) -> int:
         """Merge the partials in the caller's transaction; returns the rows touched."""
         params = self.take()
         if params:
-            con.executemany(MERGE_SQL, params)
+            con.executemany(merge_sql(getattr(con, "dialect", "sqlite")), params)
         return len(params)
 
 
-def rebuild(con: sqlite3.Connection, start: str, end: str) -> None:
+def rebuild(con: RawConnection, start: str, end: str) -> None:
     """Recompute every minute in [start, end) (``ts_text`` times) from the recent rows.
 
     Rows above the rollup mark (those whose partials a crash can lose) are never

@@ -1,9 +1,9 @@
-"""The store writer: contextualized samples to SQLite from its own thread, nothing lost.
+"""The store writer: contextualized samples to the store from its own thread, nothing lost.
 
 ``submit`` (any thread, never blocks) puts a batch on a bounded queue (``queue_max``
-rows) and counts what does not fit as dropped. The writer thread, on its own sqlite3
-connection, flushes every ``flush_ms`` or ``batch_rows`` rows with one executemany
-per transaction.
+rows) and counts what does not fit as dropped. The writer thread, on its own
+connection (sqlite3, or psycopg for a PostgreSQL store: ``core.store.raw``), flushes
+every ``flush_ms`` or ``batch_rows`` rows with one executemany per transaction.
 
 Store-and-forward: when the database is locked (``database is locked``/``busy`` after
 a short busy timeout), a disk I/O error occurs, or a flush took longer than
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -43,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from core.ingest.compaction import compact
-from core.ingest.rollups import MERGE_SQL, RollupAccumulator
+from core.ingest.rollups import RollupAccumulator, merge_sql
 from core.ingest.rows import Row, ctx_tuple, row_dict, to_row
 from core.ingest.spill import SpillBuffer
 from core.samples import ContextSample
 from core.store.chunks import to_us
 from core.store.narrow import NarrowWriter
+from core.store.raw import DB_ERRORS, RawConnection, connect_raw, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,7 @@ CURSOR_KEY = "ingest.spill_cursor"
 ROLLUP_KEY = "ingest.rollup_through"  # highest sample id folded into sample_rollup
 _META_UPSERT = ("INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-_TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
-
-
-def is_transient(e: BaseException) -> bool:
-    """Errors that go away by waiting (a lock, a full or failing disk), not bad rows."""
-    return isinstance(e, sqlite3.OperationalError) and any(
-        t in str(e).lower() for t in _TRANSIENT)
+__all__ = ["StoreWriter", "WriterStats", "is_transient"]
 
 
 @dataclass
@@ -106,7 +100,9 @@ class StoreWriter:
                  rollups: bool = True, rollup_every_s: float = 5.0,
                  compact_rows: int = 100_000,
                  on_stored: Callable[[Sequence[Row]], None] | None = None) -> None:
-        self.db_path = Path(db_path)
+        # a SQLite file path, or a store URL (sqlite:///… or postgresql+psycopg://…)
+        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path \
+            else Path(db_path)
         self.spill = SpillBuffer(Path(spill_dir))
         self.quarantine_path = Path(quarantine_path) if quarantine_path else \
             Path(spill_dir) / "quarantine.jsonl"
@@ -136,18 +132,16 @@ class StoreWriter:
         self._closing = False
         self._retry_at = 0.0
         self._thread: threading.Thread | None = None
-        self._con: sqlite3.Connection | None = None
+        self._con: RawConnection | None = None
         self._started = threading.Event()
         self._pending_id = 0  # last row id of the latest insert
         self._rolled_id = 0  # highest row id handed to the rollup accumulator
 
     @classmethod
     def from_config(cls, loaded: Any, **kw: Any) -> StoreWriter:
-        """A writer on the configured store file, spill dir and [store] limits."""
+        """A writer on the configured store, spill dir and [store] limits."""
         st = loaded.config.store
-        if loaded.db_path is None:
-            raise ValueError("the store writer needs a SQLite store file (store.path)")
-        return cls(loaded.db_path, loaded.spill_dir, queue_max=st.queue_max,
+        return cls(loaded.db_path or loaded.db_url, loaded.spill_dir, queue_max=st.queue_max,
                    flush_ms=st.flush_ms, batch_rows=st.batch_rows, **kw)
 
     # ------------------------------------------------------------ producer side
@@ -239,13 +233,8 @@ class StoreWriter:
 
     # ------------------------------------------------------------ writer thread
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(str(self.db_path), timeout=self.lock_timeout_s,
-                              isolation_level=None, check_same_thread=False)
-        con.execute(f"PRAGMA busy_timeout={int(self.lock_timeout_s * 1000)}")
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
+    def _connect(self) -> RawConnection:
+        return connect_raw(self.db_path, timeout_s=self.lock_timeout_s)
 
     def _read_cursor(self) -> tuple[int, int] | None:
         assert self._con is not None
@@ -284,10 +273,10 @@ class StoreWriter:
             cursor = None
             while True:
                 try:
-                    self._narrow = NarrowWriter(self._con)
+                    self._narrow = NarrowWriter(self._con, self._con.paramstyle)
                     cursor = self._read_cursor()
                     break
-                except sqlite3.OperationalError as e:
+                except DB_ERRORS as e:
                     if not is_transient(e):
                         raise
                     time.sleep(self.retry_s)
@@ -422,13 +411,13 @@ class StoreWriter:
             if nums:
                 self._pending_id = con.execute("SELECT last_insert_rowid()").fetchone()[0]
             con.execute("COMMIT")
-        except (sqlite3.Error, TypeError, ValueError, AttributeError) as e:
+        except (*DB_ERRORS, TypeError, ValueError, AttributeError) as e:
             if con.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(*DB_ERRORS):
                     con.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*DB_ERRORS):
                 narrow.reload()
-            if isinstance(e, sqlite3.Error) and is_transient(e):
+            if isinstance(e, DB_ERRORS) and is_transient(e):
                 self.stats.lock_events += 1
                 self._retry_at = time.monotonic() + self.retry_s
                 self._to_spill(self._convert(samples))
@@ -528,11 +517,11 @@ class StoreWriter:
             if nums:
                 self._buf = None  # rows not kept in memory: compaction reads them back
             return None
-        except sqlite3.Error as e:
+        except DB_ERRORS as e:
             if con.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(*DB_ERRORS):
                     con.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*DB_ERRORS):
                 narrow.reload()  # tag numbers or intervals of the rolled-back batch
             return e
 
@@ -627,15 +616,16 @@ class StoreWriter:
         con = self._con
         try:
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(MERGE_SQL, params)
+            con.executemany(merge_sql(con.dialect), params)
             # the rows these partials cover, committed with them (crash recovery)
             con.execute(_META_UPSERT, (ROLLUP_KEY, str(self._rolled_id)))
             con.execute("COMMIT")
             self._committed_roll_id = self._rolled_id
             self.stats.rollup_rows += len(params)
-        except sqlite3.Error as e:
+        except DB_ERRORS as e:
             if con.in_transaction:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(*DB_ERRORS):
+                    con.execute("ROLLBACK")
             # keep the partials for the next attempt (merging is order-independent)
             self.rollups.add_partials(params)
             if is_transient(e):
@@ -660,7 +650,7 @@ class StoreWriter:
                     self._buf_first += moved
                 else:
                     self._buf = [] if left == 0 else None
-        except sqlite3.Error as e:
+        except DB_ERRORS as e:
             if is_transient(e):
                 self._retry_at = time.monotonic() + self.retry_s
             else:

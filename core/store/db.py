@@ -3,8 +3,11 @@
 SQLite runs in WAL mode so the console reads while the writer thread writes, with a
 busy timeout so short lock waits are absorbed instead of failing, foreign keys on,
 and ``synchronous=NORMAL`` for the hot path (the audit chain raises it to FULL for
-its own writes). Every failure to open or use the file becomes a ``StoreError`` with
-a message naming the file, which the CLI prints without a traceback.
+its own writes). PostgreSQL (``postgresql+psycopg://…``, psycopg 3) gets none of the
+PRAGMAs: a connect timeout, a pre-ping so a restarted server costs one retry, not an
+error, and UTC as the session time zone. Every failure to open or use the store
+becomes a ``StoreError`` with a message naming it (a password in a URL masked),
+which the CLI prints without a traceback.
 """
 
 from __future__ import annotations
@@ -48,6 +51,43 @@ class Store:
     def where(self) -> str:
         return str(self.path) if self.path else self.engine.url.render_as_string()
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def raw_target(self) -> str | Path:
+        """What ``core.store.raw.connect_raw`` opens: the SQLite file, or the full URL
+        (password included: never print it, print ``where``)."""
+        if self.path is not None:
+            return self.path
+        return self.engine.url.render_as_string(hide_password=False)
+
+    # named locks across processes, either engine (core.store.locks)
+    def lock(self, name: str, timeout_s: float | None = None) -> Any:
+        """``with store.lock(name):`` — wait for the lock (StoreError after timeout_s)."""
+        from core.store import locks
+
+        return locks.lock(self, name, timeout_s=timeout_s)
+
+    def try_lock(self, name: str) -> bool:
+        """Take ``name`` if free; True when this store now holds it (``unlock`` frees it)."""
+        from core.store import locks
+
+        return locks.try_lock(self, name)
+
+    def unlock(self, name: str) -> None:
+        from core.store import locks
+
+        locks.unlock(self, name)
+
+    def holds(self, name: str) -> bool:
+        """Whether this store still holds ``name`` (False once its connection dropped)."""
+        from core.store import locks
+
+        return locks.holds(self, name)
+
     def session(self) -> Session:
         """An ORM session whose objects stay readable after commit."""
         return Session(self.engine, expire_on_commit=False)
@@ -77,6 +117,10 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
 
     def close(self) -> None:
+        if self.__dict__.get("_locks"):
+            from core.store import locks
+
+            locks.release_all(self)
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -86,10 +130,35 @@ class Store:
         self.close()
 
 
+def mask(target: str) -> str:
+    """A store URL with its password replaced by ``***`` (anything else unchanged)."""
+    if "://" not in target or "@" not in target:
+        return target
+    try:
+        return make_url(target).render_as_string(hide_password=True)
+    except ArgumentError:
+        head, _, tail = target.partition("://")
+        cred, _, host = tail.rpartition("@")
+        return f"{head}://{cred.split(':', 1)[0]}:***@{host}" if ":" in cred else target
+
+
 def explain(where: str, e: BaseException) -> str:
     """A one-line reason a person can act on, from a driver error."""
     msg = str(getattr(e, "orig", None) or e).strip()
     low = msg.lower()
+    if "password authentication failed" in low or "no password supplied" in low \
+            or ("role" in low and "does not exist" in low):
+        return (f"the store {where} refused the login ({_first_line(msg)}); check the user "
+                "in the URL and the password ([store] password_env, $PGPASSWORD or ~/.pgpass)")
+    if "connection refused" in low or "could not translate host" in low \
+            or "timeout expired" in low or ("connection to server" in low and "failed" in low):
+        return (f"the store {where} cannot be reached ({_first_line(msg)}); check the host "
+                "and port in the URL and that the PostgreSQL server is running")
+    if "database" in low and "does not exist" in low:
+        return f"the store {where}: {_first_line(msg)} (create it: docs/operations.md)"
+    if "ssl" in low or "certificate" in low:
+        return f"the store {where}: TLS failed ({_first_line(msg)}); check sslmode and "\
+               "sslrootcert in the URL"
     if "locked" in low or "busy" in low:
         return (f"the store {where} is locked by another process (another loopline "
                 "running, or a tool holding a write lock); close it or wait and retry")
@@ -101,6 +170,12 @@ def explain(where: str, e: BaseException) -> str:
     if "disk" in low and ("full" in low or "i/o" in low):
         return f"the store {where} could not be written: {msg}"
     return f"store {where}: {msg}"
+
+
+def _first_line(msg: str) -> str:
+    """The driver's reason without its context lines, password never included."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    return lines[-1] if lines and "FATAL" in lines[-1] else (lines[0] if lines else msg)
 
 
 @contextmanager
@@ -150,7 +225,7 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
     try:
         url = make_url(url_text)
     except ArgumentError as e:
-        raise StoreError(f"store URL {target!r} is not valid: {e}") from None
+        raise StoreError(f"store URL {mask(target)!r} is not valid: {e}") from None
     path: Path | None = None
     kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
@@ -169,12 +244,21 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
                                  f"{e.strerror}") from None
             url = url.set(database=str(path))
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+    elif url.get_backend_name() == "postgresql":
+        if url.get_driver_name() in ("psycopg2", "pg8000", "asyncpg"):
+            raise StoreError(f"store URL {mask(target)!r}: loopline talks to PostgreSQL "
+                             "through psycopg 3: write postgresql+psycopg://…")
+        url = url.set(drivername="postgresql+psycopg")  # postgresql:// means psycopg 3 too
+        kwargs["pool_pre_ping"] = True
+        # every session in UTC (times are stored naive UTC: core.store.types)
+        kwargs["connect_args"] = {"connect_timeout": 10, "options": "-c TimeZone=UTC"}
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ArgumentError, ImportError) as e:
-        raise StoreError(f"store URL {target!r} cannot be used: {e}") from None
+        raise StoreError(f"store URL {mask(target)!r} cannot be used: {e}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+
     store = Store(engine=engine, url=url.render_as_string(), path=path)  # password hidden
     try:
         with guard(store):

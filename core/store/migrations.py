@@ -5,9 +5,15 @@ existing store at version N runs every step above N in order, each in its own
 transaction together with the new version number, so a failed step leaves the store
 at the last good version. Afterwards ``create_all`` adds tables that are new in the
 models (checkfirst), so a step only alters tables that already existed at its base.
-Steps use plain SQL that both SQLite and PostgreSQL accept, idempotent where they can
-be (``IF NOT EXISTS``): the version row and the step commit together, but a half-applied
-DDL on a driver without transactional DDL must not wedge the next attempt.
+Steps use plain SQL that both SQLite and PostgreSQL accept (or branch on the dialect),
+idempotent where they can be (``IF NOT EXISTS``): the version row and the step commit
+together, but a half-applied DDL on a driver without transactional DDL must not wedge
+the next attempt. Every table is made through ``create_tables``: the history tables
+(``HISTORY_TABLES``) by the dialect's entry in ``HISTORY_LAYOUT`` — plain tables today,
+PostgreSQL's time-partitioned layout plugs in there — the rest from the models. On
+PostgreSQL each schema change ends with ``core.store.roles.grant_writer`` (the
+``loopline_writer`` role: no UPDATE/DELETE on the audit chain), and two processes
+upgrading at once take turns on a transaction advisory lock.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, inspect, select, text
 from sqlmodel import SQLModel
 
 from core.store import StoreError
-from core.store.models import AUDIT_GUARD_SQL, Meta
+from core.store.models import DISPATCH, PRODUCTION_COUNT, Meta, audit_guard_sql
 
 BASELINE_VERSION = 1
 
@@ -32,14 +38,48 @@ class Step:
     apply: Callable[[Connection], None]
 
 
+# The narrow history: the tables a server store may lay out its own way (partitions).
+HISTORY_TABLES = ("sample", "sample_text", "sample_chunk")
+
+
+def plain_history(conn: Connection, tables: Sequence[Table]) -> None:
+    """The history tables exactly as the models define them (SQLite, and PostgreSQL
+    until a partitioned layout replaces this entry)."""
+    SQLModel.metadata.create_all(conn, tables=list(tables), checkfirst=True)
+
+
+# dialect name -> creates the given history tables (they may be missing or present)
+HISTORY_LAYOUT: dict[str, Callable[[Connection, Sequence[Table]], None]] = {
+    "sqlite": plain_history,
+    "postgresql": plain_history,
+}
+
+
+def create_tables(conn: Connection, tables: Sequence[Table] | None = None) -> None:
+    """Create the missing tables among ``tables`` (default: all), history by dialect."""
+    todo = list(SQLModel.metadata.sorted_tables if tables is None else tables)
+    history = [t for t in todo if t.name in HISTORY_TABLES]
+    rest = [t for t in todo if t.name not in HISTORY_TABLES]
+    SQLModel.metadata.create_all(conn, tables=rest, checkfirst=True)
+    if history:
+        HISTORY_LAYOUT.get(conn.dialect.name, plain_history)(conn, history)
+
+
+def _after_change(conn: Connection) -> None:
+    """Privileges follow the schema (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from core.store.roles import grant_writer
+
+        grant_writer(conn)
+
+
 def _v2_sample_ts_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_sample_ts ON sample (ts)"))
 
 
 def _v3_audit_guards(conn: Connection) -> None:
-    if conn.dialect.name == "sqlite":
-        for stmt in AUDIT_GUARD_SQL:
-            conn.execute(text(stmt))
+    for stmt in audit_guard_sql(conn.dialect.name):
+        conn.exec_driver_sql(stmt)
 
 
 def _v4_narrow_history(conn: Connection) -> None:
@@ -63,7 +103,7 @@ def _v4_narrow_history(conn: Connection) -> None:
     conn.execute(text("DROP INDEX IF EXISTS ix_sample_tag_ts"))
     conn.execute(text("DROP INDEX IF EXISTS ix_sample_ts"))
     conn.execute(text("ALTER TABLE sample RENAME TO sample_v3"))
-    SQLModel.metadata.create_all(conn, tables=[
+    create_tables(conn, [
         t.__table__ for t in (SampleTag, SampleReason, NarrowSample, SampleChunk,  # type: ignore[attr-defined]
                               SampleText, ContextInterval)])
     writer = NarrowWriter(conn.connection.driver_connection, conn.dialect.paramstyle)
@@ -92,12 +132,20 @@ def _v4_narrow_history(conn: Connection) -> None:
     conn.execute(text("DROP TABLE sample_v3"))
 
 
+def _v5_plain_tables(conn: Connection) -> None:
+    """production_count and dispatch were made on first use with SQLite DDL; now they
+    are part of the schema (a SQLite store that has them keeps them as they are)."""
+    create_tables(conn, [PRODUCTION_COUNT, DISPATCH])
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
     Step(3, "triggers refusing UPDATE and DELETE on audit_entry", _v3_audit_guards),
     Step(4, "narrow history: tag numbers, integer times, chunks, context intervals",
          _v4_narrow_history),
+    Step(5, "production_count and dispatch made by the migrations, on either engine",
+         _v5_plain_tables),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION
@@ -124,14 +172,20 @@ def _write_version(conn: Connection, version: int) -> None:
         conn.execute(_META.insert().values(key="schema_version", value=str(version)))
 
 
+UPGRADE_LOCK_KEY = 0x6C6F6F706C696E65  # "loopline": the migrations' advisory lock
+
+
 def _lock(conn: Connection) -> None:
-    """Open the transaction with the write lock taken (SQLite).
+    """Open the transaction with the write lock taken.
 
     pysqlite runs DDL outside any transaction unless one is open; BEGIN IMMEDIATE makes
-    a step atomic and makes two processes opening a new store at once take turns.
+    a step atomic and makes two processes opening a new store at once take turns. On
+    PostgreSQL (transactional DDL) a transaction advisory lock does the taking turns.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": UPGRADE_LOCK_KEY})
 
 
 def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
@@ -148,8 +202,9 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
         with engine.begin() as conn:
             _lock(conn)
             if not inspect(conn).get_table_names():  # nobody created it meanwhile
-                SQLModel.metadata.create_all(conn)
+                create_tables(conn)
                 _write_version(conn, latest)
+                _after_change(conn)
                 return []
             current = read_version(conn)
     if current is None:
@@ -171,6 +226,7 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
                     continue
                 step.apply(conn)
                 _write_version(conn, step.version)
+                _after_change(conn)
         except StoreError:
             raise
         except Exception as e:
@@ -185,7 +241,8 @@ def upgrade(engine: Engine, steps: Sequence[Step] | None = None) -> list[Step]:
     if missing or unversioned:  # only then take the write lock: readers open without it
         with engine.begin() as conn:
             _lock(conn)
-            SQLModel.metadata.create_all(conn, checkfirst=True)  # tables new since `current`
+            create_tables(conn)  # tables new since `current`
             if read_version(conn) is None:
                 _write_version(conn, current)
+            _after_change(conn)
     return ran

@@ -18,7 +18,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, BigInteger, Index, LargeBinary, SmallInteger, UniqueConstraint, event
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    event,
+)
 from sqlmodel import Field, SQLModel
 
 from core.store.types import UTCDateTime
@@ -527,9 +539,30 @@ AUDIT_GUARD_SQL = (
     "CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry "
     "BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: DELETE refused'); END",
 )
-for _stmt in AUDIT_GUARD_SQL:  # the database itself refuses to rewrite history
-    event.listen(AuditEntry.__table__, "after_create",  # type: ignore[attr-defined]
-                 DDL(_stmt).execute_if(dialect="sqlite"))
+# PostgreSQL (14+ for CREATE OR REPLACE TRIGGER): one function refusing UPDATE, DELETE
+# and TRUNCATE; the loopline_writer role also lacks those privileges (core.store.roles)
+AUDIT_GUARD_PG_SQL = (
+    "CREATE OR REPLACE FUNCTION audit_entry_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', "
+    "MESSAGE = 'audit_entry is append-only: ' || TG_OP || ' refused'; END $$",
+    "CREATE OR REPLACE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_append_only()",
+)
+
+
+def audit_guard_sql(dialect: str) -> tuple[str, ...]:
+    """The statements that make the database refuse to rewrite the audit chain."""
+    return {"sqlite": AUDIT_GUARD_SQL, "postgresql": AUDIT_GUARD_PG_SQL}.get(dialect, ())
+
+
+for _dialect in ("sqlite", "postgresql"):  # the database itself refuses to rewrite history
+    for _stmt in audit_guard_sql(_dialect):
+        event.listen(AuditEntry.__table__, "after_create",  # type: ignore[attr-defined]
+                     DDL(_stmt.replace("%", "%%")).execute_if(dialect=_dialect))
 
 
 # ---------------------------------------------------------------- hot data
@@ -643,3 +676,30 @@ class SampleRollup(SQLModel, table=True):
     mean: float | None = None
     count: int = 0
     good_share: float = 1.0
+
+
+# ---------------------------------------------------------------- plain tables
+# Core tables (no model class) that the ingest path and dispatch write with plain SQL;
+# created by the migrations like the models, on either engine.
+
+PRODUCTION_COUNT = Table(
+    "production_count", SQLModel.metadata,
+    Column("id", Integer, primary_key=True), Column("equipment_id", String, nullable=False),
+    Column("line_id", String), Column("lot_id", String), Column("order_id", String),
+    Column("operation_id", String), Column("shift_id", String),
+    Column("ts", UTCDateTime, nullable=False),  # start of the minute the pieces were counted in
+    Column("good", Integer, nullable=False, server_default="0"),
+    Column("scrap", Integer, nullable=False, server_default="0"),
+    Index("ix_production_count_eq_ts", "equipment_id", "ts"),
+    Index("ix_production_count_lot", "lot_id"),
+)
+
+DISPATCH = Table(
+    "dispatch", SQLModel.metadata,
+    Column("equipment_id", String, primary_key=True),
+    Column("order_id", String, nullable=False), Column("operation_id", String),
+    Column("lot_id", String), Column("batch_id", String), Column("operator_id", String),
+    Column("status", String, nullable=False),  # running | paused
+    Column("since", UTCDateTime, nullable=False),
+    Column("updated_by", String, nullable=False),
+)
