@@ -44,7 +44,8 @@ AutonomyLevel = Literal["advise", "approve", "auto"]
 ContextSource = Literal["device", "dispatch", "device_then_dispatch"]
 
 TagKind = Literal[
-    "signal", "counter", "state", "setpoint", "context", "command", "clock", "quality"
+    "signal", "counter", "state", "setpoint", "context", "command", "clock", "quality",
+    "vision",
 ]
 DataType = Literal[
     "bool", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64", "string"
@@ -117,6 +118,38 @@ class HistoryFilter(Strict):
     max_interval_s: float = Field(default=600.0, gt=0)
 
 
+class VisionMap(Strict):
+    """How a vision station's per-unit result is laid out (``kind = "vision"`` tags).
+
+    JSON (an OPC UA string node, an MQTT ``json:TOPIC`` message): dotted paths into the
+    document; ``result`` is pass when it is true or one of ``pass_values``, and
+    ``defects`` is a list of objects with ``class_key``/``confidence_key`` (or of plain
+    class names). Modbus: from the tag's address, a unit counter (uint16), a result
+    code (0 pass, else fail), a defect bitmask (bit i = ``classes[i]``) and one
+    confidence register per class (× ``confidence_scale``): 3 + len(classes) registers.
+    A new unit is a new unit id / counter value; counter 0 (or an empty id) is "no unit
+    inspected yet". A reject moves one unit of the lot from good to scrap at the tag's
+    machine (the station sits at its outfeed).
+    """
+
+    classes: list[Identifier] = Field(default_factory=list, max_length=16)
+    unit_path: str = Field(default="unit", min_length=1)
+    result_path: str = Field(default="result", min_length=1)
+    defects_path: str = Field(default="defects", min_length=1)
+    class_key: str = Field(default="class", min_length=1)
+    confidence_key: str = Field(default="confidence", min_length=1)
+    image_path: str | None = "image"
+    pass_values: list[str] = Field(default_factory=lambda: ["pass", "ok", "good", "true", "1"])
+    confidence_scale: float = Field(default=0.01, gt=0, le=1)
+    min_confidence: float = Field(default=0.0, ge=0, le=1)  # defects below it are ignored
+
+    @model_validator(mode="after")
+    def _unique(self) -> VisionMap:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("vision.classes names a class twice")
+        return self
+
+
 class Tag(Strict):
     """One signal of one piece of equipment, as the driver finds it.
 
@@ -148,6 +181,22 @@ class Tag(Strict):
     id_format: str | None = None  # numeric context value -> id, e.g. "L-{:06d}"
     # a counter's rollover modulus when it is not the data type's (a PLC counting 0..9999)
     rollover: int | None = Field(default=None, ge=2)
+    vision: VisionMap | None = None  # the result layout of a ``kind = "vision"`` tag
+
+    @model_validator(mode="after")
+    def _vision(self) -> Tag:
+        if self.kind == "vision":
+            if self.vision is None:
+                self.vision = VisionMap()
+            if "data_type" not in self.model_fields_set:
+                self.data_type = "string"
+            if self.data_type != "string":
+                raise ValueError("a vision tag has data_type 'string' (its decoded result)")
+            if self.writable:
+                raise ValueError("a vision tag is read-only")
+        elif self.vision is not None:
+            raise ValueError(f"vision settings on a {self.kind!r} tag: set kind = 'vision'")
+        return self
 
     @model_validator(mode="after")
     def _layout(self) -> Tag:

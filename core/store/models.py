@@ -703,3 +703,41 @@ DISPATCH = Table(
     Column("since", UTCDateTime, nullable=False),
     Column("updated_by", String, nullable=False),
 )
+
+
+class InspectionRow(SQLModel, table=True):
+    """One unit a vision station inspected, with the context of its machine at ``ts``.
+
+    Context ids are stamped at ingest (the contextualizer's view when the result
+    arrived), so a report never joins intervals. ``ts`` is µs since the epoch, UTC.
+    """
+
+    __tablename__ = "inspection"
+    __table_args__ = (Index("ix_inspection_ts", "ts"),
+                      Index("ix_inspection_eq_ts", "equipment_id", "ts"),
+                      Index("ix_inspection_lot", "lot_id"))
+    id: int | None = Field(default=None, primary_key=True)
+    ts: int = Field(sa_type=BigInteger)
+    equipment_id: str
+    station_tag: str  # the vision tag's id
+    unit_id: str | None = None
+    passed: bool
+    image_ref: str | None = None
+    line_id: str | None = None
+    order_id: str | None = None
+    operation_id: str | None = None
+    lot_id: str | None = None
+    recipe_id: str | None = None
+    batch_id: str | None = None
+    shift_id: str | None = None
+    operator_id: str | None = None
+
+
+class InspectionDefectRow(SQLModel, table=True):
+    """A defect class the station found on an inspected unit (several per unit)."""
+
+    __tablename__ = "inspection_defect"
+    id: int | None = Field(default=None, primary_key=True)
+    inspection_id: int = Field(foreign_key="inspection.id", index=True)
+    defect_class: str = Field(index=True)
+    confidence: float
