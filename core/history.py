@@ -115,7 +115,12 @@ def hot_narrow(conn: Any, nums: Sequence[int], lo: int, hi: int
                  "WHERE tag IN ({marks}) AND t1 >= ? AND t0 < ?", nums, (lo, hi))
     frames = [_chunks_frame(chunks, lo, hi),
               pl.DataFrame(recent + texts, schema=NARROW_SCHEMA, orient="row")]
-    return pl.concat(frames, how="vertical"), {int(c[0]) for c in chunks}
+    seen = {int(c[0]) for c in chunks}
+    if conn.dialect.name == "postgresql":  # day partitions still attached (core.store.pg_history)
+        from core.store.pg_history import markers
+
+        seen |= markers(conn, lo, hi)
+    return pl.concat(frames, how="vertical"), seen
 
 
 def _dates(archive_dir: Path, pattern: str, start: datetime, end: datetime) -> list[str]:

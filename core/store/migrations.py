@@ -9,8 +9,9 @@ Steps use plain SQL that both SQLite and PostgreSQL accept (or branch on the dia
 idempotent where they can be (``IF NOT EXISTS``): the version row and the step commit
 together, but a half-applied DDL on a driver without transactional DDL must not wedge
 the next attempt. Every table is made through ``create_tables``: the history tables
-(``HISTORY_TABLES``) by the dialect's entry in ``HISTORY_LAYOUT`` — plain tables today,
-PostgreSQL's time-partitioned layout plugs in there — the rest from the models. On
+(``HISTORY_TABLES``) by the dialect's entry in ``HISTORY_LAYOUT`` — the models' tables
+on SQLite, ``sample`` partitioned by day on PostgreSQL (``core.store.pg_history``) — the
+rest from the models. On
 PostgreSQL each schema change ends with ``core.store.roles.grant_writer`` (the
 ``loopline_writer`` role: no UPDATE/DELETE on the audit chain), and two processes
 upgrading at once take turns on a transaction advisory lock.
@@ -43,15 +44,21 @@ HISTORY_TABLES = ("sample", "sample_text", "sample_chunk")
 
 
 def plain_history(conn: Connection, tables: Sequence[Table]) -> None:
-    """The history tables exactly as the models define them (SQLite, and PostgreSQL
-    until a partitioned layout replaces this entry)."""
+    """The history tables exactly as the models define them (SQLite)."""
     SQLModel.metadata.create_all(conn, tables=list(tables), checkfirst=True)
+
+
+def partitioned_history(conn: Connection, tables: Sequence[Table]) -> None:
+    """PostgreSQL: ``sample`` partitioned by day, the others as the models define them."""
+    from core.store.pg_history import create_history
+
+    create_history(conn, tables)
 
 
 # dialect name -> creates the given history tables (they may be missing or present)
 HISTORY_LAYOUT: dict[str, Callable[[Connection, Sequence[Table]], None]] = {
     "sqlite": plain_history,
-    "postgresql": plain_history,
+    "postgresql": partitioned_history,
 }
 
 
@@ -98,7 +105,7 @@ def _v4_narrow_history(conn: Connection) -> None:
         SampleText,
     )
     from core.store.models import Sample as NarrowSample
-    from core.store.narrow import NarrowWriter
+    from core.store.pg_copy import narrow_writer
 
     conn.execute(text("DROP INDEX IF EXISTS ix_sample_tag_ts"))
     conn.execute(text("DROP INDEX IF EXISTS ix_sample_ts"))
@@ -106,7 +113,7 @@ def _v4_narrow_history(conn: Connection) -> None:
     create_tables(conn, [
         t.__table__ for t in (SampleTag, SampleReason, NarrowSample, SampleChunk,  # type: ignore[attr-defined]
                               SampleText, ContextInterval)])
-    writer = NarrowWriter(conn.connection.driver_connection, conn.dialect.paramstyle)
+    writer = narrow_writer(conn.connection.driver_connection, conn.dialect.paramstyle)
     cols = ("id, tag_id, ts, value, text_value, quality, reason, equipment_id, line_id, "
             "order_id, lot_id, recipe_id, batch_id, shift_id, operator_id")
     last = 0
@@ -138,6 +145,15 @@ def _v5_plain_tables(conn: Connection) -> None:
     create_tables(conn, [PRODUCTION_COUNT, DISPATCH])
 
 
+def _v6_pg_sample_partitions(conn: Connection) -> None:
+    """PostgreSQL: a plain ``sample`` table (made before the partitioned layout) becomes
+    the day-partitioned one, rows and ids kept. Nothing to do on SQLite."""
+    if conn.dialect.name == "postgresql":
+        from core.store.pg_history import partition_existing
+
+        partition_existing(conn)
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
@@ -146,6 +162,7 @@ STEPS: list[Step] = [
          _v4_narrow_history),
     Step(5, "production_count and dispatch made by the migrations, on either engine",
          _v5_plain_tables),
+    Step(6, "PostgreSQL: sample partitioned by day", _v6_pg_sample_partitions),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION

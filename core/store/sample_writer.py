@@ -21,7 +21,8 @@ from sqlalchemy import Connection
 
 from core.samples import ContextSample, Quality, Sample
 from core.store.chunks import to_us
-from core.store.narrow import CTX_FIELDS, NarrowWriter, Row
+from core.store.narrow import CTX_FIELDS, Row
+from core.store.pg_copy import narrow_writer
 
 COLUMNS: tuple[str, ...] = ("tag_id", "ts", "value", "text_value", "quality", "reason",
                             *CTX_FIELDS)
@@ -63,5 +64,5 @@ def write_samples(conn: Connection,
     if not batch:
         return 0
     dbapi = conn.connection.driver_connection
-    NarrowWriter(dbapi, conn.dialect.paramstyle).write(batch)
+    narrow_writer(dbapi, conn.dialect.paramstyle).write(batch)  # COPY on PostgreSQL
     return len(batch)
