@@ -68,7 +68,9 @@ class PgCopyWriter(NarrowWriter):
         days = batch_days(rows)
         if not days <= self.days:
             top = max(days)
-            want = days | set(range(top, top + self.ahead_days + 1))
+            want = set(days)
+            if top >= max(self.days, default=top):  # a new newest day: the next ones ahead
+                want |= set(range(top, top + self.ahead_days + 1))
             self.days = pg_history.ensure_days(self.con, want, self.days)
 
     def _copy(self, sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]],

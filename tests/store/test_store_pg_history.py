@@ -1,0 +1,230 @@
+"""History on a real PostgreSQL server: day partitions, COPY writer, archive, same reads as SQLite.
+
+The server is a throwaway cluster (``bench.pg_cluster``) started once for the module;
+each test gets its own database.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from bench import pg_cluster
+from core import history as h
+from core.ingest.pg_archive import PgArchiver
+from core.samples import Context, ContextSample, Quality
+from core.store import pg_history
+from core.store.db import Store, open_store
+from core.store.pg_copy import PgCopyWriter
+from core.store.sample_writer import write_samples
+
+pytestmark = pytest.mark.skipif(pg_cluster.bin_dir() is None,
+                                reason="no PostgreSQL server binaries")
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+TAGS = ["A-M1.temp", "A-M1.speed", "A-M1.lot", "B-M2.temp"]
+_db = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def pg_admin() -> Iterator[str]:
+    with pg_cluster.cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_store(pg_admin: str) -> Iterator[Store]:
+    name = f"t_hist_{next(_db)}"
+    st = open_store(pg_cluster.with_database(pg_admin, name))
+    try:
+        yield st
+    finally:
+        st.close()
+        pg_cluster.drop_database(pg_admin, name)
+
+
+def _ctx(eq: str, lot: str) -> Context:
+    return Context(equipment_id=eq, line_id=eq[0], order_id="PO-1", lot_id=lot,
+                   recipe_id="R-1", batch_id="B-1", shift_id="early", operator_id="olga")
+
+
+def samples(start: datetime, n: int) -> list[ContextSample]:
+    """n seconds of 4 tags: numbers, a text tag, a Bad sample with a reason, a lot change."""
+    out = []
+    for i in range(n):
+        ts = start + timedelta(seconds=i)
+        lot = "L-1" if i < n // 2 else "L-2"
+        for tag in TAGS:
+            eq = tag.split(".")[0]
+            if tag.endswith(".lot"):
+                out.append(ContextSample(tag, ts, lot, Quality.GOOD, None, _ctx(eq, lot)))
+            elif i % 17 == 5:
+                out.append(ContextSample(tag, ts, None, Quality.BAD, "timeout", _ctx(eq, lot)))
+            else:
+                out.append(ContextSample(tag, ts, round(i * 0.5 + len(tag), 3), Quality.GOOD,
+                                         None, _ctx(eq, lot)))
+    return out
+
+
+def write(store: Store, batch: list[ContextSample]) -> None:
+    with store.begin() as conn:
+        write_samples(conn, batch)
+
+
+def days(store: Store) -> list[int]:
+    with store.engine.connect() as conn:
+        return sorted(pg_history.partitions(conn))
+
+
+def read(store: Store, archive: Path | None, lo: datetime, hi: datetime) -> pl.DataFrame:
+    return h.history(store, archive, TAGS, lo, hi)
+
+
+def day_no(ts: datetime) -> int:
+    return int((ts - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) // 86_400
+
+
+def test_sample_is_partitioned_by_day(pg_store: Store) -> None:
+    with pg_store.engine.connect() as conn:
+        kind = conn.exec_driver_sql("SELECT relkind FROM pg_class WHERE relname = 'sample'"
+                                    ).scalar_one()
+        key = conn.exec_driver_sql("SELECT pg_get_partkeydef('sample'::regclass)").scalar_one()
+    assert kind == "p" and key == "RANGE (ts)"
+    assert days(pg_store) == []
+    assert pg_store.schema_version() is not None
+
+
+def test_partitions_created_ahead_and_for_a_late_sample(pg_store: Store) -> None:
+    d = day_no(T0)
+    write(pg_store, samples(T0, 60))
+    assert days(pg_store) == [d, d + 1]  # today, and tomorrow ahead of midnight
+    late = T0 - timedelta(days=6, hours=3)
+    write(pg_store, [ContextSample("A-M1.temp", late, 1.25, Quality.GOOD, None,
+                                   _ctx("A-M1", "L-0"))])
+    assert days(pg_store) == [d - 6, d, d + 1]  # just the late sample's day, none ahead
+    got = read(pg_store, None, late - timedelta(hours=1), late + timedelta(hours=1))
+    assert got.select("tag_id", "value").rows() == [("A-M1.temp", 1.25)]
+    with pg_store.engine.connect() as conn:
+        n = conn.exec_driver_sql(f"SELECT count(*) FROM {pg_history.partition_name(d - 6)}"
+                                 ).scalar_one()
+    assert n == 1
+
+
+def test_copy_writer_round_trip_same_as_sqlite(pg_store: Store, tmp_path: Path) -> None:
+    """The same samples through the COPY writer and through SQLite read back identically."""
+    batch = samples(T0, 300)
+    lite = open_store(str(tmp_path / "lite.db"))
+    try:
+        for part in (batch[:500], batch[500:]):
+            write(lite, part)
+        con = pg_store.engine.raw_connection()
+        try:
+            w = PgCopyWriter(con.driver_connection)  # type: ignore[attr-defined]
+            assert w.write_stamped(batch[:500])
+            con.commit()
+            w.write_stamped(batch[500:])
+            con.commit()
+        finally:
+            con.close()
+        lo, hi = T0 - timedelta(minutes=1), T0 + timedelta(hours=1)
+        a, b = read(lite, None, lo, hi), read(pg_store, None, lo, hi)
+        assert a.height == len(batch) == b.height
+        assert a.equals(b)
+        assert b.filter(pl.col("tag_id") == "A-M1.lot")["text_value"].unique().sort().to_list() \
+            == ["L-1", "L-2"]
+        bad = b.filter(pl.col("quality") == 2)
+        assert bad.height and bad["reason"].unique().to_list() == ["timeout"]
+        assert bad["value"].null_count() == bad.height
+        assert b.filter(pl.col("ts") >= T0 + timedelta(seconds=150))["lot_id"].unique(
+            ).to_list() == ["L-2"]
+        agg_a = h.aggregate(lite, None, TAGS, lo, hi)
+        agg_b = h.aggregate(pg_store, None, TAGS, lo, hi)
+        assert agg_a.height > 0 and agg_a.equals(agg_b)
+        with lite.engine.connect() as c1, pg_store.engine.connect() as c2:
+            assert h.latest(c1, TAGS, 3) == h.latest(c2, TAGS, 3)
+            assert h.newest_ts(c1) == h.newest_ts(c2) == T0 + timedelta(seconds=299)
+    finally:
+        lite.close()
+
+
+def _three_days(store: Store) -> tuple[datetime, datetime]:
+    for k in range(3):
+        write(store, samples(T0 + timedelta(days=k), 120))
+    return T0 - timedelta(hours=1), T0 + timedelta(days=3)
+
+
+def test_archive_detaches_old_days_exactly_once(pg_store: Store, tmp_path: Path) -> None:
+    arch = tmp_path / "history"
+    lo, hi = _three_days(pg_store)
+    before = read(pg_store, arch, lo, hi)
+    d = day_no(T0)
+    now = T0 + timedelta(days=3, hours=1)  # cutoff: day 3 06:00 - 24 h → days 0 and 1 are old
+    rep = PgArchiver(pg_store, arch).run(now, 24)
+    assert rep.rows == 2 * 120 * 3  # numbers only: text samples stay in sample_text
+    assert sorted(p.parent.name for p in rep.files) == ["date=2026-01-05", "date=2026-01-06"]
+    assert days(pg_store) == [d + 2, d + 3, d + 4]  # the old two dropped; ahead of now
+    after = read(pg_store, arch, lo, hi)
+    assert after.equals(before)
+    files = sorted(arch.rglob("*.parquet"))
+    again = PgArchiver(pg_store, arch).run(now, 24)
+    assert again.rows == 0 and sorted(arch.rglob("*.parquet")) == files
+    assert read(pg_store, arch, lo, hi).equals(before)
+    assert h.aggregate(pg_store, arch, TAGS, lo, hi)["count"].sum() == \
+        before.filter((pl.col("quality") == 0) & pl.col("value").is_not_null()).height
+
+
+class _DiesBeforeCommit(PgArchiver):
+    """An archive pass that dies after its files are renamed, before the detach commits."""
+
+    def _day(self, conn: Any, day: int, name: str, report: Any) -> bool:
+        super()._day(conn, day, name, report)
+        raise RuntimeError("killed")
+
+
+def test_archive_interrupted_before_commit_reads_once_and_is_redone(
+        pg_store: Store, tmp_path: Path) -> None:
+    arch = tmp_path / "history"
+    lo, hi = _three_days(pg_store)
+    before = read(pg_store, arch, lo, hi)
+    now = T0 + timedelta(days=3, hours=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        _DiesBeforeCommit(pg_store, arch).run(now, 24)
+    files = sorted(arch.rglob("*.parquet"))
+    assert files and day_no(T0) in days(pg_store)  # files written, partition still attached
+    assert read(pg_store, arch, lo, hi).equals(before)  # archived copies skipped: once
+    rep = PgArchiver(pg_store, arch).run(now, 24)
+    assert rep.rows == 2 * 120 * 3
+    assert set(files) <= set(arch.rglob("*.parquet"))  # the same names, overwritten
+    assert read(pg_store, arch, lo, hi).equals(before)
+
+
+def test_late_sample_for_an_archived_day(pg_store: Store, tmp_path: Path) -> None:
+    """A writer that still believes the day attached re-creates it; both parts read once."""
+    arch = tmp_path / "history"
+    lo, hi = _three_days(pg_store)
+    con = pg_store.engine.raw_connection()
+    try:
+        w = PgCopyWriter(con.driver_connection)  # type: ignore[attr-defined]
+        con.commit()
+        assert day_no(T0) in w.days
+        now = T0 + timedelta(days=3, hours=1)
+        first = PgArchiver(pg_store, arch).run(now, 24)
+        late = T0 + timedelta(seconds=7, microseconds=500)
+        w.write_stamped([ContextSample("A-M1.temp", late, 99.5, Quality.GOOD, None,
+                                       _ctx("A-M1", "L-1"))])
+        con.commit()
+    finally:
+        con.close()
+    assert day_no(T0) in days(pg_store)
+    got = read(pg_store, arch, lo, hi)
+    assert got.height == 3 * 120 * 4 + 1
+    assert got.filter(pl.col("ts") == late)["value"].to_list() == [99.5]
+    second = PgArchiver(pg_store, arch).run(now, 24)
+    assert second.rows == 1 and {p.name for p in second.files}.isdisjoint(
+        p.name for p in first.files)
+    assert read(pg_store, arch, lo, hi).equals(got)
