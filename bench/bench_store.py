@@ -1,6 +1,7 @@
 """Store benchmark: sample writer rows/s beside raw sqlite3 executemany, same rows, same run.
 
     python -m bench store [--rows 100000] [--batch 5000] [--reps 5] [--json]
+                          [--db postgresql+psycopg://… | --pg]
 
 Each repetition writes the same rows into fresh store files with the same schema and
 pragmas (WAL, synchronous=NORMAL), one transaction per batch: through
@@ -10,6 +11,10 @@ narrow tuples (tag number looked up and timestamp converted inside the timed loo
 the writer must). The order of the three runs rotates per repetition; medians and ratios
 are reported, and the file's bytes per sample as written (recent rows) and after
 compaction into per-tag chunks.
+
+With ``--db`` (a PostgreSQL URL; fresh schemas are made in that database) or ``--pg``
+(a throwaway cluster started for the run, fsync on), the same rows are also written to
+PostgreSQL beside raw psycopg COPY of them (``bench/pg_store.py``).
 """
 
 from __future__ import annotations
@@ -128,13 +133,17 @@ def bytes_per_sample(path: Path, n: int) -> tuple[float, float]:
     return rows / n, (file_bytes(path) - base) / n
 
 
-def measure(n_rows: int, batch: int, reps: int) -> dict[str, Any]:
-    samples = make_rows(n_rows)
-    dicts = [{c: r.get(c) for c in COLUMNS} for r in
+def row_dicts(samples: Sequence[ContextSample]) -> list[dict[str, Any]]:
+    return [{c: r.get(c) for c in COLUMNS} for r in
              ({"tag_id": s.tag_id, "ts": s.source_ts, "value": s.value, "quality": int(s.quality),
                "reason": s.reason, **{f: getattr(s.ctx, f) for f in (
                    "equipment_id", "line_id", "order_id", "lot_id", "recipe_id", "batch_id",
                    "shift_id", "operator_id")}} for s in samples)]
+
+
+def measure(n_rows: int, batch: int, reps: int) -> dict[str, Any]:
+    samples = make_rows(n_rows)
+    dicts = row_dicts(samples)
     runs: dict[str, Callable[[Path], float]] = {
         "raw sqlite3 executemany": lambda p: run_raw(p, samples, batch),
         "write_samples (row dicts)": lambda p: run_writer(p, dicts, batch),
@@ -187,15 +196,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--db", help="also PostgreSQL: a postgresql+psycopg:// URL")
+    ap.add_argument("--pg", action="store_true",
+                    help="also PostgreSQL, on a throwaway cluster started for the run")
     args = ap.parse_args(argv)
     if args.rows < 1 or args.batch < 1 or args.reps < 1:
         ap.error("--rows, --batch and --reps must be positive")
+    if args.db and not args.db.startswith("postgresql"):
+        ap.error("--db takes a PostgreSQL URL (postgresql+psycopg://user@host/db)")
     report = measure(args.rows, args.batch, args.reps)
+    if args.db or args.pg:
+        report["postgresql"] = _postgres(args)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print_table(report)
+        if "postgresql" in report:
+            from bench.pg_store import print_pg
+
+            print_pg(report["postgresql"], args.rows, args.batch, args.reps)
     return 0
+
+
+def _postgres(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import pg_cluster
+    from bench.pg_store import measure_pg
+
+    samples = make_rows(args.rows)
+    dicts = row_dicts(samples)
+    if args.db:
+        return measure_pg(args.db, samples, dicts, args.batch, args.reps)
+    with pg_cluster.cluster() as admin:
+        return measure_pg(pg_cluster.with_database(admin, "bench_store"), samples, dicts,
+                          args.batch, args.reps)
 
 
 if __name__ == "__main__":

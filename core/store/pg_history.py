@@ -13,7 +13,9 @@ are an index range in one or two partitions. The other history tables
 (``sample_tag``, ``sample_reason``, ``sample_text``, ``context_interval``,
 ``sample_chunk``, ``sample_rollup``) are the models' tables, as on SQLite.
 
-``create_all`` is the migrations' table creation for the PostgreSQL dialect.
+``create_history(conn, tables)`` is the migrations' history layout for the PostgreSQL
+dialect (``create_all`` every table). The ``id`` column is kept (a sequence default,
+as SQLite's rowid): the store writer's rollup marks refer to it.
 Partition DDL takes a transaction-scoped advisory lock, so two writers that meet a
 new day at once create it once.
 """
@@ -21,7 +23,7 @@ new day at once create it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -30,7 +32,7 @@ PARENT = "sample"
 _NAME = re.compile(r"^sample_d(\d{8})$")
 _LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock of partition DDL
 SAMPLE_DDL = (
-    "CREATE SEQUENCE IF NOT EXISTS sample_id_seq CACHE 1000",
+    "CREATE SEQUENCE IF NOT EXISTS sample_id_seq",
     "CREATE TABLE IF NOT EXISTS sample ("
     " id bigint NOT NULL DEFAULT nextval('sample_id_seq'),"
     " tag integer NOT NULL, ts bigint NOT NULL, value double precision,"
@@ -98,14 +100,24 @@ def partition_existing(conn: Any) -> int:
     return int(n)
 
 
-def create_all(conn: Any) -> None:
-    """The models' tables on PostgreSQL, with ``sample`` partitioned by day (migrations)."""
+def create_history(conn: Any, tables: Sequence[Any]) -> None:
+    """The history tables among ``tables`` on PostgreSQL: ``sample`` partitioned by day,
+    the others as the models define them (missing ones only)."""
     from sqlmodel import SQLModel
 
-    for stmt in SAMPLE_DDL:
-        _exec(conn, stmt)
-    others = [t for name, t in SQLModel.metadata.tables.items() if name != PARENT]
-    SQLModel.metadata.create_all(conn, tables=others, checkfirst=True)
+    if any(t.name == PARENT for t in tables):
+        for stmt in SAMPLE_DDL:
+            _exec(conn, stmt)
+    others = [t for t in tables if t.name != PARENT]
+    if others:
+        SQLModel.metadata.create_all(conn, tables=others, checkfirst=True)
+
+
+def create_all(conn: Any) -> None:
+    """Every model table on PostgreSQL, ``sample`` partitioned by day (the migrations')."""
+    from sqlmodel import SQLModel
+
+    create_history(conn, SQLModel.metadata.sorted_tables)
 
 
 def partitions(con: Any) -> dict[int, tuple[int, str]]:
