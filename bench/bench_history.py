@@ -2,6 +2,7 @@
 
     python -m bench history [--days 30] [--tags 500] [--hot-hours 24] [--reps 20]
                             [--dir PATH] [--keep] [--json]
+                            [--db postgresql+psycopg://… | --pg] [--pg-tags 100]
 
 Generation (timed, vectorised: numpy columns written as Parquet with pyarrow, chunks
 encoded straight into SQLite): ``--tags`` tags on the shipped plant's 12 machines
@@ -29,6 +30,11 @@ Reads, each beside a raw baseline measured in the same run with no loopline code
 
 Disk: bytes per sample in the archive (all twin-like signals, and per kind), in the
 SQLite hot store, and for one noisy 1 Hz float64 signal in both.
+
+With ``--db`` (a PostgreSQL URL; a fresh schema is made in it) or ``--pg`` (a throwaway
+cluster for the run) the same reads run with the hot window in PostgreSQL's day
+partitions (``--pg-tags`` tags; the same archive files), beside raw psycopg fetches
+(``bench/pg_reads.py``).
 """
 
 from __future__ import annotations
@@ -401,7 +407,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--db", help="also PostgreSQL: a postgresql+psycopg:// URL")
+    ap.add_argument("--pg", action="store_true",
+                    help="also PostgreSQL, on a throwaway cluster started for the run")
+    ap.add_argument("--pg-tags", type=int, default=100,
+                    help="tags in PostgreSQL's hot window (default 100)")
     args = ap.parse_args(argv)
+    if args.db and not args.db.startswith("postgresql"):
+        ap.error("--db takes a PostgreSQL URL (postgresql+psycopg://user@host/db)")
+    if (args.db or args.pg) and not 36 <= args.pg_tags <= args.tags:
+        ap.error("--pg-tags must be between 36 (the ML window's signals) and --tags")
     if args.days < 0 or args.tags < len(MACHINES) or not 18 <= args.hot_hours <= 24 * 7:
         ap.error(f"--days >= 0, --tags >= {len(MACHINES)}, 18 <= --hot-hours <= 168")
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-history-"))
@@ -413,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "hot": gen["hot"], "generation": gen["gen_s"]}
         report.update(measure(gen, args.days, args.hot_hours, args.reps))
         report["disk"] = disk(gen, root)
+        if args.db or args.pg:
+            report["postgresql"] = _postgres(args, gen["archive"])
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -420,7 +437,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         print_table(report)
+        if "postgresql" in report:
+            from bench.pg_reads import print_pg
+
+            print_pg(report["postgresql"], args.hot_hours)
     return 0
+
+
+def _postgres(args: argparse.Namespace, arch: Path) -> dict[str, Any]:
+    from bench import pg_cluster
+    from bench.pg_reads import run
+
+    if args.db:
+        return run(args.db, arch, args.pg_tags, args.days, args.hot_hours, args.reps)
+    with pg_cluster.cluster() as admin:
+        return run(pg_cluster.with_database(admin, "bench_history"), arch, args.pg_tags,
+                   args.days, args.hot_hours, args.reps)
 
 
 if __name__ == "__main__":

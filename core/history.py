@@ -107,8 +107,10 @@ def hot_narrow(conn: Any, nums: Sequence[int], lo: int, hi: int
     """Recent rows, chunks and text samples of tag numbers in [lo, hi) µs; chunk seqs read."""
     if not nums:
         return _empty_narrow(), set()
-    recent = _in(conn, "SELECT tag, ts, value, quality, reason, NULL, NULL FROM sample "
-                 "WHERE tag IN ({marks}) AND ts >= ? AND ts < ?", nums, (lo, hi))
+    pg = conn.dialect.name == "postgresql"
+    recent = [] if pg else _in(conn, "SELECT tag, ts, value, quality, reason, NULL, NULL "
+                               "FROM sample WHERE tag IN ({marks}) AND ts >= ? AND ts < ?",
+                               nums, (lo, hi))
     texts = _in(conn, "SELECT tag, ts, NULL, quality, reason, text, NULL FROM sample_text "
                 "WHERE tag IN ({marks}) AND ts >= ? AND ts < ?", nums, (lo, hi))
     chunks = _in(conn, "SELECT seq, tag, t0, data FROM sample_chunk "
@@ -116,9 +118,12 @@ def hot_narrow(conn: Any, nums: Sequence[int], lo: int, hi: int
     frames = [_chunks_frame(chunks, lo, hi),
               pl.DataFrame(recent + texts, schema=NARROW_SCHEMA, orient="row")]
     seen = {int(c[0]) for c in chunks}
-    if conn.dialect.name == "postgresql":  # day partitions still attached (core.store.pg_history)
-        from core.store.pg_history import markers
+    if pg:  # day partitions (core.store.pg_history): rows by COPY; markers of attached days
+        from core.store.pg_history import markers, sample_frame
 
+        frames.append(sample_frame(conn, nums, lo, hi).with_columns(
+            pl.lit(None, pl.String()).alias("text_value"), pl.lit(None, pl.Int64()).alias("chunk")
+        ).select(list(NARROW_SCHEMA)))
         seen |= markers(conn, lo, hi)
     return pl.concat(frames, how="vertical"), seen
 

@@ -169,3 +169,49 @@ def markers(con: Any, lo: int, hi: int) -> set[int]:
     """
     first, last = day_of(lo), day_of(max(lo, hi - 1))
     return {-oid for day, (oid, _) in partitions(con).items() if first <= day <= last}
+
+
+def sample_frame(conn: Any, nums: Sequence[int], lo: int, hi: int) -> Any:
+    """``sample`` rows of tag numbers in [lo, hi) µs as a polars frame (tag, ts, value,
+    quality, reason), in no particular order.
+
+    A month-scale read is millions of rows, and a cursor's per-row Python tuples cost
+    more than the server's work. So the server packs each tag-hour's rows into binary
+    columns (``string_agg`` of ``int8send(ts)``, ``float8send(value)``, ...: big-endian
+    arrays, NaN / -1 for a missing value / reason) and numpy reads them as they come:
+    one row per tag-hour, as a SQLite chunk. The aggregates of one group see the same
+    rows in the same order, so the columns line up (checked against ``count(*)``).
+    """
+    import numpy as np
+    import polars as pl
+
+    schema = {"tag": pl.Int64(), "ts": pl.Int64(), "value": pl.Float64(),
+              "quality": pl.Int8(), "reason": pl.Int64()}
+    if not nums:
+        return pl.DataFrame(schema=schema)
+    con = conn.connection.driver_connection if hasattr(conn, "connection") else conn
+    sql = ("SELECT tag, count(*), string_agg(int8send(ts), ''::bytea), "
+           "string_agg(float8send(coalesce(value, 'NaN'::float8)), ''::bytea), "
+           "string_agg(int2send(quality), ''::bytea), "
+           "string_agg(int4send(coalesce(reason, -1)), ''::bytea) "
+           "FROM sample WHERE tag = ANY(%s) AND ts >= %s AND ts < %s "
+           "GROUP BY tag, ts / 3600000000")
+    with con.cursor(binary=True) as cur:
+        cur.execute(sql, ([int(n) for n in nums], int(lo), int(hi)))
+        rows = cur.fetchall()
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    lens = [int(r[1]) for r in rows]
+    ts = np.frombuffer(b"".join(r[2] for r in rows), ">i8")
+    value = np.frombuffer(b"".join(r[3] for r in rows), ">f8")
+    quality = np.frombuffer(b"".join(r[4] for r in rows), ">i2")
+    reason = np.frombuffer(b"".join(r[5] for r in rows), ">i4")
+    if not len(ts) == len(value) == len(quality) == len(reason) == sum(lens):
+        raise RuntimeError("sample columns of one group do not line up")
+    return pl.DataFrame({
+        "tag": np.repeat(np.array([r[0] for r in rows], np.int64), lens),
+        "ts": ts.astype(np.int64),
+        "value": pl.Series(value.astype(np.float64), nan_to_null=True),
+        "quality": quality.astype(np.int8),
+        "reason": pl.Series(reason.astype(np.int64)).set(pl.Series(reason < 0), None),
+    }, schema=schema)
