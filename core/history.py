@@ -340,9 +340,14 @@ def latest(conn: Any, tag_ids: Sequence[str], n: int = 1, good_only: bool = Fals
     nums = list(name)
     good = " AND quality = 0 AND value IS NOT NULL" if good_only else ""
     got: dict[int, list[tuple[int, float | None, str | None, int]]] = {k: [] for k in nums}
-    for tag, ts, value, quality in _in(
-            conn, "SELECT tag, ts, value, quality FROM sample WHERE tag IN ({marks})" + good,
-            nums):
+    if conn.dialect.name == "postgresql":  # a day of rows per tag: the newest n by index
+        recent = _rows(conn, "SELECT t.num, x.ts, x.value, x.quality FROM unnest(?::int[]) "
+                       "AS t(num) CROSS JOIN LATERAL (SELECT ts, value, quality FROM sample "
+                       f"WHERE tag = t.num{good} ORDER BY ts DESC LIMIT ?) x", (nums, n))
+    else:
+        recent = _in(conn, "SELECT tag, ts, value, quality FROM sample WHERE tag IN ({marks})"
+                     + good, nums)
+    for tag, ts, value, quality in recent:
         got[int(tag)].append((int(ts), value, None, int(quality)))
     if not good_only:
         for num in nums:
@@ -373,7 +378,11 @@ def latest(conn: Any, tag_ids: Sequence[str], n: int = 1, good_only: bool = Fals
 
 def newest_ts(conn: Any) -> datetime | None:
     """The newest sample time in the store (recent rows, chunks, text samples)."""
-    top = [r[0] for r in _rows(conn, "SELECT max(ts) FROM sample "
+    newest = "SELECT max(ts) FROM sample "
+    if conn.dialect.name == "postgresql":  # max(ts) of a day partition is a scan: per tag
+        newest = ("SELECT max(x.ts) FROM sample_tag t CROSS JOIN LATERAL (SELECT ts FROM "
+                  "sample WHERE tag = t.num ORDER BY ts DESC LIMIT 1) x ")
+    top = [r[0] for r in _rows(conn, newest +
                                "UNION ALL SELECT max(t1) FROM sample_chunk "
                                "UNION ALL SELECT max(ts) FROM sample_text") if r[0] is not None]
     return from_us(max(top)) if top else None

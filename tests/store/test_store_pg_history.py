@@ -7,6 +7,7 @@ each test gets its own database.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -228,3 +229,33 @@ def test_late_sample_for_an_archived_day(pg_store: Store, tmp_path: Path) -> Non
     assert second.rows == 1 and {p.name for p in second.files}.isdisjoint(
         p.name for p in first.files)
     assert read(pg_store, arch, lo, hi).equals(got)
+
+
+def test_bench_store_reports_postgres_beside_raw_copy(
+        pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main as bench_main
+
+    url = pg_cluster.with_database(pg_admin, "t_bench_store")
+    assert bench_main(["store", "--rows", "600", "--batch", "250", "--reps", "1",
+                       "--db", url, "--json"]) == 0
+    pg = json.loads(capsys.readouterr().out)["postgresql"]
+    names = [r["name"] for r in pg["results"]]
+    assert names[0] == "raw psycopg COPY (binary)" and "PgCopyWriter (ContextSample)" in names
+    assert pg["results"][0]["ratio_to_raw"] == 1.0
+    assert all(r["rows_per_s"] > 0 for r in pg["results"]) and pg["bytes_per_sample"] > 0
+    assert "fsync" in pg["server"]
+
+
+def test_bench_history_reports_postgres_reads(
+        pg_admin: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from bench.__main__ import main as bench_main
+
+    url = pg_cluster.with_database(pg_admin, "t_bench_history")
+    assert bench_main(["history", "--days", "1", "--tags", "36", "--pg-tags", "36",
+                       "--hot-hours", "18", "--reps", "2", "--dir", str(tmp_path / "h"),
+                       "--db", url, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["postgresql"]
+    assert r["hot"] == 36 * 18 * 3600
+    assert r["tag_8h"]["hot_p95_s"] > 0 and r["tag_8h"]["raw_fetch_p95_s"] > 0
+    assert r["tag_8h"]["archive_p95_s"] > 0 and r["tag_span_1m"]["minutes"] > 0
+    assert r["ml_window"]["rows"] == 36 * (18 * 3600 - 1)
