@@ -445,14 +445,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _postgres(args: argparse.Namespace, arch: Path) -> dict[str, Any]:
-    from bench import pg_cluster
     from bench.pg_reads import run
+    from bench.pgserver import throwaway_cluster
 
     if args.db:
         return run(args.db, arch, args.pg_tags, args.days, args.hot_hours, args.reps)
-    with pg_cluster.cluster() as admin:
-        return run(pg_cluster.with_database(admin, "bench_history"), arch, args.pg_tags,
-                   args.days, args.hot_hours, args.reps)
+    with throwaway_cluster(durable=True, settings={"shared_buffers": "256MB"}) as cluster:
+        return run(cluster.new_database(), arch, args.pg_tags, args.days, args.hot_hours,
+                   args.reps)
 
 
 if __name__ == "__main__":

@@ -219,16 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _postgres(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import pg_cluster
     from bench.pg_store import measure_pg
+    from bench.pgserver import throwaway_cluster
 
     samples = make_rows(args.rows)
     dicts = row_dicts(samples)
     if args.db:
         return measure_pg(args.db, samples, dicts, args.batch, args.reps)
-    with pg_cluster.cluster() as admin:
-        return measure_pg(pg_cluster.with_database(admin, "bench_store"), samples, dicts,
-                          args.batch, args.reps)
+    with throwaway_cluster(durable=True) as cluster:
+        return measure_pg(cluster.new_database(), samples, dicts, args.batch, args.reps)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
 """History on a real PostgreSQL server: day partitions, COPY writer, archive, same reads as SQLite.
 
-The server is a throwaway cluster (``bench.pg_cluster``) started once for the module;
-each test gets its own database.
+The server is the suite's throwaway cluster (``pg_cluster``/``pg_url`` in
+tests/conftest.py); each test gets its own database.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bench import pg_cluster
 from core import history as h
 from core.ingest.pg_archive import PgArchiver
 from core.samples import Context, ContextSample, Quality
@@ -25,28 +23,18 @@ from core.store.db import Store, open_store
 from core.store.pg_copy import PgCopyWriter
 from core.store.sample_writer import write_samples
 
-pytestmark = pytest.mark.skipif(pg_cluster.bin_dir() is None,
-                                reason="no PostgreSQL server binaries")
+pytestmark = pytest.mark.postgresql
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 TAGS = ["A-M1.temp", "A-M1.speed", "A-M1.lot", "B-M2.temp"]
-_db = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    with pg_cluster.cluster() as url:
-        yield url
 
 
 @pytest.fixture
-def pg_store(pg_admin: str) -> Iterator[Store]:
-    name = f"t_hist_{next(_db)}"
-    st = open_store(pg_cluster.with_database(pg_admin, name))
+def pg_store(pg_url: str) -> Iterator[Store]:
+    st = open_store(pg_url)
     try:
         yield st
     finally:
         st.close()
-        pg_cluster.drop_database(pg_admin, name)
 
 
 def _ctx(eq: str, lot: str) -> Context:
@@ -232,10 +220,10 @@ def test_late_sample_for_an_archived_day(pg_store: Store, tmp_path: Path) -> Non
 
 
 def test_bench_store_reports_postgres_beside_raw_copy(
-        pg_admin: str, capsys: pytest.CaptureFixture[str]) -> None:
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.__main__ import main as bench_main
 
-    url = pg_cluster.with_database(pg_admin, "t_bench_store")
+    url = pg_url
     assert bench_main(["store", "--rows", "600", "--batch", "250", "--reps", "1",
                        "--db", url, "--json"]) == 0
     pg = json.loads(capsys.readouterr().out)["postgresql"]
@@ -247,10 +235,10 @@ def test_bench_store_reports_postgres_beside_raw_copy(
 
 
 def test_bench_history_reports_postgres_reads(
-        pg_admin: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        pg_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from bench.__main__ import main as bench_main
 
-    url = pg_cluster.with_database(pg_admin, "t_bench_history")
+    url = pg_url
     assert bench_main(["history", "--days", "1", "--tags", "36", "--pg-tags", "36",
                        "--hot-hours", "18", "--reps", "2", "--dir", str(tmp_path / "h"),
                        "--db", url, "--json"]) == 0
@@ -259,3 +247,34 @@ def test_bench_history_reports_postgres_reads(
     assert r["tag_8h"]["hot_p95_s"] > 0 and r["tag_8h"]["raw_fetch_p95_s"] > 0
     assert r["tag_8h"]["archive_p95_s"] > 0 and r["tag_span_1m"]["minutes"] > 0
     assert r["ml_window"]["rows"] == 36 * (18 * 3600 - 1)
+
+
+def test_plain_sample_table_becomes_partitioned_on_upgrade(pg_url: str) -> None:
+    """A PostgreSQL store made before the partitioned layout (version 5) upgrades in place."""
+    from sqlmodel import SQLModel
+
+    from core.store.models import Sample
+
+    st = open_store(pg_url)
+    d = day_no(T0)
+    with st.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE sample CASCADE")
+        conn.exec_driver_sql("DROP SEQUENCE IF EXISTS sample_id_seq")
+        SQLModel.metadata.create_all(conn, tables=[Sample.__table__])  # type: ignore[attr-defined]
+        us = int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
+        conn.exec_driver_sql("INSERT INTO sample (tag, ts, value, quality) VALUES "
+                             f"(1, {us}, 1.5, 0), (1, {us - 86_400_000_000}, 2.5, 0)")
+        conn.exec_driver_sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    st.close()
+    st = open_store(pg_url)
+    try:
+        with st.engine.connect() as conn:
+            assert pg_history.is_partitioned(conn)
+            rows = conn.exec_driver_sql("SELECT id, value FROM sample ORDER BY id").fetchall()
+        assert [tuple(r) for r in rows] == [(1, 1.5), (2, 2.5)]
+        assert days(st) == [d - 1, d]
+        with st.begin() as conn:
+            conn.exec_driver_sql(f"INSERT INTO sample (tag, ts, value) VALUES (1, {us + 1}, 3.5)")
+            assert conn.exec_driver_sql("SELECT max(id) FROM sample").scalar_one() == 3
+    finally:
+        st.close()
