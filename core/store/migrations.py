@@ -138,6 +138,12 @@ def _v5_plain_tables(conn: Connection) -> None:
     create_tables(conn, [PRODUCTION_COUNT, DISPATCH])
 
 
+def _v6_line_lease(conn: Connection) -> None:
+    from core.store.models import LineLease
+
+    create_tables(conn, [LineLease.__table__])  # type: ignore[attr-defined]
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
@@ -146,6 +152,7 @@ STEPS: list[Step] = [
          _v4_narrow_history),
     Step(5, "production_count and dispatch made by the migrations, on either engine",
          _v5_plain_tables),
+    Step(6, "line_lease: which runtime owns which line", _v6_line_lease),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION
