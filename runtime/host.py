@@ -217,6 +217,7 @@ class Runtime:
                                            "twin": bool(self.twin), "approve": self.opts.approve,
                                            "speed": getattr(self.clock, "speed", 1.0),
                                            "lines": self.scope.lines,
+                                           "tags": len(self.scope.io_config.tags),
                                            "owner": self.lease_owner}))
         return self
 
