@@ -11,7 +11,13 @@ Threads and what runs where:
 - ``loopline-plan``: re-plans for breakdowns (a solver second each), off the detect thread;
 - ``loopline-outbox``: the executor, which also picks up decisions made in other
   processes (``loopline approve``, a second console): all of them go through the store;
+- ``loopline-lease``: the heartbeat renewing this runtime's line leases;
 - the store writer's own thread (``core.ingest.writer``).
+
+Several runtimes can share one store, each started for some lines (``lines``): each
+holds a lease per line (``core.store.leases``), reads, detects and acts only for its
+lines (``runtime.line_scope``), and refuses to start while another live runtime holds
+one of them.
 
 Everything a person or script should know is published on the ``EventBus``.
 """
@@ -48,10 +54,12 @@ from core.events import (
 from core.ingest.pipeline import IngestPipeline
 from core.plant_clock import publish_plant_clock
 from core.samples import Quality, Sample
+from core.store import leases
 from core.store.db import Store
 from drivers.base import ConnectionState, Driver, make_drivers
 from runtime.action_alarms import FailedActionWatch
 from runtime.error_tap import COUNTED, ErrorTap
+from runtime.line_scope import LineScope, LineScopeError
 from runtime.ml_glue import MlGlue
 from runtime.plant_io import DriverIO, DriverPlant
 from runtime.twin import TwinStartError, point_drivers_at_twin, scale_io_to_speed, start_twin
@@ -85,6 +93,9 @@ class RuntimeOptions:
     upkeep_every_s: float = 2.0
     tick_every_s: float = 0.25
     detect_queue_max: int = 2_000  # batches
+    lines: list[str] | None = None  # the lines this runtime owns (None: all of them)
+    lease_ttl_s: float = leases.DEFAULT_TTL_S  # a dead runtime's lines free up after this
+    lease_wait_s: float = 0.0  # wait this long for lines another runtime holds (0: refuse)
 
 
 @dataclass
@@ -107,6 +118,13 @@ class Runtime:
         self.opts = opts or RuntimeOptions()
         self.bus = bus or EventBus()
         self.counters = RuntimeCounters()
+        try:
+            self.scope = LineScope(loaded, self.opts.lines)
+        except LineScopeError as e:
+            raise RuntimeError_(str(e)) from None
+        self.lease_owner = leases.runtime_id()
+        self._leased: list[str] = []
+        self._follow_store_clock = False
         self.twin: Any = None  # runtime.twin.TwinProcess
         self.clock: Clock = WallClock()
         self.drivers: dict[str, Driver] = {}
@@ -114,8 +132,9 @@ class Runtime:
         self.engine: Engine | None = None
         self.alarms: AlarmManager | None = None
         self.detect: DetectLoop | None = None
-        self.ml = MlGlue(loaded, store, now=lambda: self.clock.now(), publish=self._publish,
-                         submit=self._to_plan_lane, error=self._error, wanted=self.opts.ml)
+        self.ml = MlGlue(self.scope.data_config, store, now=lambda: self.clock.now(),
+                         publish=self._publish, submit=self._to_plan_lane, error=self._error,
+                         wanted=self.opts.ml)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._q: queue.Queue[list[Any] | None] = queue.Queue(self.opts.detect_queue_max)
@@ -123,7 +142,8 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._io: Any = None
-        self._clock_tags: set[str] = {t.id for t in loaded.tags if t.spec.kind == "clock"}
+        self._clock_tags: set[str] = {t.id for t in self.scope.io_config.tags
+                                      if t.spec.kind == "clock"}
         self._line_of = {t.equipment_id: t.line_id for t in loaded.tags if t.equipment_id}
         self._injected: deque[Any] = deque(maxlen=1000)  # detections made outside detect
         self.started_at: float | None = None
@@ -140,7 +160,10 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self.started_at = time.monotonic()
         self._tap.install()
-        self._lock_store()
+        if not self.scope.partial:
+            self._lock_store()
+        await self._take_lines()
+        self._spawn_thread("loopline-lease", self._lease_worker)
         sim = self.loaded.config.simulator
         spawn = sim.enabled if self.opts.spawn_twin is None else self.opts.spawn_twin
         if spawn:
@@ -151,15 +174,20 @@ class Runtime:
             # in plant time
             self.clock = TwinClock(WallClock().now(), 1.0)
             self._learn_speed = True
+        elif self.scope.partial:
+            self._follow_plant_clock()
         if not spawn and (self.opts.speed or self.opts.inject or self.opts.seed is not None):
             self._publish(RuntimeEvent(self.clock.now(), "--speed/--seed/--inject apply to the "
                                        "plant twin, which is not started", event="warning",
                                        level="warning"))
-        self.drivers = make_drivers(self.loaded)
+        self.drivers = make_drivers(self.scope.io_config)
+        if self.scope.partial:  # only the drivers that serve our lines
+            used = self.scope.drivers_used()
+            self.drivers = {k: d for k, d in self.drivers.items() if k in used}
         for d in self.drivers.values():
             d.now = self.clock.now
         self._io = DriverIO(self.loaded, self.drivers, self._loop)
-        self.pipe = IngestPipeline(self.loaded, self.store, self.clock).start()
+        self.pipe = IngestPipeline(self.scope.data_config, self.store, self.clock).start()
         self.engine = Engine(self.store, self.loaded.config, self.clock,
                              plant=DriverPlant(self._io, self.loaded), device=self._io,
                              bus=self.bus, retrain=self.ml.start_retrain)
@@ -167,6 +195,9 @@ class Runtime:
         self._unwatch_failures = self.bus.subscribe(FailedActionWatch(self.alarms,
                                                                       self.bus.publish))
         self._build_detection()
+        if self.scope.partial:  # several runtimes share the store: only our lines' actions
+            self.engine.executor.accepts = lambda conn, row: self.scope.owns_action(
+                conn, row, self.lease_owner)
         recovered = self.engine.executor.recover()
         if recovered:
             self._publish(RuntimeEvent(self.clock.now(), f"resuming {len(recovered)} action(s) "
@@ -184,7 +215,10 @@ class Runtime:
         self._publish(RuntimeEvent(self.clock.now(), "runtime started", event="started",
                                    detail={"drivers": sorted(self.drivers),
                                            "twin": bool(self.twin), "approve": self.opts.approve,
-                                           "speed": getattr(self.clock, "speed", 1.0)}))
+                                           "speed": getattr(self.clock, "speed", 1.0),
+                                           "lines": self.scope.lines,
+                                           "tags": len(self.scope.io_config.tags),
+                                           "owner": self.lease_owner}))
         return self
 
     async def stop(self) -> dict[str, Any]:
@@ -213,6 +247,7 @@ class Runtime:
         summary = self.summary(ingest)
         self._tap.remove()
         self._unlock_store()
+        self._release_lines()
         self._publish(RuntimeEvent(self.clock.now(), "stopped", event="summary", detail=summary))
         return summary
 
@@ -267,6 +302,84 @@ class Runtime:
             with contextlib.suppress(OSError):
                 self._lock_file.close()
             self._lock_file = None
+
+    # ------------------------------------------------------------ line leases
+
+    async def _take_lines(self) -> None:
+        """Lease our lines, all or none: refused (with who holds which) while another
+        live runtime holds one, unless ``lease_wait_s`` lets us wait for it to lapse."""
+        deadline = time.monotonic() + self.opts.lease_wait_s
+        waited = False
+        while True:
+            try:
+                taken = await asyncio.to_thread(leases.acquire, self.store, self.scope.lines,
+                                                self.lease_owner, self.opts.lease_ttl_s)
+                break
+            except leases.LeaseRefused as e:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError_(str(e)) from None
+                if not waited:
+                    waited = True
+                    self._publish(RuntimeEvent(self.clock.now(), f"waiting: {e}",
+                                               event="lease_wait", level="warning"))
+                await asyncio.sleep(min(0.5, max(0.05, self.opts.lease_ttl_s / 10)))
+        self._leased = list(self.scope.lines)
+        for h in taken:
+            self._publish(RuntimeEvent(
+                self.clock.now(), f"line {h.line_id} taken over from {h.describe()}, whose "
+                "lease had lapsed", event="lease_takeover",
+                detail={"line": h.line_id, "from": h.owner, "host": h.host,
+                        "expired_at": h.expires_at.isoformat()}))
+        self._publish(RuntimeEvent(self.clock.now(), f"owning line(s) "
+                                   f"{', '.join(self.scope.lines)}", event="lease",
+                                   detail={"lines": self.scope.lines, "owner": self.lease_owner,
+                                           "ttl_s": self.opts.lease_ttl_s}))
+
+    def _lease_worker(self) -> None:
+        """Renew our leases every third of their time to live. A lease another runtime
+        took over (ours had lapsed: the store was out of reach too long) stops this
+        runtime: two owners of one line must never act at once."""
+        every = max(0.05, self.opts.lease_ttl_s / 3)
+        while not self._stop.wait(every):
+            try:
+                lost = leases.renew(self.store, self._leased, self.lease_owner,
+                                    self.opts.lease_ttl_s)
+            except Exception as e:  # the store is away: held() lets the lease lapse
+                self._error("lease heartbeat", e)
+                continue
+            if lost and not self.fatal:
+                self._leased = [x for x in self._leased if x not in lost]
+                self.fatal = (f"line(s) {', '.join(lost)} were taken over by another runtime "
+                              "(this one's lease had lapsed); stopping")
+                self._publish(RuntimeEvent(self.clock.now(), self.fatal, event="error",
+                                           level="fatal"))
+                if self._loop is not None and self._stop_event is not None:
+                    self._loop.call_soon_threadsafe(self._stop_event.set)
+
+    def _release_lines(self) -> None:
+        if self._leased:
+            try:
+                leases.release(self.store, self._leased, self.lease_owner)
+            except Exception as e:  # they lapse on their own
+                log.warning("line leases not released: %s", e)
+            self._leased = []
+
+    def _follow_plant_clock(self) -> None:
+        """A line PC without the plant clock's tag follows the plant time another
+        runtime publishes in the store (a fast twin), else the wall clock."""
+        from core.plant_clock import plant_clock
+
+        self._follow_store_clock = True
+        try:
+            pc = plant_clock(self.store)
+        except Exception:
+            return
+        if isinstance(pc, TwinClock):
+            if isinstance(self.clock, TwinClock):
+                self.clock.sync(pc.now())
+                self.clock.speed = pc.speed
+            else:
+                self.clock = pc
 
     # ------------------------------------------------------------ twin
 
@@ -332,6 +445,11 @@ class Runtime:
         assert self.pipe is not None
         if self._clock_tags:
             self._sync_clock(samples)
+        if self.scope.read_only_tags:  # the plant clock: stored by the home runtime only
+            ro = self.scope.read_only_tags
+            samples = [s for s in samples if s.tag_id not in ro]
+            if not samples:
+                return
         stamped = self.pipe.handle(samples)
         self.counters.batches += 1
         self.counters.samples += len(samples)
@@ -371,9 +489,9 @@ class Runtime:
             chars = {}
         models = {d.model for d in self.loaded.config.detectors if getattr(d, "model", None)}
         sources = {m: self.ml.source_for(m) for m in models}
-        ds = DetectorSet.from_config(self.loaded, self.clock, score_sources=sources,
+        ds = DetectorSet.from_config(self.scope.data_config, self.clock, score_sources=sources,
                                      characteristics=chars)
-        lines = [ln.id for ln in self.loaded.config.lines]
+        lines = list(self.scope.lines)
         self.detect = DetectLoop(ds, self.clock, alarms=self.alarms,
                                  on_detection=self._on_detection, publish=self.bus.publish,
                                  store=self.store, lines=lines)
@@ -502,14 +620,18 @@ class Runtime:
     def _upkeep_sync(self) -> None:
         assert self.pipe is not None and self.engine is not None
         rep = self.pipe.maintain()
-        try:
-            publish_plant_clock(self.store, self.clock)  # for the CLI beside us
-        except Exception as e:
-            log.warning("plant clock not published: %s", e)
+        if self._follow_store_clock:
+            self._follow_plant_clock()
+        else:
+            try:
+                publish_plant_clock(self.store, self.clock)  # for the CLI beside us
+            except Exception as e:
+                log.warning("plant clock not published: %s", e)
         for err in rep.errors or []:
             self._count_error(f"ingest upkeep: {err}", level="warning")
         self.engine.recommender.expire_stale()
-        self.engine.evaluate()
+        if self.scope.home:  # outcomes are measured once, by the home runtime
+            self.engine.evaluate()
 
     # ------------------------------------------------------------ events, stats
 

@@ -54,7 +54,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-every", type=float, default=5.0, metavar="S",
                    help="wall seconds between stats events (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress display on stderr")
+    add_lines_args(p)
     p.set_defaults(func=run_headless)
+
+
+def add_lines_args(p: argparse.ArgumentParser) -> None:
+    """--lines and the lease options (also the console's)."""
+    p.add_argument("--lines", metavar="A[,B]",
+                   help="run only these lines (their drivers, detection and actions) and "
+                   "own them in the store; other runtimes own the rest (default: all lines)")
+    p.add_argument("--lease-ttl", type=float, default=None, metavar="S",
+                   help="seconds a line stays ours without a heartbeat; a runtime that dies "
+                   "frees its lines after this (default 30)")
+    p.add_argument("--wait-for-lines", type=float, default=0.0, metavar="S",
+                   help="wait up to S seconds for lines another runtime holds to be freed "
+                   "(default: refuse at once)")
+
+
+def lines_opts(args: argparse.Namespace, loaded: Any) -> dict[str, Any]:
+    """RuntimeOptions fields from --lines/--lease-ttl/--wait-for-lines (UserError if bad)."""
+    out: dict[str, Any] = {}
+    raw = getattr(args, "lines", None)
+    if raw is not None:
+        lines = [x.strip() for x in str(raw).split(",") if x.strip()]
+        known = [ln.id for ln in loaded.config.lines]
+        unknown = [x for x in lines if x not in known]
+        if not lines or unknown:
+            raise UserError(f"--lines {raw!r}: no line {', '.join(unknown) or '(none given)'} "
+                            f"in the config (lines: {', '.join(known)})")
+        out["lines"] = lines
+    ttl = getattr(args, "lease_ttl", None)
+    if ttl is not None:
+        if not 0.5 <= ttl <= 3600:
+            raise UserError(f"--lease-ttl {ttl:g}: give 0.5..3600 seconds")
+        out["lease_ttl_s"] = ttl
+    wait = getattr(args, "wait_for_lines", 0.0) or 0.0
+    if not 0 <= wait <= 86400:
+        raise UserError(f"--wait-for-lines {wait:g}: give 0..86400 seconds")
+    out["lease_wait_s"] = wait
+    return out
 
 
 class JsonLines:
@@ -124,6 +162,11 @@ def run_headless(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     checked_config(args.config, args.db)  # what `config check` finds, before anything starts
     loaded, store = open_cli_store(args)
+    try:
+        scoped = lines_opts(args, loaded)
+    except UserError:
+        store.close()
+        raise
     bus = EventBus()
     out: IO[str]
     close_out = False
@@ -146,7 +189,7 @@ def run_headless(args: argparse.Namespace) -> int:
                           ml=not args.no_ml, stats_every_s=args.stats_every,
                           opcua_port=args.opcua_port, modbus_port=args.modbus_port,
                           twin_args=[] if args.faults_per_day is None
-                          else ["--faults-per-day", f"{args.faults_per_day:g}"])
+                          else ["--faults-per-day", f"{args.faults_per_day:g}"], **scoped)
     rt = Runtime(loaded, store, opts, bus=bus)
     try:
         summary = asyncio.run(_main(rt, duration))

@@ -17,7 +17,7 @@ from rich.table import Table
 from console.commands.common import UserError, open_cli_store
 from console.commands.output import make_console
 from core.clock import WallClock
-from core.store import StoreError
+from core.store import StoreError, leases
 from core.store.snapshot import plant_status
 from core.views import plant_now
 
@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     _, store = open_cli_store(args, read_only=True)
     try:
         data = plant_status(store, plant_now(store.engine, WallClock().now()))
+        owners = leases.ownership(store)
+        for ln in data["lines"]:  # several runtimes on one store: who runs each line
+            ln["owner"] = owners.get(ln["id"])
     except StoreError as e:
         raise UserError(str(e)) from None
     finally:
@@ -74,13 +77,13 @@ def render(data: dict[str, Any], console: Console, *, all_lots: bool = False) ->
                   f"plant epoch {_full(data['plant_epoch'])} UTC  ·  store {data['store']}")
 
     lt = _table("Lines")
-    for col in ("line", "name", "area", "driver", "states", "orders"):
+    for col in ("line", "name", "area", "driver", "states", "orders", "runtime"):
         lt.add_column(col, justify="right" if col == "orders" else "left",
                       no_wrap=col not in ("name", "area", "states"))
     for ln in data["lines"]:
         states = ", ".join(f"{v} {k}" for k, v in sorted(ln["states"].items()))
         lt.add_row(ln["id"], ln["name"], ln["area"], ln["driver"], states,
-                   str(ln["open_orders"]))
+                   str(ln["open_orders"]), leases.owner_text(ln.get("owner")))
     console.print(lt)
 
     eq = _table("Equipment")

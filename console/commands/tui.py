@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the guided first run: twin at speed 60 with a worn bearing and a "
                    "heater fault injected, so an alarm and a recommendation come within "
                    "two minutes (what `make run` starts)")
+    from console.commands.run_cmd import add_lines_args
+
+    add_lines_args(p)
     p.set_defaults(func=run_tui)
 
 
@@ -50,10 +53,16 @@ DEMO_INJECT = ("bearing:A-LATHE1@0~0.95", "heater:B-MOLD1@60~0.9")
 def run_tui(args: argparse.Namespace) -> int:
     from console.app import AppDeps, create_app
     from console.commands.common import open_cli_store
+    from console.commands.run_cmd import lines_opts
     from console.runtime_link import FollowClock, RuntimeStarted, StoreClock
     from console.state import ConsoleState
 
     loaded, store = open_cli_store(args)
+    try:
+        scoped = lines_opts(args, loaded)
+    except UserError:
+        store.close()
+        raise
     log_path = loaded.resolve("data/loopline.log") if loaded.db_path is None else \
         loaded.db_path.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,7 @@ def run_tui(args: argparse.Namespace) -> int:
                                   spawn_twin=False if getattr(args, "no_sim", False) else None,
                                   opcua_port=getattr(args, "opcua_port", None),
                                   modbus_port=getattr(args, "modbus_port", None),
-                                  free_ports_if_busy=True)
+                                  free_ports_if_busy=True, **scoped)
             rt = Runtime(loaded, store, opts, bus=bus)
             bg = held["bg"] = BackgroundRuntime(rt)
             try:

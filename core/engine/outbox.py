@@ -4,7 +4,10 @@ Exactly once = at most one claim per attempt (``UPDATE … WHERE status='pending
 idempotent adapters. A process that dies mid-action leaves the row 'running';
 ``recover()`` at start-up puts such rows back to 'pending' (audited) and the adapter,
 seeing its own earlier effect, completes without repeating it. Run one executor per
-store: ``recover()`` assumes rows left 'running' belong to a dead process.
+store — or, when several runtimes share one store (a line PC each), give each executor
+an ``accepts`` test (the runtime's line scope and lease): it then sees, resumes and claims
+only its own lines' actions, so ``recover()`` touches only rows its lines' previous
+owner left behind.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from core import audit
 from core.clock import Clock
@@ -47,15 +51,22 @@ class Executor:
         self.clock = clock
         self.bus = bus or EventBus()
         self.max_attempts = max_attempts
+        #: (connection, action row) -> ours to run; None: every action is
+        self.accepts: Callable[[Connection, Any], bool] | None = None
+
+    def _ours(self, conn: Connection, rows: Any) -> list[Any]:
+        return list(rows) if self.accepts is None else [r for r in rows
+                                                        if self.accepts(conn, r)]
 
     def recover(self) -> list[int]:
         """Actions left 'running' by a dead process go back to 'pending' (audited)."""
         now = self.clock.now()
         back: list[int] = []
         with guard(self.store), self.store.begin() as conn:
-            rows = conn.execute(select(ACT.c.id, ACT.c.attempts).where(
+            rows = conn.execute(select(ACT.c.id, ACT.c.attempts, ACT.c.params,
+                                       ACT.c.recommendation_id).where(
                 ACT.c.status == "running")).all()
-            for r in rows:
+            for r in self._ours(conn, rows):
                 res = conn.execute(update(ACT).where(ACT.c.id == r.id,
                                                      ACT.c.status == "running")
                                    .values(status="pending"))
@@ -71,8 +82,9 @@ class Executor:
 
     def pending(self) -> list[int]:
         with guard(self.store), self.store.begin() as conn:
-            return [int(r.id) for r in conn.execute(
-                select(ACT.c.id).where(ACT.c.status == "pending").order_by(ACT.c.id))]
+            return [int(r.id) for r in self._ours(conn, conn.execute(
+                select(ACT.c.id, ACT.c.params, ACT.c.recommendation_id)
+                .where(ACT.c.status == "pending").order_by(ACT.c.id)).all())]
 
     def run_once(self, limit: int | None = None) -> list[Executed]:
         """Run every pending action once (oldest first); returns what happened."""
@@ -96,6 +108,11 @@ class Executor:
     def claim(self, aid: int) -> ActionView | None:
         now = self.clock.now()
         with guard(self.store), self.store.begin() as conn:
+            if self.accepts is not None:  # still ours (the lease may have lapsed meanwhile)
+                r = conn.execute(select(ACT.c.id, ACT.c.params, ACT.c.recommendation_id)
+                                 .where(ACT.c.id == aid)).first()
+                if r is None or not self.accepts(conn, r):
+                    return None
             res = conn.execute(update(ACT).where(ACT.c.id == aid, ACT.c.status == "pending")
                                .values(status="running", attempts=ACT.c.attempts + 1,
                                        started_at=now))

@@ -154,6 +154,12 @@ def _v6_pg_sample_partitions(conn: Connection) -> None:
         partition_existing(conn)
 
 
+def _v7_line_lease(conn: Connection) -> None:
+    from core.store.models import LineLease
+
+    create_tables(conn, [LineLease.__table__])  # type: ignore[attr-defined]
+
+
 STEPS: list[Step] = [
     Step(2, "index sample(ts) for hot-window pruning and time-range exports",
          _v2_sample_ts_index),
@@ -163,6 +169,7 @@ STEPS: list[Step] = [
     Step(5, "production_count and dispatch made by the migrations, on either engine",
          _v5_plain_tables),
     Step(6, "PostgreSQL: sample partitioned by day", _v6_pg_sample_partitions),
+    Step(7, "line_lease: which runtime owns which line", _v7_line_lease),
 ]
 
 SCHEMA_VERSION = STEPS[-1].version if STEPS else BASELINE_VERSION

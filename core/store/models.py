@@ -60,6 +60,20 @@ class Meta(SQLModel, table=True):
     value: str
 
 
+class LineLease(SQLModel, table=True):
+    """Which runtime owns a line's drivers and actions, until ``expires_at`` (wall UTC);
+    renewed by its heartbeat (``core.store.leases``)."""
+
+    __tablename__ = "line_lease"
+    line_id: str = Field(primary_key=True)
+    owner: str  # the runtime's id: "<host>:<pid>:<random>"
+    host: str = ""
+    pid: int = 0
+    acquired_at: datetime = utc()
+    heartbeat_at: datetime = utc()
+    expires_at: datetime = utc()
+
+
 # ---------------------------------------------------------------- plant structure
 
 
