@@ -26,7 +26,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from core.config.loader import ResolvedTag
 from core.config.schema import ModbusDriver as ModbusDriverCfg
 from core.samples import Quality, Sample, Value
-from drivers import codec
+from drivers import codec, vision
 from drivers.base import (
     CONNECTION_LOST,
     Backoff,
@@ -297,6 +297,9 @@ class ModbusDriver(Driver):
                     value: Value = bool(data[off])
                 elif it.bit is not None:
                     value = codec.decode_bit(int(data[off]), it.bit)
+                elif spec.vision is not None:
+                    value = vision.from_registers(
+                        data[off : off + it.count], spec.vision)  # type: ignore[arg-type]
                 else:
                     raw = codec.decode(
                         data[off : off + it.count],  # type: ignore[arg-type]
@@ -305,7 +308,7 @@ class ModbusDriver(Driver):
                         spec.byte_order,
                     )
                     value = codec.to_engineering(raw, spec.scale, spec.offset)
-            except (codec.CodecError, IndexError) as e:
+            except (codec.CodecError, IndexError, ValueError) as e:
                 out.append(Sample(it.tag.id, ts, None, Quality.BAD, f"decode error: {e}"))
                 continue
             out.append(Sample(it.tag.id, ts, value, Quality.GOOD).checked())

@@ -106,6 +106,18 @@ def parse_address(tag: ResolvedTag, unit: int = 1) -> Item:
     if spec.writable and table == "ir":
         raise DriverConfigError(f"tag {tag.id}: writable, but input registers are read-only "
                                 "(use a holding register, hr: or 4xxxx)")
+    if spec.kind == "vision":
+        from drivers.vision import register_count as vision_count
+
+        vm = spec.vision
+        if bit is not None or vm is None or not vm.classes:
+            raise DriverConfigError(
+                f"tag {tag.id}: a Modbus vision tag is a register address with "
+                "vision.classes (bit i of the defect mask names classes[i])")
+        n = vision_count(vm)
+        if address + n > 65536:
+            raise DriverConfigError(f"tag {tag.id}: vision registers at {address} run past 65535")
+        return Item(tag, table, address, n, None, unit)  # type: ignore[arg-type]
     if bit is not None:
         if not 0 <= bit <= 15:
             raise DriverConfigError(f"tag {tag.id}: bit {bit} is outside 0..15")

@@ -69,6 +69,7 @@ from drivers.mqtt_address import (
     parse_time,
 )
 from drivers.sparkplug_host import SparkplugHost, rebirth_request
+from drivers.vision import from_json
 from sparkplug_b import NAMESPACE, DataType
 
 log = logging.getLogger("loopline.drivers.mqtt")
@@ -373,6 +374,9 @@ class MqttDriver(Driver):
                 continue
             spec = t.spec
             try:
+                if spec.vision is not None:
+                    out.append(Sample(t.id, ts, from_json(v, spec.vision)))
+                    continue
                 out.append(Sample(t.id, ts, coerce(v, spec.data_type, spec.scale,
                                                    spec.offset)).checked())
             except ValueError as e:

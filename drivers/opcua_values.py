@@ -104,7 +104,14 @@ def sample_from_datavalue(tag: ResolvedTag, dv: ua.DataValue | None) -> Sample:
     if q is Quality.BAD:
         return Sample(tag.id, ts, None, q, sc.name if sc is not None else "bad")
     value = _plain(raw)
-    if (
+    if spec.vision is not None:
+        from drivers.vision import from_json
+
+        try:
+            value = from_json("" if value is None else value, spec.vision)
+        except ValueError as e:
+            return Sample(tag.id, ts, None, Quality.BAD, f"vision result: {e}"[:120])
+    elif (
         (spec.scale != 1.0 or spec.offset != 0.0)
         and isinstance(value, int | float)
         and not isinstance(value, bool)

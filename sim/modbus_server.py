@@ -25,6 +25,7 @@ from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
 from sim.plant import Machine, Plant
+from sim.vision import as_registers
 
 _log = logging.getLogger("sim.modbus")
 WIDTH = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4,
@@ -45,9 +46,12 @@ class Reg:
     word_order: str
     kind: str
     writable: bool
+    classes: tuple[str, ...] = ()  # a vision tag's defect classes (bit i, register 3 + i)
 
     @property
     def width(self) -> int:
+        if self.kind == "vision":
+            return 3 + len(self.classes)
         return 1 if self.bit is not None else WIDTH[self.data_type]
 
 
@@ -107,8 +111,10 @@ class ModbusTwinServer:
             if mm is None:
                 raise ValueError(f"{t.id}: twin serves holding registers only ({t.spec.address})")
             bit = int(mm.group(2)) if mm.group(2) is not None else None
+            vm = t.spec.vision
             r = Reg(m, t.name, int(mm.group(1)), bit, t.spec.data_type, t.spec.scale,
-                    t.spec.offset, t.spec.word_order, t.spec.kind, t.spec.writable)
+                    t.spec.offset, t.spec.word_order, t.spec.kind, t.spec.writable,
+                    tuple(vm.classes) if vm is not None else ())
             self.regs.append(r)
             for a in range(r.address, r.address + r.width):
                 prev = self.owner.get(a)
@@ -149,7 +155,9 @@ class ModbusTwinServer:
                 continue
             if isinstance(v, float) and not math.isfinite(v):
                 v = 0.0
-            for i, w in enumerate(encode(r, v)):
+            words = as_registers(v if isinstance(v, dict) else None, r.classes) \
+                if r.kind == "vision" else encode(r, v)
+            for i, w in enumerate(words):
                 if self.image[r.address + i] != w:
                     self.image[r.address + i] = w
                     n += 1

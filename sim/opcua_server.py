@@ -19,6 +19,7 @@ from asyncua import Server, ua
 from asyncua.server.user_managers import UserManager
 
 from sim.plant import Machine, Plant
+from sim.vision import as_json
 
 NAMESPACE_URI = "urn:loopline:twin"
 
@@ -208,6 +209,8 @@ class OpcUaTwinServer:
                 v = self._value(m, s.name, snap)
             else:
                 v = self._value(None, s.name)
+            if s.kind == "vision":
+                v = as_json(v if isinstance(v, dict) else None)
             if v == s.last and not s.bad:
                 continue
             s.last, s.bad = v, False

@@ -38,6 +38,7 @@ from sim.physics import (
 from sim.reliability import Reliability
 from sim.scale import copy_suffix, scaled_config
 from sim.truth import TruthLog
+from sim.vision import VisionSim
 
 BUFFER_LOTS = 3  # WIP lots a step's inbound buffer holds before the upstream machine blocks
 REPLENISH_DELAY_S = 30 * 60  # forklift time from the warehouse to line-side
@@ -341,8 +342,10 @@ class Machine:
         if ch.lsl <= value <= ch.usl:
             self.good_count += 1
             lot.good += 1
+            p.vision.finished(self, lot, t, True)
             return
         self.scrap_count += 1
+        p.vision.finished(self, lot, t, False)
         main, size = "random", 0.0
         for k, v in causes.items():
             if abs(v) > size:
@@ -370,9 +373,11 @@ class Machine:
             self.lot = None
             line.active_lots -= 1
             p.truth_event("lot_scrapped", lot=lot.id, order=lot.order_id, equipment=self.id)
+            p.vision.lots.pop(lot.id, None)
             return
         lot.step_idx += 1
         lot.qty, lot.done, lot.good = lot.good, 0, 0
+        p.vision.handed_over(lot)
         q.append(lot)
         self.lot = None
         self.state, self.reason = STATE_IDLE, "lot handed over"
@@ -495,6 +500,9 @@ class Machine:
             "pressure": round(self.pressure, 3),
             "flow": round(self.flow, 3),
         }
+        rec = self.plant.vision.snapshot(self.id)
+        if rec is not None:
+            out["vision"] = rec
         for name, s in self.sp.items():
             out[name] = s.value
         return out
@@ -541,6 +549,7 @@ class Plant:
         self._seen_commands: set[str] = set()
         self.amb = self.ambient(0)
         self._build(lines)
+        self.vision = VisionSim(self)
         self.truth_event("start", seed=seed, scale=scale, speed=speed,
                          epoch=self.iso(0), bad_batches=sorted(self.bad_batches),
                          equipment=list(self.machines))
@@ -682,6 +691,7 @@ class Plant:
                          due=self.iso(int(order.due_h * 3600)))
 
     def lot_completed(self, lot: Lot) -> None:
+        self.vision.lot_done(lot)
         self.truth_event("lot_completed", lot=lot.id, order=lot.order_id, good=lot.good)
         self.order_left[lot.order_id] -= 1
         if self.order_left[lot.order_id] == 0:

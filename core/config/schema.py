@@ -134,6 +134,7 @@ class VisionMap(Strict):
 
     classes: list[Identifier] = Field(default_factory=list, max_length=16)
     unit_path: str = Field(default="unit", min_length=1)
+    counter_path: str | None = None  # a unit counter in the JSON (restarts recognised)
     result_path: str = Field(default="result", min_length=1)
     defects_path: str = Field(default="defects", min_length=1)
     class_key: str = Field(default="class", min_length=1)

@@ -43,6 +43,7 @@ from core.production import ProductionTracker
 from core.samples import ContextSample, Sample
 from core.store import StoreError
 from core.store.db import Store
+from core.vision import VisionTracker
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class MaintenanceReport:
     archived_rows: int = 0
     lots_created: int = 0
     lots_moved: int = 0
+    inspections: int = 0
     errors: list[str] | None = None
 
 
@@ -75,6 +77,7 @@ class IngestPipeline:
         self.tracker = ProductionTracker(loaded.tags, ideal_cycle_s={
             eq.id: eq.ideal_cycle_s for ln in loaded.config.lines for eq in ln.equipment},
             rate_grace_s=max(5.0, 0.5 * speed))
+        self.vision = VisionTracker(loaded.tags)  # vision tags' readings → inspections
         kw = {"queue_max": loaded.config.store.queue_max,
               "flush_ms": loaded.config.store.flush_ms,
               "batch_rows": loaded.config.store.batch_rows, **writer_kw}
@@ -91,6 +94,7 @@ class IngestPipeline:
         self.contextualizer.refresh(self.store, now=self.clock.now())
         self._apply_dispatch()
         self.tracker.load(self.store)
+        self.vision.load(self.store)
         self.writer.start()
         return self
 
@@ -101,6 +105,7 @@ class IngestPipeline:
         hf = self.history_filter
         self.writer.submit(hf.filter(stamped) if hf else stamped)
         self.tracker.process(stamped)
+        self.vision.process(stamped)
         return stamped
 
     def _apply_dispatch(self) -> None:
@@ -132,6 +137,10 @@ class IngestPipeline:
         except Exception as e:  # kept in memory for the next pass
             rep.errors.append(f"production facts: {e}")
         try:
+            rep.inspections = self.vision.flush(self.store)
+        except Exception as e:  # kept in memory for the next pass
+            rep.errors.append(f"inspections: {e}")
+        try:
             self.contextualizer.apply_snapshot(snapshot_from_store(self.store), self.clock.now())
             self._apply_dispatch()
         except Exception as e:
@@ -156,7 +165,10 @@ class IngestPipeline:
                 "history_filtered": self.history_filter.dropped,
                 "out_of_order": self.time_order.flagged, "clock_jumps": self.time_order.jumps,
                 "wrong_type": self.value_check.refused,
-                "production_pending": self.tracker.pending}
+                "production_pending": self.tracker.pending,
+                "inspections": self.vision.stats.inspections,
+                "inspections_missed": self.vision.stats.missed,
+                "inspections_pending": self.vision.pending}
 
     def close(self, timeout: float = 60.0) -> dict[str, Any]:
         """Drain the writer and write the last production facts; returns final stats."""
@@ -166,4 +178,8 @@ class IngestPipeline:
             self.tracker.flush(self.store)
         except Exception as e:
             log.error("final production facts not written: %s", e)
+        try:
+            self.vision.flush(self.store)
+        except Exception as e:
+            log.error("final inspections not written: %s", e)
         return self.stats()
