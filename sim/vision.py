@@ -158,8 +158,8 @@ class VisionSim:
         p = self.plant
         rng = st.rng
         found: dict[str, float] = {}
-        for c in sorted(true):
-            if rng.random() < RECALL:
+        for c in sorted(true):  # a class the station was not taught passes unseen
+            if c in st.classes and rng.random() < RECALL:
                 found[c] = round(rng.uniform(0.75, 0.99), 2)
         false_reject = False
         if not true:
