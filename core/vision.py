@@ -8,7 +8,9 @@ driver decodes it into one text sample, a *reading* (``encode_reading``), and
 
 - a new unit is a new unit id or counter value; the same reading polled again is not
   a unit, counter 0 / an empty id is "nothing inspected yet", a counter that goes back
-  is a station restart (its next units count, none twice). The last unit of every
+  is a station restart (its next units count, none twice). A station seen for the
+  first time showing a unit is a baseline (that unit was inspected before loopline
+  looked, in a context it cannot know), as ``core.counters`` does for a new counter. The last unit of every
   station is saved with the rows, so a loopline restart does not count it again;
 - the row carries the context of the tag's machine when the result arrived (machine,
   line, order, operation, lot, recipe, batch, shift, operator: the contextualizer's);
@@ -128,6 +130,7 @@ class VisionStats:
     missed: int = 0  # units the counter skipped between two readings (polled too slowly)
     restarts: int = 0  # the station's counter went back
     undecodable: int = 0
+    baselines: int = 0  # stations first seen mid-run: their current unit is not counted
 
 
 @dataclass
@@ -176,9 +179,19 @@ class VisionTracker:
     def _reading(self, t: ResolvedTag, r: Reading, s: ContextSample) -> None:
         key = r.key
         prev = self.last.get(t.id)
-        if key is None or key == prev:
+        if key is None:  # nothing inspected yet: the next unit is the first
+            if prev is None:
+                self.last[t.id], self._dirty = "", True
             return
-        if r.counter is not None and prev is not None and prev.startswith("#"):
+        if key == prev:
+            return
+        if prev is None:
+            # a station never seen before shows a unit inspected before we looked (its
+            # context unknown): a baseline, as for a counter seen the first time
+            self.last[t.id], self._dirty = key, True
+            self.stats.baselines += 1
+            return
+        if r.counter is not None and prev.startswith("#"):
             step = (r.counter - int(prev[1:])) % COUNTER_MODULUS
             if r.counter < int(prev[1:]) and step > 1000:
                 self.stats.restarts += 1  # went back: a restart, not a wrap

@@ -138,7 +138,9 @@ class Twin:
 
     async def _schedule(self) -> None:
         opts, plant = self.opts, self.plant
-        limit = int(opts.duration_s * opts.speed) if opts.duration_s is not None else None
+        base = plant.t  # a plant run forward before the servers start goes on from there
+        limit = base + int(opts.duration_s * opts.speed) if opts.duration_s is not None \
+            else None
         tick = max(0.05, min(1.0, 1.0 / opts.speed))
         t0 = time.monotonic()
         parent = int(os.environ.get(ENV, "0") or 0) or os.getppid()
@@ -146,7 +148,7 @@ class Twin:
             if opts.exit_with_parent and parent_gone(parent):
                 _log.warning("parent process gone; stopping the twin")
                 return
-            due = int((time.monotonic() - t0) * opts.speed)
+            due = base + int((time.monotonic() - t0) * opts.speed)
             if limit is not None:
                 due = min(due, limit)
             n = 0
@@ -155,7 +157,7 @@ class Twin:
                 n += 1
                 if n % 2000 == 0:
                     await asyncio.sleep(0)  # keep the servers answering during catch-up
-            self.lag_s = max(0.0, (time.monotonic() - t0) * opts.speed - plant.t)
+            self.lag_s = max(0.0, (time.monotonic() - t0) * opts.speed - (plant.t - base))
             if self.opcua:
                 await self.opcua.publish()
             if self.modbus:
@@ -165,7 +167,7 @@ class Twin:
             self.truth.flush()
             if limit is not None and plant.t >= limit:
                 return
-            next_at = t0 + (plant.t + 1) / opts.speed
+            next_at = t0 + (plant.t - base + 1) / opts.speed
             wait = max(0.0, min(tick, next_at - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(wait, 0.005))
