@@ -32,7 +32,8 @@ from core.store.models import (
 )
 from core.store.types import UTCDateTime
 
-DATASETS = ("samples", "lots", "holds", "workorders", "recommendations", "audit", "oee")
+DATASETS = ("samples", "lots", "holds", "workorders", "recommendations", "audit", "oee",
+            "defects")
 FORMATS = ("parquet", "csv")
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -104,6 +105,10 @@ def frame(store: Store, dataset: str, since: datetime | None = None,
         raise ExportError(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}")
     if dataset == "samples":
         return samples_frame(store, archive_dir, since, until)
+    if dataset == "defects":  # one row per inspected unit and defect (core.vision)
+        from core.vision import inspections
+
+        return inspections(store, since=since, until=until)
     if dataset == "oee":
         start, end = resolve_range(store, since, until, now)
         rows = oee_by_shift_window(store, start, end)

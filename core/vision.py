@@ -10,8 +10,9 @@ driver decodes it into one text sample, a *reading* (``encode_reading``), and
   a unit, counter 0 / an empty id is "nothing inspected yet", a counter that goes back
   is a station restart (its next units count, none twice). A station seen for the
   first time showing a unit is a baseline (that unit was inspected before loopline
-  looked, in a context it cannot know), as ``core.counters`` does for a new counter. The last unit of every
-  station is saved with the rows, so a loopline restart does not count it again;
+  looked, in a context it cannot know), as ``core.counters`` does for a new counter.
+  The last unit of every station is saved with the rows, so a loopline restart does
+  not count it again;
 - the row carries the context of the tag's machine when the result arrived (machine,
   line, order, operation, lot, recipe, batch, shift, operator: the contextualizer's);
 - a reject moves a unit of that lot from good to scrap (``production_count`` row

@@ -1,8 +1,9 @@
-"""`loopline report {oee,downtime,scrap}`: the figures a plant manager asks for.
+"""`loopline report {oee,downtime,scrap,defects}`: the figures a plant manager asks for.
 
 ISO 22400 OEE (core.oee definitions), downtime Pareto by reason code, scrap rate; per
-line, equipment, shift or product. Rich tables on a terminal, ``--json`` for scripts,
-``--plot FILE.svg`` for a bar chart. Computations live in core.reports.
+line, equipment, shift or product. Vision defects (core.vision): a Pareto by defect
+class, or inspected/rejected units by line, lot or shift. Rich tables on a terminal,
+``--json`` for scripts, ``--plot FILE.svg`` for a bar chart. Computations live in core.reports.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from console.commands.common import UserError
 from console.commands.output import add_range, print_json, table, time_range
 from core.reports import DOWNTIME_STATES, GROUPS, LOSS_STATES
 
-KINDS = ("oee", "downtime", "scrap")
+KINDS = ("oee", "downtime", "scrap", "defects")
+DEFECT_GROUPS = ("class", "line", "lot", "shift")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="OEE, downtime Pareto or scrap rate, grouped")
+    p = sub.add_parser("report", help="OEE, downtime Pareto, scrap rate or vision defects")
     p.add_argument("kind", choices=KINDS, help="which report")
-    p.add_argument("--by", choices=GROUPS, default="line",
-                   help="group by (default: line; plant = one total)")
+    p.add_argument("--by", metavar="G",
+                   help=f"group by: {', '.join(GROUPS)} (default line; plant = one total); "
+                   f"defects: {', '.join(DEFECT_GROUPS)} (default class)")
     add_range(p)
     p.add_argument("--states", metavar="S", default=",".join(DOWNTIME_STATES),
                    help="downtime: states counted, comma-separated (default: the "
@@ -38,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from core import reports
 
     since, until = time_range(args)
+    if args.kind == "defects":
+        return _defects(args, since, until)
+    args.by = args.by or "line"
+    if args.by not in GROUPS:
+        raise UserError(f"report {args.kind} --by {args.by}: use one of {', '.join(GROUPS)}")
     states = tuple(s.strip() for s in args.states.split(",") if s.strip())
     bad = [s for s in states if s not in (*LOSS_STATES, "running", "unknown")]
     if bad or not states:
@@ -99,7 +107,70 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
               ("scrap", "scrap"), ("scrap_rate", "scrap %")],
 }
 _PCT = ("oee", "availability", "performance", "quality", "share", "cumulative_share",
-        "scrap_rate")
+        "scrap_rate", "reject_rate")
+
+
+def _defects(args: argparse.Namespace, since: Any, until: Any) -> int:
+    """Vision defects: a Pareto by class, or inspected/rejected units per line, lot, shift."""
+    from console.commands.common import audit_head, open_cli_store
+    from core.vision import GROUPS as VISION_GROUPS
+    from core.vision import defect_counts
+
+    by = args.by or "class"
+    if by not in DEFECT_GROUPS:
+        raise UserError(f"report defects --by {by}: use one of {', '.join(DEFECT_GROUPS)}")
+    if args.plot and not args.plot.lower().endswith(".svg"):
+        raise UserError(f"--plot writes SVG: give a file ending in .svg (got {args.plot})")
+    _, store = open_cli_store(args, read_only=True)
+    try:
+        df = defect_counts(store, by, since, until)  # type: ignore[arg-type]
+        head = audit_head(store)
+    finally:
+        store.close()
+    key = VISION_GROUPS[by]
+    rows = [{"group": r.pop(key) or "-", **r} for r in df.to_dicts()]
+    when = (f"{since:%Y-%m-%d %H:%M}" if since else "start") + " → " + (
+        f"{until:%Y-%m-%d %H:%M} UTC" if until else "now")
+    if args.plot:
+        _plot_defects(Path(args.plot), by, rows, when)
+    if args.json:
+        print_json({"report": "defects", "by": by,
+                    "start": since.isoformat() if since else None,
+                    "end": until.isoformat() if until else None, "rows": rows,
+                    "audit_head": head})
+        return 0
+    cols = list(DEFECT_COLUMNS["class" if by == "class" else "group"])
+    if by != "class":
+        cols[0] = ("group", by)
+    table(_pct(rows), cols, f"Vision defects by {by}, {when}", empty="no inspections")
+    if args.plot:
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+DEFECT_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "class": [("group", "defect class"), ("defects", "defects"), ("units", "units"),
+              ("share", "share %"), ("cumulative_share", "cum. %")],
+    "group": [("group", "group"), ("inspected", "inspected"), ("rejected", "rejected"),
+              ("reject_rate", "reject %"), ("defects", "defects"), ("top_class", "top class")],
+}
+
+
+def _plot_defects(path: Path, by: str, rows: list[dict[str, Any]], when: str) -> None:
+    from core.svgchart import bar_chart
+
+    if by == "class":
+        svg = bar_chart(f"Defect Pareto by class, {when}", [r["group"] for r in rows],
+                        [r["defects"] for r in rows], unit="", fmt="{:.0f}",
+                        cumulative=[r["cumulative_share"] for r in rows])
+    else:
+        svg = bar_chart(f"Vision reject rate by {by}, {when}", [r["group"] for r in rows],
+                        [100 * r["reject_rate"] for r in rows], unit=" %", fmt="{:.1f}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the chart to {path}: {e.strerror}") from None
 
 
 def _pct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,7 +32,6 @@ from core.vision import decode_reading, inspections
 from drivers.base import ConnState, make_drivers
 
 
-
 class Station:
     """Holding registers 0..31 on loopback that the test sets like a station's PLC."""
 
