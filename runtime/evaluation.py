@@ -286,13 +286,40 @@ def kpis_of(store: Store, truth_path: Path, start: datetime, end: datetime) -> d
         "unplanned_downtime_h": sum(r["seconds"] for r in down) / 3600,
         "changeover_h": sum(r["seconds"] for r in setup) / 3600,
         "scrap_rate": scrap["scrap_rate"], "good": scrap["good"], "scrap": scrap["scrap"],
-        **delivery, **maint,
+        **delivery, **maint, **defects_of(truth),
         "recommendations": len(recs), "accepted": int(approved), "executed": int(executed),
         "approved_share": int(approved) / len(recs) if recs else None,
         "holds_closed": len(holds),
         "holds_needless": sum(1 for h in holds if h.disposition == "use_as_is"),
         "oee_per_day": days, "downtime_per_machine_h": per_machine,
     }
+
+
+def defects_of(truth: list[dict[str, Any]]) -> dict[str, Any]:
+    """Defective units caught and escaped (the twin's vision truth, ``sim.vision``).
+
+    Caught: a true defect the station rejected (sorted out), or one it passed in a lot
+    that is held at the end (the loop's hold stopped it). Escaped: a true defect passed
+    in a lot that shipped (completed). Units still in WIP at the end are neither. The
+    false-reject rate is over the clean units of the lots that left the station.
+    """
+    units = [t for t in truth if t.get("event") == "vision_unit"]
+    shipped = {t["lot"] for t in truth if t.get("event") == "lot_completed"}
+    held: dict[str, bool] = {}
+    for t in truth:
+        if t.get("event") in ("lot_held", "lot_released"):
+            held[t["lot"]] = t["event"] == "lot_held"
+    bad = [u for u in units if u["true"]]
+    by_station = sum(1 for u in bad if not u["passed"])
+    passed = [u for u in bad if u["passed"]]
+    by_hold = sum(1 for u in passed if held.get(u["lot"]) and u["lot"] not in shipped)
+    escaped = sum(1 for u in passed if u["lot"] in shipped)
+    lots = [t for t in truth if t.get("event") == "vision_lot"]
+    clean = sum(t["inspected"] - t["defective"] for t in lots)
+    fr = sum(t["false_rejects"] for t in lots)
+    return {"defects_true": len(bad), "defects_caught": by_station + by_hold,
+            "defects_caught_by_hold": by_hold, "defects_escaped": escaped,
+            "false_rejects": fr, "false_reject_rate": fr / clean if clean else None}
 
 
 def delivery_of(truth: list[dict[str, Any]], end: datetime) -> dict[str, Any]:
@@ -372,6 +399,8 @@ DIFF_ROWS = (
     ("failures_missed", "failures missed", "int", -1),
     ("mean_lead_time_h", "warning lead time h", "num", 1),
     ("work_order_false_alarms", "work-order false alarms", "int", -1),
+    ("defects_caught", "defective units caught (vision, holds)", "int", 1),
+    ("defects_escaped", "defective units shipped", "int", -1),
     ("holds_closed", "holds dispositioned", "int", 0),
     ("holds_needless", "holds needless (use as is)", "int", -1),
     ("recommendations", "recommendations made", "int", 0),
