@@ -132,6 +132,7 @@ class VisionStats:
     restarts: int = 0  # the station's counter went back
     undecodable: int = 0
     baselines: int = 0  # stations first seen mid-run: their current unit is not counted
+    repeats: int = 0  # polled readings equal to the one before, kept out of history
 
 
 @dataclass
@@ -150,6 +151,26 @@ class VisionTracker:
         self._p = _Pending()
         self._lock = threading.Lock()
         self._dirty = False
+        self._shown: dict[str, str] = {}  # tag -> quality + the last reading history kept
+
+    def changed_only(self, samples: list[ContextSample]) -> list[ContextSample]:
+        """The batch without vision readings equal to the one before (a polled station
+        repeats its last result every poll; history keeps each result once)."""
+        if not self.tags:
+            return samples
+        out = []
+        for s in samples:
+            if s.tag_id in self.tags:
+                if s.quality != Quality.BAD and isinstance(s.value, str):
+                    shown = f"{int(s.quality)}{s.value}"
+                    if self._shown.get(s.tag_id) == shown:
+                        self.stats.repeats += 1
+                        continue
+                    self._shown[s.tag_id] = shown
+                else:
+                    self._shown.pop(s.tag_id, None)
+            out.append(s)
+        return out
 
     def load(self, store: Store) -> None:
         """The last unit of every station, so a restart does not count it again."""

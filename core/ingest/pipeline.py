@@ -103,7 +103,8 @@ class IngestPipeline:
         stamped = self.contextualizer.stamp(
             self.time_order.check(self.value_check.check(samples), self.clock.now()))
         hf = self.history_filter
-        self.writer.submit(hf.filter(stamped) if hf else stamped)
+        kept = self.vision.changed_only(stamped)
+        self.writer.submit(hf.filter(kept) if hf else kept)
         self.tracker.process(stamped)
         self.vision.process(stamped)
         return stamped
@@ -168,6 +169,7 @@ class IngestPipeline:
                 "production_pending": self.tracker.pending,
                 "inspections": self.vision.stats.inspections,
                 "inspections_missed": self.vision.stats.missed,
+                "vision_repeats": self.vision.stats.repeats,
                 "inspections_pending": self.vision.pending}
 
     def close(self, timeout: float = 60.0) -> dict[str, Any]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
 from driver_helpers import Collector, free_port, wait_until, write_config
 from mqtt_helpers import Broker
 
-from core.clock import FrozenClock
+from core.clock import WallClock
 from core.config import LoadedConfig
 from core.ingest.pipeline import IngestPipeline
 from core.production import PRODUCTION_COUNT
@@ -78,9 +78,7 @@ def _modbus_plant(tmp_path: Path, port: int) -> LoadedConfig:
 def _pipe(loaded: LoadedConfig, store: Store, tmp_path: Path) -> IngestPipeline:
     loaded.config.store.spill_dir = str(tmp_path / "spill")
     loaded.config.store.archive_dir = str(tmp_path / "history")
-    from datetime import UTC, datetime
-    return IngestPipeline(loaded, store, FrozenClock(datetime(2026, 1, 5, 6, tzinfo=UTC)),
-                          flush_ms=20).start()
+    return IngestPipeline(loaded, store, WallClock(), flush_ms=20).start()
 
 
 def _scrap_moved(store: Store) -> int:
@@ -137,6 +135,7 @@ async def test_modbus_station_units_restart_and_context(tmp_path: Path) -> None:
             lambda: st.unit(1), 4,  # the station restarted: its counter went back
             lambda: st.unit(2, 1, 0b10, (0, 70)), 5])
         assert pipe.vision.stats.restarts == 1 and pipe.vision.stats.missed == 0
+        repeats = pipe.vision.stats.repeats
         # loopline restarts on the same store: the unit on display is not counted again
         pipe = await _run(loaded, store, tmp_path, [lambda: st.unit(2, 1, 0b10, (0, 70)), 5,
                                                     lambda: st.unit(3), 6])
@@ -150,6 +149,13 @@ async def test_modbus_station_units_restart_and_context(tmp_path: Path) -> None:
         assert third["defect_class"].to_list() == ["burr", "scratch"]
         assert third["confidence"].to_list() == pytest.approx([0.88, 0.61])
         assert _scrap_moved(store) == 3  # three rejects moved from good to scrap
+        # polled every 20 ms, the station's readings are kept in history once each
+        from datetime import UTC, datetime
+
+        from core.history import history
+        kept = history(store, None, ["M1.vision"], datetime(2000, 1, 1, tzinfo=UTC),
+                       datetime(2100, 1, 1, tzinfo=UTC))
+        assert repeats > 5 and 6 <= kept.height <= 10, (repeats, kept)
         # a bitmask naming a class beyond the configured ones is Bad, not guessed
         pipe = _pipe(loaded, store, tmp_path)
         d = make_drivers(loaded)["mb"]
