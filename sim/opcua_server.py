@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,18 @@ class OpcUaTwinServer:
                     await aspace.write_attribute_value(s.nodeid, ua.AttributeIds.Value, dv)
                     n += 1
                 continue
+            if m is not None and s.kind == "vision":
+                recs = self.plant.vision.drain(m.id)
+                for at, rec in recs:  # every unit, with its own time
+                    text = as_json(rec)
+                    at_ts = self.plant.start + timedelta(seconds=at)
+                    dv = ua.DataValue(ua.Variant(text, s.vtype), SourceTimestamp=at_ts,
+                                      ServerTimestamp=ts)
+                    await aspace.write_attribute_value(s.nodeid, ua.AttributeIds.Value, dv)
+                    s.last, s.bad = text, False
+                    n += 1
+                if recs:
+                    continue
             if m is not None:
                 snap = snaps.get(m.id)
                 if snap is None:

@@ -89,6 +89,10 @@ class Station:
     rng: random.Random
     counter: int = 0
     record: dict[str, Any] = field(default_factory=dict)
+    # (twin second, record) since the last drain: a push server (OPC UA) publishes each
+    # unit with its own time even when several finish within one publishing tick
+    pending: deque[tuple[int, dict[str, Any]]] = field(
+        default_factory=lambda: deque(maxlen=64))
     inspected: int = 0
     false_rejects: int = 0
     clean: int = 0
@@ -175,6 +179,7 @@ class VisionSim:
                      "defects": [{"class": c, "confidence": v} for c, v in found.items()],
                      "image": f"img/{st.machine_id}/{lot.id}/{st.counter:05d}.png",
                      "lot": lot.id}
+        st.pending.append((p.t, st.record))
         u.inspected += 1
         if true:
             u.defective += 1
@@ -191,6 +196,15 @@ class VisionSim:
             p.truth_event("vision_unit", station=st.machine_id, unit=unit, lot=lot.id,
                           true=sorted(true), flagged=sorted(found), passed=passed,
                           false_reject=false_reject)
+
+    def drain(self, machine_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """The station's results since the last drain, oldest first."""
+        st = self.stations.get(machine_id)
+        if st is None:
+            return []
+        out = list(st.pending)
+        st.pending.clear()
+        return out
 
     def snapshot(self, machine_id: str) -> dict[str, Any] | None:
         st = self.stations.get(machine_id)
