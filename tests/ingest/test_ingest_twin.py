@@ -114,6 +114,8 @@ async def test_twin_values_arrive_with_lot_and_order(store: Store, loaded_config
     assert final["balanced"] and final["dropped"] == 0 and final["stored"] > 0
     # the same run read back from the narrow tables equals what the wide rows held
     # (every sample with the context it was stamped with), for every tag of line C
+    # (a vision station's polled repeats are kept once: core.vision, tests/vision)
+    stamped = [s for s in stamped if not s.tag_id.endswith(".vision")]
     tags = sorted({s.tag_id for s in stamped})
     got = history(store, None, tags, *FAR)
     assert got.equals(_as_stamped(stamped, instant=True))
