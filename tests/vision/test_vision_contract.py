@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,12 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
 from ingest_helpers import CTX, T0, at
 
-from core.config import LoadedConfig
 from core.config.loader import ResolvedTag
 from core.config.schema import Tag
 from core.production import PRODUCTION_COUNT
 from core.samples import Context, ContextSample, Quality
-from core.store.db import Store
+from core.store.db import Store, open_store
 from core.vision import (
     Defect,
     Reading,
@@ -51,8 +51,18 @@ def test_reading_round_trip_and_bad_text() -> None:
     assert Reading(None, 0, True).key is None and Reading("", None, True).key is None
 
 
-def test_units_counted_once_with_context_and_restart(store: Store,
-                                                     loaded_config: LoadedConfig) -> None:
+@pytest.fixture
+def any_store(db_url: str) -> Iterator[Store]:
+    """A fresh store on SQLite and on PostgreSQL: the contract's SQL is portable."""
+    st = open_store(db_url)
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def test_units_counted_once_with_context_and_restart(any_store: Store) -> None:
+    store = any_store
     vt = VisionTracker([TAG])
     vt.load(store)
     b = Reading(None, 1, False, (Defect("burr", 0.9),), "img/1")
