@@ -30,6 +30,7 @@ from core.config.loader import ResolvedTag
 from core.samples import Quality, Sample, Value
 from drivers import codec
 from drivers.mqtt_address import SparkplugAddress, coerce
+from drivers.vision import from_json
 from sparkplug_b import BDSEQ, NAMESPACE, NODE_REBIRTH, DataType, Metric, Payload
 from sparkplug_b.values import get_value, is_scalar, set_value
 
@@ -319,6 +320,8 @@ class SparkplugHost:
                 spec = t.spec
                 try:
                     v: Value = coerce(raw, spec.data_type, spec.scale, spec.offset)
+                    if spec.vision is not None:  # a station's result in a String metric
+                        v = from_json(v, spec.vision)
                 except ValueError as e:
                     fresh.append(Sample(t.id, ts, None, Quality.BAD, str(e)))
                     continue
@@ -340,6 +343,8 @@ class SparkplugHost:
             spec = t.spec
             try:
                 v = coerce(raw, spec.data_type, spec.scale, spec.offset)
+                if spec.vision is not None:
+                    v = from_json(v, spec.vision)
             except ValueError as e:
                 fresh.append(Sample(t.id, ts, None, Quality.BAD, str(e)))
                 continue

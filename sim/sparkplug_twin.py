@@ -19,6 +19,7 @@ from typing import Any
 
 from sim.plant import Plant
 from sim.sparkplug import EdgeNode
+from sim.vision import as_json
 from sparkplug_b import DataType
 
 _log = logging.getLogger("sim.sparkplug")
@@ -31,8 +32,8 @@ _ID_NUM = re.compile(r"(\d+)$")
 
 def _typed(data_type: str, v: Any) -> Any:
     """A snapshot value as its tag's type (ids like "L-00501" as their number)."""
-    if data_type == "string":
-        return "" if v is None else str(v)
+    if data_type == "string":  # a vision station's record as its JSON text
+        return "" if v is None else as_json(v) if isinstance(v, dict) else str(v)
     if data_type == "bool":
         return bool(v)
     if isinstance(v, str):

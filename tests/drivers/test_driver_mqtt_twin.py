@@ -72,6 +72,9 @@ async def test_the_twin_line_over_sparkplug_is_read_and_written(
         r = await d.write("C-EXTR1.speed_sp", 99.0)  # outside the recipe limits: refused
         assert not r.ok and twin.plant.machines["C-EXTR1"].sp["speed_sp"].value == 32.0
         assert d.status()["seq_gaps"] == 0
+        # the vision station's result (a String metric of JSON) arrives as a reading
+        from core.vision import decode_reading
+        decode_reading(str(col.good("C-PACK1.vision")[-1].value))
     finally:
         await d.stop()
 
