@@ -13,10 +13,10 @@
   SQLite file path in ``tmp_path`` (what ``--db`` and ``open_store`` accept) or a fresh
   empty PostgreSQL database's URL. Nothing is created yet: pass it to ``open_store`` or
   to a command's ``--db``.
-- ``store``: a fresh SQLite file in ``tmp_path``, schema created and master data loaded
-  with ``frozen_clock`` (so the plant epoch is ``PLANT_START``). Closed after the test.
-  Every test using ``db_url`` runs on both engines; the PostgreSQL runs carry the
-  ``postgresql`` mark (``-m "not postgresql"`` for a quick SQLite-only run).
+- ``store`` (parametrized the same way): a fresh store, schema created and master data
+  loaded with ``frozen_clock`` (so the plant epoch is ``PLANT_START``). Closed after the
+  test. So every test using ``store`` or ``db_url`` runs on both engines; the PostgreSQL
+  runs carry the ``postgresql`` mark (``-m "not postgresql"`` for a quick SQLite-only run).
 
 Each test gets its own store file or database, so tests can run in parallel processes.
 """
@@ -117,12 +117,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from _fresh_pg(request.getfixturevalue("pg_cluster"))
 
 
-@pytest.fixture
-def store(tmp_path: Path, loaded_config: LoadedConfig,
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path, loaded_config: LoadedConfig,
           frozen_clock: FrozenClock) -> Iterator[Store]:
-    st = open_store(str(tmp_path / "loopline.db"))
-    load_master_data(st, loaded_config, frozen_clock)
+    if request.param == "sqlite":
+        st = open_store(str(tmp_path / "loopline.db"))
+        dbs: Iterator[str] | None = None
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        dbs = _fresh_pg(cluster, _PG.migrated_template())
+        st = open_store(next(dbs))
     try:
+        load_master_data(st, loaded_config, frozen_clock)
         yield st
     finally:
         st.close()
+        if dbs is not None:
+            dbs.close()

@@ -19,7 +19,7 @@ from core.ingest.pipeline import IngestPipeline
 from core.plant_clock import publish_plant_clock
 from core.reports import oee_report
 from core.samples import Quality, Sample
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 from core.store.models import Operation
 
 EQ = "A-LATHE1"
@@ -85,7 +85,7 @@ def test_start_from_the_cli_contextualizes_a_machine_without_context_tags(
     finally:
         pipe.close()
     with store.begin() as conn:
-        counts = conn.exec_driver_sql(
+        counts = exec_sql(conn,
             "SELECT order_id, lot_id, operation_id, sum(good), sum(scrap) FROM production_count"
             " WHERE equipment_id = ? GROUP BY 1, 2, 3", (EQ,)).fetchall()
     stamped = history(store, None, [f"{EQ}.vibration_rms"], datetime(2000, 1, 1, tzinfo=UTC),

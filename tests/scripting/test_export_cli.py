@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from core.ingest.archive import archive
 from core.samples import Quality
+from core.store.db import exec_sql
 from core.store.models import (
     AuditEntry,
     EquipmentStateInterval,
@@ -116,7 +117,7 @@ def test_samples_include_the_parquet_archive(store, cli, tmp_path):
     # hot rows only
     hot = pl.read_parquet(_export(cli, tmp_path, "samples", "parquet", "--archive", "none"))
     with store.engine.connect() as c:
-        n_hot = c.exec_driver_sql("SELECT (SELECT count(*) FROM sample) + "
+        n_hot = exec_sql(c, "SELECT (SELECT count(*) FROM sample) + "
                                   "(SELECT coalesce(sum(n), 0) FROM sample_chunk)").scalar()
     assert hot.height == n_hot == len(rows) - rep.rows
     # a range across the hot/archive boundary
