@@ -39,7 +39,7 @@ def test_lock_waits_then_times_out_with_a_clear_error(db_url: str) -> None:
     with open_store(db_url) as a, open_store(db_url) as b:
         with a.lock("report"):
             t0 = time.monotonic()
-            with pytest.raises(StoreError, match="'report'.*held by another process"), \
+            with pytest.raises(StoreError, match=r"'report'.*held by another process"), \
                     b.lock("report", timeout_s=0.3):
                 pass
             assert time.monotonic() - t0 >= 0.25
