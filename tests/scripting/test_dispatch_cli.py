@@ -45,7 +45,7 @@ def dcli(config_path: Path, tmp_path: Path, store: Store,
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        rc = main([*argv, "--config", str(cfg), "--db", str(store.path)])
+        rc = main([*argv, "--config", str(cfg), "--db", str(store.target)])
         out = capsys.readouterr()
         return rc, out.out, out.err
     run.config = cfg  # type: ignore[attr-defined]
@@ -61,7 +61,7 @@ def test_start_from_the_cli_contextualizes_a_machine_without_context_tags(
     d = json.loads(out)
     assert (d["operation_id"], d["status"], d["context_source"]) == (
         "PO-0001-10", "running", "dispatch")
-    loaded = load_config(dcli.config, db=str(store.path))
+    loaded = load_config(dcli.config, db=str(store.target))
     # a machine that publishes no order/lot/recipe/batch/operator tags at all
     loaded.tags = [t for t in loaded.tags
                    if not (t.equipment_id == EQ and t.spec.kind == "context")]

@@ -103,9 +103,8 @@ def test_samples_include_the_parquet_archive(store, cli, tmp_path):
                          "line_id": "A" if k == 0 else "C", "lot_id": f"L-{k}"})
     with store.begin() as c:
         write_samples(c, rows)
-    assert store.path is not None
     arch = tmp_path / "history"
-    rep = archive(store.path, arch, T0 + timedelta(hours=48), hot_window_h=24)
+    rep = archive(store.target, arch, T0 + timedelta(hours=48), hot_window_h=24)
     assert 0 < rep.rows < len(rows)  # half archived, half still hot
     df = pl.read_parquet(_export(cli, tmp_path, "samples", "parquet", "--archive",
                                  str(arch)))
