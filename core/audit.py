@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from core.audit_witness import Anchor, note_append
 from core.clock import ensure_utc, utcnow
+from core.store.locks import xact_lock
 from core.store.models import AuditEntry
 
 GENESIS = "0" * 64
@@ -83,9 +84,10 @@ def append(
     """Append one entry durably and return it.
 
     Given an Engine, the entry is written in its own transaction with a write lock
-    taken up front (BEGIN IMMEDIATE on SQLite) so two processes never chain onto the
-    same predecessor. Given a Connection, it joins the caller's transaction, so the
-    audit entry commits or rolls back with the change it records.
+    taken up front (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL) so two
+    processes never chain onto the same predecessor. Given a Connection, it joins the
+    caller's transaction, so the audit entry commits or rolls back with the change it
+    records.
     """
     det = json.dumps(detail or {}, sort_keys=True, default=str, ensure_ascii=False)
     when = ensure_utc(ts or utcnow())
@@ -117,6 +119,7 @@ def append(
 
 def _append(conn: Connection, actor: str, action: str, entity: str, entity_id: str,
             detail: str, ts: datetime) -> AuditRecord:
+    xact_lock(conn, "loopline.audit")  # PostgreSQL: appenders take turns on the head
     last = conn.execute(
         select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
     ).first()

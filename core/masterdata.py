@@ -32,6 +32,7 @@ from core.clock import Clock, ensure_utc, parse_utc
 from core.config import ConfigError, LoadedConfig
 from core.config.loader import format_validation_error, key_lines, toml_error
 from core.store.db import Store, guard
+from core.store.locks import begin_write
 from core.store.models import (
     Area,
     Changeover,
@@ -522,10 +523,9 @@ def load_master_data(store: Store, loaded_config: LoadedConfig, clock: Clock) ->
     check_references(spec, loaded_config, path, text)
     with guard(store), store.session() as session:
         conn = session.connection()
-        if conn.dialect.name == "sqlite":
-            # write lock first: two processes seeding a new store take turns, and the
-            # second finds the rows of the first instead of colliding on their ids
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # write lock first: two processes seeding a new store take turns, and the
+        # second finds the rows of the first instead of colliding on their ids
+        begin_write(conn)
         epoch = _epoch(session, clock)
         report = LoadReport(epoch=epoch)
         for model, rows, runtime in build_rows(spec, loaded_config, epoch):

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from core.ingest.shifts import calendar_from_store
 from core.production import PRODUCTION_COUNT, ensure_schema
@@ -181,25 +181,38 @@ def by_line(store: Store, start: datetime, end: datetime,
 
 
 def load_counts_hourly(store: Store, start: datetime, end: datetime) -> list[CountRow] | None:
-    """Counts summed per equipment and hour (ts = the hour), or None off SQLite.
+    """Counts summed per equipment and hour (ts = the hour), or None when the window is
+    not on whole hours (or the engine is neither SQLite nor PostgreSQL).
 
     Exact for any window that starts and ends on whole hours: a count row is the minute
     its pieces were made in, so an hour's rows fall in one window. One row per machine
     hour instead of per minute is what keeps a month of OEE by shift under a second.
     """
-    if store.engine.dialect.name != "sqlite" or start.minute or start.second \
+    dialect = store.engine.dialect.name
+    if dialect not in ("sqlite", "postgresql") or start.minute or start.second \
             or start.microsecond:
         return None
     ensure_schema(store)
     from core.ingest.rows import ts_text
 
-    sql = ("SELECT equipment_id, substr(ts, 1, 13), sum(good), sum(scrap), shift_id, line_id "
-           "FROM production_count WHERE ts >= ? AND ts < ? "
-           "GROUP BY equipment_id, substr(ts, 1, 13), shift_id, line_id")
+    if dialect == "sqlite":
+        sql = ("SELECT equipment_id, substr(ts, 1, 13), sum(good), sum(scrap), shift_id, "
+               "line_id FROM production_count WHERE ts >= ? AND ts < ? "
+               "GROUP BY equipment_id, substr(ts, 1, 13), shift_id, line_id")
+        with guard(store), store.engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql, (ts_text(start), ts_text(end))).fetchall()
+        return [CountRow(eq, datetime.fromisoformat(h + ":00:00").replace(tzinfo=UTC),
+                         int(g), int(sc), sh, ln) for eq, h, g, sc, sh, ln in rows]
+    pc = PRODUCTION_COUNT
+    hour = func.date_trunc("hour", pc.c.ts)
+    q = (select(pc.c.equipment_id, hour, func.sum(pc.c.good), func.sum(pc.c.scrap),
+                pc.c.shift_id, pc.c.line_id)
+         .where(pc.c.ts >= start, pc.c.ts < end)
+         .group_by(pc.c.equipment_id, hour, pc.c.shift_id, pc.c.line_id))
     with guard(store), store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(sql, (ts_text(start), ts_text(end))).fetchall()
-    return [CountRow(eq, datetime.fromisoformat(h + ":00:00").replace(tzinfo=UTC),
-                     int(g), int(sc), sh, ln) for eq, h, g, sc, sh, ln in rows]
+        rows = conn.execute(q).fetchall()
+    return [CountRow(eq, h.replace(tzinfo=UTC), int(g), int(sc), sh, ln)
+            for eq, h, g, sc, sh, ln in rows]
 
 
 def by_shift(store: Store, start: datetime, end: datetime, now: datetime | None = None,

@@ -273,10 +273,15 @@ class Runtime:
     def _lock_store(self) -> None:
         """One runtime per store: a second one would re-run the first one's in-flight
         actions on recovery. An advisory lock beside the database, freed by the OS
-        when the process dies (a console with --no-runtime or a script needs none)."""
+        when the process dies (a console with --no-runtime or a script needs none).
+        On a PostgreSQL store the same rule is a session advisory lock (core.store.locks)."""
         import fcntl
 
         if self.store.path is None:
+            if not self.store.try_lock("loopline.runtime"):
+                raise RuntimeError_(f"another loopline runtime is running on {self.store.where};"
+                                    " stop it, or open a second console with "
+                                    "`loopline tui --no-runtime`")
             return
         path = self.store.path.with_name(self.store.path.name + ".runtime.lock")
         f = path.open("a+")
@@ -298,6 +303,8 @@ class Runtime:
         self._lock_file = f
 
     def _unlock_store(self) -> None:
+        if self.store.path is None:
+            self.store.unlock("loopline.runtime")
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
                 self._lock_file.close()

@@ -13,16 +13,19 @@
   SQLite file path in ``tmp_path`` (what ``--db`` and ``open_store`` accept) or a fresh
   empty PostgreSQL database's URL. Nothing is created yet: pass it to ``open_store`` or
   to a command's ``--db``.
-- ``store``: a fresh SQLite file in ``tmp_path``, schema created and master data loaded
-  with ``frozen_clock`` (so the plant epoch is ``PLANT_START``). Closed after the test.
-  Every test using ``db_url`` runs on both engines; the PostgreSQL runs carry the
-  ``postgresql`` mark (``-m "not postgresql"`` for a quick SQLite-only run).
+- ``store`` (parametrized the same way): a fresh store, schema created and master data
+  loaded with ``frozen_clock`` (so the plant epoch is ``PLANT_START``). Closed after the
+  test. So every test using ``store`` or ``db_url`` runs on both engines; the PostgreSQL
+  runs carry the ``postgresql`` mark (``-m "not postgresql"`` for a quick SQLite-only run).
+- ``sqlite_store``: the same on SQLite only; a module whose tests are SQLite-only by
+  nature overrides ``store`` with it (``def store(sqlite_store): return sqlite_store``).
 
 Each test gets its own store file or database, so tests can run in parallel processes.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,10 +101,13 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 def _fresh_pg(cluster: PgCluster, template: str | None = None) -> Iterator[str]:
     url = cluster.new_database(template=template)
+    name = url.rsplit("/", 1)[1]
     try:
         yield url
     finally:
-        cluster.drop_database(url.rsplit("/", 1)[1])
+        cluster.drop_database(name)
+        for d in ("spill", "history"):  # what `--db URL` gave a runtime (core.config.loader)
+            shutil.rmtree(REPO / "data" / f"{name}-{d}", ignore_errors=True)
 
 
 @pytest.fixture
@@ -118,11 +124,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, loaded_config: LoadedConfig,
-          frozen_clock: FrozenClock) -> Iterator[Store]:
+def sqlite_store(tmp_path: Path, loaded_config: LoadedConfig,
+                 frozen_clock: FrozenClock) -> Iterator[Store]:
+    """The ``store`` on SQLite only, for a module that overrides ``store`` with it."""
     st = open_store(str(tmp_path / "loopline.db"))
-    load_master_data(st, loaded_config, frozen_clock)
     try:
+        load_master_data(st, loaded_config, frozen_clock)
         yield st
     finally:
         st.close()
+
+
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path, loaded_config: LoadedConfig,
+          frozen_clock: FrozenClock) -> Iterator[Store]:
+    if request.param == "sqlite":
+        st = open_store(str(tmp_path / "loopline.db"))
+        dbs: Iterator[str] | None = None
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        dbs = _fresh_pg(cluster, _PG.migrated_template())
+        st = open_store(next(dbs))
+    try:
+        load_master_data(st, loaded_config, frozen_clock)
+        yield st
+    finally:
+        st.close()
+        if dbs is not None:
+            dbs.close()

@@ -7,6 +7,7 @@ import json
 import sys
 
 from core.config import Config, ConfigError, LoadedConfig, load_config
+from core.store.db import mask
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def check(args: argparse.Namespace) -> int:
     n_eq = sum(len(ln.equipment) for ln in c.lines)
     print(
         f"{cfg.path}: ok — {len(c.lines)} lines, {n_eq} equipment, {len(cfg.tags)} tags, "
-        f"{len(c.drivers)} drivers, {len(c.users)} users; store {cfg.db_url}"
+        f"{len(c.drivers)} drivers, {len(c.users)} users; store {mask(cfg.db_url)}"
     )
     return 0
 

@@ -149,15 +149,50 @@ def load_config(path: str | os.PathLike[str] | None = None, db: str | None = Non
         db_url, db_path = _store_location(cfg, base, db)
     except ValueError as e:  # a NUL in --db or $LOOPLINE_DB
         raise ConfigError(f"store {db!r}: not a usable file name ({e})") from None
-    if (db or os.environ.get("LOOPLINE_DB")) and db_path is not None:
+    if db_path is None and cfg.store.password_env:
+        db_url = _with_password(db_url, cfg.store.password_env, p)
+    if db or os.environ.get("LOOPLINE_DB"):
         # a store named on the command line brings its own spill buffer and archive, so
-        # two stores (a test, an evaluation arm) never share them
-        stem = db_path.with_suffix("")
+        # two stores (a test, an evaluation arm) never share them: beside a file, or
+        # data/<database>-spill for a server database
+        stem = db_path.with_suffix("") if db_path is not None else \
+            base / "data" / _database_name(db_url)
         cfg.store.spill_dir = str(stem) + "-spill"
         cfg.store.archive_dir = str(stem) + "-history"
     return LoadedConfig(
         path=p, config=cfg, base_dir=base, db_url=db_url, db_path=db_path, tags=tags
     )
+
+
+def _database_name(url: str) -> str:
+    """A server URL's database name, safe as a folder name."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        name = make_url(url).database or "store"
+    except ArgumentError:
+        name = "store"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _with_password(url: str, env: str, path: Path) -> str:
+    """The server URL with the password from ``[store] password_env`` filled in."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"{path}: store url is not valid: {e}") from None
+    if u.password:
+        raise ConfigError(f"{path}: store: the URL has a password and [store] password_env "
+                          f"is set; give one of them (the variable: keep it out of files)")
+    value = os.environ.get(env)
+    if value is None:
+        raise ConfigError(f"{path}: store: environment variable {env} ([store] password_env) "
+                          "is not set")
+    return u.set(password=value).render_as_string(hide_password=False)
 
 
 def _store_location(cfg: Config, base: Path, override: str | None) -> tuple[str, Path | None]:

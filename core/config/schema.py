@@ -444,7 +444,11 @@ class Ml(Strict):
 
 class Store(Strict):
     path: PathText = "data/loopline.db"
-    url: PathText | None = None  # overrides path, e.g. postgresql://...
+    # overrides path: postgresql+psycopg://user@host:5432/db?sslmode=verify-full&...
+    url: PathText | None = None
+    # the environment variable holding the URL's password (never in the file)
+    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                       max_length=128)] | None = None
     archive_dir: PathText = "data/history"
     spill_dir: PathText = "data/spill"
     hot_window_h: float = Field(default=24.0, gt=0, le=24 * 366)

@@ -1,9 +1,10 @@
-"""A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE).
+"""A write transaction that takes the store's write lock up front.
 
 Read-then-write steps (is there an open recommendation for this problem? then insert)
 must not interleave across processes; on SQLite a deferred transaction would let two
-writers read the same 'nothing open' and both insert. Other dialects use a normal
-transaction (PostgreSQL would need a unique partial index for the same guarantee).
+writers read the same 'nothing open' and both insert. SQLite: BEGIN IMMEDIATE;
+PostgreSQL: a transaction advisory lock all such writers take
+(``core.store.locks.begin_write``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection
 
 from core.store.db import Store, guard
+from core.store.locks import begin_write
 
 
 @contextmanager
@@ -21,10 +23,11 @@ def write_txn(store: Store) -> Iterator[Connection]:
     with guard(store):
         if store.engine.dialect.name != "sqlite":
             with store.engine.begin() as conn:
+                begin_write(conn)
                 yield conn
             return
         with store.engine.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            begin_write(conn)
             try:
                 yield conn
             except BaseException:

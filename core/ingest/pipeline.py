@@ -41,7 +41,6 @@ from core.ingest.value_check import ValueCheck
 from core.ingest.writer import StoreWriter
 from core.production import ProductionTracker
 from core.samples import ContextSample, Sample
-from core.store import StoreError
 from core.store.db import Store
 from core.vision import VisionTracker
 
@@ -63,8 +62,6 @@ class IngestPipeline:
 
     def __init__(self, loaded: LoadedConfig, store: Store, clock: Clock, *,
                  archive_every_s: float = 600.0, **writer_kw: Any) -> None:
-        if store.path is None:
-            raise StoreError("the ingest pipeline needs a SQLite store file")
         self.loaded, self.store, self.clock = loaded, store, clock
         self.contextualizer = Contextualizer(loaded.tags, context_source={
             eq.id: eq.context_source or ln.context_source
@@ -81,9 +78,9 @@ class IngestPipeline:
         kw = {"queue_max": loaded.config.store.queue_max,
               "flush_ms": loaded.config.store.flush_ms,
               "batch_rows": loaded.config.store.batch_rows, **writer_kw}
-        self.writer = StoreWriter(store.path, loaded.spill_dir, **kw)
+        self.writer = StoreWriter(store.target, loaded.spill_dir, **kw)
         self.history_filter = HistoryFilter(bands_from_tags(loaded.tags))
-        self.archiver = Archiver(store.path, loaded.archive_dir)
+        self.archiver = Archiver(store.target, loaded.archive_dir)
         self.hot_window_h = loaded.config.store.hot_window_h
         self.archive_every_s = archive_every_s
         self._last_archive = time.monotonic()

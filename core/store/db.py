@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
@@ -57,9 +57,9 @@ class Store:
         return self.engine.dialect.name
 
     @property
-    def raw_target(self) -> str | Path:
-        """What ``core.store.raw.connect_raw`` opens: the SQLite file, or the full URL
-        (password included: never print it, print ``where``)."""
+    def target(self) -> str | Path:
+        """What ``--db``, ``open_store`` and ``core.store.raw.connect_raw`` take: the
+        SQLite file, or the full URL (password included: never print it, print ``where``)."""
         if self.path is not None:
             return self.path
         return self.engine.url.render_as_string(hide_password=False)
@@ -128,6 +128,15 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def exec_sql(conn: Connection, sql: str, params: Sequence[Any] = ()) -> CursorResult[Any]:
+    """Run SQL written with ``?`` placeholders on either engine's driver (psycopg: ``%s``)."""
+    if conn.dialect.paramstyle != "qmark":
+        from core.store.raw import pg_sql
+
+        sql = pg_sql(sql)  # exec_driver_sql always passes parameters: % is escaped
+    return conn.exec_driver_sql(sql, tuple(params))
 
 
 def mask(target: str) -> str:

@@ -91,7 +91,7 @@ def _pg_connect(store: Store) -> Any:
     from core.store.raw import libpq_url
 
     try:
-        return psycopg.connect(libpq_url(str(store.raw_target)), autocommit=True,
+        return psycopg.connect(libpq_url(str(store.target)), autocommit=True,
                                connect_timeout=10)
     except psycopg.Error as e:
         from core.store.db import explain
@@ -189,3 +189,31 @@ def lock(store: Store, name: str, timeout_s: float | None = None) -> Iterator[No
         yield
     finally:
         unlock(store, name)
+
+
+# ---------------------------------------------------------------- transaction locks
+
+WRITE_LOCK = "loopline.write"  # the store-wide "write lock up front" of read-then-write steps
+
+
+def begin_write(conn: Any) -> None:
+    """Take the store-wide write lock at the start of ``conn``'s transaction.
+
+    SQLite: ``BEGIN IMMEDIATE`` (must be the transaction's first statement). PostgreSQL:
+    a transaction advisory lock every such writer takes, so read-then-write steps (is
+    there an open recommendation? then insert; seed a new store) take turns across
+    processes just as they do on SQLite; freed at commit or rollback.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        xact_lock(conn, WRITE_LOCK)
+
+
+def xact_lock(conn: Any, name: str) -> None:
+    """Hold ``name`` until ``conn``'s transaction ends (PostgreSQL; SQLite's writers
+    already take turns on the database lock, so nothing is needed there)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})

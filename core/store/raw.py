@@ -135,6 +135,11 @@ class RawConnection:
         with con.cursor() as cur:
             cur.executemany(pg_sql(sql), rows)
 
+    def commit(self) -> None:
+        """End an open transaction (statements outside one are committed already)."""
+        if self.in_transaction:
+            self.execute("COMMIT")
+
     def cursor(self) -> Any:
         """A driver cursor (``paramstyle`` placeholders), e.g. for ``NarrowWriter``."""
         return self._live().cursor()

@@ -174,3 +174,25 @@ def test_errors_inside_a_driver_name_the_driver_and_the_line(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as ei:
         load_config(p)
     assert "drivers.modbus.port" in str(ei.value) and "'five'" in str(ei.value)
+
+
+def test_store_password_from_the_environment(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url = 'url = "postgresql+psycopg://loopline_pc@db.plant.local:5432/loopline?sslmode=verify-full"'
+    p = _mutate(tmp_path, "[store]\n", f'[store]\n{url}\npassword_env = "LOOPLINE_DB_PASSWORD"\n')
+    monkeypatch.delenv("LOOPLINE_DB_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match=r"LOOPLINE_DB_PASSWORD \(\[store\] password_env\) is "
+                                          "not set"):
+        load_config(p)
+    monkeypatch.setenv("LOOPLINE_DB_PASSWORD", "s3cr:et@!")
+    cfg = load_config(p)
+    assert cfg.db_path is None
+    assert cfg.db_url == ("postgresql+psycopg://loopline_pc:s3cr%3Aet%40%21@db.plant.local:5432/"
+                          "loopline?sslmode=verify-full")
+    from core.store.db import mask
+
+    assert "s3cr" not in mask(cfg.db_url)
+    both = _mutate(tmp_path, "[store]\n", '[store]\nurl = "postgresql://u:pw@h/db"\n'
+                   'password_env = "LOOPLINE_DB_PASSWORD"\n')
+    with pytest.raises(ConfigError, match="give one of them"):
+        load_config(both)

@@ -20,7 +20,7 @@ from core.history import history
 from core.ingest.pipeline import IngestPipeline
 from core.reports import oee_report
 from core.samples import Quality, Sample
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 
 MakeApp = Callable[..., LooplineApp]
 SIZE = (140, 40)
@@ -107,7 +107,7 @@ async def test_start_from_the_lines_view_contextualizes_samples_and_oee(
                       t0 + timedelta(days=1)).select("order_id", "lot_id",
                                                      "operator_id").unique().rows()
     with store.begin() as conn:
-        counts = conn.exec_driver_sql(
+        counts = exec_sql(conn,
             "SELECT order_id, lot_id, operation_id, sum(good) FROM production_count "
             "WHERE equipment_id = ? AND lot_id = ? GROUP BY 1, 2, 3", (EQ, d.lot_id)).fetchall()
     assert stamped == [(order, d.lot_id, "olga")]

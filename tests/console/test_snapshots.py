@@ -10,8 +10,16 @@ from collections.abc import Callable
 import pytest
 
 from console.app import LooplineApp
+from core.store.db import Store
 
 MakeApp = Callable[..., LooplineApp]
+
+
+@pytest.fixture
+def store(sqlite_store: Store) -> Store:
+    """Snapshots are pictures of the UI, taken on one engine (SQLite) under their own
+    names; the views' data on PostgreSQL is checked by test_views and test_app."""
+    return sqlite_store
 
 
 def _before(view: str | None, row: int = 0) -> Callable[..., object]:

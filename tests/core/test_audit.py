@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from core import audit
-from core.store.db import Store
+from core.store.db import Store, exec_sql
+from core.store.raw import RawConnection, connect_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,17 +33,18 @@ def test_chain_holds_and_links(store: Store) -> None:
 def test_database_refuses_update_and_delete(store: Store) -> None:
     _fill(store, 2)
     with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
-        c.exec_driver_sql("UPDATE audit_entry SET actor='eve' WHERE seq=1")
+        exec_sql(c, "UPDATE audit_entry SET actor='eve' WHERE seq=1")
     with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
-        c.exec_driver_sql("DELETE FROM audit_entry WHERE seq=2")
+        exec_sql(c, "DELETE FROM audit_entry WHERE seq=2")
     assert audit.verify(store.engine).ok
 
 
-def _raw(store: Store) -> sqlite3.Connection:
-    assert store.path is not None
-    con = sqlite3.connect(store.path)
-    con.execute("DROP TRIGGER audit_entry_no_update")
-    con.execute("DROP TRIGGER audit_entry_no_delete")
+def _raw(store: Store) -> RawConnection:
+    """A tamperer with the owner's rights: drops the guards, then rewrites freely."""
+    con = connect_raw(store.target)
+    on = " ON audit_entry" if con.dialect == "postgresql" else ""
+    con.execute(f"DROP TRIGGER audit_entry_no_update{on}")
+    con.execute(f"DROP TRIGGER audit_entry_no_delete{on}")
     return con
 
 
@@ -85,7 +86,7 @@ def test_rehashed_entry_breaks_next_link(store: Store) -> None:
 
 def test_cli_verify_exit_codes(store: Store) -> None:
     _fill(store, 3)
-    run = [sys.executable, "-m", "console.cli", "--db", str(store.path), "audit", "verify"]
+    run = [sys.executable, "-m", "console.cli", "--db", str(store.target), "audit", "verify"]
     ok = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, check=False)
     assert ok.returncode == 0 and "3 entries" in ok.stdout
     con = _raw(store)

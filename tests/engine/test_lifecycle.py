@@ -15,6 +15,7 @@ from core.engine.executors import RecordingPlant
 from core.engine.learn import feedback
 from core.engine.recommend import ranked, record_hash_of
 from core.events import EventLog
+from core.store.db import exec_sql
 from core.store.models import (
     Action,
     Decision,
@@ -379,7 +380,7 @@ def test_repeat_after_execution_does_not_duplicate_the_work_order(store, loaded_
         assert d.record_hash == record_hash_of(s.get(Recommendation, rid))
     assert verify_decisions(store, rid) == [(d.id, True)]
     with store.engine.begin() as conn:  # someone edits the approved content afterwards
-        conn.exec_driver_sql("UPDATE recommendation SET params = '{}' WHERE id = ?", (rid,))
+        exec_sql(conn, "UPDATE recommendation SET params = '{}' WHERE id = ?", (rid,))
     assert verify_decisions(store, rid) == [(d.id, False)]
 
 

@@ -214,7 +214,7 @@ def test_no_adapter_and_unknown_rows_fail_clearly(store, loaded_config, frozen_c
     assert res.result["error"] == "no adapter for action kind 'launch_rocket' is configured"
 
 
-def _run_child(db: Path, mode: str, device_dir: Path, until: str) -> None:
+def _run_child(db: Path | str, mode: str, device_dir: Path, until: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
     proc = subprocess.Popen([sys.executable, str(HERE / "child_engine.py"), str(db), mode,
                              str(device_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -239,7 +239,7 @@ def _run_child(db: Path, mode: str, device_dir: Path, until: str) -> None:
 def test_sigkill_between_approval_and_execution_holds_once(store, loaded_config, frozen_clock,
                                                            tmp_path, mode, until):
     add_genealogy(store, PLANT_START)
-    _run_child(store.path, mode, tmp_path / "dev", until)
+    _run_child(store.target, mode, tmp_path / "dev", until)
     a = one_action(store)
     assert a.status == ("pending" if mode == "after_approval" else "running")
     plant = RecordingPlant()
@@ -253,7 +253,7 @@ def test_sigkill_between_approval_and_execution_holds_once(store, loaded_config,
 
 
 def test_sigkill_after_device_write_writes_once(store, loaded_config, frozen_clock, tmp_path):
-    _run_child(store.path, "in_device_adapter", tmp_path / "dev", "IN_ADAPTER")
+    _run_child(store.target, "in_device_adapter", tmp_path / "dev", "IN_ADAPTER")
     dev = FileDevice(tmp_path / "dev")
     assert dev.writes() == ["B-MOLD1.temp_sp=235.0"] and one_action(store).status == "running"
     eng = make_engine(store, loaded_config, frozen_clock, device=dev)

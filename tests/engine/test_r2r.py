@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from core.engine import r2r
 from core.samples import Context
+from core.store.db import exec_sql
 from core.store.models import Recommendation
 from core.store.sample_writer import write_samples
 from engine.helpers import PLANT_START, detection, make_engine
@@ -107,7 +108,7 @@ def test_a_shift_no_setpoint_can_correct_holds_only_when_it_makes_bad_units(
         store, loaded_config, frozen_clock) -> None:
     frozen_clock.set(T0)
     with store.begin() as conn:  # nobody knows what the lathe's setpoints do
-        conn.exec_driver_sql("DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
+        exec_sql(conn, "DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
     eng = make_engine(store, loaded_config, frozen_clock)
     # +0.015 mm, inside the spec (20 ± 0.025): no correction, nothing out of spec: alarm only
     res = eng.on_detection(spc_shift([20.015] * 9, key="spc:A-LATHE1:inspec"))
@@ -237,7 +238,7 @@ def test_no_hold_when_the_machine_measured_and_sorted_every_unit_of_the_lot(
 
     frozen_clock.set(T0)
     with store.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
+        exec_sql(conn, "DELETE FROM meta WHERE key LIKE 'r2r.effect.R-SH20.lathe.%'")
     ensure_schema(store)
     measured(store, [20.03] * 12)
     with store.begin() as conn:

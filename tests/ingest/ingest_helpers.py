@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from core.samples import Context, ContextSample, Quality, Sample
+from core.store.raw import connect_raw
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
 CTX = Context(equipment_id="A-LATHE1", line_id="A", order_id="PO-0001", lot_id="L-00101",
@@ -29,9 +29,10 @@ def sample(tag: str, t: float, value: Any, quality: Quality = Quality.GOOD) -> S
     return Sample(tag, at(t), value, quality)
 
 
-def rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(str(db))
+def rows(db: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``?``-placeholder SQL from a SQLite file or a store URL (``Store.target``)."""
+    con = connect_raw(db)
     try:
-        return con.execute(sql, params).fetchall()
+        return [tuple(r) for r in con.execute(sql, params).fetchall()]
     finally:
         con.close()

@@ -23,7 +23,7 @@ from core.ingest.contextualizer import Contextualizer
 from core.ingest.pipeline import IngestPipeline
 from core.production import BASELINE_KEY, ProductionTracker
 from core.samples import Quality
-from core.store.db import Store, open_store
+from core.store.db import Store, exec_sql, open_store
 
 U16 = CounterSpec("M1", 1 << 16, 10.0)  # ideal cycle 10 s
 
@@ -128,9 +128,9 @@ def test_tracker_books_true_parts_audits_the_restart_and_continues_after_restart
     notes = tr.drain_notes()
     assert [(n.kind, n.last, n.new, n.booked) for n in notes] == [("reset", 2887, 63, 63)]
     with store.begin() as conn:
-        good = conn.exec_driver_sql("SELECT sum(good) FROM production_count WHERE "
+        good = exec_sql(conn, "SELECT sum(good) FROM production_count WHERE "
                                     "equipment_id = ?", (eq,)).scalar()
-        audit = conn.exec_driver_sql("SELECT action, entity_id, detail FROM audit_entry "
+        audit = exec_sql(conn, "SELECT action, entity_id, detail FROM audit_entry "
                                      "WHERE action LIKE 'counter.%'").fetchall()
     assert good == 70
     assert [(a, e, json.loads(d)["booked"]) for a, e, d in audit] == [
@@ -146,7 +146,7 @@ def test_tracker_books_true_parts_audits_the_restart_and_continues_after_restart
     tr2.process(cz.stamp([sample(f"{eq}.good_count", 3120, 40_002)]))
     tr2.flush(store)
     with store.begin() as conn:
-        good = conn.exec_driver_sql("SELECT sum(good) FROM production_count WHERE "
+        good = exec_sql(conn, "SELECT sum(good) FROM production_count WHERE "
                                     "equipment_id = ?", (eq,)).scalar()
     assert good == 72
     assert tr2.drain_notes()[0].kind == "ok"
@@ -257,7 +257,7 @@ async def test_modbus_device_counter_restart_books_the_true_parts(tmp_path: Path
         pipe.close()
         await server.shutdown()
     with store.begin() as conn:
-        good, scrap = conn.exec_driver_sql(
+        good, scrap = exec_sql(conn,
             "SELECT sum(good), sum(scrap) FROM production_count").one()
     store.close()
     assert (good, scrap) == (70, 7)

@@ -14,7 +14,7 @@ from core.dispatch import Dispatcher, DispatchError, current_dispatch
 from core.ingest.contextualizer import Contextualizer
 from core.ingest.lots import register_lots
 from core.production import ProductionTracker
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 from core.store.models import Lot, Operation, ProductionOrder
 
 EQ = "A-LATHE1"
@@ -83,7 +83,7 @@ def test_dispatch_stamps_samples_registers_lots_and_books_the_operation(
         op = s.get(Operation, "PO-0001-10")
         assert op is not None and op.status == "complete" and op.actual_end is not None
     with store.begin() as conn:
-        acts = [r[0] for r in conn.exec_driver_sql(
+        acts = [r[0] for r in exec_sql(conn,
             "SELECT action FROM audit_entry WHERE action LIKE 'dispatch.%' ORDER BY seq")]
     assert acts == ["dispatch.start", "dispatch.pause", "dispatch.resume",
                     "dispatch.complete"]

@@ -19,8 +19,7 @@ def test_pipeline_samples_facts_and_archive(store: Store, loaded_config: LoadedC
                                             frozen_clock: FrozenClock, tmp_path: Path) -> None:
     loaded_config.config.store.spill_dir = str(tmp_path / "spill")
     loaded_config.config.store.archive_dir = str(tmp_path / "history")
-    db = store.path
-    assert db is not None
+    db = store.target
     pipe = IngestPipeline(loaded_config, store, frozen_clock, flush_ms=20).start()
     seen: list[ContextChange] = []
     pipe.contextualizer.subscribe(seen.extend)

@@ -11,7 +11,7 @@ from core.config import LoadedConfig
 from core.ingest.contextualizer import Contextualizer
 from core.production import NO_DATA, UNKNOWN, ProductionTracker
 from core.samples import Quality, Sample
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 from core.store.models import EquipmentStateInterval, Operation, QualityMeasurement
 
 
@@ -77,9 +77,10 @@ def test_counter_deltas_wrap_reset_per_lot(store: Store, loaded_config: LoadedCo
     assert (tr.wraps, tr.resets) == (1, 1)
     tr.flush(store)
     with store.begin() as conn:
-        got = conn.exec_driver_sql(
-            "SELECT lot_id, order_id, shift_id, sum(good), sum(scrap) FROM production_count "
-            "WHERE equipment_id = ? GROUP BY lot_id ORDER BY lot_id", (eq,)).fetchall()
+        got = exec_sql(
+            conn, "SELECT lot_id, order_id, shift_id, sum(good), sum(scrap) FROM "
+            "production_count WHERE equipment_id = ? GROUP BY lot_id, order_id, shift_id "
+            "ORDER BY lot_id", (eq,)).fetchall()
     assert [tuple(r) for r in got] == [("L-00501", "PO-0005", "early", 9, 2),
                                        ("L-00502", "PO-0005", "early", 9, 0)]
     with store.session() as s:
@@ -140,6 +141,6 @@ def test_counter_baseline_survives_a_restart(store: Store, loaded_config: Loaded
     _feed(cz2, tr2, [sample(f"{eq}.good_count", 2400, 150)])  # 20 made while we were away
     tr2.flush(store)
     with store.begin() as conn:
-        total = conn.exec_driver_sql("SELECT sum(good) FROM production_count WHERE "
+        total = exec_sql(conn, "SELECT sum(good) FROM production_count WHERE "
                                      "equipment_id = ?", (eq,)).scalar_one()
     assert total == 50

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from core.history import CONTEXT, OUT_SCHEMA, history
 from core.ingest.pipeline import IngestPipeline
 from core.samples import ContextSample, Sample
 from core.store.db import Store
+from core.store.raw import connect_raw
 from core.store.sample_writer import to_row
 from drivers.modbus import ModbusDriver
 from sim.master import load_master
@@ -42,8 +42,7 @@ def _contextualized(store: Store, tags: list[str]
                     ) -> list[tuple[str, str, str, str | None, str, str]]:
     """Samples read back through core.history, joined with the lots and orders they name."""
     h = history(store, None, tags, *FAR).filter(pl.col("lot_id").is_not_null())
-    assert store.path is not None
-    con = sqlite3.connect(str(store.path))
+    con = connect_raw(store.target)
     try:
         lots = dict(con.execute("SELECT id, order_id FROM lot").fetchall())
         orders = {r[0] for r in con.execute("SELECT id FROM production_order")}
@@ -83,7 +82,6 @@ async def test_twin_values_arrive_with_lot_and_order(store: Store, loaded_config
     driver = ModbusDriver("modbus", drv_cfg,
                           [t for t in loaded_config.tags if t.driver_id == "modbus"])
     pipe = IngestPipeline(loaded_config, store, frozen_clock, flush_ms=50).start()
-    assert store.path is not None
     stamped: list[ContextSample] = []
     vib = [t.id for t in loaded_config.tags if t.id.startswith("C-")
            and t.id.endswith(".vibration_rms")]

@@ -44,8 +44,7 @@ def test_samples_arrive_with_lot_and_order(store: Store, loaded_config: LoadedCo
     stamped = cz.stamp([sample("C-EXTR1.lot", 0, 501), sample("C-EXTR1.zone_temp", 1, 190.5),
                         sample("A-LATHE1.lot", 0, "L-00101"),
                         sample("A-LATHE1.bearing_temp", 1, 61.0)])
-    assert store.path is not None
-    with StoreWriter(store.path, tmp_path / "spill", flush_ms=20) as w:
+    with StoreWriter(store.target, tmp_path / "spill", flush_ms=20) as w:
         w.submit(stamped)
         assert w.drain(30)
     h = history(store, None, ["C-EXTR1.zone_temp", "A-LATHE1.bearing_temp"], T0, at(60))

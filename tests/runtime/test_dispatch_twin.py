@@ -13,7 +13,7 @@ from core.clock import WallClock
 from core.config import LoadedConfig
 from core.dispatch import Dispatcher
 from core.masterdata import ensure_master_data
-from core.store.db import open_store
+from core.store.db import exec_sql, open_store
 from runtime.host import Runtime, RuntimeOptions
 from runtime.twin import free_port
 
@@ -41,7 +41,7 @@ async def test_twin_line_in_dispatch_mode_and_lines_in_device_mode(
 
     def q(sql: str, *args: object) -> list[tuple]:
         with store.begin() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql, args).fetchall()]
+            return [tuple(r) for r in exec_sql(conn, sql, args).fetchall()]
     try:
         # before any dispatch, line A's machines carry no order although the twin runs one
         # (context is stored as intervals, each opened by the sample that carried it)

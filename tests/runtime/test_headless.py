@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from core.store.raw import connect_raw
 from runtime.twin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 class Headless:
     """A `loopline run --headless` child and the events it printed so far."""
 
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.db = tmp / "run.db"
+    def __init__(self, tmp: Path, *args: str, db: str | None = None) -> None:
+        self.db = db or str(tmp / "run.db")  # a SQLite file or a PostgreSQL URL
         cmd = [sys.executable, "-m", "console.cli", "run", "--headless", "--db", str(self.db),
                "--opcua-port", str(free_port()), "--modbus-port", str(free_port()),
                "--events", "-", "--no-ml", "--stats-every", "2", *args]
@@ -90,10 +90,11 @@ class Headless:
 
 
 @pytest.mark.slow
-def test_injected_bearing_fault_runs_the_whole_loop(tmp_path: Path) -> None:
+def test_injected_bearing_fault_runs_the_whole_loop(tmp_path: Path, db_url: str) -> None:
     """detection → recommendation → decision → execution → outcome for the injected fault."""
     run = Headless(tmp_path, "--speed", "1800", "--seed", "3", "--approve", "auto",
-                   "--inject", "bearing:A-LATHE1@10m", "--truth", str(tmp_path / "truth.jsonl"))
+                   "--inject", "bearing:A-LATHE1@10m", "--truth", str(tmp_path / "truth.jsonl"),
+                   db=db_url)
     try:
         run.wait_for(lambda e: e["kind"] == "runtime" and e.get("event") == "started", 90)
         # before the failure the limits ask for a work order; if the fast twin outruns
@@ -129,7 +130,7 @@ def test_injected_bearing_fault_runs_the_whole_loop(tmp_path: Path) -> None:
     assert summary["kind"] == "runtime" and summary["event"] == "summary"
     ing = summary["detail"]["ingest"]
     assert ing["received"] == ing["stored"] + ing["quarantined"] and ing["dropped"] == 0
-    con = sqlite3.connect(run.db)
+    con = connect_raw(run.db)
     try:
         acts = con.execute("SELECT status FROM action WHERE recommendation_id=?",
                            (rid,)).fetchall()
@@ -155,9 +156,9 @@ _WARM_APPROVER = (
 
 
 @pytest.mark.slow
-def test_approval_from_a_second_process_is_executed_once(tmp_path: Path) -> None:
+def test_approval_from_a_second_process_is_executed_once(tmp_path: Path, db_url: str) -> None:
     run = Headless(tmp_path, "--speed", "900", "--seed", "3", "--approve", "never",
-                   "--truth", str(tmp_path / "truth.jsonl"))
+                   "--truth", str(tmp_path / "truth.jsonl"), db=db_url)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     approver = subprocess.Popen(
         [sys.executable, "-c", _WARM_APPROVER, "--user", "quinn", "--pin", "4444", "--db",
@@ -189,7 +190,7 @@ def test_approval_from_a_second_process_is_executed_once(tmp_path: Path) -> None
     assert rc == 0, run.stderr
     done = [e for e in run.of("execution", recommendation_id=rid) if e["status"] == "done"]
     assert len(done) == 1
-    con = sqlite3.connect(run.db)
+    con = connect_raw(run.db)
     try:
         acts = con.execute("SELECT status, attempts FROM action WHERE recommendation_id=?",
                            (rid,)).fetchall()

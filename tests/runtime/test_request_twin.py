@@ -18,7 +18,7 @@ from core.engine.decide import Decider
 from core.history import history
 from core.masterdata import ensure_master_data
 from core.requests import Requester, RequestError
-from core.store.db import open_store
+from core.store.db import exec_sql, open_store
 from runtime.host import Runtime, RuntimeOptions
 from runtime.twin import free_port
 
@@ -48,7 +48,7 @@ async def test_setpoint_request_executes_once_after_a_second_persons_approval(
 
     def q(sql: str, *args: object) -> list[tuple]:
         with store.begin() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql, args).fetchall()]
+            return [tuple(r) for r in exec_sql(conn, sql, args).fetchall()]
 
     def newest(n: int) -> list[tuple]:
         """The tag's newest samples (value, recipe), newest first, through core.history."""

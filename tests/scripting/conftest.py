@@ -1,6 +1,7 @@
-"""Scripting-command tests: a store file in tmp_path, the CLI driven through main().
+"""Scripting-command tests: the ``store`` (SQLite file or PostgreSQL database), the CLI
+driven through main().
 
-``cli`` runs ``loopline ARGS --config <repo config> --db <the store file>`` in-process
+``cli`` runs ``loopline ARGS --config <repo config> --db <the store>`` in-process
 and returns (exit code, stdout, stderr). ``now_clock`` is a FrozenClock at the wall time,
 so recommendations made in a test are not already expired for the CLI (WallClock).
 """
@@ -20,13 +21,13 @@ Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def db_path(store: Store) -> Path:
-    assert store.path is not None
-    return store.path
+def db_path(store: Store) -> Path | str:
+    """What ``--db`` takes for the store: its file, or its URL (password included)."""
+    return store.target
 
 
 @pytest.fixture
-def cli(config_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(config_path: Path, db_path: Path | str, capsys: pytest.CaptureFixture[str]) -> Cli:
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
         rc = main([*argv, "--config", str(config_path), "--db", str(db_path)])

@@ -19,7 +19,7 @@ from core.ingest.pipeline import IngestPipeline
 from core.plant_clock import publish_plant_clock
 from core.reports import oee_report
 from core.samples import Quality, Sample
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 from core.store.models import Operation
 
 EQ = "A-LATHE1"
@@ -45,7 +45,7 @@ def dcli(config_path: Path, tmp_path: Path, store: Store,
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        rc = main([*argv, "--config", str(cfg), "--db", str(store.path)])
+        rc = main([*argv, "--config", str(cfg), "--db", str(store.target)])
         out = capsys.readouterr()
         return rc, out.out, out.err
     run.config = cfg  # type: ignore[attr-defined]
@@ -61,7 +61,7 @@ def test_start_from_the_cli_contextualizes_a_machine_without_context_tags(
     d = json.loads(out)
     assert (d["operation_id"], d["status"], d["context_source"]) == (
         "PO-0001-10", "running", "dispatch")
-    loaded = load_config(dcli.config, db=str(store.path))
+    loaded = load_config(dcli.config, db=str(store.target))
     # a machine that publishes no order/lot/recipe/batch/operator tags at all
     loaded.tags = [t for t in loaded.tags
                    if not (t.equipment_id == EQ and t.spec.kind == "context")]
@@ -85,7 +85,7 @@ def test_start_from_the_cli_contextualizes_a_machine_without_context_tags(
     finally:
         pipe.close()
     with store.begin() as conn:
-        counts = conn.exec_driver_sql(
+        counts = exec_sql(conn,
             "SELECT order_id, lot_id, operation_id, sum(good), sum(scrap) FROM production_count"
             " WHERE equipment_id = ? GROUP BY 1, 2, 3", (EQ,)).fetchall()
     stamped = history(store, None, [f"{EQ}.vibration_rms"], datetime(2000, 1, 1, tzinfo=UTC),

@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from core.ingest.archive import archive
 from core.samples import Quality
+from core.store.db import exec_sql
 from core.store.models import (
     AuditEntry,
     EquipmentStateInterval,
@@ -102,9 +103,8 @@ def test_samples_include_the_parquet_archive(store, cli, tmp_path):
                          "line_id": "A" if k == 0 else "C", "lot_id": f"L-{k}"})
     with store.begin() as c:
         write_samples(c, rows)
-    assert store.path is not None
     arch = tmp_path / "history"
-    rep = archive(store.path, arch, T0 + timedelta(hours=48), hot_window_h=24)
+    rep = archive(store.target, arch, T0 + timedelta(hours=48), hot_window_h=24)
     assert 0 < rep.rows < len(rows)  # half archived, half still hot
     df = pl.read_parquet(_export(cli, tmp_path, "samples", "parquet", "--archive",
                                  str(arch)))
@@ -116,7 +116,7 @@ def test_samples_include_the_parquet_archive(store, cli, tmp_path):
     # hot rows only
     hot = pl.read_parquet(_export(cli, tmp_path, "samples", "parquet", "--archive", "none"))
     with store.engine.connect() as c:
-        n_hot = c.exec_driver_sql("SELECT (SELECT count(*) FROM sample) + "
+        n_hot = exec_sql(c, "SELECT (SELECT count(*) FROM sample) + "
                                   "(SELECT coalesce(sum(n), 0) FROM sample_chunk)").scalar()
     assert hot.height == n_hot == len(rows) - rep.rows
     # a range across the hot/archive boundary

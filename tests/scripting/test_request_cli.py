@@ -9,7 +9,7 @@ import json
 from core import audit
 from core.engine.executors import RecordingPlant, default_adapters
 from core.engine.outbox import Executor
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 
 PINS = {"olga": "1111", "sam": "2222", "maya": "3333", "quinn": "4444", "tom": "5555",
         "ada": "9999"}
@@ -32,7 +32,7 @@ def test_setpoint_request_four_eyes_and_one_execution(cli, store: Store, now_clo
     rc, _, err = cli("approve", rid, "--user", "ada", "--pin", PINS["ada"])
     assert rc == 1 and "already" in err
     with store.begin() as conn:
-        acts = conn.exec_driver_sql("SELECT kind, params FROM action WHERE "
+        acts = exec_sql(conn, "SELECT kind, params FROM action WHERE "
                                     "recommendation_id = ?", (rid,)).fetchall()
     assert len(acts) == 1 and acts[0][0] == "write_setpoint"
     assert json.loads(acts[0][1])["approved_by"] == "sam"
@@ -56,7 +56,7 @@ def test_command_request_is_sent_once_after_approval(cli, store: Store, now_cloc
     [(eq, cmd, args, _key)] = plant.named("send_command")
     assert (eq, cmd, args) == ("A-LATHE1", "complete_wo", (("fault", "bearing"),))
     with store.begin() as conn:
-        status = conn.exec_driver_sql("SELECT status FROM recommendation WHERE id = ?",
+        status = exec_sql(conn, "SELECT status FROM recommendation WHERE id = ?",
                                       (rid,)).scalar()
     assert status == "executed"
 

@@ -1,18 +1,20 @@
 """Stores as loopline left them before the narrow history (schema version 3).
 
-``make_v3(path, rows)`` builds the version-3 layout from today's tables: the wide
+``make_v3(target, rows)`` builds the version-3 layout from today's tables: the wide
 ``sample`` table (tag id text, time text, the context ids on every row) with its two
-indexes, exactly as version 3 created it, and none of the narrow history tables.
+indexes, exactly as version 3 created it, and none of the narrow history tables (nor
+production_count and dispatch, which version 3 made on first use). ``target`` is a
+SQLite file or a PostgreSQL URL (the same DDL with PostgreSQL's types).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from core.store.db import open_store
+from core.store.raw import connect_raw
 
 WIDE_DDL = (
     """CREATE TABLE sample (
@@ -43,17 +45,21 @@ NARROW_TABLES = ("sample", "sample_chunk", "sample_text", "context_interval", "s
                  "sample_reason")
 
 
-def make_v3(path: Path, rows: Iterable[tuple[Any, ...]] = ()) -> None:
+def make_v3(target: Path | str, rows: Iterable[tuple[Any, ...]] = ()) -> None:
     """A version-3 store holding ``rows`` (tuples in ``WIDE_COLUMNS`` order, ts as text)."""
-    open_store(str(path)).close()
-    con = sqlite3.connect(path)
-    for t in NARROW_TABLES:
-        con.execute(f"DROP TABLE {t}")
-    con.execute("DELETE FROM sqlite_sequence")
+    open_store(str(target)).close()
+    con = connect_raw(target)
+    pg = con.dialect == "postgresql"
+    for t in (*NARROW_TABLES, "production_count", "dispatch"):
+        con.execute(f"DROP TABLE {t}{' CASCADE' if pg else ''}")
+    if not pg:
+        con.execute("DELETE FROM sqlite_sequence")
     for stmt in WIDE_DDL:
+        if pg:
+            stmt = stmt.replace("id INTEGER NOT NULL", "id SERIAL NOT NULL").replace(
+                "DATETIME", "TIMESTAMP WITHOUT TIME ZONE")
         con.execute(stmt)
     con.executemany(f"INSERT INTO sample ({', '.join(WIDE_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in WIDE_COLUMNS)})", list(rows))
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    con.commit()
     con.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 from sqlmodel import select
 
 from core.clock import FrozenClock
@@ -20,7 +20,7 @@ from core.masterdata import (
     lot_quantities,
     plant_epoch,
 )
-from core.store.db import Store
+from core.store.db import Store, to_url
 from core.store.models import Lot, Meta, Operation, ProductionOrder, Stock, User
 
 PLANT_START = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)  # the conftest's frozen clock
@@ -28,17 +28,16 @@ MASTER = Path(__file__).resolve().parents[2] / "data" / "master.toml"
 
 
 def dump(store_or_path: Store | Path) -> dict[str, list[tuple]]:
-    """Every row of every table, ordered: the whole store as data."""
-    path = store_or_path.path if isinstance(store_or_path, Store) else store_or_path
-    assert path is not None
-    con = sqlite3.connect(path)
+    """Every row of every table, ordered: the whole store as data (either engine)."""
+    target = store_or_path.target if isinstance(store_or_path, Store) else store_or_path
+    engine = create_engine(to_url(str(target)))
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
-        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
-                for t in tables}
+        with engine.connect() as con:
+            return {t: sorted((tuple(r) for r in con.exec_driver_sql(f'SELECT * FROM "{t}"')),
+                              key=repr)
+                    for t in inspect(con).get_table_names()}
     finally:
-        con.close()
+        engine.dispose()
 
 
 def test_seeded_plant(store: Store) -> None:
@@ -181,11 +180,15 @@ print(sum(report.inserted.values()) if report else 0)
 
 
 def test_processes_seeding_a_new_store_at_once_take_turns(config_path: Path, tmp_path: Path,
-                                                          store: Store) -> None:
+                                                          store: Store,
+                                                          request: pytest.FixtureRequest) -> None:
     import subprocess
     import sys
 
-    db = tmp_path / "race.db"
+    # a new store on the same engine as the fixture's (PostgreSQL: a new empty database)
+    db: Path | str = tmp_path / "race.db"
+    if store.dialect == "postgresql":
+        db = request.getfixturevalue("pg_url")
     repo = str(Path(__file__).resolve().parents[2])
     procs = [subprocess.Popen([sys.executable, "-c", SEED_SCRIPT, str(config_path), str(db)],
                               cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

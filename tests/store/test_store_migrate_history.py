@@ -7,18 +7,19 @@ rows describe, the tables are narrow, and the store writer carries on where it w
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 from legacy_store import WIDE_COLUMNS, make_v3
+from sqlalchemy import inspect
 
 from core.history import COLUMNS, OUT_SCHEMA, history
 from core.ingest.writer import StoreWriter
 from core.samples import Context, ContextSample, Quality
 from core.store.db import open_store
 from core.store.migrations import SCHEMA_VERSION
+from core.store.raw import connect_raw
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
 EQS = [("A-LATHE1", "A"), ("A-MILL1", "A"), ("C-EXTR1", "C")]
@@ -72,14 +73,13 @@ def _old_archive_file(arch: Path, rows: list[tuple[object, ...]]) -> None:
         part.drop("_l", "_d").write_parquet(d / "part-000000000001-000000001000-x.parquet")
 
 
-def test_v3_store_migrates_and_reads_the_same(tmp_path: Path) -> None:
-    db, arch = tmp_path / "old.db", tmp_path / "history"
+def test_v3_store_migrates_and_reads_the_same(db_url: str, tmp_path: Path) -> None:
+    db, arch = db_url, tmp_path / "history"
     archived = _wide_rows(600, T0 - timedelta(days=2))
     hot = _wide_rows(1800)
     make_v3(db, hot)
-    con = sqlite3.connect(db)
+    con = connect_raw(db)
     con.execute("INSERT INTO meta (key, value) VALUES ('ingest.rollup_through', '9000')")
-    con.commit()
     con.close()
     _old_archive_file(arch, archived)
     tags = sorted({str(r[0]) for r in hot})
@@ -96,12 +96,13 @@ def test_v3_store_migrates_and_reads_the_same(tmp_path: Path) -> None:
                                      & pl.col("ts").is_between(lo, hi, closed="left"))
         assert part.equals(want) and part["lot_id"].unique().to_list() == ["L-00001"]
 
-    con = sqlite3.connect(db)
-    try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    with open_store(db) as store, store.engine.connect() as c:
+        tables = set(inspect(c).get_table_names())
         assert "sample_v3" not in tables and {"sample_chunk", "context_interval"} <= tables
-        cols = [r[1] for r in con.execute("PRAGMA table_info(sample)")]
+        cols = [col["name"] for col in inspect(c).get_columns("sample")]
         assert cols == ["id", "tag", "ts", "value", "quality", "reason"]
+    con = connect_raw(db)
+    try:
         n_num = con.execute("SELECT count(*) FROM sample").fetchone()[0]
         n_txt = con.execute("SELECT count(*) FROM sample_text").fetchone()[0]
         assert n_num + n_txt == len(hot) and n_txt == 3 * 15

@@ -136,14 +136,14 @@ def test_rows_survive_reopening_the_file(store: Store) -> None:
     with store.session() as s:
         s.add(EquipmentStateInterval(equipment_id="B-MOLD1", state="running", start=T))
         s.commit()
-    assert store.path is not None
     store.close()
-    with open_store(str(store.path)) as again:
+    with open_store(str(store.target)) as again:
         with again.session() as s:
             st = s.exec(select(EquipmentStateInterval)).one()
         assert (st.equipment_id, st.state, st.start) == ("B-MOLD1", "running", T)
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # SQLite's own settings
 def test_sqlite_is_in_wal_mode_with_foreign_keys(store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from core.history import COLUMNS, history
 from core.samples import Context, ContextSample, Quality, Sample
-from core.store.db import Store
+from core.store.db import Store, exec_sql
 from core.store.sample_writer import to_row, write_samples
 
 T0 = datetime(2026, 1, 5, 6, 0, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ def _rows(n: int) -> list[dict]:
 
 def _read(store: Store) -> list[dict]:
     with store.engine.connect() as conn:
-        tags = [r[0] for r in conn.exec_driver_sql("SELECT tag_id FROM sample_tag")]
+        tags = [r[0] for r in exec_sql(conn, "SELECT tag_id FROM sample_tag")]
     far = datetime(2100, 1, 1, tzinfo=UTC)
     return history(store, None, tags, datetime(1970, 1, 1, tzinfo=UTC), far).to_dicts()
 
@@ -51,9 +51,9 @@ def test_n_rows_written_read_back_equal(store: Store) -> None:
     assert back == [_same(r) for r in rows]  # values, qualities, context, aware UTC times
     assert back[5]["ts"].utcoffset() == timedelta(0)
     with store.engine.connect() as conn:  # narrow: 2000 number rows, 7 tags, 4 lots
-        assert conn.exec_driver_sql("SELECT count(*) FROM sample").scalar() == 2000
-        assert conn.exec_driver_sql("SELECT count(*) FROM sample_tag").scalar() == 7
-        assert conn.exec_driver_sql("SELECT count(*) FROM context_interval").scalar() == 4
+        assert exec_sql(conn, "SELECT count(*) FROM sample").scalar() == 2000
+        assert exec_sql(conn, "SELECT count(*) FROM sample_tag").scalar() == 7
+        assert exec_sql(conn, "SELECT count(*) FROM context_interval").scalar() == 4
 
 
 def test_samples_from_the_contextualizer(store: Store) -> None:

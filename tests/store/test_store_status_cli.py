@@ -66,8 +66,7 @@ def test_status_shows_states_holds_and_recommendations(
         s.flush()
         s.add(HoldLot(hold_id="NCR-3", lot_id="L-00102"))
         s.commit()
-    assert store.path is not None
-    data = _status_json(config_path, store.path, capsys)
+    data = _status_json(config_path, store.target, capsys)
     eq = {e["id"]: e for e in data["equipment"]}
     assert (eq["A-LATHE1"]["state"], eq["A-LATHE1"]["reason_code"]) == (
         "down_unplanned", "spindle_fault")
@@ -75,7 +74,7 @@ def test_status_shows_states_holds_and_recommendations(
     assert data["lines"][0]["states"] == {"down_unplanned": 1, "unknown": 3}
     assert [h["lots"] for h in data["holds"]] == [["L-00102"]]
     assert [r["id"] for r in data["recommendations"]] == ["R-7"]
-    rc = main(["status", "--config", str(config_path), "--db", str(store.path)])
+    rc = main(["status", "--config", str(config_path), "--db", str(store.target)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "Open orders (24)" in out and "down_unplanned" in out and "NCR-3" in out
@@ -96,6 +95,7 @@ def test_status_as_a_new_user_runs_it(tmp_path: Path) -> None:
     assert (len(data["lines"]), len(data["equipment"]), len(data["orders"])) == (3, 12, 24)
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # SQLite's file lock
 def test_locked_store_gives_a_clear_error(store: Store) -> None:
     assert store.path is not None
     holder = sqlite3.connect(store.path, isolation_level=None)
