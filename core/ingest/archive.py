@@ -34,7 +34,7 @@ import polars as pl
 
 from core.ingest.compaction import compact
 from core.store.chunks import decode, to_us
-from core.store.raw import RawConnection, connect_raw
+from core.store.raw import RawConnection, connect_raw, sqlite_path
 
 JOURNAL = "_archive_journal.json"
 ROLLUP_KEY = "ingest.rollup_through"
@@ -153,7 +153,14 @@ class Archiver:
         con.execute("COMMIT")
 
     def run(self, now: datetime, hot_window_h: float) -> ArchiveReport:
-        """Archive every chunk that ends before ``now - hot_window_h``; safe to re-run."""
+        """Archive every chunk that ends before ``now - hot_window_h``; safe to re-run.
+
+        On PostgreSQL whole day partitions are archived instead (``core.ingest.pg_archive``).
+        """
+        if sqlite_path(self.db_path) is None:
+            from core.ingest.pg_archive import PgArchiver
+
+            return PgArchiver(self.db_path, self.dir).run(now, hot_window_h)
         self.dir.mkdir(parents=True, exist_ok=True)
         report = ArchiveReport()
         con = self._connect()

@@ -60,12 +60,23 @@ def day_frame(csv: bytes, marker: int) -> pl.DataFrame:
 
 
 class PgArchiver:
-    """Archives a PostgreSQL store's day partitions of ``sample`` into ``archive_dir``."""
+    """Archives a PostgreSQL store's day partitions of ``sample`` into ``archive_dir``.
 
-    def __init__(self, store: Any, archive_dir: str | Path, *, tag_range: int = TAG_RANGE) -> None:
-        self.store = store
+    ``target``: an open ``Store`` or the store's URL (``Store.raw_target``).
+    """
+
+    def __init__(self, target: Any, archive_dir: str | Path, *,
+                 tag_range: int = TAG_RANGE) -> None:
+        self.target = target.raw_target if hasattr(target, "raw_target") else str(target)
         self.dir = Path(archive_dir)
         self.tag_range = tag_range
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        from core.store.raw import libpq_url
+
+        return psycopg.connect(libpq_url(str(self.target)))  # integers only: no TimeZone
 
     def _day(self, conn: Any, day: int, name: str, report: ArchiveReport) -> bool:
         """Archive one partition in the open transaction; False when it vanished meanwhile."""
@@ -75,7 +86,7 @@ class PgArchiver:
         if still is None or still[1] != name:
             return False
         oid = still[0]
-        con = conn.connection.driver_connection
+        con = conn
         span = pg_history._exec(conn, f"SELECT min(tag), max(tag), count(*) FROM {name}")[0]
         if span[2]:
             date = pg_history.day_date(day).isoformat()
@@ -103,13 +114,14 @@ class PgArchiver:
         self.dir.mkdir(parents=True, exist_ok=True)
         report = ArchiveReport()
         cutoff = to_us(now.astimezone(UTC) - timedelta(hours=hot_window_h))
-        with self.store.engine.begin() as conn:
-            pg_history.create_ahead(conn, now)
-            old = sorted((d, v[1]) for d, v in pg_history.partitions(conn).items()
-                         if (d + 1) * pg_history.DAY_US <= cutoff)
-        for day, name in old:
-            with self.store.engine.begin() as conn:
-                self._day(conn, day, name, report)
+        with self._connect() as conn:
+            with conn.transaction():
+                pg_history.create_ahead(conn, now)
+                old = sorted((d, v[1]) for d, v in pg_history.partitions(conn).items()
+                             if (d + 1) * pg_history.DAY_US <= cutoff)
+            for day, name in old:
+                with conn.transaction():
+                    self._day(conn, day, name, report)
         return report
 
 

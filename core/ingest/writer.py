@@ -48,6 +48,7 @@ from core.ingest.spill import SpillBuffer
 from core.samples import ContextSample
 from core.store.chunks import to_us
 from core.store.narrow import NarrowWriter
+from core.store.pg_copy import narrow_writer
 from core.store.raw import DB_ERRORS, RawConnection, connect_raw, is_transient
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ class StoreWriter:
             cursor = None
             while True:
                 try:
-                    self._narrow = NarrowWriter(self._con, self._con.paramstyle)
+                    self._narrow = narrow_writer(self._con, self._con.paramstyle)
                     cursor = self._read_cursor()
                     break
                 except DB_ERRORS as e:
@@ -281,6 +282,8 @@ class StoreWriter:
                         raise
                     time.sleep(self.retry_s)
             self._recover_rollups()
+            if self._con.dialect == "postgresql":  # day partitions: no compaction (pg_history)
+                self.compact_rows, self._buf = 0, None
             self._committed_roll_id = self._rolled_id
             n = self.spill.recover(cursor)
             with self._cond:
@@ -640,6 +643,8 @@ class StoreWriter:
             return
         mark = self._committed_roll_id if self.rollups is not None else None
         try:
+            if con.dialect == "postgresql":
+                return  # rows stay in their day partition until it is archived whole
             if time.monotonic() >= self._retry_at:
                 buf = self._buf
                 moved, left = compact(con, mark, (self._buf_first, buf) if buf else None)

@@ -260,9 +260,9 @@ def open_store(target: str, *, busy_timeout_ms: int | None = None,
         url = url.set(drivername="postgresql+psycopg")  # postgresql:// means psycopg 3 too
         kwargs["pool_pre_ping"] = True
         # every session in UTC (times are stored naive UTC: core.store.types); the URL's
-        # own ``options`` (e.g. ``-csearch_path=plant1``) are kept in front
+        # own ``options`` (e.g. ``-csearch_path=plant1``) are kept in front (connect_args
+        # would replace them; the URL keeps them for raw connections, core.store.raw)
         opts = " ".join(filter(None, (str(url.query.get("options") or ""), "-c TimeZone=UTC")))
-        url = url.difference_update_query(["options"])
         kwargs["connect_args"] = {"connect_timeout": 10, "options": opts}
     try:
         engine = create_engine(url, **kwargs)

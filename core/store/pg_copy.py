@@ -11,7 +11,8 @@ copy runs in a savepoint: if an archive pass detached a day this writer still
 believed attached ("no partition ... found for row"), the savepoint is rolled back,
 the partitions are re-read and created, and the copy runs once more.
 
-``narrow_writer(con, paramstyle)`` picks the writer for a DB-API connection.
+``narrow_writer(con, paramstyle)`` picks the writer for a connection (the store writer's
+``RawConnection`` too, whose explicit ``BEGIN`` makes the copy's savepoint a nested one).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class PgCopyWriter(NarrowWriter):
               partitioned: bool) -> None:
         import psycopg
 
-        con = self.con
+        with self.con.cursor() as cur0:  # the psycopg connection (also under core.store.raw)
+            con = cur0.connection
         if not con.autocommit and \
                 con.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             con.execute("SELECT 1")  # begin the caller's transaction: the copy is a savepoint
@@ -98,5 +100,8 @@ class PgCopyWriter(NarrowWriter):
 
 
 def narrow_writer(con: Any, paramstyle: str = "qmark") -> NarrowWriter:
-    """The history writer for a DB-API connection: COPY on psycopg, INSERTs elsewhere."""
-    return PgCopyWriter(con) if is_psycopg(con) else NarrowWriter(con, paramstyle)
+    """The history writer for a connection: COPY on PostgreSQL (a psycopg connection or a
+    ``core.store.raw.RawConnection`` to one), INSERTs elsewhere."""
+    if is_psycopg(con) or getattr(con, "dialect", None) == "postgresql":
+        return PgCopyWriter(con)
+    return NarrowWriter(con, paramstyle)

@@ -278,3 +278,31 @@ def test_plain_sample_table_becomes_partitioned_on_upgrade(pg_url: str) -> None:
             assert conn.exec_driver_sql("SELECT max(id) FROM sample").scalar_one() == 3
     finally:
         st.close()
+
+
+def test_store_writer_copies_into_partitions_and_archiver_detaches(
+        pg_store: Store, tmp_path: Path) -> None:
+    """The ingest path on PostgreSQL: StoreWriter → COPY writer; no compaction; the chunk
+    Archiver of a PostgreSQL store archives whole days."""
+    from core.ingest.archive import Archiver
+    from core.ingest.writer import StoreWriter
+
+    batch = samples(T0, 200) + samples(T0 + timedelta(days=1), 100)
+    w = StoreWriter(pg_store.raw_target, tmp_path / "spill", flush_ms=20).start()
+    try:
+        assert w.submit(batch) == len(batch)
+        assert w.drain(30)
+        assert w.compact_now(30)
+    finally:
+        stats = w.close()
+    assert stats.stored == len(batch) and stats.compacted == 0 and not stats.error
+    assert days(pg_store) == [day_no(T0), day_no(T0) + 1, day_no(T0) + 2]
+    lo, hi = T0 - timedelta(hours=1), T0 + timedelta(days=2)
+    before = read(pg_store, None, lo, hi)
+    assert before.height == len(batch)
+    with pg_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sample_rollup").scalar_one() > 0
+    rep = Archiver(pg_store.raw_target, tmp_path / "history").run(
+        T0 + timedelta(days=2, hours=1), 24)
+    assert rep.rows == 200 * 3 and day_no(T0) not in days(pg_store)
+    assert read(pg_store, tmp_path / "history", lo, hi).equals(before)
