@@ -4,20 +4,34 @@ outbox actions are its to execute (by the line they act on, and only under its l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
 
-from core.clock import utcnow
+from core.clock import FrozenClock, utcnow
 from core.config import LoadedConfig
 from core.engine.outbox import Executor
+from core.masterdata import load_master_data
 from core.store import leases
-from core.store.db import Store
+from core.store.db import Store, open_store
 from core.store.models import Action
 from runtime.line_scope import LineScope, LineScopeError
 
 ACT = Action.__table__  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def store(db_url: str, loaded_config: LoadedConfig, frozen_clock: FrozenClock
+          ) -> Iterator[Store]:
+    """The plant's store on each engine (SQLite file, throwaway PostgreSQL database)."""
+    st = open_store(db_url)
+    load_master_data(st, loaded_config, frozen_clock)
+    try:
+        yield st
+    finally:
+        st.close()
 
 
 def _action(store: Store, kind: str, params: dict[str, Any]) -> int:
