@@ -59,16 +59,17 @@ def test_scope_reads_only_its_lines(loaded_config: LoadedConfig) -> None:
 
 
 def test_each_action_belongs_to_one_line(store: Store, loaded_config: LoadedConfig) -> None:
-    ids = {
-        "A": _action(store, "write_setpoint", {"tag_id": "A-LATHE1.feed_sp"}),
-        "B": _action(store, "send_command", {"equipment_id": "B-MOLD1", "command": "x"}),
-        "C": _action(store, "hold_lots", {"lots": ["L-00501"]}),  # an order of line C
-        None: _action(store, "retrain_model", {"model": "anomaly"}),
-    }
+    ids = [
+        ("A", _action(store, "write_setpoint", {"tag_id": "A-LATHE1.feed_sp"})),
+        ("B", _action(store, "send_command", {"equipment_id": "B-MOLD1", "command": "x"})),
+        ("C", _action(store, "hold_lots", {"lots": ["L-00501"]})),  # an order of line C
+        ("B", _action(store, "replenish", {"material_id": "M", "to_location": "B-LS"})),
+        (None, _action(store, "retrain_model", {"model": "anomaly"})),
+    ]
     scopes = {k: LineScope(loaded_config, [k]) for k in "ABC"}
     with store.begin() as conn:
-        rows = {k: conn.execute(select(ACT).where(ACT.c.id == v)).one() for k, v in ids.items()}
-        for line, row in rows.items():
+        for line, aid in ids:
+            row = conn.execute(select(ACT).where(ACT.c.id == aid)).one()
             owners = [k for k, sc in scopes.items() if sc.owns_action(conn, row, None)]
             assert owners == [line or "A"], (line, owners)  # plant-wide: the home runtime
 

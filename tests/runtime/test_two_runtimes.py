@@ -34,6 +34,7 @@ from core.history import newest_ts
 from core.masterdata import ensure_master_data, plant_epoch
 from core.oee import by_line
 from core.store.db import open_store, to_url
+from runtime.line_scope import LineScope
 from runtime.twin import free_port, start_twin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,10 +234,23 @@ def test_two_line_pcs_share_one_store(tmp_path: Path, db_url: str) -> None:
         rcs = [pc.stop() for pc in pcs]
         twin.stop()
     assert rcs[0] == 0 and rcs[2] == 0, (pcs[0].stderr, pcs[2].stderr)
-    for pc in pcs:  # nobody acted for a line it does not own
-        for ev in pc.of("execution"):
-            assert ev.get("recommendation_id") in {
-                pcs[0]: {rec_a}, pcs[1]: {rec_c}, pcs[2]: {rec_c2}}[pc], ev
+    ran = {pc: {e.get("recommendation_id") for e in pc.of("execution")} for pc in pcs}
+    assert rec_a in ran[pcs[0]] and rec_a not in ran[pcs[1]] | ran[pcs[2]]
+    assert rec_c in ran[pcs[1]] and rec_c not in ran[pcs[0]] | ran[pcs[2]]
+    assert rec_c2 in ran[pcs[2]] and rec_c2 not in ran[pcs[0]] | ran[pcs[1]]
+    # whatever else the loop executed on its own (a replenishment by policy...): each
+    # action only by a runtime of its line (plant-wide ones: the home runtime, line A's)
+    eng = create_engine(to_url(db))
+    try:
+        with eng.connect() as conn:
+            for pc, lines in ((pcs[0], ["A"]), (pcs[1], ["B", "C"]), (pcs[2], ["B", "C"])):
+                scope = LineScope(loaded, lines)
+                for ev in pc.of("execution"):
+                    row = conn.execute(text("SELECT id, params, recommendation_id FROM action "
+                                            "WHERE id = :i"), {"i": ev["action_id"]}).one()
+                    assert scope.owns_action(conn, row, None), (lines, ev)
+    finally:
+        eng.dispose()
     for rec in (rec_a, rec_c, rec_c2):
         assert _q(db, "SELECT kind, status, attempts FROM action WHERE recommendation_id = :r",
                   r=rec) == [("write_setpoint", "done", 1)]
