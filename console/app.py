@@ -82,6 +82,7 @@ from core.events import (
     StatsEvent,
 )
 from core.statuses import WO_OPEN
+from core.store import leases
 from core.store.db import Store
 from core.store.models import Recommendation
 from core.views import (
@@ -312,6 +313,7 @@ class LooplineApp(App[None]):
                 self.deps.clock.refresh()
             taken_at = self.deps.clock.now()  # before the read: ages are never understated
             snap = plant_snapshot(self.deps.engine)
+            self.line_owners = leases.ownership(self.store)  # several line PCs: who runs what
             autonomy = {c: self.decider.autonomy_for(c) for c in DECISION_CLASSES}
         except Exception as e:
             self.post_message(StoreUnavailable(f"{type(e).__name__}: {e}".splitlines()[0]))
@@ -516,7 +518,7 @@ class LooplineApp(App[None]):
                 f"WOs {c['open_work_orders']}  orders {c['open_orders']}  "
                 f"lots {c['open_lots']}"
             )
-        text += self._comm_text()
+        text += self._comm_text() + self._owners_text()
         if self.runtime_state == "starting":
             text += "  [yellow]starting the plant twin…[/]"
         elif self.runtime_state == "failed":
@@ -524,6 +526,19 @@ class LooplineApp(App[None]):
         if self.store_error:
             text += f"   [red]store: {self.store_error}[/]"
         self.query_one(StatusBar).show(text)
+
+    def _owners_text(self) -> str:
+        """Each line's runtime, when several runtimes share the store (or this console
+        runs none): ``lines A pc-a B pc-bc C lapsed``."""
+        owners = getattr(self, "line_owners", None) or {}
+        if not owners or (self.deps.bus is not None
+                          and len({o["owner"] for o in owners.values()}) < 2):
+            return ""
+        parts = []
+        for line, o in sorted(owners.items()):
+            parts.append(f"{line} {escape(str(o['host']))}" if o.get("live")
+                         else f"{line} [yellow]lapsed[/]")
+        return "  lines " + " ".join(parts)
 
     def _comm_text(self) -> str:
         """Each driver's state from the runtime (nothing until the bus has reported one)."""

@@ -10,9 +10,9 @@ the one that owns the config's first line. Actions that belong to no line (a mod
 retrain, a plan without a line) are the home runtime's too.
 
 An action's line comes from what it acts on, in this order: ``line_id``,
-``equipment_id``, ``tag_id`` in its parameters; its work order's, lot's or hold's
-machine; its lots' orders; the recommendation's target. Every runtime sharing the store
-uses the same config, so all of them agree on each action's line.
+``equipment_id``, ``tag_id``, a line-side ``to_location`` in its parameters; its work
+order's, lot's or hold's machine; its lots' orders; the recommendation's target. Every
+runtime sharing the store uses the same config, so all of them agree on each action's line.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ class LineScope:
                 return self.line_of_equipment[p[key]]
         if p.get("tag_id") in self.line_of_tag:
             return self.line_of_tag[p["tag_id"]]
+        side = _line_side(str(p.get("to_location") or ""))  # a replenishment: "<line>-LS"
+        if side in self.all_lines:
+            return side
         if p.get("work_order_id"):
             eq = conn.execute(select(WorkOrder.equipment_id).where(
                 WorkOrder.id == str(p["work_order_id"]))).scalar()
@@ -123,6 +126,8 @@ class LineScope:
                 t = str(r.target)
                 if t in self.all_lines:
                     return t
+                if _line_side(t) in self.all_lines:
+                    return _line_side(t)
                 if t in self.line_of_equipment:
                     return self.line_of_equipment[t]
                 if t in self.line_of_tag:
@@ -143,6 +148,12 @@ class LineScope:
         if r.equipment_id in self.line_of_equipment:
             return self.line_of_equipment[r.equipment_id]
         return r.line_id if r.line_id in self.all_lines else None
+
+
+def _line_side(location: str) -> str:
+    """The line of a line-side stock location ("A-LS", or "A-LS:material" as a target)."""
+    loc = location.split(":", 1)[0]
+    return loc.removesuffix("-LS") if loc.endswith("-LS") else ""
 
 
 class _Row:

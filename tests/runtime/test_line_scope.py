@@ -4,20 +4,34 @@ outbox actions are its to execute (by the line they act on, and only under its l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
 
-from core.clock import utcnow
+from core.clock import FrozenClock, utcnow
 from core.config import LoadedConfig
 from core.engine.outbox import Executor
+from core.masterdata import load_master_data
 from core.store import leases
-from core.store.db import Store
+from core.store.db import Store, open_store
 from core.store.models import Action
 from runtime.line_scope import LineScope, LineScopeError
 
 ACT = Action.__table__  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def store(db_url: str, loaded_config: LoadedConfig, frozen_clock: FrozenClock
+          ) -> Iterator[Store]:
+    """The plant's store on each engine (SQLite file, throwaway PostgreSQL database)."""
+    st = open_store(db_url)
+    load_master_data(st, loaded_config, frozen_clock)
+    try:
+        yield st
+    finally:
+        st.close()
 
 
 def _action(store: Store, kind: str, params: dict[str, Any]) -> int:
@@ -45,16 +59,17 @@ def test_scope_reads_only_its_lines(loaded_config: LoadedConfig) -> None:
 
 
 def test_each_action_belongs_to_one_line(store: Store, loaded_config: LoadedConfig) -> None:
-    ids = {
-        "A": _action(store, "write_setpoint", {"tag_id": "A-LATHE1.feed_sp"}),
-        "B": _action(store, "send_command", {"equipment_id": "B-MOLD1", "command": "x"}),
-        "C": _action(store, "hold_lots", {"lots": ["L-00501"]}),  # an order of line C
-        None: _action(store, "retrain_model", {"model": "anomaly"}),
-    }
+    ids = [
+        ("A", _action(store, "write_setpoint", {"tag_id": "A-LATHE1.feed_sp"})),
+        ("B", _action(store, "send_command", {"equipment_id": "B-MOLD1", "command": "x"})),
+        ("C", _action(store, "hold_lots", {"lots": ["L-00501"]})),  # an order of line C
+        ("B", _action(store, "replenish", {"material_id": "M", "to_location": "B-LS"})),
+        (None, _action(store, "retrain_model", {"model": "anomaly"})),
+    ]
     scopes = {k: LineScope(loaded_config, [k]) for k in "ABC"}
     with store.begin() as conn:
-        rows = {k: conn.execute(select(ACT).where(ACT.c.id == v)).one() for k, v in ids.items()}
-        for line, row in rows.items():
+        for line, aid in ids:
+            row = conn.execute(select(ACT).where(ACT.c.id == aid)).one()
             owners = [k for k, sc in scopes.items() if sc.owns_action(conn, row, None)]
             assert owners == [line or "A"], (line, owners)  # plant-wide: the home runtime
 

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from core.clock import WallClock
 from core.config import load_config
 from core.history import newest_ts
 from core.masterdata import ensure_master_data, plant_epoch
 from core.oee import by_line
-from core.store.db import open_store
+from core.store.db import open_store, to_url
+from runtime.line_scope import LineScope
 from runtime.twin import free_port, start_twin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,10 +60,10 @@ class LinePC:
     """`loopline run --headless --no-sim --lines …` as one line PC (its own host name),
     and the JSON-line events it printed so far."""
 
-    def __init__(self, tmp: Path, cfg: Path, db: Path, host: str, *args: str,
+    def __init__(self, tmp: Path, cfg: Path, db: str, host: str, *args: str,
                  ttl: str = TTL) -> None:
         cmd = [sys.executable, "-m", "console.cli", "run", "--headless", "--no-sim",
-               "--no-ml", "--config", str(cfg), "--db", str(db), "--events", "-",
+               "--no-ml", "--config", str(cfg), "--db", db, "--events", "-",
                "--stats-every", "2", "--lease-ttl", ttl, *args]
         env = {**os.environ, "PYTHONPATH": str(REPO), "LOOPLINE_RUNTIME_HOST": host}
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
@@ -121,25 +122,27 @@ class LinePC:
                              120)
 
 
-def _cli(cfg: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(cfg: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "console.cli", *args, "--config", str(cfg),
-                           "--db", str(db)], cwd=REPO, capture_output=True, text=True,
+                           "--db", db], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def _q(db: Path, sql: str, *args: object) -> list[tuple]:
-    con = sqlite3.connect(db, timeout=10)
+def _q(db: str, sql: str, **args: object) -> list[tuple]:
+    """A query on the shared store, whichever engine it is on."""
+    eng = create_engine(to_url(db))
     try:
-        return con.execute(sql, args).fetchall()
+        with eng.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), args)]
     finally:
-        con.close()
+        eng.dispose()
 
 
-def _request(cfg: Path, db: Path, eq: str, name: str, eq_type: str) -> str:
+def _request(cfg: Path, db: str, eq: str, name: str, eq_type: str) -> str:
     """A setpoint change within the recipe's limits: requested by sam (shift lead);
     four-eyes: quinn (quality) approves it, from another process."""
-    rid_, lo, hi = _q(db, "SELECT recipe_id, lo, hi FROM recipe_setpoint WHERE id LIKE ? "
-                      "ORDER BY id LIMIT 1", f"%.{eq_type}.{name}")[0]
+    rid_, lo, hi = _q(db, "SELECT recipe_id, lo, hi FROM recipe_setpoint WHERE id LIKE :p "
+                      "ORDER BY id LIMIT 1", p=f"%.{eq_type}.{name}")[0]
     want = round((lo + hi) / 2 + (hi - lo) / 7, 1)
     r = _cli(cfg, db, "request", "setpoint", eq, name, str(want), "--recipe", rid_,
              "--reason", "two-runtime test", "--user", "sam", "--pin", "2222", "--json")
@@ -155,17 +158,34 @@ def _done(pc: LinePC, rec: str, timeout: float = 90) -> dict[str, Any]:
                        and e.get("status") == "done", timeout)
 
 
+def _runtime_runs_on(db: str, loaded: Any) -> None:
+    """The runtime's ingest must accept this store: on PostgreSQL it does not yet (the
+    PostgreSQL store writer is another issue's part). Probed, not assumed: once it does,
+    this test runs there too."""
+    from core.clock import FrozenClock
+    from core.ingest.pipeline import IngestPipeline
+    from core.store import StoreError
+
+    with open_store(db) as st:
+        try:
+            IngestPipeline(loaded, st, FrozenClock(datetime.now(UTC)))
+        except StoreError as e:
+            pytest.xfail(f"the runtime cannot ingest into this store yet: {e}")
+
+
 @pytest.mark.slow
-def test_two_line_pcs_share_one_store(tmp_path: Path) -> None:
+def test_two_line_pcs_share_one_store(tmp_path: Path, db_url: str) -> None:
+    """On SQLite (one file) and on PostgreSQL (one database of a throwaway cluster)."""
     op, mb = free_port(), free_port()
     cfg = _config(tmp_path, op, mb)
-    db = tmp_path / "plant.db"
+    db = db_url
     loaded = load_config(cfg)
+    _runtime_runs_on(db, loaded)
     twin = start_twin(loaded, opcua_port=op, modbus_port=mb,
                       extra_args=["--speed", "60", "--seed", "5", "--faults-per-day", "0"])
     pcs: list[LinePC] = []
     try:
-        with open_store(str(db)) as st:  # the store and its master data, once
+        with open_store(db) as st:  # the store and its master data, once
             ensure_master_data(st, loaded, WallClock())
         a = LinePC(tmp_path, cfg, db, "pc-a", "--lines", "A")
         bc = LinePC(tmp_path, cfg, db, "pc-bc", "--lines", "B,C", ttl=KILLED_TTL)
@@ -214,16 +234,29 @@ def test_two_line_pcs_share_one_store(tmp_path: Path) -> None:
         rcs = [pc.stop() for pc in pcs]
         twin.stop()
     assert rcs[0] == 0 and rcs[2] == 0, (pcs[0].stderr, pcs[2].stderr)
-    for pc in pcs:  # nobody acted for a line it does not own
-        for ev in pc.of("execution"):
-            assert ev.get("recommendation_id") in {
-                pcs[0]: {rec_a}, pcs[1]: {rec_c}, pcs[2]: {rec_c2}}[pc], ev
+    ran = {pc: {e.get("recommendation_id") for e in pc.of("execution")} for pc in pcs}
+    assert rec_a in ran[pcs[0]] and rec_a not in ran[pcs[1]] | ran[pcs[2]]
+    assert rec_c in ran[pcs[1]] and rec_c not in ran[pcs[0]] | ran[pcs[2]]
+    assert rec_c2 in ran[pcs[2]] and rec_c2 not in ran[pcs[0]] | ran[pcs[1]]
+    # whatever else the loop executed on its own (a replenishment by policy...): each
+    # action only by a runtime of its line (plant-wide ones: the home runtime, line A's)
+    eng = create_engine(to_url(db))
+    try:
+        with eng.connect() as conn:
+            for pc, lines in ((pcs[0], ["A"]), (pcs[1], ["B", "C"]), (pcs[2], ["B", "C"])):
+                scope = LineScope(loaded, lines)
+                for ev in pc.of("execution"):
+                    row = conn.execute(text("SELECT id, params, recommendation_id FROM action "
+                                            "WHERE id = :i"), {"i": ev["action_id"]}).one()
+                    assert scope.owns_action(conn, row, None), (lines, ev)
+    finally:
+        eng.dispose()
     for rec in (rec_a, rec_c, rec_c2):
-        assert _q(db, "SELECT kind, status, attempts FROM action WHERE recommendation_id = ?",
-                  rec) == [("write_setpoint", "done", 1)]
+        assert _q(db, "SELECT kind, status, attempts FROM action WHERE recommendation_id = :r",
+                  r=rec) == [("write_setpoint", "done", 1)]
         assert _q(db, "SELECT count(*) FROM audit_entry WHERE action = 'action.claimed' AND "
                   "entity_id IN (SELECT CAST(id AS TEXT) FROM action WHERE "
-                  "recommendation_id = ?)", rec) == [(1,)]
+                  "recommendation_id = :r)", r=rec) == [(1,)]
     # every line's samples, each stored once: no tag has two rows at one source time
     per_line = dict(_q(db, "SELECT substr(t.tag_id, 1, 1), count(*) FROM sample s JOIN "
                        "sample_tag t ON t.num = s.tag GROUP BY 1"))
@@ -238,7 +271,7 @@ def test_two_line_pcs_share_one_store(tmp_path: Path) -> None:
     assert dups.get("B", 0) <= b_tags, (dups, b_tags)
     assert _q(db, "SELECT count(*) FROM line_lease") == [(0,)]  # clean stops gave them back
     # the plant-wide view: OEE per line, over the run, from the one store
-    with open_store(str(db)) as st:
+    with open_store(db) as st:
         with st.engine.connect() as conn:
             end = newest_ts(conn)
         start = plant_epoch(st)

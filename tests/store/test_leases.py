@@ -5,13 +5,29 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
-from core.clock import utcnow
+from core.clock import FrozenClock, utcnow
+from core.config import LoadedConfig
+from core.masterdata import load_master_data
 from core.store import leases
-from core.store.db import Store
+from core.store.db import Store, open_store
+
+
+@pytest.fixture
+def store(db_url: str, loaded_config: LoadedConfig, frozen_clock: FrozenClock
+          ) -> Iterator[Store]:
+    """The plant's store on each engine (SQLite file, throwaway PostgreSQL database)."""
+    st = open_store(db_url)
+    load_master_data(st, loaded_config, frozen_clock)
+    try:
+        yield st
+    finally:
+        st.close()
+
 
 
 def test_acquire_refuses_a_live_holder_and_names_it(store: Store) -> None:
@@ -55,7 +71,8 @@ def test_a_dead_process_on_this_host_frees_its_lines_at_once(store: Store,
     monkeypatch.delenv(leases.HOST_ENV, raising=False)
     code = ("import sys; from core.store.db import open_store; from core.store import leases; "
             "leases.acquire(open_store(sys.argv[1]), ['A'], leases.runtime_id(), 3600)")
-    subprocess.run([sys.executable, "-c", code, str(store.path)], check=True, timeout=60)
+    target = str(store.path) if store.path else store.engine.url.render_as_string(False)
+    subprocess.run([sys.executable, "-c", code, target], check=True, timeout=60)
     h = leases.holders(store)["A"]
     assert h.expires_at > utcnow() + timedelta(minutes=50) and not h.live()
     taken = leases.acquire(store, ["A"], leases.runtime_id(), 30)
