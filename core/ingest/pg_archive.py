@@ -62,12 +62,12 @@ def day_frame(csv: bytes, marker: int) -> pl.DataFrame:
 class PgArchiver:
     """Archives a PostgreSQL store's day partitions of ``sample`` into ``archive_dir``.
 
-    ``target``: an open ``Store`` or the store's URL (``Store.raw_target``).
+    ``target``: an open ``Store`` or the store's URL (``Store.target``).
     """
 
     def __init__(self, target: Any, archive_dir: str | Path, *,
                  tag_range: int = TAG_RANGE) -> None:
-        self.target = target.raw_target if hasattr(target, "raw_target") else str(target)
+        self.target = target.target if hasattr(target, "engine") else str(target)
         self.dir = Path(archive_dir)
         self.tag_range = tag_range
 

@@ -288,7 +288,7 @@ def test_store_writer_copies_into_partitions_and_archiver_detaches(
     from core.ingest.writer import StoreWriter
 
     batch = samples(T0, 200) + samples(T0 + timedelta(days=1), 100)
-    w = StoreWriter(pg_store.raw_target, tmp_path / "spill", flush_ms=20).start()
+    w = StoreWriter(pg_store.target, tmp_path / "spill", flush_ms=20).start()
     try:
         assert w.submit(batch) == len(batch)
         assert w.drain(30)
@@ -302,7 +302,7 @@ def test_store_writer_copies_into_partitions_and_archiver_detaches(
     assert before.height == len(batch)
     with pg_store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sample_rollup").scalar_one() > 0
-    rep = Archiver(pg_store.raw_target, tmp_path / "history").run(
+    rep = Archiver(pg_store.target, tmp_path / "history").run(
         T0 + timedelta(days=2, hours=1), 24)
     assert rep.rows == 200 * 3 and day_no(T0) not in days(pg_store)
     assert read(pg_store, tmp_path / "history", lo, hi).equals(before)
